@@ -1,0 +1,1 @@
+"""The MAD Group control plane: one description of the group, three substrates."""

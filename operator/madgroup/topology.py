@@ -1,0 +1,214 @@
+"""The one description of a MAD group that every substrate renders.
+
+Kubernetes objects, the committed ``docker-compose.yml`` and the local process runner all
+read their components, commands, ports, environment, dependencies and readiness checks from
+here, so "ready" and "start order" mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+ProbeKind = Literal["http", "redis"]
+
+REDIS = "redis"
+SEQUENTIAL_THINKING = "sequential_thinking"
+GRACE = "grace"
+ROGERS = "rogers"
+FIEDLER = "fiedler"
+
+DEFAULT_IMAGE_REPOSITORY = "ghcr.io/madgroup"
+DEFAULT_IMAGE_TAG = "0.1.0"
+REDIS_IMAGE = "redis:7.2-alpine"
+DATA_DIR = "/data"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How to tell a component is ready: HTTP GET on the MAD's ``/readyz``, or an
+    authenticated Redis PING."""
+
+    kind: ProbeKind
+    path: str = "/readyz"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One service of the group."""
+
+    name: str
+    port: int
+    depends_on: tuple[str, ...]
+    start_after: str | None
+    description: str
+    probe: Probe
+    banner: str | None = None
+    exposed: bool = False
+    stateful: bool = False
+    needs_sequential_thinking: bool = False
+    data_path: str | None = None
+    max_replicas: int | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_mad(self) -> bool:
+        return self.name != REDIS
+
+    @property
+    def dns_name(self) -> str:
+        """The name as a DNS label (Kubernetes object names forbid underscores)."""
+        return self.name.replace("_", "-")
+
+    def command(self) -> list[str]:
+        """The command line the component runs, the same on every substrate.
+
+        Redis reads its password from ``$REDIS_PASSWORD``: compose and Kubernetes expand it
+        from the environment, the local runner substitutes it before starting the process.
+        """
+        if self.name == REDIS:
+            return [
+                "redis-server",
+                "--port", str(self.port),
+                "--requirepass", "$(REDIS_PASSWORD)",
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--dir", DATA_DIR,
+            ]
+        return ["mad-run", self.name]
+
+    def image(self, repository: str = DEFAULT_IMAGE_REPOSITORY, tag: str = DEFAULT_IMAGE_TAG) -> str:
+        if self.name == REDIS:
+            return REDIS_IMAGE
+        return f"{repository}/{self.dns_name}:{tag}"
+
+
+COMPONENTS: tuple[Component, ...] = (
+    Component(
+        name=REDIS,
+        port=6379,
+        depends_on=(),
+        start_after=None,
+        description="The Conversation Bus (Redis, password required, AOF persistence).",
+        probe=Probe("redis"),
+        stateful=True,
+        data_path=DATA_DIR,
+        max_replicas=1,
+    ),
+    Component(
+        name=SEQUENTIAL_THINKING,
+        port=8000,
+        depends_on=(),
+        start_after=REDIS,
+        description="MCP server with the sequentialthinking tool.",
+        probe=Probe("http"),
+    ),
+    Component(
+        name=GRACE,
+        port=8001,
+        depends_on=(REDIS,),
+        start_after=SEQUENTIAL_THINKING,
+        description="The front door: relays outside clients onto the bus.",
+        probe=Probe("http"),
+        banner="GraceV0",
+        exposed=True,
+    ),
+    Component(
+        name=ROGERS,
+        port=8002,
+        depends_on=(REDIS, SEQUENTIAL_THINKING),
+        start_after=GRACE,
+        description="The bus monitor: heartbeats, connections and traffic statistics.",
+        probe=Probe("http"),
+        banner="RogersV1",
+        needs_sequential_thinking=True,
+        max_replicas=1,
+    ),
+    Component(
+        name=FIEDLER,
+        port=8003,
+        depends_on=(REDIS, SEQUENTIAL_THINKING),
+        start_after=ROGERS,
+        description="The orchestrator: durable tasks answered by an LLM provider.",
+        probe=Probe("http"),
+        banner="FiedlerV1",
+        stateful=True,
+        needs_sequential_thinking=True,
+        data_path=DATA_DIR,
+        max_replicas=1,
+        extra_env={"FIEDLER_DB_PATH": f"{DATA_DIR}/fiedler_state.db"},
+    ),
+)
+"""The components in the guide's start order. ``depends_on`` lists what a component talks to
+(grace -> redis; rogers, fiedler -> redis, sequential_thinking); ``start_after`` is the
+guide's one-by-one gate: a component starts only once the one before it is ready."""
+
+COMPONENT_NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENTS)
+MAD_NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENTS if c.is_mad)
+DEFAULT_PORTS: dict[str, int] = {c.name: c.port for c in COMPONENTS}
+
+
+def gates(comp: Component) -> tuple[str, ...]:
+    """Everything that must be ready before ``comp`` starts: its dependencies and the
+    component before it in the guide's order."""
+    names = list(comp.depends_on)
+    if comp.start_after and comp.start_after not in names:
+        names.append(comp.start_after)
+    return tuple(n for n in COMPONENT_NAMES if n in names)
+
+
+class UnknownComponentError(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"unknown component {name!r}; the components are: {', '.join(COMPONENT_NAMES)}"
+        )
+        self.name = name
+
+
+def component(name: str) -> Component:
+    for c in COMPONENTS:
+        if c.name == name:
+            return c
+    raise UnknownComponentError(name)
+
+
+def start_order(names: Iterable[str] | None = None) -> list[Component]:
+    """Components in dependency order (a topological sort that keeps the guide's order)."""
+    wanted = set(COMPONENT_NAMES if names is None else names)
+    for n in wanted:
+        component(n)
+    return [c for c in COMPONENTS if c.name in wanted]
+
+
+def stop_order(names: Iterable[str] | None = None) -> list[Component]:
+    return list(reversed(start_order(names)))
+
+
+Address = Callable[[str], tuple[str, int]]
+"""Maps a component name to the (host, port) where the others reach it."""
+
+
+def environment(comp: Component, address: Address, *, allowed_hosts: Iterable[str] = ()) -> dict[str, str]:
+    """The non-secret environment a component runs with on a given substrate.
+
+    ``REDIS_PASSWORD`` is never part of it: each substrate injects it from its own secret
+    store (``.env``, a Kubernetes Secret, the local state directory).
+    """
+    if not comp.is_mad:
+        return {}
+    redis_host, redis_port = address(REDIS)
+    st_host, st_port = address(SEQUENTIAL_THINKING)
+    env = {
+        "MAD_NAME": comp.name,
+        "MAD_HOST": "0.0.0.0",
+        "MAD_PORT": str(comp.port),
+        "REDIS_HOST": redis_host,
+        "REDIS_PORT": str(redis_port),
+        "SEQUENTIAL_THINKING_URL": f"http://{st_host}:{st_port}/mcp",
+    }
+    hosts = [h for h in allowed_hosts if h]
+    if hosts:
+        env["MAD_ALLOWED_HOSTS"] = ",".join(hosts)
+    env.update(comp.extra_env)
+    return env
