@@ -27,6 +27,66 @@ class CommandError(Exception):
         self.code = code
 
 
+def _substrate_modules() -> list:
+    modules = []
+    for module_name in SUBSTRATE_COMMANDS:
+        try:
+            modules.append(importlib.import_module(module_name))
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+    return modules
+
+
+def _renderers(modules: list) -> dict:
+    """``render`` targets contributed by the substrates: ``RENDERERS = {name: (help, fn)}``
+    where ``fn() -> dict[path, text]`` returns the files to write (paths relative to the
+    repository root)."""
+    found: dict = {}
+    for module in modules:
+        found.update(getattr(module, "RENDERERS", {}))
+    return found
+
+
+def _register_render(subparsers, renderers: dict) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="write the committed files generated from the shared topology",
+        description="Render generated files (docker-compose.yml, the CRD, manifests) from "
+        "the one topology. Use --check in CI to fail when a committed file has drifted.",
+    )
+    parser.add_argument("target", choices=sorted(renderers), help="what to render")
+    parser.add_argument("--root", default=".", help="repository root to write into (default: .)")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file differs"
+    )
+    parser.add_argument("--stdout", action="store_true", help="print instead of writing")
+
+    def run(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        files = renderers[args.target][1]()
+        drifted = []
+        for rel, text in files.items():
+            path = Path(args.root) / rel
+            if args.stdout:
+                sys.stdout.write(text)
+            elif args.check:
+                if not path.exists() or path.read_text() != text:
+                    drifted.append(rel)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                print(f"wrote {rel}")
+        if drifted:
+            raise CommandError(
+                f"out of date: {', '.join(drifted)} (run: madgroup render {args.target})"
+            )
+        return 0
+
+    parser.set_defaults(handler=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="madgroup",
@@ -36,14 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
-    for module_name in SUBSTRATE_COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
+    modules = _substrate_modules()
+    for module in modules:
         module.register(subparsers)
+    renderers = _renderers(modules)
+    if renderers:
+        _register_render(subparsers, renderers)
     return parser
 
 

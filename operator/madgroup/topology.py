@@ -70,15 +70,22 @@ class Component:
         if self.name == REDIS:
             return [
                 "redis-server",
-                "--port", str(self.port),
-                "--requirepass", "$(REDIS_PASSWORD)",
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--dir", DATA_DIR,
+                "--port",
+                str(self.port),
+                "--requirepass",
+                "$(REDIS_PASSWORD)",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--dir",
+                DATA_DIR,
             ]
         return ["mad-run", self.name]
 
-    def image(self, repository: str = DEFAULT_IMAGE_REPOSITORY, tag: str = DEFAULT_IMAGE_TAG) -> str:
+    def image(
+        self, repository: str = DEFAULT_IMAGE_REPOSITORY, tag: str = DEFAULT_IMAGE_TAG
+    ) -> str:
         if self.name == REDIS:
             return REDIS_IMAGE
         return f"{repository}/{self.dns_name}:{tag}"
@@ -189,7 +196,9 @@ Address = Callable[[str], tuple[str, int]]
 """Maps a component name to the (host, port) where the others reach it."""
 
 
-def environment(comp: Component, address: Address, *, allowed_hosts: Iterable[str] = ()) -> dict[str, str]:
+def environment(
+    comp: Component, address: Address, *, allowed_hosts: Iterable[str] = ()
+) -> dict[str, str]:
     """The non-secret environment a component runs with on a given substrate.
 
     ``REDIS_PASSWORD`` is never part of it: each substrate injects it from its own secret
