@@ -1,0 +1,1 @@
+"""The docker compose substrate: ``docker-compose.yml`` rendered from the shared topology."""
