@@ -1,0 +1,81 @@
+"""Checking tool arguments before a tool runs, with errors a person can act on.
+
+The SDK validates arguments too, but it ignores unknown names and reports a type mismatch
+as a multi-line pydantic dump. This middleware checks every ``tools/call`` for the tools a
+MAD registered: unknown argument names (for strict tools) and invalid values come back as
+one-line tool errors, e.g. ``invalid arguments for fiedler_converse: prompt: Field
+required``; nothing of the tool runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
+from pydantic import ValidationError
+
+
+@dataclass(frozen=True)
+class ToolSignature:
+    metadata: FuncMetadata
+    names: frozenset[str]
+    strict: bool
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], strict: bool) -> ToolSignature:
+        metadata = func_metadata(fn)
+        names = frozenset(
+            field.alias or name for name, field in metadata.arg_model.model_fields.items()
+        )
+        return cls(metadata, names, strict)
+
+    def problems(self, arguments: Any) -> str | None:
+        if not isinstance(arguments, dict):
+            return f"arguments must be a JSON object, not {type(arguments).__name__}"
+        if self.strict:
+            unknown = sorted(set(arguments) - self.names)
+            if unknown:
+                expected = ", ".join(sorted(self.names)) or "none"
+                return f"unknown argument(s): {', '.join(unknown)} (expected: {expected})"
+        try:
+            self.metadata.validate_arguments(arguments)
+        except ValidationError as exc:
+            return "; ".join(_describe(error) for error in exc.errors())
+        return None
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "missing":
+        message = "required"
+    return f"{where}: {message}"
+
+
+def error_result(message: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "isError": True}
+
+
+class ArgumentCheck:
+    """Server middleware (``MCPServer(middleware=[...])``) guarding ``tools/call``."""
+
+    def __init__(self, on_refusal: Callable[[str, str], None] | None = None) -> None:
+        self.signatures: dict[str, ToolSignature] = {}
+        self._on_refusal = on_refusal
+
+    def add(self, name: str, fn: Callable[..., Any], strict: bool) -> None:
+        self.signatures[name] = ToolSignature.of(fn, strict)
+
+    async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        if ctx.method == "tools/call" and isinstance(ctx.params, dict):
+            name = ctx.params.get("name")
+            signature = self.signatures.get(name) if isinstance(name, str) else None
+            if signature is not None:
+                problem = signature.problems(ctx.params.get("arguments") or {})
+                if problem is not None:
+                    if self._on_refusal:
+                        self._on_refusal(name, problem)
+                    return error_result(f"invalid arguments for {name}: {problem}")
+        return await call_next(ctx)

@@ -1,0 +1,344 @@
+"""The Conversation Bus client over ``redis.asyncio``.
+
+One :class:`Bus` per MAD process. It keeps one connection pool, reconnects with capped
+exponential backoff when Redis goes away (``connected`` is observable the whole time and
+nothing raises into the caller's task), publishes envelopes, yields subscriptions as async
+iterators that survive reconnects, and wraps the Redis Stream commands used for work that
+must not be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from mads.core import channels
+from mads.core.envelope import Envelope, EnvelopeError, decode, encode, make_envelope
+from mads.core.settings import DEFAULT_MAX_MESSAGE_BYTES
+
+CONNECTED_LOG = "Successfully connected to Rogers Conversation Bus (Redis)"
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+ENVELOPE_FIELD = "envelope"
+
+
+class BusUnavailableError(RuntimeError):
+    """The bus is down right now; the caller decides whether to retry or report."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with jitter."""
+
+    initial: float = 0.1
+    maximum: float = 5.0
+    factor: float = 2.0
+
+    def delays(self) -> AsyncIterator[float]:
+        async def gen() -> AsyncIterator[float]:
+            delay = self.initial
+            while True:
+                yield delay * (0.8 + 0.4 * random.random())
+                delay = min(delay * self.factor, self.maximum)
+
+        return gen()
+
+
+@dataclass(frozen=True)
+class BusMessage:
+    """One pub/sub delivery: the envelope, or the reason it is not a valid one."""
+
+    channel: str
+    pattern: str | None
+    raw: bytes
+    envelope: Envelope | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    entry_id: str
+    envelope: Envelope | None
+    error: str | None
+
+
+class Bus:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        password: str,
+        sender_id: str,
+        logger: logging.Logger | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        backoff: Backoff | None = None,
+        check_interval: float = 1.0,
+    ) -> None:
+        self.sender_id = sender_id
+        self.max_message_bytes = max_message_bytes
+        self.log = logger or logging.getLogger(sender_id)
+        self._backoff = backoff or Backoff()
+        self._check_interval = check_interval
+        self._redis = aioredis.Redis(
+            host=host,
+            port=port,
+            password=password,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            health_check_interval=10,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        )
+        self._connected = asyncio.Event()
+        self._monitor: asyncio.Task[None] | None = None
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.published = 0
+
+    # -- connection state ------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The underlying client, for commands this class does not wrap."""
+        return self._redis
+
+    async def start(self) -> None:
+        if self._monitor is None:
+            self._monitor = asyncio.create_task(self._watch(), name=f"bus-watch-{self.sender_id}")
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
+        self._connected.clear()
+        await self._redis.aclose()
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def mark_down(self, exc: BaseException) -> None:
+        """Record a failed command; the watcher takes it from there."""
+        if self._connected.is_set():
+            self._connected.clear()
+            self.last_error = _describe(exc)
+            self.log.warning("Lost connection to the Conversation Bus (Redis): %s", self.last_error)
+
+    async def _watch(self) -> None:
+        """Ping forever; (re)connect with backoff; log every successful (re)connect."""
+        delays = self._backoff.delays()
+        first = True
+        while True:
+            try:
+                await self._redis.ping()
+            except (*CONNECTION_ERRORS, RedisError) as exc:
+                reason = _describe(exc)
+                if self._connected.is_set():
+                    self.mark_down(exc)
+                elif first or reason != self.last_error:
+                    self.log.warning(
+                        "Cannot reach the Conversation Bus (Redis): %s; retrying", reason
+                    )
+                self.last_error = reason
+                first = False
+                await asyncio.sleep(await anext(delays))
+                continue
+            if not self._connected.is_set():
+                if not first:
+                    self.reconnects += 1
+                self._connected.set()
+                self.last_error = None
+                self.log.info(CONNECTED_LOG)
+                delays = self._backoff.delays()
+            first = False
+            await asyncio.sleep(self._check_interval)
+
+    # -- pub/sub ---------------------------------------------------------------------------
+
+    def envelope(
+        self, channel: str, payload: dict[str, Any] | None = None, **fields: Any
+    ) -> Envelope:
+        fields.setdefault("sender_id", self.sender_id)
+        return make_envelope(channel=channel, payload=payload, **fields)
+
+    async def publish(
+        self, channel: str, payload: dict[str, Any] | None = None, **fields: Any
+    ) -> Envelope:
+        """Publish an envelope built from the arguments; returns it.
+
+        Raises :class:`EnvelopeError` for an invalid or oversized message and
+        :class:`BusUnavailableError` while Redis is unreachable.
+        """
+        envelope = self.envelope(channel, payload, **fields)
+        await self.publish_envelope(envelope)
+        return envelope
+
+    async def publish_envelope(self, envelope: Envelope) -> int:
+        data = encode(envelope, self.max_message_bytes)
+        try:
+            receivers = await self._redis.publish(envelope.channel, data)
+        except CONNECTION_ERRORS as exc:
+            self.mark_down(exc)
+            raise BusUnavailableError(f"Conversation Bus unavailable: {_describe(exc)}") from None
+        self.published += 1
+        return int(receivers)
+
+    async def messages(
+        self, channels_: Sequence[str] = (), patterns: Sequence[str] = ()
+    ) -> AsyncIterator[BusMessage]:
+        """Yield every delivery on ``channels_`` and ``patterns``, across reconnects.
+
+        Messages published while Redis was down are gone (pub/sub is fire-and-forget); use
+        streams for what must not be lost.
+        """
+        if not channels_ and not patterns:
+            raise ValueError("subscribe to at least one channel or pattern")
+        while True:
+            await self._connected.wait()
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                if channels_:
+                    await pubsub.subscribe(*channels_)
+                if patterns:
+                    await pubsub.psubscribe(*patterns)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        yield self._to_bus_message(message)
+            except CONNECTION_ERRORS as exc:
+                self.mark_down(exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _to_bus_message(self, message: dict[str, Any]) -> BusMessage:
+        raw = message.get("data") or b""
+        if isinstance(raw, str):
+            raw = raw.encode()
+        channel = _text(message.get("channel"))
+        pattern = _text(message.get("pattern")) if message.get("pattern") else None
+        try:
+            envelope = decode(raw, self.max_message_bytes)
+        except EnvelopeError as exc:
+            return BusMessage(channel, pattern, raw, None, str(exc))
+        return BusMessage(channel, pattern, raw, envelope, None)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except CONNECTION_ERRORS as exc:
+            self.mark_down(exc)
+            raise BusUnavailableError(f"Conversation Bus unavailable: {_describe(exc)}") from None
+
+    async def stream_append(
+        self, stream: str, envelope: Envelope, *, maxlen: int | None = None
+    ) -> str:
+        data = encode(envelope, self.max_message_bytes)
+        entry_id = await self._call(
+            self._redis.xadd(stream, {ENVELOPE_FIELD: data}, maxlen=maxlen, approximate=True)
+        )
+        return _text(entry_id)
+
+    async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
+        try:
+            await self._call(self._redis.xgroup_create(stream, group, id=start, mkstream=True))
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_group(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 10,
+        block_ms: int = 1000,
+        pending: bool = False,
+    ) -> list[StreamEntry]:
+        """New entries (``pending=False``) or this consumer's unacknowledged ones."""
+        try:
+            reply = await self._call(
+                self._redis.xreadgroup(
+                    group, consumer, {stream: "0" if pending else ">"}, count=count, block=block_ms
+                )
+            )
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                await self.ensure_group(stream, group)
+                return []
+            raise
+        entries: list[StreamEntry] = []
+        for _name, items in reply or []:
+            entries.extend(self._to_entry(entry_id, fields) for entry_id, fields in items)
+        return entries
+
+    async def ack(self, stream: str, group: str, *entry_ids: str) -> int:
+        if not entry_ids:
+            return 0
+        return int(await self._call(self._redis.xack(stream, group, *entry_ids)))
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 10
+    ) -> list[StreamEntry]:
+        """Take over entries another consumer read but never acknowledged."""
+        reply = await self._call(
+            self._redis.xautoclaim(
+                stream, group, consumer, min_idle_ms, start_id="0-0", count=count
+            )
+        )
+        items = reply[1] if reply else []
+        return [self._to_entry(entry_id, fields) for entry_id, fields in items if fields]
+
+    def _to_entry(self, entry_id: Any, fields: dict[Any, Any] | None) -> StreamEntry:
+        raw = (fields or {}).get(ENVELOPE_FIELD.encode()) or (fields or {}).get(ENVELOPE_FIELD)
+        if raw is None:
+            return StreamEntry(_text(entry_id), None, "stream entry has no envelope field")
+        try:
+            return StreamEntry(_text(entry_id), decode(raw, self.max_message_bytes), None)
+        except EnvelopeError as exc:
+            return StreamEntry(_text(entry_id), None, str(exc))
+
+
+async def heartbeat_loop(
+    bus: Bus, period: float, payload: Callable[[], dict[str, Any]] | None = None
+) -> None:
+    """Publish on ``mad.system.heartbeat`` every ``period`` seconds while connected."""
+    while True:
+        if bus.connected:
+            with contextlib.suppress(BusUnavailableError):
+                await bus.publish(channels.HEARTBEAT, payload() if payload else {})
+        await asyncio.sleep(period)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return "" if value is None else str(value)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

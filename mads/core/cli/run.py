@@ -1,0 +1,47 @@
+"""``mad-run <name>``: the single entry point every substrate uses to start a MAD."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from mads.core.logs import configure_logging
+from mads.core.registry import MADS
+from mads.core.service import PortInUseError
+from mads.core.settings import ConfigurationError, exit_with_configuration_error
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mad-run",
+        description="Start one MAD (its HTTP port serves /mcp, /healthz, "
+        "/readyz, /status and /metrics). Configuration comes from the environment.",
+    )
+    parser.add_argument(
+        "name", choices=sorted(MADS), metavar="name", help=f"which MAD to run: {', '.join(MADS)}"
+    )
+    args = parser.parse_args(argv)
+    os.environ["MAD_NAME"] = args.name
+    configure_logging(os.environ.get("MAD_LOG_FORMAT", "text").lower())
+    module = importlib.import_module(f"mads.{args.name}.service")
+    try:
+        service = module.build()
+    except ConfigurationError as exc:
+        exit_with_configuration_error(f"mad-run {args.name}", exc)
+    configure_logging(service.settings.mad_log_format)
+    try:
+        asyncio.run(service.serve())
+    except PortInUseError as exc:
+        print(f"mad-run {args.name}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

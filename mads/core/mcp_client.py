@@ -1,0 +1,121 @@
+"""Calling MCP tools through the official client (``mad-cli``, MAD-to-MAD links, Grace).
+
+Connection failures come out as :class:`McpUnreachableError` naming the URL, whatever the
+SDK's task groups wrapped them in, so callers print one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx2
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class McpUnreachableError(ConnectionError):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class McpToolError(RuntimeError):
+    """The tool ran and reported an error (``isError``); the message is the server's."""
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        found: list[BaseException] = []
+        for inner in exc.exceptions:
+            found.extend(_leaves(inner))
+        return found
+    return [exc]
+
+
+def _reason(exc: BaseException) -> str | None:
+    """A short reason if ``exc`` is a transport failure, else None."""
+    for leaf in _leaves(exc):
+        chain: BaseException | None = leaf
+        while chain is not None:
+            if isinstance(chain, httpx2.ConnectError | ConnectionRefusedError):
+                return "connection refused (is it running?)"
+            if isinstance(chain, httpx2.TimeoutException | TimeoutError):
+                return "timed out"
+            if isinstance(chain, httpx2.HTTPStatusError):
+                return f"HTTP {chain.response.status_code}"
+            if isinstance(chain, httpx2.TransportError | OSError):
+                return str(chain) or type(chain).__name__
+            chain = chain.__cause__ or chain.__context__
+    return None
+
+
+@contextlib.asynccontextmanager
+async def session(
+    url: str, *, headers: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> AsyncIterator[ClientSession]:
+    """An initialized client session; transport failures raise :class:`McpUnreachableError`."""
+    client = httpx2.AsyncClient(headers=dict(headers or {}), timeout=timeout)
+    try:
+        async with (
+            client,
+            streamable_http_client(url, http_client=client) as (read, write, *_),
+            ClientSession(read, write) as client_session,
+        ):
+            await client_session.initialize()
+            yield client_session
+    except McpUnreachableError:
+        raise
+    except Exception as exc:
+        reason = _reason(exc)
+        if reason is not None:
+            raise McpUnreachableError(url, reason) from None
+        leaves = _leaves(exc)
+        if len(leaves) == 1 and leaves[0] is not exc:
+            raise leaves[0] from None
+        raise
+
+
+async def list_tools(url: str, **kwargs: Any) -> list[Any]:
+    async with session(url, **kwargs) as s:
+        return list((await s.list_tools()).tools)
+
+
+def result_data(result: Any) -> Any:
+    """The tool's result as plain data: structured content, else the text parsed as JSON,
+    else the text."""
+    structured = getattr(result, "structured_content", None)
+    if structured is not None:
+        if isinstance(structured, dict) and set(structured) == {"result"}:
+            return structured["result"]
+        return structured
+    texts = [c.text for c in getattr(result, "content", []) if getattr(c, "type", "") == "text"]
+    text = "\n".join(texts)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def error_text(result: Any) -> str:
+    texts = [c.text for c in getattr(result, "content", []) if getattr(c, "type", "") == "text"]
+    return " ".join(t.strip() for t in texts).strip() or "the tool reported an error"
+
+
+async def call_tool(
+    url: str,
+    name: str,
+    arguments: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Call one tool; return its data or raise :class:`McpToolError`."""
+    async with session(url, **kwargs) as s:
+        result = await s.call_tool(name, dict(arguments or {}))
+    if getattr(result, "is_error", False):
+        raise McpToolError(error_text(result))
+    return result_data(result)

@@ -1,0 +1,309 @@
+"""The service app every MAD is: one HTTP port serving
+
+- ``/mcp``     the MCP endpoint (official SDK, streamable HTTP, JSON replies, stateless),
+- ``/healthz`` alive (the event loop answers),
+- ``/readyz``  ready (its own dependencies are connected) — the readiness gate everywhere,
+- ``/status``  what ``mad-status`` prints, as JSON,
+- ``/metrics`` Prometheus.
+
+A MAD's ``service.py`` creates a :class:`MadService`, registers tools, status lines,
+readiness checks and background tasks on it, and ``mad-run`` serves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import inspect
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from mads.core.arguments import ArgumentCheck
+from mads.core.bus import Bus, heartbeat_loop
+from mads.core.registry import mad_info
+from mads.core.settings import BusSettings, MadSettings
+from mads.core.status import StatusLine, StatusReport, connected_line
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+MCP_BODY_LIMIT = 4 * 1024 * 1024
+
+StatusSource = Callable[[], StatusLine | Awaitable[StatusLine]]
+ReadinessCheck = Callable[[], bool]
+Hook = Callable[[], Awaitable[None]]
+
+
+class PortInUseError(OSError):
+    pass
+
+
+def allowed_host_patterns(extra_hosts: list[str]) -> list[str]:
+    """Host header values the MCP endpoint accepts: loopback and the configured names, each
+    with and without a port (DNS-rebinding protection stays on)."""
+    patterns: list[str] = []
+    for host in (*LOOPBACK_HOSTS, *extra_hosts):
+        patterns.extend((host, f"{host}:*"))
+    return patterns
+
+
+def allowed_origin_patterns(extra_hosts: list[str]) -> list[str]:
+    origins: list[str] = []
+    for host in (*LOOPBACK_HOSTS, *extra_hosts):
+        for scheme in ("http", "https"):
+            origins.extend((f"{scheme}://{host}", f"{scheme}://{host}:*"))
+    return origins
+
+
+class MadService:
+    def __init__(
+        self,
+        name: str,
+        settings: MadSettings,
+        *,
+        instructions: str | None = None,
+        version: str = "1",
+    ) -> None:
+        info = mad_info(name)
+        self.name = name
+        self.banner = info.banner
+        self.settings = settings
+        self.port = settings.mad_port or info.port
+        self.log = logging.getLogger(name)
+        self.arguments = ArgumentCheck(
+            on_refusal=lambda tool, problem: self.log.warning(
+                "Refused call to %s: %s", tool, problem
+            )
+        )
+        self.mcp = MCPServer(
+            name=name, instructions=instructions, version=version, middleware=[self.arguments]
+        )
+        self.metrics = CollectorRegistry()
+        self.bus: Bus | None = None
+        self._status_sources: list[StatusSource] = []
+        self._readiness: list[tuple[str, ReadinessCheck]] = []
+        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._mcp_app = None
+        Gauge("mad_up", "1 while the MAD process serves", registry=self.metrics).set(1)
+
+    # -- composition -----------------------------------------------------------------------
+
+    def tool(
+        self, name: str | None = None, *, description: str, strict: bool = True
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register an MCP tool. With ``strict`` (the default), unknown argument names are
+        refused with a clear error instead of being silently dropped."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            tool_name = name or fn.__name__
+            self.mcp.add_tool(fn, name=tool_name, description=description)
+            self.arguments.add(tool_name, fn, strict)
+            if strict:
+                _publish_no_extra_arguments(self.mcp, tool_name)
+            return fn
+
+        return register
+
+    def use_bus(self, settings: BusSettings) -> Bus:
+        """Connect this MAD to the Conversation Bus: status line, readiness, heartbeat and
+        connection metrics come with it."""
+        bus = Bus(
+            host=settings.redis_host,
+            port=settings.redis_port,
+            password=settings.redis_password.get_secret_value(),
+            sender_id=self.name,
+            logger=self.log,
+            max_message_bytes=settings.mad_max_message_bytes,
+        )
+        self.bus = bus
+        self.add_status(lambda: connected_line("Conversation Bus", bus.connected, bus.last_error))
+        self.add_readiness("Conversation Bus", lambda: bus.connected)
+        self.add_background(
+            lambda: heartbeat_loop(bus, settings.mad_heartbeat_s, self.heartbeat_payload)
+        )
+        gauge = Gauge(
+            "mad_bus_connected", "1 while the Conversation Bus is reachable", registry=self.metrics
+        )
+        gauge.set_function(lambda: 1.0 if bus.connected else 0.0)
+        reconnects = Gauge(
+            "mad_bus_reconnects", "Reconnections to the Conversation Bus", registry=self.metrics
+        )
+        reconnects.set_function(lambda: float(bus.reconnects))
+        self._startup.insert(0, bus.start)
+        self._shutdown.append(bus.close)
+        return bus
+
+    def heartbeat_payload(self) -> dict[str, Any]:
+        return {"mad_name": self.name, "port": self.port, "ready": self.is_ready()}
+
+    def add_status(self, source: StatusSource) -> None:
+        self._status_sources.append(source)
+
+    def add_readiness(self, label: str, check: ReadinessCheck) -> None:
+        self._readiness.append((label, check))
+
+    def add_background(self, factory: Callable[[], Awaitable[None]]) -> None:
+        """A coroutine that runs for the life of the process (restarted never: it must
+        handle its own errors)."""
+        self._background.append(factory)
+
+    def on_startup(self, hook: Hook) -> None:
+        self._startup.append(hook)
+
+    def on_shutdown(self, hook: Hook) -> None:
+        self._shutdown.append(hook)
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def not_ready(self) -> list[str]:
+        return [label for label, check in self._readiness if not check()]
+
+    def is_ready(self) -> bool:
+        return not self.not_ready()
+
+    async def status_report(self) -> StatusReport:
+        lines = []
+        for source in self._status_sources:
+            line = source()
+            if inspect.isawaitable(line):
+                line = await line
+            lines.append(line)
+        return StatusReport.build(self.banner, self.name, lines)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def app(self) -> Starlette:
+        hosts = self.settings.allowed_hosts
+        mcp_app = self.mcp.streamable_http_app(
+            streamable_http_path="/mcp",
+            json_response=True,
+            stateless_http=True,
+            max_request_body_size=MCP_BODY_LIMIT,
+            transport_security=TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=allowed_host_patterns(hosts),
+                allowed_origins=allowed_origin_patterns(hosts),
+            ),
+        )
+        routes = [
+            Route("/healthz", self._healthz),
+            Route("/readyz", self._readyz),
+            Route("/status", self._status),
+            Route("/metrics", self._metrics),
+            Mount("/", app=mcp_app),
+        ]
+        return Starlette(routes=routes, lifespan=self._lifespan)
+
+    async def _healthz(self, request: Request) -> Response:
+        return JSONResponse({"alive": True, "mad_name": self.name})
+
+    async def _readyz(self, request: Request) -> Response:
+        missing = self.not_ready()
+        if missing:
+            return JSONResponse(
+                {"ready": False, "mad_name": self.name, "waiting_for": missing}, status_code=503
+            )
+        return JSONResponse({"ready": True, "mad_name": self.name})
+
+    async def _status(self, request: Request) -> Response:
+        report = await self.status_report()
+        return JSONResponse(report.model_dump())
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        for hook in self._startup:
+            await hook()
+        self._tasks = [
+            asyncio.create_task(_guarded(factory, self.log), name=f"{self.name}-background")
+            for factory in self._background
+        ]
+        try:
+            async with self.mcp.session_manager.run():
+                yield
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for hook in reversed(self._shutdown):
+                with contextlib.suppress(Exception):
+                    await hook()
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.settings.mad_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.settings.mad_host, self.port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    exc.errno,
+                    f"port {self.port} is already in use; stop what holds it or set MAD_PORT",
+                ) from None
+            raise
+        sock.listen(1024)
+        sock.setblocking(False)
+        return sock
+
+    async def serve(self) -> None:
+        sock = self.bind()
+        config = uvicorn.Config(
+            self.app(),
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            log_config=None,
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            self.log.info("MCP Server started on port %d", self.port)
+        await task
+
+
+def _publish_no_extra_arguments(server: MCPServer, tool_name: str) -> None:
+    """Say in the published input schema what :class:`ArgumentCheck` enforces."""
+    tool = server._tool_manager.get_tool(tool_name)
+    if tool is not None:
+        tool.parameters["additionalProperties"] = False
+
+
+async def _guarded(factory: Callable[[], Awaitable[None]], log: logging.Logger) -> None:
+    while True:
+        try:
+            await factory()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task failed; restarting it in 1 s")
+            await asyncio.sleep(1)

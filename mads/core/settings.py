@@ -1,0 +1,91 @@
+"""Configuration from the environment (the contract table of the design).
+
+Every MAD reads its settings through :func:`load_settings`; a missing or invalid variable
+stops the process at start with one line naming the variable, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, NoReturn, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class ConfigurationError(Exception):
+    """One line naming the variable at fault."""
+
+
+class MadSettings(BaseSettings):
+    """What every MAD process reads."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    mad_name: str = Field(min_length=1, description="Which MAD this process is.")
+    mad_host: str = "0.0.0.0"
+    mad_port: int = Field(default=0, ge=0, le=65535, description="0 means the MAD's default.")
+    mad_heartbeat_s: float = Field(default=5.0, gt=0, le=3600)
+    mad_allowed_hosts: str = ""
+    mad_log_format: Literal["text", "json"] = "text"
+    mad_max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        return [h.strip() for h in self.mad_allowed_hosts.split(",") if h.strip()]
+
+
+class BusSettings(MadSettings):
+    """A MAD that talks on the Conversation Bus."""
+
+    redis_host: str = "redis"
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_password: SecretStr = Field(description="Required: the bus refuses clients without it.")
+
+    @field_validator("redis_password")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+
+class ThinkingClientSettings(BusSettings):
+    """A MAD that also uses the Sequential Thinking MCP server."""
+
+    sequential_thinking_url: str = "http://sequential_thinking:8000/mcp"
+
+    @field_validator("sequential_thinking_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+SettingsT = TypeVar("SettingsT", bound=MadSettings)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem as one line: the environment variable and what is wrong with it."""
+    error = exc.errors()[0]
+    variable = "_".join(str(part) for part in error.get("loc", ()) if part != "__root__").upper()
+    if error.get("type") == "missing":
+        return f"{variable} is required but not set"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{variable} is invalid: {message}"
+
+
+def load_settings(cls: type[SettingsT], **overrides: object) -> SettingsT:
+    """Read ``cls`` from the environment; raise :class:`ConfigurationError` with one line."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from None
+
+
+def exit_with_configuration_error(program: str, exc: ConfigurationError) -> NoReturn:
+    print(f"{program}: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2)
