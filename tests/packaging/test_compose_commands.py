@@ -1,0 +1,140 @@
+"""What the compose services run, executed for real where this machine can: the Redis
+command line and healthcheck against a real redis-server, a MAD healthcheck against an HTTP
+server, and the commands equal to the topology's (the local runner runs the same)."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from madgroup import topology
+
+PASSWORD = "aBcDeFgHiJkLmNoPqRsTuVwXyZ123456"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _replace_after(args: list[str], flag: str, value: str) -> list[str]:
+    out = list(args)
+    out[out.index(flag) + 1] = value
+    return out
+
+
+def test_each_service_runs_the_topology_command(compose: dict[str, Any], interpolated) -> None:
+    """The argv compose starts equals ``Component.command()``, which the local runner and the
+    operator run too (Redis's ``$(REDIS_PASSWORD)`` expanded the same way on each side)."""
+    for comp in topology.COMPONENTS:
+        expected = [a.replace("$(REDIS_PASSWORD)", PASSWORD) for a in comp.command()]
+        got = interpolated(compose["services"][comp.name]["command"], {"REDIS_PASSWORD": PASSWORD})
+        assert got == expected, comp.name
+    for name in topology.MAD_NAMES:
+        assert compose["services"][name]["command"] == ["mad-run", name]
+
+
+@pytest.fixture()
+def compose_redis(
+    compose: dict[str, Any], interpolated, tmp_path: Path
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """redis-server started with the compose file's own arguments (port and dir moved)."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.fail("redis-server/redis-cli not installed (scripts/bootstrap installs them)")
+    port = _free_port()
+    argv = interpolated(compose["services"]["redis"]["command"], {"REDIS_PASSWORD": PASSWORD})
+    argv = _replace_after(argv, "--port", str(port))
+    argv = _replace_after(argv, "--dir", str(tmp_path))
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("redis-server did not start with the compose file's arguments")
+        yield port, compose["services"]["redis"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _cli(port: int, *args: str, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env=env,
+    )
+    return (result.stdout + result.stderr).strip()
+
+
+def test_redis_refuses_clients_without_the_password(compose_redis) -> None:
+    port, _ = compose_redis
+    # The guide's step 2: without the password NOAUTH, with it PONG.
+    assert "NOAUTH" in _cli(port, "ping")
+    assert _cli(port, "--no-auth-warning", "--pass", PASSWORD, "ping") == "PONG"
+    appendonly = _cli(port, "--no-auth-warning", "--pass", PASSWORD, "config", "get", "appendonly")
+    assert appendonly.split() == ["appendonly", "yes"]
+
+
+def _run_redis_healthcheck(port: int, svc: dict[str, Any], password: str, interpolated) -> int:
+    kind, script = svc["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    script = interpolated(script, {}).replace("-p 6379", f"-p {port}")
+    env = {**os.environ, "REDIS_PASSWORD": password}
+    env.pop("REDISCLI_AUTH", None)
+    return subprocess.run(["sh", "-c", script], env=env, timeout=10).returncode
+
+
+def test_redis_healthcheck_passes_only_with_the_password(compose_redis, interpolated) -> None:
+    port, svc = compose_redis
+    assert _run_redis_healthcheck(port, svc, PASSWORD, interpolated) == 0
+    assert _run_redis_healthcheck(port, svc, "wrong", interpolated) != 0
+
+
+class _Readyz(http.server.BaseHTTPRequestHandler):
+    ready = False
+
+    def do_GET(self) -> None:
+        ok = self.path == "/readyz" and type(self).ready
+        self.send_response(200 if ok else 503)
+        self.end_headers()
+        self.wfile.write(b"ok" if ok else b"not ready")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_mad_healthcheck_follows_readyz(compose: dict[str, Any]) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Readyz)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for name in topology.MAD_NAMES:
+            kind, python, flag, code = compose["services"][name]["healthcheck"]["test"]
+            assert (kind, python, flag) == ("CMD", "python", "-c")
+            code = code.replace(f":{topology.component(name).port}/", f":{port}/")
+            argv = [shutil.which("python3") or "python3", "-c", code]
+            _Readyz.ready = False
+            assert subprocess.run(argv, capture_output=True, timeout=10).returncode != 0, name
+            _Readyz.ready = True
+            assert subprocess.run(argv, capture_output=True, timeout=10).returncode == 0, name
+    finally:
+        server.shutdown()
+        server.server_close()

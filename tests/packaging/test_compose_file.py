@@ -1,0 +1,167 @@
+"""The committed docker-compose.yml: current with the topology, valid compose-spec, and
+saying what the deployment guide relies on."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from madgroup import topology
+from madgroup.compose.render import render_compose
+
+GUIDE_SERVICES = ["redis", "sequential_thinking", "grace", "rogers", "fiedler"]
+# The guide's one-by-one start order plus what each service talks to (1.4).
+GUIDE_GATES = {
+    "redis": set(),
+    "sequential_thinking": {"redis"},
+    "grace": {"redis", "sequential_thinking"},
+    "rogers": {"redis", "sequential_thinking", "grace"},
+    "fiedler": {"redis", "sequential_thinking", "rogers"},
+}
+PASSWORD = "s3cret-Pass/word+=="
+
+
+def test_committed_file_is_rendered_from_the_topology(compose_text: str) -> None:
+    assert compose_text == render_compose(), (
+        "docker-compose.yml is out of date: run `madgroup render compose`"
+    )
+
+
+def test_render_check_reports_drift(tmp_path: Path) -> None:
+    from madgroup.cli import main
+
+    (tmp_path / "docker-compose.yml").write_text(render_compose().replace("10m", "20m"))
+    assert main(["render", "compose", "--root", str(tmp_path), "--check"]) == 1
+    assert main(["render", "compose", "--root", str(tmp_path)]) == 0
+    assert main(["render", "compose", "--root", str(tmp_path), "--check"]) == 0
+
+
+def _check_jsonschema(tool: str, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool, "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_validates_against_the_compose_spec(root: Path, dev_tool) -> None:
+    result = _check_jsonschema(dev_tool("check-jsonschema"), root / "docker-compose.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_spec_check_rejects_a_broken_file(
+    compose: dict[str, Any], dev_tool, tmp_path: Path
+) -> None:
+    broken = yaml.safe_load(yaml.safe_dump(compose))
+    broken["services"]["fiedler"]["depends_on"]["rogers"]["condition"] = "service_ready"
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    assert _check_jsonschema(dev_tool("check-jsonschema"), path).returncode != 0
+
+
+def test_five_services_with_the_guide_names(compose: dict[str, Any]) -> None:
+    assert list(compose["services"]) == GUIDE_SERVICES
+
+
+def test_depends_on_encodes_the_guide_start_order(compose: dict[str, Any]) -> None:
+    for name, gates in GUIDE_GATES.items():
+        depends = compose["services"][name].get("depends_on", {})
+        assert set(depends) == gates, name
+        assert all(d == {"condition": "service_healthy"} for d in depends.values()), name
+        assert set(depends) == set(topology.gates(topology.component(name)))
+
+
+def test_every_service_reads_env_file_and_restarts(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        assert svc["env_file"] == [".env"], name
+        assert svc["restart"] in ("unless-stopped", "always"), name
+
+
+def test_guide_log_rotation_on_every_service(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        assert svc["logging"] == {
+            "driver": "json-file",
+            "options": {"max-size": "10m", "max-file": "3"},
+        }, name
+
+
+def test_redis_requires_the_password_from_env(compose: dict[str, Any], interpolated) -> None:
+    command = compose["services"]["redis"]["command"]
+    expanded = interpolated(command, {"REDIS_PASSWORD": PASSWORD})
+    i = expanded.index("--requirepass")
+    assert expanded[i + 1] == PASSWORD
+    assert expanded[expanded.index("--appendonly") + 1] == "yes"
+    # Unset or empty, compose refuses to start rather than run Redis without a password.
+    for env in ({}, {"REDIS_PASSWORD": ""}):
+        with pytest.raises(ValueError, match="REDIS_PASSWORD"):
+            interpolated(command, env)
+
+
+def test_named_volumes_for_fiedler_and_redis(compose: dict[str, Any]) -> None:
+    assert compose["services"]["fiedler"]["volumes"] == ["fiedler_data:/data"]
+    assert compose["services"]["redis"]["volumes"] == ["redis_data:/data"]
+    assert set(compose["volumes"]) == {"fiedler_data", "redis_data"}
+    for name in ("sequential_thinking", "grace", "rogers"):
+        assert "volumes" not in compose["services"][name], name
+    fiedler_env = compose["services"]["fiedler"]["environment"]
+    assert fiedler_env["FIEDLER_DB_PATH"] == "/data/fiedler_state.db"
+
+
+def test_only_grace_is_published_on_loopback_by_default(
+    compose: dict[str, Any], interpolated
+) -> None:
+    published = {n for n, s in compose["services"].items() if s.get("ports")}
+    assert published == {"grace"}
+    for svc in compose["services"].values():
+        assert "network_mode" not in svc
+        assert "expose" not in svc
+    ports = compose["services"]["grace"]["ports"]
+    assert interpolated(ports, {}) == ["127.0.0.1:8001:8001"]
+    assert interpolated(ports, {"GRACE_PUBLISH_ADDRESS": "0.0.0.0"}) == ["0.0.0.0:8001:8001"]
+
+
+def test_all_services_share_one_private_network(compose: dict[str, Any]) -> None:
+    assert len(compose["networks"]) == 1
+    (network,) = compose["networks"]
+    for name, svc in compose["services"].items():
+        assert svc["networks"] == [network], name
+
+
+def test_mads_reach_each_other_by_service_name(compose: dict[str, Any]) -> None:
+    for name in GUIDE_SERVICES[1:]:
+        env = compose["services"][name]["environment"]
+        assert env["MAD_NAME"] == name
+        assert env["MAD_PORT"] == str(topology.component(name).port)
+        assert env["REDIS_HOST"] == "redis"
+        assert env["REDIS_PORT"] == "6379"
+        assert env["SEQUENTIAL_THINKING_URL"] == "http://sequential_thinking:8000/mcp"
+        assert name in env["MAD_ALLOWED_HOSTS"].split(",")
+        assert "REDIS_PASSWORD" not in env, "the password comes from .env only"
+
+
+def test_mads_build_their_own_image(root: Path, compose: dict[str, Any]) -> None:
+    dockerfile = (root / "docker" / "Dockerfile").read_text()
+    for name in GUIDE_SERVICES[1:]:
+        svc = compose["services"][name]
+        comp = topology.component(name)
+        assert svc["image"] == comp.image()
+        build = svc["build"]
+        assert (root / build["context"] / build["dockerfile"]).is_file()
+        assert f" AS {build['target']}\n" in dockerfile, name
+    assert compose["services"]["redis"]["image"] == topology.REDIS_IMAGE
+    assert "build" not in compose["services"]["redis"]
+
+
+def test_healthchecks_gate_on_readyz(compose: dict[str, Any]) -> None:
+    for name in GUIDE_SERVICES[1:]:
+        test = compose["services"][name]["healthcheck"]["test"]
+        assert test[0] == "CMD"
+        assert f"http://127.0.0.1:{topology.component(name).port}/readyz" in test[-1]
+    redis_test = compose["services"]["redis"]["healthcheck"]["test"]
+    assert redis_test[0] == "CMD-SHELL"
+    assert "$$REDIS_PASSWORD" in redis_test[1], "the password must not be interpolated by compose"
+    assert "ping" in redis_test[1]
