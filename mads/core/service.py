@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -37,6 +38,7 @@ from starlette.routing import Mount, Route
 
 from mads.core.arguments import ArgumentCheck
 from mads.core.bus import Bus, heartbeat_loop
+from mads.core.mcp_client import error_text, result_data
 from mads.core.registry import mad_info
 from mads.core.settings import BusSettings, MadSettings
 from mads.core.status import StatusLine, StatusReport, connected_line
@@ -170,6 +172,30 @@ class MadService:
 
     def on_shutdown(self, hook: Hook) -> None:
         self._shutdown.append(hook)
+
+    async def call_tool_locally(self, name: str, arguments: dict[str, Any]) -> tuple[bool, Any]:
+        """Run one of this MAD's tools in-process, with the same argument checks as over
+        MCP: ``(True, data)`` or ``(False, one-line error)``."""
+        signature = self.arguments.signatures.get(name)
+        if signature is None:
+            return False, f"unknown tool {name!r} on {self.name}"
+        problem = signature.problems(arguments)
+        if problem is not None:
+            return False, f"invalid arguments for {name}: {problem}"
+        try:
+            result = await self.mcp.call_tool(name, arguments)
+        except ToolError as exc:
+            return False, str(exc)
+        if getattr(result, "is_error", False):
+            return False, error_text(result)
+        return True, result_data(result)
+
+    async def tool_definitions(self) -> list[dict[str, Any]]:
+        """The MCP tool list as plain data (name, description, inputSchema)."""
+        return [
+            {"name": t.name, "description": t.description or "", "inputSchema": t.input_schema}
+            for t in await self.mcp.list_tools()
+        ]
 
     # -- reports ---------------------------------------------------------------------------
 

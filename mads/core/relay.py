@@ -1,0 +1,247 @@
+"""Tool calls carried over the bus, so that nothing accepted is lost.
+
+A caller (Grace's gateway) appends a request envelope to the owner's Redis Stream
+``mad.<owner>.requests``; the owner (:class:`ToolRequestServer`) reads it in a consumer
+group, runs the tool, publishes the reply on the ``reply_channel`` the request named
+(``correlation_id`` = the request's ``message_id``) and only then acknowledges the entry.
+A request appended while the owner is down waits in the stream; one read by an owner that
+died before acknowledging is claimed again when it returns.
+
+Replies are cached for a while under ``mad.<owner>.replies.<message_id>`` so that a request
+delivered twice is answered twice but executed once. Tools that must be idempotent across a
+crash between running and caching (Fiedler's ``fiedler_converse``) read
+:data:`current_request_id` and use it as their idempotency key.
+
+The owner also publishes its tool list in the hash ``mad.registry.tools`` so a gateway can
+list the group's tools without calling each MAD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import logging
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mads.core import channels
+from mads.core.bus import Bus, BusUnavailableError
+from mads.core.envelope import Envelope, EnvelopeError
+
+TOOL_REGISTRY_KEY = "mad.registry.tools"
+GROUP = "owners"
+REPLY_TTL_S = 3600
+
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_request_id", default=None
+)
+
+ToolRunner = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, Any]]]
+"""Runs a tool by name: returns ``(True, result)`` or ``(False, error message)``."""
+
+
+def reply_cache_key(owner: str, message_id: str) -> str:
+    return f"mad.{owner}.replies.{message_id}"
+
+
+class ToolRequestServer:
+    """The owner side: serve ``mad.<owner>.requests``."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        owner: str,
+        run_tool: ToolRunner,
+        *,
+        logger: logging.Logger | None = None,
+        concurrency: int = 8,
+        claim_idle_ms: int = 30_000,
+    ) -> None:
+        self.bus = bus
+        self.owner = owner
+        self.stream = channels.requests_stream(owner)
+        self.run_tool = run_tool
+        self.log = logger or logging.getLogger(owner)
+        self.consumer = f"{owner}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.claim_idle_ms = claim_idle_ms
+        self._slots = asyncio.Semaphore(concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def publish_tools(self, tools: list[dict[str, Any]]) -> None:
+        await self.bus.redis.hset(TOOL_REGISTRY_KEY, self.owner, json.dumps(tools))
+
+    async def run(self, tools: list[dict[str, Any]] | None = None) -> None:
+        """Serve for the life of the process, across bus outages."""
+        published = False
+        while True:
+            await self.bus.wait_connected()
+            try:
+                if tools is not None and not published:
+                    await self.publish_tools(tools)
+                    published = True
+                await self.bus.ensure_group(self.stream, GROUP)
+                # What an earlier incarnation read but never acknowledged comes first.
+                for entry in await self.bus.claim_stale(
+                    self.stream, GROUP, self.consumer, min_idle_ms=self.claim_idle_ms, count=100
+                ):
+                    await self._dispatch(entry.entry_id, entry.envelope, entry.error)
+                for entry in await self.bus.read_group(
+                    self.stream, GROUP, self.consumer, count=32, block_ms=1000
+                ):
+                    await self._dispatch(entry.entry_id, entry.envelope, entry.error)
+            except BusUnavailableError:
+                await asyncio.sleep(0.2)
+            except Exception:
+                self.log.exception("tool request loop failed; retrying")
+                await asyncio.sleep(1)
+
+    async def _dispatch(self, entry_id: str, envelope: Envelope | None, error: str | None) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(self._handle(entry_id, envelope, error))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(lambda _t: self._slots.release())
+
+    async def _handle(self, entry_id: str, envelope: Envelope | None, error: str | None) -> None:
+        if envelope is None:
+            self.log.warning(
+                "Dropping malformed request %s on %s: %s", entry_id, self.stream, error
+            )
+            await self._ack(entry_id)
+            return
+        payload = envelope.payload
+        tool = payload.get("tool")
+        arguments = payload.get("arguments") or {}
+        reply_channel = payload.get("reply_channel")
+        cache_key = reply_cache_key(self.owner, envelope.message_id)
+        try:
+            cached = await self.bus.redis.get(cache_key)
+        except Exception:
+            return  # the bus went away: the entry stays pending and is claimed again
+        if cached is not None:
+            reply = json.loads(cached)
+        elif not isinstance(tool, str) or not isinstance(arguments, dict):
+            reply = {"ok": False, "error": "request needs 'tool' (string) and 'arguments' (object)"}
+        else:
+            token = current_request_id.set(envelope.message_id)
+            try:
+                ok, result = await self.run_tool(tool, arguments)
+            finally:
+                current_request_id.reset(token)
+            reply = {"ok": ok, "result": result if ok else None, "error": None if ok else result}
+            try:
+                await self.bus.redis.set(cache_key, json.dumps(reply), ex=REPLY_TTL_S)
+            except Exception:
+                return
+        if isinstance(reply_channel, str):
+            with contextlib.suppress(BusUnavailableError, EnvelopeError):
+                await self.bus.publish(
+                    reply_channel,
+                    reply,
+                    correlation_id=envelope.message_id,
+                    conversation_id=envelope.conversation_id,
+                    recipient_id=envelope.sender_id,
+                )
+        await self._ack(entry_id)
+
+    async def _ack(self, entry_id: str) -> None:
+        with contextlib.suppress(BusUnavailableError):
+            await self.bus.ack(self.stream, GROUP, entry_id)
+
+
+class RelayTimeoutError(TimeoutError):
+    pass
+
+
+class ToolRelayClient:
+    """The caller side: ``await client.call("fiedler", "fiedler_converse", {...})``.
+
+    Replies arrive on a per-process channel ``mad.direct.<sender>.<instance>``; start
+    :meth:`run` as a background task before calling.
+    """
+
+    def __init__(self, bus: Bus, *, request_maxlen: int = 100_000) -> None:
+        self.bus = bus
+        self.reply_channel = channels.direct(f"{bus.sender_id}.{uuid.uuid4().hex[:12]}")
+        self.request_maxlen = request_maxlen
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.listening = asyncio.Event()
+
+    async def run(self) -> None:
+        async for message in self.bus.messages(channels_=[self.reply_channel]):
+            self.listening.set()
+            envelope = message.envelope
+            if envelope is None or envelope.correlation_id is None:
+                continue
+            future = self._waiting.get(envelope.correlation_id)
+            if future is not None and not future.done():
+                future.set_result(envelope.payload)
+
+    async def registered_tools(self) -> dict[str, list[dict[str, Any]]]:
+        raw = await self.bus.redis.hgetall(TOOL_REGISTRY_KEY)
+        tools: dict[str, list[dict[str, Any]]] = {}
+        for owner, value in raw.items():
+            with contextlib.suppress(ValueError):
+                tools[owner.decode() if isinstance(owner, bytes) else owner] = json.loads(value)
+        return tools
+
+    async def call(
+        self,
+        owner: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float = 30.0,
+        conversation_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Hand the call to ``owner`` durably and wait for the reply.
+
+        Returns the reply payload ``{"ok", "result", "error"}``. On timeout the request
+        stays in the owner's stream and is still carried out when the owner returns.
+        """
+        fields: dict[str, Any] = {}
+        if conversation_id:
+            fields["conversation_id"] = conversation_id
+        envelope = self.bus.envelope(
+            channels.requests_stream(owner),
+            {"tool": tool, "arguments": arguments, "reply_channel": self.reply_channel},
+            recipient_id=owner,
+            **fields,
+        )
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[envelope.message_id] = future
+        try:
+            await self.bus.stream_append(
+                channels.requests_stream(owner), envelope, maxlen=self.request_maxlen
+            )
+            return await self._reply(owner, envelope.message_id, future, timeout)
+        except TimeoutError:
+            raise RelayTimeoutError(
+                f"{owner} did not answer {tool} within {timeout:g} s; the request is queued "
+                f"and will be carried out when {owner} is back"
+            ) from None
+        finally:
+            self._waiting.pop(envelope.message_id, None)
+
+    async def _reply(
+        self, owner: str, message_id: str, future: asyncio.Future[dict[str, Any]], timeout: float
+    ) -> dict[str, Any]:
+        """The reply from pub/sub, or from the owner's reply cache should the pub/sub
+        delivery have been missed (e.g. during a reconnect)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), min(0.5, remaining))
+            except TimeoutError:
+                with contextlib.suppress(Exception):
+                    cached = await self.bus.redis.get(reply_cache_key(owner, message_id))
+                    if cached is not None:
+                        return json.loads(cached)
