@@ -1,0 +1,173 @@
+"""docker/Dockerfile: lint-clean, one target per MAD running the topology's command, and
+final images that run non-root without build tools."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from madgroup import topology
+
+BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|make|build-essential|pip install|apt-get install)\b")
+
+
+@dataclass
+class Stage:
+    name: str
+    base: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [args for kw, args in self.instructions if kw == keyword]
+
+    def last(self, keyword: str) -> str | None:
+        found = self.all(keyword)
+        return found[-1] if found else None
+
+
+def parse_dockerfile(text: str) -> dict[str, Stage]:
+    logical: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    stages: dict[str, Stage] = {}
+    stage: Stage | None = None
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            m = re.fullmatch(r"(\S+)(?:\s+AS\s+(\S+))?", args.strip(), re.IGNORECASE)
+            assert m, line
+            stage = Stage(name=m.group(2) or f"stage{len(stages)}", base=m.group(1))
+            stages[stage.name] = stage
+        elif stage is not None:
+            stage.instructions.append((keyword, args.strip()))
+    return stages
+
+
+def lineage(stages: dict[str, Stage], name: str) -> list[Stage]:
+    """The stage and the stages it is built FROM, nearest first."""
+    chain = [stages[name]]
+    while chain[-1].base in stages:
+        chain.append(stages[chain[-1].base])
+    return chain
+
+
+def env_of(chain: list[Stage]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for stage in reversed(chain):
+        for args in stage.all("ENV"):
+            for key, value in re.findall(r'(\w+)=("[^"]*"|\S+)', args):
+                env[key] = value.strip('"')
+    return env
+
+
+@pytest.fixture(scope="module")
+def dockerfile(root: Path) -> Path:
+    return root / "docker" / "Dockerfile"
+
+
+@pytest.fixture(scope="module")
+def stages(dockerfile: Path) -> dict[str, Stage]:
+    return parse_dockerfile(dockerfile.read_text())
+
+
+def _hadolint(tool: str, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+
+
+def test_hadolint_clean(dockerfile: Path, dev_tool) -> None:
+    result = _hadolint(dev_tool("hadolint"), dockerfile)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_a_bad_dockerfile(dev_tool, tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y gcc\n")
+    result = _hadolint(dev_tool("hadolint"), bad)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout
+
+
+def test_one_target_per_mad_running_the_topology_command(stages: dict[str, Stage]) -> None:
+    for comp in topology.COMPONENTS:
+        if not comp.is_mad:
+            continue
+        chain = lineage(stages, comp.dns_name)
+        assert "runtime" in [s.name for s in chain], comp.name
+        stage = chain[0]
+        assert json.loads(stage.last("CMD") or "null") == comp.command(), comp.name
+        env = env_of(chain)
+        assert env["MAD_NAME"] == comp.name
+        assert env["MAD_PORT"] == str(comp.port)
+        assert stage.all("EXPOSE") == [str(comp.port)], comp.name
+        assert stage.all("ENTRYPOINT") == [], "compose and Kubernetes replace the command"
+
+
+def test_operator_target(stages: dict[str, Stage]) -> None:
+    chain = lineage(stages, "operator")
+    assert json.loads(chain[0].last("CMD") or "null") == ["madgroup", "operator"]
+    assert "8080/healthz" in (chain[0].last("HEALTHCHECK") or "")
+    assert list(stages)[-1] == "operator", "the default target is the operator"
+
+
+def test_commands_are_installed_console_scripts(root: Path, stages: dict[str, Stage]) -> None:
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    for name, stage in stages.items():
+        cmd = stage.last("CMD")
+        if cmd:
+            assert json.loads(cmd)[0] in scripts, name
+
+
+def test_final_images_are_non_root_without_build_tools(stages: dict[str, Stage]) -> None:
+    finals = [n for n in stages if "runtime" in [s.name for s in lineage(stages, n)]]
+    assert set(finals) >= {"runtime", "operator", *(c.dns_name for c in topology.COMPONENTS[1:])}
+    for name in finals:
+        chain = lineage(stages, name)
+        user = next((s.last("USER") for s in chain if s.last("USER")), None)
+        assert user is not None and user.split(":")[0].isdigit(), f"{name}: numeric USER"
+        assert user.split(":")[0] != "0", name
+        for stage in chain:
+            for args in stage.all("RUN"):
+                assert not BUILD_TOOLS.search(args), f"{name}: build step in final image: {args}"
+            for args in stage.all("COPY"):
+                if "--from=" in args:
+                    assert args.split()[0] == "--from=builder" and "/opt/venv" in args, args
+                else:
+                    pytest.fail(f"{name}: copies sources into the final image: {args}")
+
+
+def test_builder_uses_a_slim_python_base(dockerfile: Path, stages: dict[str, Stage]) -> None:
+    text = dockerfile.read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base and re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", base.group(1))
+    assert stages["builder"].base == stages["runtime"].base == "${PYTHON_IMAGE}"
+
+
+def test_runtime_healthcheck_and_data_dir(stages: dict[str, Stage]) -> None:
+    runtime = stages["runtime"]
+    assert "/readyz" in (runtime.last("HEALTHCHECK") or "")
+    assert "MAD_PORT" in (runtime.last("HEALTHCHECK") or "")
+    run = " ".join(runtime.all("RUN"))
+    assert re.search(r'install -d -o "\$\{UID\}" -g "\$\{UID\}" .*/data', run)
+    assert runtime.last("USER") == "10001:10001"
+    assert runtime.all("ARG") == ["UID=10001"]
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out(root: Path) -> None:
+    patterns = [p for p in (root / ".dockerignore").read_text().splitlines() if p and p[0] != "#"]
+    assert patterns[0] == "*", "start from nothing and list what the build needs"
+    included = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    assert included == {"pyproject.toml", "README.md", "LICENSE", "mads", "operator"}
