@@ -1,0 +1,137 @@
+"""The kopf wiring: which watch events drive which reconcile passes.
+
+Each MadGroup gets one daemon that runs reconcile passes one after another (so passes of one
+group never overlap). A pass runs when something relevant changed — the group itself, or
+one of its Deployments/StatefulSets (watched by label) — and at least every
+``repair_interval`` seconds, which repairs drift nothing announced (a deleted Service, an
+edited NetworkPolicy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+from madgroup import spec
+from madgroup.kube import naming, reconcile
+from madgroup.kube.api import ApiError, KubeApi
+
+FINALIZER = "madgroup.io/teardown"
+DEFAULT_REPAIR_INTERVAL = 30.0
+RETRY_DELAY = 5.0
+
+LoginFn = Callable[..., Any]
+
+
+class Nudges:
+    """One wake-up flag per MadGroup, set by watch events, awaited by the group's daemon."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str], asyncio.Event] = {}
+
+    def get(self, namespace: str, name: str) -> asyncio.Event:
+        return self._events.setdefault((namespace, name), asyncio.Event())
+
+    def nudge(self, namespace: str | None, name: str | None) -> None:
+        if namespace and name:
+            self.get(namespace, name).set()
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._events.pop((namespace, name), None)
+
+
+async def _wait_any(event: asyncio.Event, stopped: Any, timeout: float) -> None:
+    async def _stop() -> None:
+        await stopped.wait()
+
+    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(_stop())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _post(body: kopf.Body, event: reconcile.Event) -> None:
+    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+def build_registry(
+    api: KubeApi,
+    *,
+    login: LoginFn | None = kopf.login_via_client,
+    repair_interval: float = DEFAULT_REPAIR_INTERVAL,
+    nudges: Nudges | None = None,
+) -> kopf.OperatorRegistry:
+    """A fresh registry with the operator's handlers (tests build one per operator run)."""
+    registry = kopf.OperatorRegistry()
+    nudges = nudges or Nudges()
+    managed = {naming.LABEL_MANAGED_BY: naming.MANAGER}
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 30
+        settings.networking.request_timeout = 60
+        settings.execution.max_workers = 16
+
+    if login is not None:
+        kopf.on.login(registry=registry)(login)
+
+    @kopf.on.event(spec.GROUP, spec.VERSION, spec.PLURAL, registry=registry)
+    async def group_changed(namespace: str | None, name: str | None, **_: Any) -> None:
+        nudges.nudge(namespace, name)
+
+    async def child_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+        nudges.nudge(namespace, labels.get(naming.LABEL_INSTANCE))
+
+    for plural in ("deployments", "statefulsets"):
+        kopf.on.event("apps", "v1", plural, labels=managed, registry=registry)(child_changed)
+
+    @kopf.daemon(
+        spec.GROUP,
+        spec.VERSION,
+        spec.PLURAL,
+        registry=registry,
+        cancellation_timeout=10.0,
+    )
+    async def keep(
+        stopped: Any, body: kopf.Body, name: str, namespace: str, logger: kopf.Logger, **_: Any
+    ) -> None:
+        wake = nudges.get(namespace, name)
+        try:
+            while not stopped:
+                wake.clear()
+                delay = repair_interval
+                try:
+                    outcome = await asyncio.to_thread(reconcile.reconcile, api, namespace, name)
+                except ApiError as exc:
+                    logger.warning("reconcile failed, retrying in %.0fs: %s", RETRY_DELAY, exc)
+                    delay = RETRY_DELAY
+                else:
+                    for event in outcome.events:
+                        _post(body, event)
+                        logger.info("%s: %s", event.reason, event.message)
+                await _wait_any(wake, stopped, delay)
+        finally:
+            nudges.forget(namespace, name)
+
+    @kopf.on.delete(spec.GROUP, spec.VERSION, spec.PLURAL, registry=registry)
+    async def teardown(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        events: list[reconcile.Event] = []
+        try:
+            await asyncio.to_thread(reconcile.teardown, api, dict(body), events.append)
+        except reconcile.StillDeleting as exc:
+            raise kopf.TemporaryError(str(exc), delay=2) from None
+        finally:
+            for event in events:
+                _post(body, event)
+                logger.info("%s: %s", event.reason, event.message)
+
+    return registry

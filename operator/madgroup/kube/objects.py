@@ -1,0 +1,314 @@
+"""The Kubernetes objects of one MadGroup, rendered from the shared topology.
+
+Pure functions: given the group's identity and its validated spec, return plain manifests.
+Nothing here talks to a cluster, so every object can be checked against the Kubernetes
+schemas offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from madgroup import topology
+from madgroup.kube import naming
+from madgroup.spec import ComponentSpec, MadGroupSpec, SecretKeyRef, StorageSpec
+
+PASSWORD_KEY = "password"
+POD_UID = 10001
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The MadGroup the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+    api_version: str = "madgroup.io/v1alpha1"
+    kind: str = "MadGroup"
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def _metadata(owner: Owner, name: str, component: str | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": naming.labels(owner.name, component),
+    }
+    if owner.uid:
+        meta["ownerReferences"] = [owner.reference()]
+    return meta
+
+
+def password_ref(owner: Owner, spec: MadGroupSpec) -> SecretKeyRef:
+    """Where the Redis password lives: the user's Secret, or the one the operator generates."""
+    if spec.redis.passwordSecretRef is not None:
+        return spec.redis.passwordSecretRef
+    return SecretKeyRef(name=naming.password_secret_name(owner.name), key=PASSWORD_KEY)
+
+
+def password_secret(owner: Owner) -> Manifest:
+    """A new Secret holding a fresh CSPRNG password. Created once, never re-rendered onto an
+    existing Secret (that would change the password under running pods)."""
+    password = secrets.token_urlsafe(32)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(owner, naming.password_secret_name(owner.name), topology.REDIS),
+        "type": "Opaque",
+        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
+    }
+
+
+def network_policy(owner: Owner) -> Manifest:
+    """Every pod of the group except Grace accepts traffic only from the group's own pods:
+    Redis is reachable only inside the group, Grace is the one door from outside."""
+    grace = topology.component(topology.GRACE).dns_name
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(owner, naming.network_policy_name(owner.name), None),
+        "spec": {
+            "podSelector": {
+                "matchLabels": naming.group_labels(owner.name),
+                "matchExpressions": [
+                    {"key": naming.LABEL_COMPONENT, "operator": "NotIn", "values": [grace]}
+                ],
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"podSelector": {"matchLabels": naming.group_labels(owner.name)}}]}
+            ],
+        },
+    }
+
+
+def _port_name(comp: topology.Component) -> str:
+    return "redis" if comp.name == topology.REDIS else "http"
+
+
+def service(owner: Owner, spec: MadGroupSpec, name: str) -> Manifest:
+    comp = topology.component(name)
+    svc_type = spec.grace.serviceType if name == topology.GRACE else "ClusterIP"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, naming.child_name(owner.name, name), name),
+        "spec": {
+            "type": svc_type,
+            "selector": naming.selector_labels(owner.name, name),
+            "ports": [
+                {
+                    "name": _port_name(comp),
+                    "port": comp.port,
+                    "targetPort": _port_name(comp),
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def _secret_env(var: str, ref: SecretKeyRef) -> dict[str, Any]:
+    return {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
+def allowed_hosts(owner: Owner, name: str) -> list[str]:
+    """The names a client inside the cluster may use to reach a MAD's Service."""
+    svc = naming.child_name(owner.name, name)
+    ns = owner.namespace
+    return [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"]
+
+
+def environment(owner: Owner, spec: MadGroupSpec, name: str) -> list[dict[str, Any]]:
+    """The container's env: the topology's, pointing at the group's Services, plus secrets
+    by reference (never by value)."""
+    comp = topology.component(name)
+
+    def address(other: str) -> tuple[str, int]:
+        return naming.child_name(owner.name, other), topology.component(other).port
+
+    env: list[dict[str, Any]] = [
+        {"name": key, "value": value}
+        for key, value in topology.environment(
+            comp, address, allowed_hosts=allowed_hosts(owner, name)
+        ).items()
+    ]
+    env.append(_secret_env("REDIS_PASSWORD", password_ref(owner, spec)))
+    if name == topology.GRACE and spec.grace.tokenSecretRef is not None:
+        env.append(_secret_env("GRACE_API_TOKENS", spec.grace.tokenSecretRef))
+    if name == topology.FIEDLER:
+        llm = spec.fiedler.llm
+        env.append({"name": "FIEDLER_LLM_PROVIDER", "value": llm.provider})
+        if llm.baseUrl:
+            env.append({"name": "FIEDLER_LLM_BASE_URL", "value": llm.baseUrl})
+        if llm.model:
+            env.append({"name": "FIEDLER_LLM_MODEL", "value": llm.model})
+        if llm.apiKeySecretRef is not None:
+            env.append(_secret_env("FIEDLER_LLM_API_KEY", llm.apiKeySecretRef))
+    return env
+
+
+def _probes(comp: topology.Component) -> dict[str, Any]:
+    if comp.probe.kind == "redis":
+        # The password comes from the container's env; the pod spec never holds it.
+        ping = 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'
+        return {
+            "readinessProbe": {
+                "exec": {"command": ["sh", "-c", ping]},
+                "periodSeconds": 5,
+                "timeoutSeconds": 3,
+                "failureThreshold": 3,
+            },
+            "livenessProbe": {
+                "tcpSocket": {"port": _port_name(comp)},
+                "initialDelaySeconds": 10,
+                "periodSeconds": 10,
+            },
+        }
+    return {
+        "readinessProbe": {
+            "httpGet": {"path": comp.probe.path, "port": _port_name(comp)},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": _port_name(comp)},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+        },
+    }
+
+
+def _resources(settings: ComponentSpec) -> dict[str, Any]:
+    if settings.resources is None:
+        return {}
+    out: dict[str, Any] = {}
+    if settings.resources.requests:
+        out["requests"] = dict(settings.resources.requests)
+    if settings.resources.limits:
+        out["limits"] = dict(settings.resources.limits)
+    return out
+
+
+def pod_template(owner: Owner, spec: MadGroupSpec, name: str) -> dict[str, Any]:
+    comp = topology.component(name)
+    settings = spec.component(name)
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    if comp.data_path:
+        mounts.append({"name": "data", "mountPath": comp.data_path})
+    container: dict[str, Any] = {
+        "name": comp.dns_name,
+        "image": spec.image_of(name),
+        "imagePullPolicy": spec.image.pullPolicy,
+        "command": comp.command(),
+        "ports": [{"name": _port_name(comp), "containerPort": comp.port, "protocol": "TCP"}],
+        "env": environment(owner, spec, name),
+        **_probes(comp),
+        "resources": _resources(settings),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    return {
+        "metadata": {"labels": naming.labels(owner.name, name)},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": POD_UID,
+                "runAsGroup": POD_UID,
+                "fsGroup": POD_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+        },
+    }
+
+
+def _claim(storage: StorageSpec) -> dict[str, Any]:
+    claim: dict[str, Any] = {
+        "metadata": {"name": "data"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": storage.size}},
+        },
+    }
+    if storage.storageClassName:
+        claim["spec"]["storageClassName"] = storage.storageClassName
+    return claim
+
+
+def storage_of(spec: MadGroupSpec, name: str) -> StorageSpec | None:
+    settings = spec.component(name)
+    return getattr(settings, "storage", None)
+
+
+def workload(owner: Owner, spec: MadGroupSpec, name: str) -> Manifest:
+    """A StatefulSet for components with data (Redis, Fiedler), a Deployment otherwise."""
+    comp = topology.component(name)
+    settings = spec.component(name)
+    body: dict[str, Any] = {
+        "replicas": settings.replicas,
+        "selector": {"matchLabels": naming.selector_labels(owner.name, name)},
+        "template": pod_template(owner, spec, name),
+    }
+    storage = storage_of(spec, name)
+    if comp.stateful and storage is not None:
+        body["serviceName"] = naming.child_name(owner.name, name)
+        body["volumeClaimTemplates"] = [_claim(storage)]
+        body["persistentVolumeClaimRetentionPolicy"] = {
+            "whenDeleted": "Retain" if storage.retainOnDelete else "Delete",
+            "whenScaled": "Retain",
+        }
+        kind, api_version = "StatefulSet", "apps/v1"
+    else:
+        body["strategy"] = {"type": "RollingUpdate"}
+        kind, api_version = "Deployment", "apps/v1"
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": _metadata(owner, naming.child_name(owner.name, name), name),
+        "spec": body,
+    }
+
+
+def claim_names(owner: Owner, spec: MadGroupSpec, name: str) -> list[str]:
+    """The PersistentVolumeClaims a component's StatefulSet creates (``data-<sts>-<i>``)."""
+    if storage_of(spec, name) is None:
+        return []
+    sts = naming.child_name(owner.name, name)
+    return [f"data-{sts}-{i}" for i in range(spec.component(name).replicas)]
+
+
+def component_objects(owner: Owner, spec: MadGroupSpec, name: str) -> list[Manifest]:
+    """What the operator applies for one component, in order (the generated password Secret
+    is created separately, once). The NetworkPolicy comes with Redis: it protects Redis
+    before Redis exists."""
+    out: list[Manifest] = []
+    if name == topology.REDIS:
+        out.append(network_policy(owner))
+    out.append(service(owner, spec, name))
+    out.append(workload(owner, spec, name))
+    return out

@@ -1,0 +1,289 @@
+"""One reconcile pass over one MadGroup, and its ordered teardown.
+
+A pass reads the group and its children, asks :mod:`madgroup.rollout` what to do, applies
+at most the gating component's objects, and publishes status. Every decision is derived
+from what is observed, never from memory, so a restarted operator picks up exactly where
+the previous one stopped and deterministic names make duplicates impossible.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from madgroup import rollout, spec, topology
+from madgroup.kube import naming, objects
+from madgroup.kube.api import ApiError, KubeApi
+
+ORDER = topology.COMPONENT_NAMES
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    applied: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    status_written: bool = False
+    ready: bool = False
+
+
+def group_path(namespace: str, name: str) -> str:
+    return f"/apis/{spec.API_VERSION}/namespaces/{namespace}/{spec.PLURAL}/{name}"
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether ``live`` holds every field of ``desired`` with the same value (the server
+    may add defaults; those are not drift)."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            k in live and contains(live[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return live == desired
+
+
+def _path(manifest: Mapping[str, Any]) -> str:
+    meta = manifest["metadata"]
+    return naming.KINDS[manifest["kind"]].path(meta["namespace"], meta["name"])
+
+
+def _collection(manifest: Mapping[str, Any]) -> str:
+    return naming.KINDS[manifest["kind"]].path(manifest["metadata"]["namespace"])
+
+
+@dataclass
+class _Seen:
+    observed: rollout.Observed
+    stale: list[dict[str, Any]]
+    image: str
+
+
+def _observe(api: KubeApi, owner: objects.Owner, desired: spec.MadGroupSpec, name: str) -> _Seen:
+    manifests = objects.component_objects(owner, desired, name)
+    stale: list[dict[str, Any]] = []
+    workload_live: dict[str, Any] | None = None
+    for manifest in manifests:
+        live = api.get(_path(manifest))
+        if live is None or not contains(live, manifest):
+            stale.append(manifest)
+        if manifest["kind"] in ("Deployment", "StatefulSet"):
+            workload_live = live
+    wanted = desired.component(name).replicas
+    if name == topology.REDIS and desired.redis.passwordSecretRef is None:
+        secret_path = naming.SECRET.path(owner.namespace, naming.password_secret_name(owner.name))
+        if api.get(secret_path) is None:
+            stale.insert(0, {"kind": "Secret", "generate": True})
+    ready = 0
+    rolled_out = False
+    stuck = None
+    if workload_live is not None:
+        status = workload_live.get("status") or {}
+        generation = (workload_live.get("metadata") or {}).get("generation")
+        seen_generation = status.get("observedGeneration")
+        ready = int(status.get("readyReplicas") or 0)
+        rolled_out = (generation is None or (seen_generation or 0) >= generation) and int(
+            status.get("updatedReplicas") or 0
+        ) >= wanted
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "Progressing" and cond.get("reason") == (
+                "ProgressDeadlineExceeded"
+            ):
+                stuck = cond.get("message") or "progress deadline exceeded"
+    observed = rollout.Observed(
+        in_sync=not stale,
+        ready_replicas=ready,
+        desired_replicas=wanted,
+        rolled_out=rolled_out,
+        stuck=stuck,
+    )
+    return _Seen(observed, stale, desired.image_of(name))
+
+
+def _apply(api: KubeApi, owner: objects.Owner, seen: _Seen) -> list[str]:
+    done = []
+    for manifest in seen.stale:
+        if manifest.get("generate"):
+            try:
+                api.create(naming.SECRET.path(owner.namespace), objects.password_secret(owner))
+            except ApiError as exc:
+                if exc.status != 409:  # created meanwhile: keep that one
+                    raise
+            done.append("Secret")
+            continue
+        api.apply(_path(manifest), manifest)
+        done.append(manifest["kind"])
+    return done
+
+
+def _missing_secrets(api: KubeApi, namespace: str, desired: spec.MadGroupSpec) -> str | None:
+    refs = {
+        "spec.redis.passwordSecretRef": desired.redis.passwordSecretRef,
+        "spec.grace.tokenSecretRef": desired.grace.tokenSecretRef,
+        "spec.fiedler.llm.apiKeySecretRef": desired.fiedler.llm.apiKeySecretRef,
+    }
+    for where, ref in refs.items():
+        if ref is None:
+            continue
+        secret = api.get(naming.SECRET.path(namespace, ref.name))
+        if secret is None:
+            return f"{where}: Secret {ref.name!r} not found in namespace {namespace!r}"
+        keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+        if ref.key not in keys:
+            return f"{where}: Secret {ref.name!r} has no key {ref.key!r}"
+    return None
+
+
+def _conditions(
+    report: rollout.Report, old: list[dict[str, Any]], generation: int | None, now: str
+) -> list[dict[str, Any]]:
+    """Keep ``lastTransitionTime`` when a condition's status did not change."""
+    before = {c.get("type"): c for c in old or []}
+    out = []
+    for cond in report.conditions:
+        prev = before.get(cond.type)
+        since = (
+            prev.get("lastTransitionTime") if prev and prev.get("status") == cond.status else None
+        )
+        out.append(
+            {
+                "type": cond.type,
+                "status": cond.status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "lastTransitionTime": since or now,
+                "observedGeneration": generation,
+            }
+        )
+    return out
+
+
+def _transition_events(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Event]:
+    before = {c.get("type"): c for c in old or []}
+    events = []
+    for cond in new:
+        prev = before.get(cond["type"])
+        if prev and prev.get("status") == cond["status"] and prev.get("reason") == cond["reason"]:
+            continue
+        kind = cond["type"]
+        if kind == rollout.READY and cond["status"] == "True":
+            events.append(Event("Normal", "Ready", cond["message"]))
+        elif kind == rollout.STALLED and cond["status"] == "True":
+            events.append(Event("Warning", cond["reason"], cond["message"]))
+        elif kind == rollout.PAUSED and cond["status"] == "True":
+            events.append(Event("Normal", "Paused", cond["message"]))
+        elif kind.endswith("Ready") and kind != rollout.READY and cond["status"] == "True":
+            events.append(Event("Normal", kind, cond["message"]))
+    return events
+
+
+def reconcile(
+    api: KubeApi, namespace: str, name: str, *, clock: Callable[[], str] = now_rfc3339
+) -> Outcome:
+    """One pass. Never raises for a bad spec (that is reported as Stalled); API errors
+    propagate so the caller can retry."""
+    outcome = Outcome()
+    group = api.get(group_path(namespace, name))
+    if group is None or group.get("metadata", {}).get("deletionTimestamp"):
+        return outcome
+    meta = group["metadata"]
+    generation = meta.get("generation")
+    old_status = group.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    paused = annotations.get(spec.PAUSED_ANNOTATION, "").lower() == "true"
+    owner = objects.Owner(name=name, namespace=namespace, uid=meta.get("uid", ""))
+
+    components: dict[str, dict[str, Any]] = {}
+    try:
+        naming.check_group_name(name)
+        desired = spec.parse_spec(group.get("spec"))
+        problem = _missing_secrets(api, namespace, desired)
+        if problem:
+            raise spec.InvalidSpecError(problem)
+    except spec.InvalidSpecError as exc:
+        report = rollout.invalid_report(ORDER, str(exc))
+        components = old_status.get("components") or {}
+    else:
+        paused = paused or desired.paused
+        seen = {n: _observe(api, owner, desired, n) for n in ORDER}
+        observed = {n: s.observed for n, s in seen.items()}
+        plan = rollout.plan(ORDER, observed)
+        if not paused:
+            for comp in plan.apply:
+                kinds = _apply(api, owner, seen[comp])
+                outcome.applied.append(comp)
+                outcome.events.append(
+                    Event("Normal", "Applied", f"{comp}: applied {', '.join(kinds)}")
+                )
+        report = rollout.report(ORDER, observed, plan, paused=paused)
+        for n in ORDER:
+            obs = observed[n]
+            components[n] = {
+                "readyReplicas": obs.ready_replicas,
+                "desiredReplicas": obs.desired_replicas,
+                "image": seen[n].image,
+                "message": report.components.get(n, ""),
+            }
+        outcome.ready = plan.done
+    conditions = _conditions(report, old_status.get("conditions") or [], generation, clock())
+    new_status = {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "components": components,
+    }
+    if new_status != {k: old_status.get(k) for k in new_status}:
+        api.patch_status(group_path(namespace, name), {"status": new_status})
+        outcome.status_written = True
+        outcome.events.extend(_transition_events(old_status.get("conditions") or [], conditions))
+    return outcome
+
+
+class StillDeleting(Exception):
+    """A component's objects are still going away; try again shortly."""
+
+
+def teardown(api: KubeApi, group: Mapping[str, Any], emit: Callable[[Event], None]) -> None:
+    """Delete the children in reverse dependency order, one component at a time: a
+    component's objects must be gone before the one it depends on is touched. PVCs stay
+    unless ``storage.retainOnDelete`` is false."""
+    meta = group["metadata"]
+    owner = objects.Owner(meta["name"], meta["namespace"], meta.get("uid", ""))
+    try:
+        desired = spec.parse_spec(group.get("spec"))
+    except spec.InvalidSpecError:
+        desired = spec.MadGroupSpec()  # names do not depend on the spec; keep all data
+    for comp in topology.stop_order():
+        manifests = objects.component_objects(owner, desired, comp.name)
+        paths = [_path(m) for m in reversed(manifests)]
+        storage = objects.storage_of(desired, comp.name)
+        if storage is not None and not storage.retainOnDelete:
+            paths += [
+                naming.PVC.path(owner.namespace, claim)
+                for claim in objects.claim_names(owner, desired, comp.name)
+            ]
+        if comp.name == topology.REDIS and desired.redis.passwordSecretRef is None:
+            paths.append(
+                naming.SECRET.path(owner.namespace, naming.password_secret_name(owner.name))
+            )
+        deleted = [p for p in paths if api.delete(p)]
+        if deleted:
+            emit(Event("Normal", "Deleting", f"{comp.name}: deleting {len(deleted)} objects"))
+        remaining = [p for p in paths if api.get(p) is not None]
+        if remaining:
+            raise StillDeleting(f"waiting for {comp.name} to be deleted ({len(remaining)} left)")

@@ -1,0 +1,210 @@
+"""Substrate-free rollout decisions.
+
+Given the components in start order and what was observed of each (are its objects as
+desired? how many replicas are ready?), decide what to apply next and what status to
+report. The rule is the guide's: one component at a time, the next only once the previous
+one is ready; an update rolls in the same order and halts at the first component that does
+not become ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Status = Literal["True", "False", "Unknown"]
+
+READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+PAUSED = "Paused"
+
+
+def camel(name: str) -> str:
+    """``sequential_thinking`` -> ``SequentialThinking``."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def condition_type(component: str) -> str:
+    return f"{camel(component)}Ready"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One component as seen on the substrate."""
+
+    in_sync: bool
+    """Every object of the component exists and matches what is desired."""
+    ready_replicas: int = 0
+    desired_replicas: int = 0
+    rolled_out: bool = False
+    """The workload controller has acted on the latest template (no update pending)."""
+    stuck: str | None = None
+    """Set when the substrate says the component will not progress on its own."""
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.in_sync
+            and self.rolled_out
+            and self.desired_replicas > 0
+            and self.ready_replicas >= self.desired_replicas
+        )
+
+    def describe(self) -> str:
+        return f"{self.ready_replicas}/{self.desired_replicas} replicas ready"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do now and where the rollout stands."""
+
+    apply: tuple[str, ...]
+    """Components whose objects must be (re)applied now, in order (at most the gate)."""
+    waiting_for: str | None
+    """The first component that is not ready (the rollout's gate), or None when all are."""
+    stuck: str | None = None
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.waiting_for is None and not self.apply
+
+
+def plan(order: Sequence[str], observed: Mapping[str, Observed]) -> Plan:
+    """Walk the components in order: everything ready is left alone; the first component
+    that is out of sync is applied; the first that is not ready is the gate, and nothing
+    after it is touched."""
+    for name in order:
+        obs = observed[name]
+        if not obs.in_sync:
+            return Plan(apply=(name,), waiting_for=name, message=f"applying {name}")
+        if not obs.ready:
+            if obs.stuck:
+                return Plan(
+                    apply=(),
+                    waiting_for=name,
+                    stuck=name,
+                    message=f"{name} is not progressing: {obs.stuck}",
+                )
+            return Plan(apply=(), waiting_for=name, message=f"waiting for {name}: {obs.describe()}")
+    return Plan(apply=(), waiting_for=None, message="all components ready")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: Status
+    reason: str
+    message: str = ""
+
+
+@dataclass
+class Report:
+    """The status to publish: conditions and one line per component."""
+
+    conditions: list[Condition] = field(default_factory=list)
+    components: dict[str, str] = field(default_factory=dict)
+
+    def get(self, type_: str) -> Condition:
+        for cond in self.conditions:
+            if cond.type == type_:
+                return cond
+        raise KeyError(type_)
+
+
+def _component_conditions(
+    order: Sequence[str], observed: Mapping[str, Observed], gate: str | None
+) -> tuple[list[Condition], dict[str, str]]:
+    conditions: list[Condition] = []
+    messages: dict[str, str] = {}
+    reached_gate = False
+    for name in order:
+        obs = observed.get(name)
+        if obs is not None and obs.ready:
+            cond = Condition(condition_type(name), "True", "Ready", obs.describe())
+        elif reached_gate or obs is None:
+            cond = Condition(
+                condition_type(name), "False", "Pending", "waiting for earlier components"
+            )
+        elif not obs.in_sync:
+            cond = Condition(condition_type(name), "False", "Applying", f"applying {name}")
+        elif not obs.rolled_out:
+            cond = Condition(
+                condition_type(name), "False", "RollingOut", f"rolling out: {obs.describe()}"
+            )
+        elif obs.stuck:
+            cond = Condition(condition_type(name), "False", "NotProgressing", obs.stuck)
+        else:
+            cond = Condition(condition_type(name), "False", "NotReady", obs.describe())
+        if name == gate:
+            reached_gate = True
+        conditions.append(cond)
+        messages[name] = cond.message
+    return conditions, messages
+
+
+def report(
+    order: Sequence[str],
+    observed: Mapping[str, Observed],
+    the_plan: Plan,
+    *,
+    paused: bool = False,
+) -> Report:
+    """Conditions per the Kubernetes API conventions (and kstatus): a summary ``Ready``,
+    ``Reconciling`` while work is under way, ``Stalled`` when it cannot proceed."""
+    comp_conditions, messages = _component_conditions(order, observed, the_plan.waiting_for)
+    gate = the_plan.waiting_for
+    if the_plan.done:
+        ready = Condition(READY, "True", "AllComponentsReady", "all components ready")
+    elif paused:
+        ready = Condition(READY, "False", "Paused", f"paused; {the_plan.message}")
+    else:
+        ready = Condition(READY, "False", f"{camel(gate or '')}NotReady", the_plan.message)
+    if paused:
+        reconciling = Condition(RECONCILING, "False", "Paused", "reconciliation is paused")
+        stalled = Condition(STALLED, "False", "Paused", "reconciliation is paused")
+    elif the_plan.stuck:
+        reconciling = Condition(RECONCILING, "False", "Stalled", the_plan.message)
+        stalled = Condition(
+            STALLED, "True", f"{camel(the_plan.stuck)}NotProgressing", the_plan.message
+        )
+    elif the_plan.done:
+        reconciling = Condition(RECONCILING, "False", "Reconciled", "all components ready")
+        stalled = Condition(STALLED, "False", "Reconciled", "")
+    else:
+        reason = "Applying" if the_plan.apply else f"WaitingFor{camel(gate or '')}"
+        reconciling = Condition(RECONCILING, "True", reason, the_plan.message)
+        stalled = Condition(STALLED, "False", "Progressing", "")
+    paused_cond = Condition(
+        PAUSED,
+        "True" if paused else "False",
+        "Paused" if paused else "Active",
+        'annotation madgroup.io/paused is "true" or spec.paused is set; nothing is changed'
+        if paused
+        else "",
+    )
+    return Report([ready, reconciling, stalled, paused_cond, *comp_conditions], messages)
+
+
+def invalid_report(order: Iterable[str], message: str) -> Report:
+    """The spec cannot be acted on: nothing is applied, the reason is the message."""
+    conditions = [
+        Condition(READY, "False", "InvalidSpec", message),
+        Condition(RECONCILING, "False", "InvalidSpec", message),
+        Condition(STALLED, "True", "InvalidSpec", message),
+    ]
+    return Report(conditions, {name: "" for name in order})
+
+
+def first_sight(order: Iterable[str]) -> Report:
+    """What a newly seen group reports before anything was observed (kstatus reads an
+    absent Ready as "not known yet"; say so explicitly)."""
+    conditions = [
+        Condition(READY, "Unknown", "Initializing", "the operator has not reconciled yet"),
+        Condition(RECONCILING, "True", "Initializing", "starting the rollout"),
+        Condition(STALLED, "False", "Initializing", ""),
+    ]
+    conditions += [Condition(condition_type(n), "Unknown", "Initializing", "") for n in order]
+    return Report(conditions, {})
