@@ -171,3 +171,12 @@ def test_dockerignore_keeps_secrets_and_local_state_out(root: Path) -> None:
     assert patterns[0] == "*", "start from nothing and list what the build needs"
     included = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     assert included == {"pyproject.toml", "README.md", "LICENSE", "mads", "operator"}
+
+
+def test_image_user_is_the_uid_the_operator_runs_pods_as(stages: dict[str, Stage]) -> None:
+    objects = pytest.importorskip(
+        "madgroup.kube.objects", reason="the Kubernetes substrate is not in this tree"
+    )
+    uid = objects.POD_UID
+    assert stages["runtime"].last("USER") == f"{uid}:{uid}"
+    assert stages["runtime"].all("ARG") == [f"UID={uid}"]
