@@ -214,11 +214,37 @@ def test_chart_rbac_equals_manifests(helm: str, root: Path) -> None:
     assert _normalized_rules(rules) == expected
 
 
+def _chart_crd(root: Path) -> dict[str, Any]:
+    return yaml.safe_load((root / CHART / "crds" / "crd.yaml").read_text())
+
+
+def test_chart_crd_is_the_model_crd(root: Path) -> None:
+    """Independent of how manifests/crd.yaml is formatted: the chart's CRD says exactly what
+    the pydantic model of MadGroup.spec generates."""
+    from madgroup.spec import crd_manifest
+
+    assert _chart_crd(root) == json.loads(json.dumps(crd_manifest())), (
+        "charts/madgroup-operator/crds/crd.yaml is out of date with madgroup.spec: "
+        "run `madgroup render crd` and copy manifests/crd.yaml into the chart"
+    )
+
+
+def test_render_with_crds_validates(helm: str, root: Path, dev_tool, tmp_path: Path) -> None:
+    docs = _template(helm, root, "--include-crds")
+    (crd,) = _by_kind(docs)["CustomResourceDefinition"]
+    assert crd["metadata"]["name"] == "madgroups.madgroup.io"
+    output = _validate(dev_tool("kubernetes-validate"), tmp_path, docs)
+    assert "customresourcedefinition/madgroups.madgroup.io" in output
+
+
 def test_sample_madgroup_matches_the_crd_schema(helm: str, root: Path) -> None:
-    crd = yaml.safe_load(_manifest_crd(root).read_text())
+    crd = _chart_crd(root)
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
-    schema = version["schema"]["openAPIV3Schema"]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     (sample,) = _by_kind(_template(helm, root, "--set", "sample.enabled=true"))["MadGroup"]
     assert crd["spec"]["group"] + "/v1alpha1" == sample["apiVersion"]
     assert crd["spec"]["names"]["kind"] == sample["kind"]
-    jsonschema.Draft4Validator(schema["properties"]["spec"]).validate(sample["spec"])
+    jsonschema.Draft4Validator(schema).validate(sample["spec"])
+    # The check has teeth: a spec the CRD forbids is refused.
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(schema).validate({"fiedler": {"replicas": 2}})
