@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mads.core.registry import MADS
+
 ProbeKind = Literal["http", "redis"]
 
 REDIS = "redis"
@@ -105,7 +107,7 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         name=SEQUENTIAL_THINKING,
-        port=8000,
+        port=MADS[SEQUENTIAL_THINKING].port,
         depends_on=(),
         start_after=REDIS,
         description="MCP server with the sequentialthinking tool.",
@@ -113,33 +115,33 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         name=GRACE,
-        port=8001,
+        port=MADS[GRACE].port,
         depends_on=(REDIS,),
         start_after=SEQUENTIAL_THINKING,
         description="The front door: relays outside clients onto the bus.",
         probe=Probe("http"),
-        banner="GraceV0",
+        banner=MADS[GRACE].banner,
         exposed=True,
     ),
     Component(
         name=ROGERS,
-        port=8002,
+        port=MADS[ROGERS].port,
         depends_on=(REDIS, SEQUENTIAL_THINKING),
         start_after=GRACE,
         description="The bus monitor: heartbeats, connections and traffic statistics.",
         probe=Probe("http"),
-        banner="RogersV1",
+        banner=MADS[ROGERS].banner,
         needs_sequential_thinking=True,
         max_replicas=1,
     ),
     Component(
         name=FIEDLER,
-        port=8003,
+        port=MADS[FIEDLER].port,
         depends_on=(REDIS, SEQUENTIAL_THINKING),
         start_after=ROGERS,
         description="The orchestrator: durable tasks answered by an LLM provider.",
         probe=Probe("http"),
-        banner="FiedlerV1",
+        banner=MADS[FIEDLER].banner,
         stateful=True,
         needs_sequential_thinking=True,
         data_path=DATA_DIR,
