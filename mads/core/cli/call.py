@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -35,8 +36,22 @@ def parse_arguments(text: str | None) -> dict[str, Any]:
     return value
 
 
-async def call(url: str, tool: str, arguments: dict[str, Any], timeout: float) -> tuple[bool, Any]:
-    async with session(url, timeout=timeout) as s:
+def bearer_token(explicit: str | None) -> str | None:
+    """``--token``, else ``$MAD_API_TOKEN``, else the first of ``$GRACE_API_TOKENS`` (so
+    ``mad-cli`` inside Grace's own container works when Grace requires tokens)."""
+    if explicit:
+        return explicit
+    if os.environ.get("MAD_API_TOKEN"):
+        return os.environ["MAD_API_TOKEN"]
+    tokens = [t.strip() for t in os.environ.get("GRACE_API_TOKENS", "").split(",") if t.strip()]
+    return tokens[0] if tokens else None
+
+
+async def call(
+    url: str, tool: str, arguments: dict[str, Any], timeout: float, token: str | None = None
+) -> tuple[bool, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with session(url, timeout=timeout, headers=headers) as s:
         tools = sorted(t.name for t in (await s.list_tools()).tools)
         if tool not in tools:
             raise UsageError(f"unknown tool {tool!r}; available: {', '.join(tools) or 'none'}")
@@ -56,11 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("arguments", nargs="?", help="tool arguments as a JSON object")
     parser.add_argument("--url", help="the MAD's base URL (default: http://127.0.0.1:$MAD_PORT)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument(
+        "--token", help="bearer token (default: $MAD_API_TOKEN or the first of $GRACE_API_TOKENS)"
+    )
     args = parser.parse_args(argv)
     try:
         arguments = parse_arguments(args.arguments)
         url = f"{base_url(args.url)}/mcp"
-        ok, data = asyncio.run(call(url, args.tool, arguments, args.timeout))
+        token = bearer_token(args.token)
+        ok, data = asyncio.run(call(url, args.tool, arguments, args.timeout, token))
     except (UsageError, TargetError) as exc:
         print(f"mad-cli: {exc}", file=sys.stderr)
         return 2
