@@ -1,0 +1,51 @@
+"""Rogers' figures as Prometheus metrics, read from the live tables at scrape time (nothing
+is added to the per-message path)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mads.rogers.connections import ConnectionTable
+from mads.rogers.stats import TrafficStats
+
+
+class RogersCollector(Collector):
+    def __init__(self, connections: ConnectionTable, stats: TrafficStats) -> None:
+        self.connections = connections
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        total = CounterMetricFamily("rogers_messages", "Valid envelopes seen on mad.* since start")
+        total.add_metric([], self.stats.total)
+        yield total
+        by_sender = CounterMetricFamily(
+            "rogers_messages_by_sender", "Valid envelopes per sender", labels=["sender"]
+        )
+        for sender, count in self.stats.senders.items():
+            by_sender.add_metric([sender], count)
+        yield by_sender
+        by_class = CounterMetricFamily(
+            "rogers_messages_by_channel_class",
+            "Valid envelopes per channel class",
+            labels=["channel_class"],
+        )
+        for name, count in self.stats.classes.items():
+            by_class.add_metric([name], count)
+        yield by_class
+        malformed = CounterMetricFamily(
+            "rogers_malformed_messages", "Deliveries on mad.* that were not valid envelopes"
+        )
+        malformed.add_metric([], self.stats.malformed)
+        yield malformed
+        rate = GaugeMetricFamily("rogers_message_rate", "Messages per second over the last minute")
+        rate.add_metric([], self.stats.rate_per_s())
+        yield rate
+        conns = GaugeMetricFamily(
+            "rogers_connections", "MADs in the connections table by status", labels=["status"]
+        )
+        for status, count in self.connections.counts().items():
+            conns.add_metric([status], count)
+        yield conns

@@ -1,0 +1,67 @@
+"""Rogers: the bus monitor. Watches ``mad.*``, keeps the connections table and the traffic
+counts, and serves its tools over MCP and over the bus (so Grace can relay them)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mads.core.relay import ToolRequestServer
+from mads.core.service import MadService
+from mads.core.settings import load_settings
+from mads.core.thinking_link import ThinkingLink
+from mads.rogers import tools
+from mads.rogers.connections import ConnectionTable
+from mads.rogers.metrics import RogersCollector
+from mads.rogers.monitor import BusMonitor
+from mads.rogers.settings import RogersSettings
+from mads.rogers.stats import TrafficStats
+from mads.rogers.traffic_log import TrafficLog
+
+NAME = "rogers"
+
+
+def build() -> MadService:
+    settings = load_settings(RogersSettings, mad_name=NAME)
+    service = MadService(
+        NAME,
+        settings,
+        instructions="The bus monitor: who is connected (rogers_get_connections) and how much "
+        "traffic the Conversation Bus carries (rogers_get_stats).",
+    )
+    bus = service.use_bus(settings)
+
+    link = ThinkingLink(settings.sequential_thinking_url, service.log)
+    service.add_status(link.status_line)
+    service.add_readiness("Sequential Thinking", lambda: link.connected)
+    service.add_background(link.run)
+
+    connections = ConnectionTable(
+        settings.mad_heartbeat_s, max_entries=settings.rogers_max_connections
+    )
+    stats = TrafficStats(
+        max_senders=settings.rogers_max_senders, retention_h=settings.rogers_stats_retention_h
+    )
+    traffic_log = TrafficLog(
+        service.log, settings.rogers_log_interval_s, settings.rogers_max_log_pairs
+    )
+    monitor = BusMonitor(bus, connections, stats, traffic_log, service.log)
+    service.add_background(monitor.run)
+    service.add_background(traffic_log.run)
+
+    async def report_transitions() -> None:
+        while True:
+            await asyncio.sleep(settings.mad_heartbeat_s)
+            for mad_id, old, new in connections.transitions():
+                service.log.info("MAD %s is now %s (was %s)", mad_id, new, old)
+
+    service.add_background(report_transitions)
+    tools.register(service, connections, stats)
+    service.metrics.register(RogersCollector(connections, stats))
+
+    requests = ToolRequestServer(bus, NAME, service.call_tool_locally, logger=service.log)
+
+    async def serve_requests() -> None:
+        await requests.run(tools=await service.tool_definitions())
+
+    service.add_background(serve_requests)
+    return service

@@ -1,0 +1,21 @@
+"""Rogers' configuration: the common bus + Sequential Thinking settings and its own knobs."""
+
+from pydantic import Field
+
+from mads.core.settings import ThinkingClientSettings
+
+
+class RogersSettings(ThinkingClientSettings):
+    rogers_log_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Traffic log summary interval: the first message of a sender/channel pair "
+        "in an interval is logged as it comes, the rest as one count at the interval's end.",
+    )
+    rogers_max_log_pairs: int = Field(default=500, ge=1, le=100_000)
+    rogers_max_senders: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Distinct senders tracked before '(other)'."
+    )
+    rogers_max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    rogers_stats_retention_h: int = Field(default=24, ge=1, le=24 * 31)

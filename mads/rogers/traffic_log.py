@@ -1,0 +1,50 @@
+"""The traffic log: ``[Metrics] Received message from sender: <s> on channel: <c>``.
+
+The first message of a sender/channel pair in an interval is logged as it arrives (so the
+guide's line appears at once); further messages of that pair are counted and reported as
+one summary line when the interval ends. The number of pairs tracked per interval is capped;
+beyond the cap messages are counted in one overflow line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+RECEIVED = "[Metrics] Received message from sender: %s on channel: %s"
+SUMMARY = "[Metrics] Received %d more message(s) from sender: %s on channel: %s in the last %g s"
+OVERFLOW = "[Metrics] Received %d message(s) on further sender/channel pairs in the last %g s"
+
+
+class TrafficLog:
+    def __init__(self, logger: logging.Logger, interval_s: float, max_pairs: int = 500) -> None:
+        self.log = logger
+        self.interval_s = interval_s
+        self.max_pairs = max_pairs
+        self._counts: dict[tuple[str, str], int] = {}
+        self._overflow = 0
+
+    def saw(self, sender: str, channel: str) -> None:
+        key = (sender, channel)
+        count = self._counts.get(key)
+        if count is not None:
+            self._counts[key] = count + 1
+        elif len(self._counts) < self.max_pairs:
+            self._counts[key] = 0
+            self.log.info(RECEIVED, sender, channel)
+        else:
+            self._overflow += 1
+
+    def flush(self) -> None:
+        for (sender, channel), count in self._counts.items():
+            if count:
+                self.log.info(SUMMARY, count, sender, channel, self.interval_s)
+        if self._overflow:
+            self.log.info(OVERFLOW, self._overflow, self.interval_s)
+        self._counts.clear()
+        self._overflow = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.flush()
