@@ -1,0 +1,56 @@
+"""Fiedler's configuration: the shared bus and Sequential Thinking variables plus ``FIEDLER_*``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from mads.core.settings import ConfigurationError, ThinkingClientSettings
+
+DEFAULT_DB_PATH = "/data/fiedler_state.db"
+
+
+class FiedlerSettings(ThinkingClientSettings):
+    fiedler_db_path: str = Field(default=DEFAULT_DB_PATH, min_length=1)
+    fiedler_llm_provider: Literal["builtin", "openai"] = "builtin"
+    fiedler_llm_base_url: str | None = None
+    fiedler_llm_model: str | None = None
+    fiedler_llm_api_key: SecretStr | None = None
+    fiedler_llm_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    fiedler_llm_retries: int = Field(default=2, ge=0, le=20)
+    fiedler_llm_max_tool_rounds: int = Field(default=8, ge=1, le=100)
+    fiedler_max_concurrency: int = Field(default=4, ge=1, le=1024)
+    fiedler_max_prompt_chars: int = Field(default=100_000, ge=1, le=1_000_000)
+
+    @field_validator("fiedler_llm_provider", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("fiedler_llm_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("fiedler_llm_model")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    def check_provider(self) -> None:
+        """The ``openai`` provider needs an endpoint and a model; say which variable is
+        missing (one line, as every configuration error)."""
+        if self.fiedler_llm_provider != "openai":
+            return
+        for variable, value in (
+            ("FIEDLER_LLM_BASE_URL", self.fiedler_llm_base_url),
+            ("FIEDLER_LLM_MODEL", self.fiedler_llm_model),
+        ):
+            if not value:
+                raise ConfigurationError(f"{variable} is required when FIEDLER_LLM_PROVIDER=openai")

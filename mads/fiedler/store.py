@@ -1,0 +1,382 @@
+"""Fiedler's task store: SQLite in WAL mode, written by one thread.
+
+All statements run on a single thread that owns the connection, so the event loop never
+blocks on disk. That thread also groups the writes that queue up while it is busy into one
+transaction (each in its own savepoint, so one failing statement does not undo the others):
+with ``synchronous=FULL`` a commit costs one fsync, and under load many tasks share it. A
+caller's ``await`` returns only after its transaction has committed — "stored" means on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+PENDING, RUNNING, COMPLETED, FAILED = "PENDING", "RUNNING", "COMPLETED", "FAILED"
+STATUSES = (PENDING, RUNNING, COMPLETED, FAILED)
+TERMINAL = (COMPLETED, FAILED)
+MAX_BATCH = 256
+
+T = TypeVar("T")
+Operation = Callable[[sqlite3.Connection], Any]
+
+# Each entry moves the schema one version up; never edit an entry once released.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE tasks (
+        task_id        TEXT PRIMARY KEY,
+        status         TEXT NOT NULL
+                       CHECK (status IN ('PENDING', 'RUNNING', 'COMPLETED', 'FAILED')),
+        prompt         TEXT NOT NULL,
+        requester_id   TEXT NOT NULL,
+        request_key    TEXT UNIQUE,
+        result_payload TEXT,
+        error_details  TEXT,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL
+    );
+    CREATE INDEX tasks_by_status ON tasks (status);
+    CREATE INDEX tasks_by_requester ON tasks (requester_id);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+COLUMNS = (
+    "task_id, status, prompt, requester_id, result_payload, error_details, attempts, "
+    "created_at, updated_at"
+)
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database cannot be used right now; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    status: str
+    prompt: str
+    requester_id: str
+    result_payload: str | None
+    error_details: str | None
+    attempts: int
+    created_at: str
+    updated_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = f"{type(exc).__module__}.{type(exc).__name__}".removeprefix("builtins.")
+    return f"{name}: {text}" if text else name
+
+
+def _row(row: tuple[Any, ...] | None) -> Task | None:
+    return Task(*row) if row is not None else None
+
+
+def _fetch(conn: sqlite3.Connection, task_id: str) -> Task | None:
+    sql = f"SELECT {COLUMNS} FROM tasks WHERE task_id = ?"
+    return _row(conn.execute(sql, (task_id,)).fetchone())
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open (creating the parent directory and file) and migrate the database."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch the journal to WAL (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = int(row[0] or 0)
+        if current > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"database schema version {current} is newer than this Fiedler "
+                f"(knows up to {SCHEMA_VERSION})"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
+
+
+class _Writer(threading.Thread):
+    """The one thread that touches the connection; runs operations in grouped commits."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(name="fiedler-sqlite", daemon=True)
+        self.conn = conn
+        self.jobs: queue.SimpleQueue[tuple[Operation, concurrent.futures.Future[Any]] | None]
+        self.jobs = queue.SimpleQueue()
+
+    def submit(self, op: Operation) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.jobs.put((op, future))
+        return future
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+
+    def run(self) -> None:
+        try:
+            while True:
+                job = self.jobs.get()
+                if job is None:
+                    return
+                batch = [job]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        more = self.jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    batch.append(more)
+                self._run_batch(batch)
+                if stop:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+
+    def _run_batch(self, batch: list[tuple[Operation, concurrent.futures.Future[Any]]]) -> None:
+        live = [(op, f) for op, f in batch if f.set_running_or_notify_cancel()]
+        if not live:
+            return
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for op, _future in live:
+                self.conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, op(self.conn)))
+                    self.conn.execute("RELEASE op")
+                except sqlite3.Error as exc:
+                    self.conn.execute("ROLLBACK TO op")
+                    self.conn.execute("RELEASE op")
+                    outcomes.append((False, exc))
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            for _op, future in live:
+                future.set_exception(exc)
+            return
+        for (_op, future), (ok, value) in zip(live, outcomes, strict=True):
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+class TaskStore:
+    def __init__(self, path: str, logger: logging.Logger | None = None) -> None:
+        self.path = path
+        self.log = logger or logging.getLogger("fiedler")
+        self._writer: _Writer | None = None
+        self.last_error: str | None = "not opened yet"
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    @property
+    def ok(self) -> bool:
+        return self._writer is not None and self.last_error is None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open and migrate; raises :class:`StoreUnavailableError` with the reason."""
+        if self._writer is not None:
+            return
+        try:
+            conn = await asyncio.to_thread(connect, self.path)
+        except (sqlite3.Error, OSError) as exc:
+            self.last_error = describe(exc)
+            raise StoreUnavailableError(self.last_error) from None
+        self._writer = _Writer(conn)
+        self._writer.start()
+        self.last_error = None
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
+            await asyncio.to_thread(writer.join, 10)
+
+    async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreUnavailableError(f"task store not open: {self.last_error}")
+        try:
+            return await asyncio.wrap_future(self._writer.submit(op))
+        except sqlite3.Error as exc:
+            self.last_error = describe(exc)
+            raise StoreUnavailableError(self.last_error) from None
+
+    async def check(self) -> str | None:
+        """A real query on a fresh read-only connection: None when healthy, else the reason.
+
+        A fresh connection notices what the long-lived one cannot (a deleted file, a volume
+        gone read-only or unmounted)."""
+        if self._writer is None:
+            return self.last_error or "not opened"
+        try:
+            await asyncio.to_thread(self._probe)
+        except (sqlite3.Error, OSError) as exc:
+            self.last_error = describe(exc)
+            return self.last_error
+        self.last_error = None
+        return None
+
+    def _probe(self) -> None:
+        uri = f"{Path(self.path).resolve().as_uri()}?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, timeout=2.0)
+        try:
+            version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"unexpected schema version {version}")
+            conn.execute("SELECT count(*) FROM tasks WHERE status = 'PENDING'").fetchone()
+        finally:
+            conn.close()
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def create(
+        self, task_id: str, prompt: str, requester_id: str, request_key: str | None = None
+    ) -> tuple[Task, bool]:
+        """Store a new PENDING task; with a ``request_key`` already stored, return that task
+        instead (``created`` False) — a redelivered request makes no second task."""
+
+        def op(conn: sqlite3.Connection) -> tuple[Task, bool]:
+            stamp = now()
+            cursor = conn.execute(
+                "INSERT INTO tasks (task_id, status, prompt, requester_id, request_key, "
+                "created_at, updated_at) VALUES (?, 'PENDING', ?, ?, ?, ?, ?) "
+                "ON CONFLICT (request_key) DO NOTHING",
+                (task_id, prompt, requester_id, request_key, stamp, stamp),
+            )
+            created = cursor.rowcount == 1
+            if created:
+                task = _fetch(conn, task_id)
+            else:
+                task = _row(
+                    conn.execute(
+                        f"SELECT {COLUMNS} FROM tasks WHERE request_key = ?", (request_key,)
+                    ).fetchone()
+                )
+            assert task is not None
+            return task, created
+
+        return await self._run(op)
+
+    async def get(self, task_id: str) -> Task | None:
+        return await self._run(lambda conn: _fetch(conn, task_id))
+
+    async def list(
+        self, status: str | None = None, requester_id: str | None = None, limit: int = 50
+    ) -> list[Task]:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if requester_id is not None:
+            where.append("requester_id = ?")
+            params.append(requester_id)
+        sql = f"SELECT {COLUMNS} FROM tasks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY rowid DESC LIMIT ?"
+        params.append(limit)
+        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
+        return [Task(*row) for row in rows]
+
+    async def start(self, task_id: str) -> Task | None:
+        """PENDING (or RUNNING left by a crash) -> RUNNING; None when the task is unknown or
+        already finished."""
+
+        def op(conn: sqlite3.Connection) -> Task | None:
+            cursor = conn.execute(
+                "UPDATE tasks SET status = 'RUNNING', attempts = attempts + 1, updated_at = ? "
+                "WHERE task_id = ? AND status IN ('PENDING', 'RUNNING')",
+                (now(), task_id),
+            )
+            if cursor.rowcount != 1:
+                return None
+            return _fetch(conn, task_id)
+
+        return await self._run(op)
+
+    async def finish(
+        self, task_id: str, status: str, result: str | None, error: str | None
+    ) -> Task | None:
+        """RUNNING -> COMPLETED | FAILED; None if the task was not RUNNING."""
+        if status not in TERMINAL:
+            raise ValueError(f"{status} is not a terminal status")
+
+        def op(conn: sqlite3.Connection) -> Task | None:
+            cursor = conn.execute(
+                "UPDATE tasks SET status = ?, result_payload = ?, error_details = ?, "
+                "updated_at = ? WHERE task_id = ? AND status = 'RUNNING'",
+                (status, result, error, now(), task_id),
+            )
+            if cursor.rowcount != 1:
+                return None
+            return _fetch(conn, task_id)
+
+        return await self._run(op)
+
+    async def unfinished(self, limit: int = 10_000) -> list[Task]:
+        """Tasks not yet terminal, oldest first (what a restart must pick up)."""
+        rows = await self._run(
+            lambda conn: conn.execute(
+                f"SELECT {COLUMNS} FROM tasks WHERE status IN ('PENDING', 'RUNNING') "
+                "ORDER BY rowid LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [Task(*row) for row in rows]
+
+    async def counts(self) -> dict[str, int]:
+        sql = "SELECT status, count(*) FROM tasks GROUP BY status"
+        rows = await self._run(lambda conn: conn.execute(sql).fetchall())
+        found = dict(rows)
+        return {status: int(found.get(status, 0)) for status in STATUSES}

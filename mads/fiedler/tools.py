@@ -1,0 +1,152 @@
+"""Fiedler's MCP tools: thin — they check input, then hand over to the store and worker."""
+
+import uuid
+from typing import Annotated, Literal, TypedDict
+
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from mads.core import channels
+from mads.core.relay import current_request_id
+from mads.core.service import MadService
+from mads.fiedler.store import StoreUnavailableError, Task, TaskStore
+from mads.fiedler.worker import Worker
+
+PREVIEW_CHARS = 200
+
+CONVERSE = """Ask Fiedler something. Returns at once with the new task's id; the task is stored
+before this reply. Poll fiedler_get_task_status for the outcome, or subscribe to the
+returned stream_topic (mad.stream.<task_id>) for the answer as it is produced."""
+GET_STATUS = """The state of one task: status (PENDING, RUNNING, COMPLETED or FAILED), the
+prompt, result_payload once COMPLETED, error_details once FAILED, and timestamps."""
+LIST_TASKS = """Recent tasks, newest first, optionally only those with a status or from one
+requester. For operators: each entry shows the first 200 characters of the prompt."""
+
+TaskId = Annotated[
+    str, Field(min_length=1, max_length=128, description="The task_id fiedler_converse returned.")
+]
+RequesterId = Annotated[
+    str,
+    Field(min_length=1, max_length=128, description="Who is asking (a team, user or MAD name)."),
+]
+Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"]
+
+
+class ConverseReply(TypedDict):
+    status: str
+    task_id: str
+    stream_topic: str
+
+
+class TaskStatus(TypedDict):
+    task_id: str
+    status: str
+    prompt: str
+    result_payload: str | None
+    error_details: str | None
+    created_at: str
+    updated_at: str
+
+
+class TaskSummary(TypedDict):
+    task_id: str
+    status: str
+    requester_id: str
+    prompt_preview: str
+    error_details: str | None
+    created_at: str
+    updated_at: str
+
+
+class TaskList(TypedDict):
+    count: int
+    tasks: list[TaskSummary]
+
+
+def _unavailable(exc: StoreUnavailableError) -> ToolError:
+    return ToolError(f"the task store is unavailable: {exc}")
+
+
+def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_chars: int) -> None:
+    Prompt = Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=max_prompt_chars,
+            description=f"What to ask (1 to {max_prompt_chars} characters).",
+        ),
+    ]
+
+    @service.tool("fiedler_converse", description=CONVERSE)
+    async def fiedler_converse(prompt: Prompt, requester_id: RequesterId) -> ConverseReply:
+        if not prompt.strip():
+            raise ToolError("invalid arguments for fiedler_converse: prompt: must not be blank")
+        if not requester_id.strip():
+            raise ToolError(
+                "invalid arguments for fiedler_converse: requester_id: must not be blank"
+            )
+        try:
+            # A request relayed over the bus carries its message id: delivered twice (the
+            # relay redelivers after a crash), it still makes one task.
+            task, created = await store.create(
+                str(uuid.uuid4()), prompt, requester_id, current_request_id.get()
+            )
+        except StoreUnavailableError as exc:
+            raise _unavailable(exc) from None
+        if created:
+            service.log.info("Received new task %s", task.task_id)
+            worker.announce_status(task)
+            worker.submit(task.task_id)
+        return ConverseReply(
+            status=task.status.lower(),
+            task_id=task.task_id,
+            stream_topic=channels.stream(task.task_id),
+        )
+
+    @service.tool("fiedler_get_task_status", description=GET_STATUS)
+    async def fiedler_get_task_status(task_id: TaskId) -> TaskStatus:
+        try:
+            task = await store.get(task_id)
+        except StoreUnavailableError as exc:
+            raise _unavailable(exc) from None
+        if task is None:
+            raise ToolError(f"unknown task_id {task_id!r}: no such task")
+        return _status(task)
+
+    @service.tool("fiedler_list_tasks", description=LIST_TASKS)
+    async def fiedler_list_tasks(
+        status: Annotated[Status | None, Field(description="Only tasks in this state.")] = None,
+        requester_id: Annotated[
+            str | None, Field(max_length=128, description="Only tasks from this requester.")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=1000, description="At most this many (1-1000).")] = 50,
+    ) -> TaskList:
+        try:
+            tasks = await store.list(status, requester_id, limit)
+        except StoreUnavailableError as exc:
+            raise _unavailable(exc) from None
+        return TaskList(count=len(tasks), tasks=[_summary(task) for task in tasks])
+
+
+def _status(task: Task) -> TaskStatus:
+    return TaskStatus(
+        task_id=task.task_id,
+        status=task.status,
+        prompt=task.prompt,
+        result_payload=task.result_payload,
+        error_details=task.error_details,
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+    )
+
+
+def _summary(task: Task) -> TaskSummary:
+    return TaskSummary(
+        task_id=task.task_id,
+        status=task.status,
+        requester_id=task.requester_id,
+        prompt_preview=task.prompt[:PREVIEW_CHARS],
+        error_details=task.error_details,
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+    )

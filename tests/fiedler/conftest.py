@@ -1,0 +1,82 @@
+"""Fiedler's test group: a real Redis and a real Sequential Thinking process shared by a test
+module, a fresh Fiedler process per test, and an OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fiedler.fake_llm import FakeLLM
+from tests.support.mad_process import MadProcess
+from tests.support.redis_server import RedisServer
+
+
+@dataclass
+class Group:
+    redis: RedisServer
+    thinking: MadProcess
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**self.redis.env, "SEQUENTIAL_THINKING_URL": f"{self.thinking.url}/mcp"}
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
+    workdir = tmp_path_factory.mktemp("group")
+    redis = RedisServer(workdir / "redis").start()
+    thinking = MadProcess("sequential_thinking", workdir / "sequential_thinking", {})
+    try:
+        thinking.start()
+        yield Group(redis, thinking)
+    finally:
+        thinking.stop()
+        redis.stop(kill=True)
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeLLM]:
+    server = FakeLLM().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Fiedler:
+    process: MadProcess
+    db_path: Path
+
+    def rows(self, where: str = "1", params: tuple[object, ...] = ()) -> int:
+        """Count task rows, read straight from the SQLite file."""
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(
+                conn.execute(f"SELECT count(*) FROM tasks WHERE {where}", params).fetchone()[0]
+            )
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def start_fiedler(group: Group, tmp_path: Path) -> Iterator[Callable[..., Fiedler]]:
+    started: list[MadProcess] = []
+
+    def start(env: dict[str, str] | None = None, wait_ready: bool = True) -> Fiedler:
+        db_path = tmp_path / "data" / "fiedler_state.db"
+        merged = {**group.env, "FIEDLER_DB_PATH": str(db_path), **(env or {})}
+        process = MadProcess("fiedler", tmp_path / "fiedler", merged)
+        started.append(process)
+        process.start(wait_ready=wait_ready)
+        return Fiedler(process, Path(merged["FIEDLER_DB_PATH"]))
+
+    try:
+        yield start
+    finally:
+        for process in reversed(started):
+            process.stop()

@@ -1,0 +1,145 @@
+"""A small OpenAI-compatible Chat Completions server on loopback, for Fiedler's tests.
+
+It streams (SSE) like the real API and behaves according to the prompt:
+
+- ``think: <text>`` with the ``sequentialthinking`` tool offered: one streamed tool call
+  (arguments split across chunks); once the tool result comes back, an answer quoting the
+  ``thoughtHistoryLength`` the real Sequential Thinking service returned;
+- ``status: <code>``: that HTTP error, always; ``flaky: ...``: 503 on the first request,
+  then an echo; ``hang``: no answer for a minute;
+- anything else: ``Echo: <prompt>`` streamed word by word, ``delay`` seconds apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.support.ports import free_port
+
+
+def echo_chunks(prompt: str) -> list[str]:
+    words = prompt.split(" ")
+    return ["Echo", ": "] + [w if i == len(words) - 1 else f"{w} " for i, w in enumerate(words)]
+
+
+class FakeLLM:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.delay = 0.0
+        self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
+        self._seen: set[str] = set()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeLLM:
+        app = Starlette(routes=[Route("/v1/chat/completions", self._complete, methods=["POST"])])
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fake LLM server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def requests_for(self, prompt: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["messages"][0]["content"] == prompt]
+
+    async def _complete(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        self.authorizations.append(request.headers.get("authorization"))
+        messages = body["messages"]
+        prompt = messages[0]["content"]
+        if prompt.startswith("status: "):
+            return JSONResponse(
+                {"error": {"message": "simulated failure", "type": "test"}},
+                status_code=int(prompt.split()[1]),
+            )
+        if prompt.startswith("flaky: ") and prompt not in self._seen:
+            self._seen.add(prompt)
+            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
+        if prompt == "hang":
+            await asyncio.sleep(60)
+        if messages[-1]["role"] == "tool":
+            result = json.loads(messages[-1]["content"])
+            n = result["thoughtHistoryLength"]
+            return self._stream(body, [{"content": c} for c in ("Thought ", "recorded", f" ({n})")])
+        offered = [t["function"]["name"] for t in body.get("tools") or []]
+        if prompt.startswith("think: ") and "sequentialthinking" in offered:
+            arguments = json.dumps(
+                {
+                    "thought": prompt.removeprefix("think: "),
+                    "thoughtNumber": 1,
+                    "totalThoughts": 1,
+                    "nextThoughtNeeded": False,
+                }
+            )
+            third = len(arguments) // 3
+            parts = [arguments[:third], arguments[third : 2 * third], arguments[2 * third :]]
+            deltas: list[dict[str, Any]] = [
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "sequentialthinking", "arguments": ""},
+                        }
+                    ],
+                }
+            ]
+            deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in parts]
+            return self._stream(body, deltas, finish="tool_calls")
+        return self._stream(body, [{"content": c} for c in echo_chunks(prompt)])
+
+    def _stream(
+        self, body: dict[str, Any], deltas: list[dict[str, Any]], finish: str = "stop"
+    ) -> StreamingResponse:
+        delay = self.delay
+
+        def chunk(delta: dict[str, Any], reason: str | None) -> str:
+            data = {
+                "id": "chatcmpl-test",
+                "object": "chat.completion.chunk",
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
+            }
+            return f"data: {json.dumps(data)}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            for delta in deltas:
+                if delay:
+                    await asyncio.sleep(delay)
+                yield chunk(delta, None)
+            yield chunk({}, finish)
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
