@@ -7,12 +7,15 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mads.core.mcp_client import call_tool
 from tests.fiedler.fake_llm import FakeLLM
 from tests.support.mad_process import MadProcess
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import async_wait_for
 
 
 @dataclass
@@ -80,3 +83,16 @@ def start_fiedler(group: Group, tmp_path: Path) -> Iterator[Callable[..., Fiedle
     finally:
         for process in reversed(started):
             process.stop()
+
+
+async def call(fiedler: Fiedler, tool: str, arguments: dict[str, Any]) -> Any:
+    """Call a tool over MCP; raises McpToolError with the tool's message on failure."""
+    return await call_tool(f"{fiedler.process.url}/mcp", tool, arguments)
+
+
+async def wait_terminal(fiedler: Fiedler, task_id: str, timeout: float = 30) -> dict[str, Any]:
+    async def finished() -> dict[str, Any] | None:
+        status = await call(fiedler, "fiedler_get_task_status", {"task_id": task_id})
+        return status if status["status"] in ("COMPLETED", "FAILED") else None
+
+    return await async_wait_for(finished, timeout=timeout, interval=0.1, what=f"task {task_id}")

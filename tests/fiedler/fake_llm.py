@@ -50,7 +50,12 @@ class FakeLLM:
     def start(self) -> FakeLLM:
         app = Starlette(routes=[Route("/v1/chat/completions", self._complete, methods=["POST"])])
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
