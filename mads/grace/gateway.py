@@ -1,0 +1,168 @@
+"""The MCP gateway: Grace offers the group's tools (``fiedler_*``, ``rogers_*`` ...) to
+outside MCP clients and relays each call over the bus to the MAD that owns it.
+
+It is an MCP server middleware: ``tools/list`` gets the tools the owners published in
+``mad.registry.tools`` appended to Grace's own (read at every listing, so the list stays
+current as MADs come and go); ``tools/call`` for such a tool goes through
+:class:`~mads.core.relay.ToolRelayClient` — a durable request in ``mad.<owner>.requests``,
+the reply matched by correlation id. A call that times out stays queued and is carried out
+when the owner returns. Grace also listens to heartbeats so that a timeout can say whether
+the owner is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from mads.core import channels
+from mads.core.bus import Bus, BusUnavailableError
+from mads.core.relay import RelayTimeoutError, ToolRelayClient
+
+REGISTRY_CACHE_S = 1.0
+
+
+def owner_of(tool_name: str) -> str:
+    return tool_name.split("_", 1)[0]
+
+
+class Liveness:
+    """When each MAD was last heard on ``mad.system.heartbeat``."""
+
+    def __init__(self, bus: Bus, heartbeat_s: float) -> None:
+        self.bus = bus
+        self.heartbeat_s = heartbeat_s
+        self._last: dict[str, float] = {}
+
+    async def run(self) -> None:
+        async for message in self.bus.messages(channels_=[channels.HEARTBEAT]):
+            if message.envelope is not None and len(self._last) < 10_000:
+                self._last[message.envelope.sender_id] = time.monotonic()
+
+    def silent_for(self, mad_id: str) -> float | None:
+        last = self._last.get(mad_id)
+        return None if last is None else time.monotonic() - last
+
+    def is_down(self, mad_id: str) -> bool:
+        silent = self.silent_for(mad_id)
+        return silent is None or silent > 3 * self.heartbeat_s
+
+
+class Gateway:
+    def __init__(
+        self,
+        bus: Bus,
+        own_name: str,
+        timeout_s: float,
+        liveness: Liveness,
+        logger: logging.Logger,
+    ) -> None:
+        self.bus = bus
+        self.own_name = own_name
+        self.timeout_s = timeout_s
+        self.liveness = liveness
+        self.log = logger
+        self.client = ToolRelayClient(bus)
+        self._cache: dict[str, Tool] = {}
+        self._cached_at = float("-inf")
+
+    async def run(self) -> None:
+        await self.client.run()
+
+    async def remote_tools(self, fresh: bool = False) -> dict[str, Tool]:
+        """``tool name -> definition`` for every tool another MAD published (entries that
+        are not valid tool definitions are skipped)."""
+        if fresh or time.monotonic() - self._cached_at > REGISTRY_CACHE_S:
+            tools: dict[str, Tool] = {}
+            for owner, definitions in (await self.client.registered_tools()).items():
+                if owner == self.own_name or not isinstance(definitions, list):
+                    continue
+                for definition in definitions:
+                    name = definition.get("name") if isinstance(definition, dict) else None
+                    if isinstance(name, str) and owner_of(name) == owner:
+                        with contextlib.suppress(ValidationError):
+                            tools[name] = Tool.model_validate(definition)
+            self._cache = tools
+            self._cached_at = time.monotonic()
+        return self._cache
+
+    async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Server middleware on Grace's MCP server."""
+        if ctx.method == "tools/list":
+            result = await call_next(ctx)
+            return await self._extend_listing(result)
+        if ctx.method == "tools/call" and isinstance(ctx.params, dict):
+            name = ctx.params.get("name")
+            if isinstance(name, str) and not name.startswith(f"{self.own_name}_"):
+                remote = await self._lookup(name)
+                if remote is not None:
+                    return await self.relay(name, ctx.params.get("arguments") or {})
+        return await call_next(ctx)
+
+    async def _lookup(self, name: str) -> Tool | None:
+        try:
+            tools = await self.remote_tools()
+            return tools.get(name) or (await self.remote_tools(fresh=True)).get(name)
+        except (RedisError, OSError):
+            return None
+
+    async def _extend_listing(self, result: Any) -> Any:
+        """Append the remote tools to a ``tools/list`` result (a model or, as the SDK hands
+        it to middleware, its wire dict)."""
+        try:
+            remote = await self.remote_tools()
+        except (RedisError, OSError):
+            return result
+        if isinstance(result, ListToolsResult):
+            own = {tool.name for tool in result.tools}
+            extra = [tool for name, tool in sorted(remote.items()) if name not in own]
+            return result.model_copy(update={"tools": [*result.tools, *extra]})
+        if isinstance(result, dict) and isinstance(result.get("tools"), list):
+            own = {tool.get("name") for tool in result["tools"] if isinstance(tool, dict)}
+            extra = [
+                tool.model_dump(by_alias=True, exclude_none=True, mode="json")
+                for name, tool in sorted(remote.items())
+                if name not in own
+            ]
+            return {**result, "tools": [*result["tools"], *extra]}
+        return result
+
+    async def relay(self, name: str, arguments: Any) -> CallToolResult:
+        owner = owner_of(name)
+        if not isinstance(arguments, dict):
+            return _error(f"invalid arguments for {name}: arguments must be a JSON object")
+        try:
+            reply = await self.client.call(owner, name, arguments, timeout=self.timeout_s)
+        except RelayTimeoutError as exc:
+            message = str(exc)
+            silent = self.liveness.silent_for(owner)
+            if self.liveness.is_down(owner):
+                heard = "never heard" if silent is None else f"no heartbeat for {silent:.0f} s"
+                message = f"{owner} is down ({heard}); {message}"
+            self.log.warning("Relay of %s to %s timed out", name, owner)
+            return _error(message)
+        except BusUnavailableError as exc:
+            return _error(f"cannot relay {name}: {exc}")
+        if not reply.get("ok"):
+            return _error(str(reply.get("error") or f"{name} failed on {owner}"))
+        return _success(reply.get("result"))
+
+
+def _error(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+
+def _success(result: Any) -> CallToolResult:
+    text = result if isinstance(result, str) else json.dumps(result)
+    structured = result if isinstance(result, dict) else None
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=structured
+    )

@@ -1,0 +1,69 @@
+"""Grace: the front door. Relays outside clients onto the bus and gives outside MCP clients
+the group's tools, behind bearer tokens (or loopback only when none are configured)."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from mads.core.service import MadService
+from mads.core.settings import load_settings
+from mads.grace import tools
+from mads.grace.access import AccessGuard
+from mads.grace.buffers import ClientBuffers
+from mads.grace.gateway import Gateway, Liveness
+from mads.grace.relay import FanOut
+from mads.grace.settings import GraceSettings
+
+NAME = "grace"
+
+
+class GraceService(MadService):
+    """A MAD whose whole HTTP app sits behind :class:`AccessGuard`."""
+
+    def __init__(self, settings: GraceSettings) -> None:
+        super().__init__(
+            NAME,
+            settings,
+            instructions="The MAD group's front door: publish and receive Conversation Bus "
+            "messages (grace_*) and call the group's tools (fiedler_*, rogers_*), relayed "
+            "to the MAD that owns them.",
+        )
+        self.tokens = settings.api_tokens
+
+    def app(self) -> Starlette:
+        app = super().app()
+        app.add_middleware(AccessGuard, tokens=self.tokens, logger=self.log)
+        return app
+
+
+def build() -> MadService:
+    settings = load_settings(GraceSettings, mad_name=NAME)
+    service = GraceService(settings)
+    bus = service.use_bus(settings)
+
+    buffers = ClientBuffers(
+        bus.redis, max_buffer=settings.grace_max_buffer, ttl_s=settings.grace_client_ttl_s
+    )
+    fanout = FanOut(bus, buffers, service.log)
+    service.add_background(fanout.run)
+    tools.register(service, settings, buffers, fanout)
+
+    liveness = Liveness(bus, settings.mad_heartbeat_s)
+    gateway = Gateway(bus, NAME, settings.grace_relay_timeout_s, liveness, service.log)
+    service.mcp.middleware.append(gateway)
+    service.add_background(liveness.run)
+    service.add_background(gateway.run)
+
+    async def announce_access() -> None:
+        if service.tokens:
+            service.log.info(
+                "Access: bearer token required on /mcp (%d token(s) configured)",
+                len(service.tokens),
+            )
+        else:
+            service.log.warning(
+                "Access: GRACE_API_TOKENS is not set, so Grace serves loopback clients only"
+            )
+
+    service.on_startup(announce_access)
+    return service
