@@ -1,0 +1,267 @@
+"""The local substrate's ``madgroup`` sub-commands: init, up, stop, status, logs, down,
+exec, health, smoke."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import subprocess
+import time
+
+from madgroup import topology
+from madgroup.cli import CommandError
+from madgroup.local import control, envfile, launcher, logview, processes, readiness
+from madgroup.local.context import Context
+from madgroup.local.smoke import smoke as run_smoke
+from madgroup.local.state import STATE_ENV
+
+REDIS_CLI_TARGET_FLAGS = ("-p", "-h", "-u", "-s")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--project-dir",
+        help="directory holding .env/.env.example (default: the nearest one from here up)",
+    )
+    common.add_argument(
+        "--state-dir",
+        help=f"state directory (default: <project>/.madgroup, or ${STATE_ENV})",
+    )
+    return common
+
+
+def _components(value: str) -> str:
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = _common()
+    names = ", ".join(topology.COMPONENT_NAMES)
+
+    p = subparsers.add_parser(
+        "init", parents=[common], help="create .env with a random REDIS_PASSWORD (guide step 1)",
+        description="Create .env from .env.example with a CSPRNG REDIS_PASSWORD (mode 0600). "
+        "An existing password is never replaced.",
+    )
+    p.set_defaults(handler=cmd_init)
+
+    p = subparsers.add_parser(
+        "up", parents=[common], help="start the group locally, in order, with readiness gates",
+        description="Start redis, sequential_thinking, grace, rogers and fiedler as local "
+        "processes, each once the ones before it are ready, and leave a supervisor that "
+        "restarts a crashed component. Name components to start only those (and what they "
+        "need).",
+    )
+    p.add_argument("components", nargs="*", metavar="component", help=f"any of: {names}")
+    p.add_argument("--foreground", action="store_true",
+                   help="stay attached, stream prefixed logs; Ctrl-C stops the group")
+    p.add_argument("--port-offset", type=int, default=None, metavar="N",
+                   help="add N to every default port (or set MADGROUP_PORT_OFFSET)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="seconds each component may take to become ready (default 60)")
+    p.set_defaults(handler=cmd_up)
+
+    p = subparsers.add_parser(
+        "stop", parents=[common], help="stop components; the supervisor keeps them stopped",
+        description="Stop the named components (like 'docker-compose stop'); "
+        "'madgroup up <component>' starts them again.",
+    )
+    p.add_argument("components", nargs="+", metavar="component", help=f"any of: {names}")
+    p.set_defaults(handler=cmd_stop)
+
+    p = subparsers.add_parser("status", parents=[common], help="table of the local group")
+    p.set_defaults(handler=cmd_status)
+
+    p = subparsers.add_parser("logs", parents=[common], help="show component logs")
+    p.add_argument("component", nargs="?", help=f"one of: {names} (default: all)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--tail", type=int, default=None, metavar="N", help="last N lines of each")
+    p.add_argument("--no-log-prefix", action="store_true", help="print lines without 'name |'")
+    p.set_defaults(handler=cmd_logs)
+
+    p = subparsers.add_parser(
+        "down", parents=[common], help="stop the group in reverse order (keeps data)",
+        description="Stop every component in reverse order, gracefully. Data is kept unless "
+        "--volumes is given (guide 5.1).",
+    )
+    p.add_argument("--volumes", "-v", action="store_true",
+                   help="also delete the data (Redis AOF, Fiedler's task history)")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before deleting data")
+    p.set_defaults(handler=cmd_down)
+
+    p = subparsers.add_parser(
+        "exec", parents=[common], help="run a command in a component's environment",
+        description="Run a command with the component's environment (MAD_NAME, MAD_PORT, "
+        "REDIS_*...), like 'docker-compose exec': e.g. 'madgroup exec fiedler mad-status', "
+        "'madgroup exec redis redis-cli ping'.",
+    )
+    p.add_argument("component", help=f"one of: {names}")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="command ...")
+    p.set_defaults(handler=cmd_exec)
+
+    p = subparsers.add_parser(
+        "health", parents=[common], help="check every MAD; exit code = number unhealthy",
+        description="The guide's health check (5.2.2): each MAD's status must be HEALTHY.",
+    )
+    p.set_defaults(handler=cmd_health)
+
+    p = subparsers.add_parser(
+        "smoke", parents=[common], help="run the guide's verification (steps 2-9)",
+        description="Verify the running group as the deployment guide does in steps 2-9; one "
+        "PASS/FAIL line per step, non-zero exit on any failure.",
+    )
+    p.set_defaults(handler=cmd_smoke)
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    ctx = Context.from_args(args)
+    try:
+        print(envfile.init(ctx.env_file, ctx.example_file))
+    except envfile.EnvFileError as exc:
+        raise CommandError(str(exc), code=2) from None
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if args.timeout <= 0:
+        raise CommandError("--timeout must be positive", code=2)
+    return control.up(
+        Context.from_args(args), args.components, args.port_offset, args.timeout,
+        args.foreground,
+    )
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return control.stop(Context.from_args(args), args.components)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    return control.down(Context.from_args(args), args.volumes, args.yes)
+
+
+def _uptime(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    ctx = Context.from_args(args)
+    state = ctx.state.load()
+    supervisor = (
+        f"running (pid {state.supervisor_pid})" if ctx.state.supervisor_running()
+        else "not running"
+    )
+    password = None
+    with contextlib.suppress(envfile.EnvFileError):
+        password = envfile.load(ctx.env_file).get(envfile.PASSWORD_KEY)
+    rows = [("COMPONENT", "PID", "PORT", "READY", "RESTARTS", "UPTIME", "STATE")]
+    now = time.time()
+    for comp in topology.COMPONENTS:
+        c = state.components.get(comp.name)
+        if c is None:
+            rows.append((comp.name, "-", "-", "-", "0", "-", "not started"))
+            continue
+        up = processes.alive(c.pid, c.ticks)
+        ready = "-"
+        if up:
+            ok = readiness.ready(comp, c.port, password or "", timeout=1.0)
+            ready = "yes" if ok else "no"
+        rows.append((
+            comp.name,
+            str(c.pid) if up else "-",
+            str(c.port),
+            ready,
+            str(c.restarts),
+            _uptime(now - c.started_at) if up and c.started_at else "-",
+            (c.phase if up or c.phase != "ready" else "exited")
+            + (f": {c.message}" if c.message else ""),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    print(f"supervisor: {supervisor}; state: {ctx.state.root}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    ctx = Context.from_args(args)
+    if args.component:
+        control.check_names([args.component])
+        names = [args.component]
+    else:
+        names = list(topology.COMPONENT_NAMES)
+    out = logview.Prefixer(names, prefix=not args.no_log_prefix)
+    for name in names:
+        for line in logview.last_lines(ctx.state.log_file(name), args.tail):
+            out.line(name, line)
+    out.flush()
+    if not args.follow:
+        return 0
+    tailer = logview.Tailer({n: ctx.state.log_file(n) for n in names}, from_end=True)
+    while True:
+        for name, line in tailer.poll():
+            out.line(name, line)
+        out.flush()
+        time.sleep(0.2)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    ctx = Context.from_args(args)
+    comp = topology.component(control.check_names([args.component])[0])
+    argv = list(args.argv)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise CommandError(
+            f"no command given; e.g. madgroup exec {comp.name} "
+            + ("redis-cli ping" if comp.name == topology.REDIS else "mad-status"),
+            code=2,
+        )
+    state = ctx.running_state()
+    c = state.components.get(comp.name)
+    if c is None or not processes.alive(c.pid, c.ticks):
+        raise CommandError(f"{comp.name} is not running; start it with: madgroup up {comp.name}")
+    env = launcher.component_env(comp, state.ports, ctx.dotenv(), ctx.state)
+    if comp.name == topology.REDIS and argv[0] == "redis-cli" and not any(
+        a in REDIS_CLI_TARGET_FLAGS for a in argv[1:]
+    ):
+        argv = ["redis-cli", "-p", str(state.ports[comp.name]), *argv[1:]]
+    program = shutil.which(argv[0], path=env.get("PATH"))
+    if program is None:
+        raise CommandError(f"{argv[0]}: command not found", code=127)
+    try:
+        return subprocess.run([program, *argv[1:]], env=env).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    ctx = Context.from_args(args)
+    state = ctx.state.load()
+    failures: list[str] = []
+    for name in topology.MAD_NAMES:
+        print(f"Checking service: {name}")
+        port = state.ports.get(name, topology.component(name).port)
+        report = readiness.mad_status(port, timeout=10.0)
+        if report is not None and report.get("status") == "HEALTHY":
+            print(f"Service {name} is HEALTHY.")
+        else:
+            print(f"ALERT: Service {name} is NOT HEALTHY!")
+            failures.append(name)
+    if failures:
+        print(f"unhealthy: {' '.join(failures)}")
+    return len(failures)
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    failed = run_smoke(Context.from_args(args))
+    return min(failed, 1) if failed else 0

@@ -1,0 +1,313 @@
+"""``up``, ``stop`` and ``down``: start the supervisor and follow it, or ask it to stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from madgroup import topology
+from madgroup.cli import CommandError
+from madgroup.local import launcher, logview, ports, processes
+from madgroup.local.context import Context
+from madgroup.local.progress import Progress
+from madgroup.local.state import FAILED, READY, STOPPED, WAITING, ComponentState, GroupState
+
+FOLLOW_POLL = 0.03
+LOG_LINES_ON_FAILURE = 15
+
+
+def closure(names: list[str]) -> list[str]:
+    wanted: set[str] = set()
+
+    def add(name: str) -> None:
+        if name not in wanted:
+            wanted.add(name)
+            for gate in topology.gates(topology.component(name)):
+                add(gate)
+
+    for name in names:
+        add(name)
+    return [c.name for c in topology.start_order(wanted)]
+
+
+def check_names(names: list[str]) -> list[str]:
+    try:
+        return [topology.component(n).name for n in names]
+    except topology.UnknownComponentError as exc:
+        raise CommandError(str(exc), code=2) from None
+
+
+# -- up -----------------------------------------------------------------------------------
+
+
+def up(
+    ctx: Context, names: list[str], offset: int | None, timeout: float, foreground: bool
+) -> int:
+    wanted = closure(check_names(names) or list(topology.COMPONENT_NAMES))
+    ctx.dotenv()
+    if topology.REDIS in wanted:
+        try:
+            launcher.resolve("redis-server")
+        except launcher.LaunchError as exc:
+            raise CommandError(str(exc)) from None
+    sd = ctx.state
+    sd.ensure()
+    with sd.command_lock():
+        state = sd.load()
+        if sd.supervisor_running():
+            return _up_running(ctx, state, wanted)
+        adopted = {
+            name: c
+            for name, c in state.components.items()
+            if processes.alive(c.pid, c.ticks)
+        }
+        try:
+            if adopted:
+                plan = dict(state.ports)
+            else:
+                plan = ports.plan(ports.offset_from(offset), list(topology.COMPONENT_NAMES))
+            ports.check_free({n: p for n, p in plan.items() if n in wanted and n not in adopted})
+        except ports.PortError as exc:
+            raise CommandError(str(exc)) from None
+        if adopted:
+            print(
+                "adopting the components still running from an earlier supervisor: "
+                + ", ".join(n for n in wanted if n in adopted)
+            )
+        fresh = GroupState(ports=plan, wanted=wanted, supervisor_status="starting")
+        for name in topology.COMPONENT_NAMES:
+            if name in adopted:
+                fresh.components[name] = adopted[name]
+            else:
+                previous = state.components.get(name)
+                phase = WAITING if name in wanted else STOPPED
+                fresh.components[name] = ComponentState(
+                    name=name, port=plan[name], phase=phase,
+                    restarts=previous.restarts if previous and adopted else 0,
+                )
+        sd.save(fresh)
+        supervisor = _spawn_supervisor(ctx, timeout)
+    if foreground:
+        return _foreground(ctx, supervisor, wanted)
+    started = time.monotonic()
+    ok = _follow(ctx, wanted, lambda: supervisor.poll() is None)
+    if not ok:
+        return _report_failure(ctx, wanted)
+    state = sd.load()
+    took = time.monotonic() - started
+    print(f"The MAD group is up ({took:.1f} s); supervisor pid {state.supervisor_pid}.")
+    print("Next: madgroup smoke | madgroup status | madgroup logs -f | madgroup down")
+    return 0
+
+
+def _up_running(ctx: Context, state: GroupState, wanted: list[str]) -> int:
+    missing = [
+        n for n in wanted
+        if n not in state.wanted or state.components.get(n) is None
+        or state.components[n].phase == STOPPED
+    ]
+    if not missing:
+        print(
+            f"The MAD group is already running (supervisor pid {state.supervisor_pid}); "
+            "nothing to do. See: madgroup status"
+        )
+        return 0
+    for name in missing:
+        ctx.state.request("start", name)
+    if not _follow(ctx, missing, ctx.state.supervisor_running):
+        return _report_failure(ctx, missing)
+    print(f"started: {', '.join(missing)}")
+    return 0
+
+
+def _spawn_supervisor(ctx: Context, timeout: float) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable, "-m", "madgroup.local.supervisor",
+        "--state-dir", str(ctx.state.root),
+        "--env-file", str(ctx.env_file),
+        "--timeout", f"{timeout:g}",
+    ]
+    with ctx.state.supervisor_log.open("ab") as log:
+        return subprocess.Popen(
+            argv, cwd=ctx.project, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def _follow(ctx: Context, names: list[str], supervisor_alive: Callable[[], bool]) -> bool:
+    """Show progress until every one of ``names`` is ready (True) or something failed."""
+    progress = Progress(names)
+    while True:
+        state = ctx.state.load()
+        progress.update(state)
+        comps = [state.components.get(n) for n in names]
+        if all(c is not None and c.phase == READY for c in comps):
+            return True
+        if any(c is not None and c.phase == FAILED for c in comps):
+            return False
+        if not supervisor_alive():
+            progress.update(ctx.state.load())
+            return all(c is not None and c.phase == READY for c in comps)
+        time.sleep(FOLLOW_POLL)
+
+
+def _report_failure(ctx: Context, names: list[str]) -> int:
+    state = ctx.state.load()
+    failed = next(
+        (state.components[n] for n in names
+         if n in state.components and state.components[n].phase == FAILED),
+        None,
+    )
+    if failed is None:
+        tail = logview.last_lines(ctx.state.supervisor_log, LOG_LINES_ON_FAILURE)
+        for line in tail:
+            print(f"  supervisor | {line}", file=sys.stderr)
+        raise CommandError(
+            f"the supervisor stopped before the group was ready (log: "
+            f"{ctx.state.supervisor_log})"
+        )
+    lines = logview.last_lines(ctx.state.log_file(failed.name), LOG_LINES_ON_FAILURE)
+    print(f"last lines of the {failed.name} log:", file=sys.stderr)
+    for line in lines or ["(empty)"]:
+        print(f"  {failed.name} | {line}", file=sys.stderr)
+    later = names[names.index(failed.name) + 1 :] if failed.name in names else []
+    not_started = f"; not started: {', '.join(later)}" if later else ""
+    raise CommandError(
+        f"{failed.name} failed: {failed.message}{not_started}; what had started was stopped. "
+        f"Full log: madgroup logs {failed.name}"
+    )
+
+
+def _foreground(ctx: Context, supervisor: subprocess.Popen[bytes], wanted: list[str]) -> int:
+    """Stream prefixed logs until Ctrl-C (or SIGTERM/SIGHUP), then stop the group."""
+    files = {name: ctx.state.log_file(name) for name in wanted}
+    tailer = logview.Tailer(files, from_end=True)
+    out = logview.Prefixer(wanted)
+    progress = Progress(wanted)
+    progress.tty = False
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+    def drain() -> None:
+        for name, line in tailer.poll():
+            out.line(name, line)
+        out.flush()
+
+    try:
+        while supervisor.poll() is None:
+            drain()
+            progress.update(ctx.state.load())
+            time.sleep(0.1)
+        drain()
+        progress.update(ctx.state.load())
+        return _report_failure(ctx, wanted)
+    except KeyboardInterrupt:
+        print("Stopping the MAD group (in reverse order)...", flush=True)
+        with contextlib.suppress(ProcessLookupError):
+            supervisor.send_signal(signal.SIGTERM)
+        with contextlib.suppress(KeyboardInterrupt):
+            while supervisor.poll() is None:
+                drain()
+                time.sleep(0.1)
+            drain()
+        print("Stopped.")
+        return 0
+
+
+# -- stop / down --------------------------------------------------------------------------
+
+
+def stop(ctx: Context, names: list[str], timeout: float = 30.0) -> int:
+    names = check_names(names)
+    if not ctx.state.supervisor_running():
+        raise CommandError("the MAD group is not running here (no supervisor); see: madgroup up")
+    for name in names:
+        ctx.state.request("stop", name)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = ctx.state.load()
+        pending = [
+            n for n in names
+            if (c := state.components.get(n)) is not None and c.phase != STOPPED
+        ]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise CommandError(f"still stopping after {timeout:g} s: {', '.join(pending)}")
+        time.sleep(FOLLOW_POLL)
+    for name in names:
+        print(f"{name} stopped (the supervisor keeps it stopped; start it: madgroup up {name})")
+    return 0
+
+
+def down(ctx: Context, volumes: bool, yes: bool, timeout: float = 60.0) -> int:
+    sd = ctx.state
+    if volumes and not yes:
+        _confirm_volumes(ctx)
+    with sd.command_lock():
+        state = sd.load()
+        alive = [
+            c.name for c in (state.components.get(comp.name) for comp in topology.stop_order())
+            if c is not None and processes.alive(c.pid, c.ticks)
+        ]
+        if sd.supervisor_running() and state.supervisor_pid:
+            _stop_supervisor(ctx, state.supervisor_pid, alive, timeout)
+        else:
+            for name in alive:
+                c = state.components[name]
+                how = processes.terminate(c.pid or 0, c.ticks)
+                sd.event(name, "stopped", how.replace(" ", "_"))
+                c.pid, c.ticks, c.phase = None, None, STOPPED
+                sd.save(state)
+                print(f"{name} {how}")
+        if not alive:
+            print("nothing was running")
+        if volumes:
+            shutil.rmtree(sd.data, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                sd.redis_conf.unlink()
+            print(f"deleted the data (Redis AOF, Fiedler's task history) in {sd.data}")
+    return 0
+
+
+def _stop_supervisor(ctx: Context, pid: int, alive: list[str], timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    remaining = list(alive)
+    deadline = time.monotonic() + timeout
+    while remaining or ctx.state.supervisor_running():
+        state = ctx.state.load()
+        for name in list(remaining):
+            c = state.components.get(name)
+            if c is None or c.pid is None:
+                print(f"{name} stopped")
+                remaining.remove(name)
+        if time.monotonic() > deadline:
+            raise CommandError(
+                f"the supervisor (pid {pid}) did not stop within {timeout:g} s; "
+                f"still running: {', '.join(remaining) or 'the supervisor'}"
+            )
+        time.sleep(FOLLOW_POLL)
+
+
+def _confirm_volumes(ctx: Context) -> None:
+    what = f"all data in {ctx.state.data} (Redis data and Fiedler's task history)"
+    if not sys.stdin or not sys.stdin.isatty():
+        raise CommandError(
+            f"down --volumes deletes {what} and there is no terminal to confirm on; "
+            "add --yes to confirm",
+            code=2,
+        )
+    answer = input(f"This deletes {what}. There is no undo. Continue? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CommandError("cancelled; nothing was stopped or deleted", code=1)

@@ -1,0 +1,139 @@
+"""``.env``: read it (the compose ``env_file`` syntax), and create it (``madgroup init``).
+
+Errors never quote a line's value: ``.env`` holds the Redis password.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+from pathlib import Path
+
+PASSWORD_KEY = "REDIS_PASSWORD"
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class EnvFileError(ValueError):
+    """A problem with ``.env``, as one line that never contains a secret."""
+
+
+def parse(text: str, source: str = ".env") -> dict[str, str]:
+    """``KEY=VALUE`` lines; blank lines and ``#`` comments skipped; an optional ``export``;
+    values may be single- or double-quoted; unquoted values end at `` #``. Last one wins."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not _KEY.match(key):
+            raise EnvFileError(
+                f"{source} line {number} is not KEY=VALUE (fix or remove that line)"
+            )
+        values[key] = _value(value.strip(), source, number)
+    return values
+
+
+def _value(value: str, source: str, number: int) -> str:
+    if value[:1] in ("'", '"'):
+        quote = value[0]
+        end = value.find(quote, 1)
+        if end < 0:
+            raise EnvFileError(f"{source} line {number} has an unterminated {quote} quote")
+        return value[1:end]
+    comment = value.find(" #")
+    if comment >= 0:
+        value = value[:comment]
+    return value.rstrip()
+
+
+def load(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise EnvFileError(f"{path} does not exist; create it with: madgroup init") from None
+    except UnicodeDecodeError:
+        raise EnvFileError(f"{path} is not a UTF-8 text file") from None
+    return parse(text, source=path.name)
+
+
+def require_password(values: dict[str, str], source: str = ".env") -> str:
+    if PASSWORD_KEY not in values:
+        raise EnvFileError(
+            f"{PASSWORD_KEY} is not set in {source}; add one with: madgroup init"
+        )
+    password = values[PASSWORD_KEY]
+    if not password:
+        raise EnvFileError(
+            f"{PASSWORD_KEY} in {source} is empty; fill it in with: madgroup init"
+        )
+    if any(ch.isspace() for ch in password):
+        raise EnvFileError(f"{PASSWORD_KEY} in {source} contains whitespace; use another one")
+    return password
+
+
+def new_password() -> str:
+    """Like the guide's ``openssl rand -base64 24``: 24 CSPRNG bytes, base64 (no ``=``)."""
+    return base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+def init(env_path: Path, example_path: Path) -> str:
+    """Create or complete ``.env``; return what was done (never the password).
+
+    An existing non-empty ``REDIS_PASSWORD`` is never replaced; an empty one is filled in.
+    """
+    created = False
+    if env_path.exists():
+        text = env_path.read_text()
+        values = parse(text, source=env_path.name)
+    else:
+        if not example_path.exists():
+            raise EnvFileError(
+                f"neither {env_path.name} nor {example_path.name} exists in {env_path.parent}"
+            )
+        text = example_path.read_text()
+        values = parse(text, source=example_path.name)
+        created = True
+    if values.get(PASSWORD_KEY):
+        if created:
+            _write_private(env_path, text)
+            return f"created {env_path.name} from {example_path.name} (mode 0600)"
+        tightened = _tighten(env_path)
+        note = "; permissions tightened to 0600" if tightened else ""
+        return f"{env_path.name} already has a {PASSWORD_KEY}; left unchanged{note}"
+    line = f"{PASSWORD_KEY}={new_password()}"
+    lines = text.splitlines()
+    empty = re.compile(rf"\s*(export\s+)?{PASSWORD_KEY}\s*=\s*(''|\"\")?\s*\Z")
+    for i, existing in enumerate(lines):
+        if empty.match(existing):
+            lines[i] = line
+            break
+    else:
+        lines.append(line)
+    _write_private(env_path, "\n".join(lines) + "\n")
+    origin = f"created {env_path.name} from {example_path.name}" if created else (
+        f"updated {env_path.name}"
+    )
+    return f"{origin} with a new random {PASSWORD_KEY} (mode 0600)"
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _tighten(path: Path) -> bool:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        path.chmod(0o600)
+        return True
+    return False

@@ -1,0 +1,65 @@
+"""Which ports the group uses here, and whether they are free before anything starts."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+from madgroup import topology
+
+OFFSET_ENV = "MADGROUP_PORT_OFFSET"
+HOST = "127.0.0.1"
+
+
+class PortError(ValueError):
+    pass
+
+
+def offset_from(explicit: int | None) -> int:
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get(OFFSET_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise PortError(f"{OFFSET_ENV}={raw!r} is not a whole number") from None
+
+
+def plan(offset: int, names: list[str]) -> dict[str, int]:
+    ports = {name: topology.component(name).port + offset for name in names}
+    bad = {n: p for n, p in ports.items() if not 1024 <= p <= 65535}
+    if bad:
+        name, port = next(iter(bad.items()))
+        raise PortError(
+            f"--port-offset {offset} puts {name} on port {port}; ports must be 1024-65535"
+        )
+    return ports
+
+
+def in_use(port: int, host: str = HOST) -> bool:
+    """True when a server could not bind ``host:port`` now (what redis/uvicorn would hit)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
+def check_free(ports: dict[str, int]) -> None:
+    busy = [(name, port) for name, port in ports.items() if in_use(port)]
+    if not busy:
+        return
+    which = ", ".join(f"{port} ({name})" for name, port in busy)
+    noun = "port" if len(busy) == 1 else "ports"
+    raise PortError(
+        f"{noun} {which} already in use; nothing was started. Stop what holds it, or run "
+        f"the group on other ports: madgroup up --port-offset 1000 "
+        f"(or set {OFFSET_ENV}=1000)"
+    )
+
+

@@ -1,0 +1,85 @@
+"""Is a component ready? The same checks as every substrate: an authenticated Redis PING,
+or HTTP ``GET /readyz`` answering 200. Standard library only, so probes are cheap."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from typing import Any
+
+from madgroup import topology
+from madgroup.local.ports import HOST
+
+
+def _bulk(text: str) -> bytes:
+    data = text.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def redis_ping(port: int, password: str | None, timeout: float = 0.5) -> str:
+    """Send ``AUTH`` (if a password is given) and ``PING``; return Redis's last reply line
+    (``PONG`` when ready, e.g. ``NOAUTH ...`` or ``LOADING ...`` otherwise)."""
+    request = b""
+    replies = 1
+    if password is not None:
+        request += b"*2\r\n" + _bulk("AUTH") + _bulk(password)
+        replies += 1
+    request += b"*1\r\n" + _bulk("PING")
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(request)
+        buffer = b""
+        while buffer.count(b"\r\n") < replies:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            buffer += chunk
+    lines = [line for line in buffer.decode(errors="replace").split("\r\n") if line]
+    if not lines:
+        return "no reply"
+    failed = next((line for line in lines if line.startswith("-")), None)
+    return (failed or lines[-1]).lstrip("+-")
+
+
+def redis_ready(port: int, password: str, timeout: float = 0.5) -> bool:
+    try:
+        return redis_ping(port, password, timeout) == "PONG"
+    except OSError:
+        return False
+
+
+def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": f"127.0.0.1:{port}"})
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    return response.status, data
+
+
+def http_ready(port: int, path: str = "/readyz", timeout: float = 1.0) -> bool:
+    try:
+        return http_get(port, path, timeout)[0] == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def ready(comp: topology.Component, port: int, password: str, timeout: float = 1.0) -> bool:
+    if comp.probe.kind == "redis":
+        return redis_ready(port, password, timeout)
+    return http_ready(port, comp.probe.path, timeout)
+
+
+def mad_status(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The MAD's ``/status`` report (what ``mad-status`` prints), or None if unreachable."""
+    try:
+        code, data = http_get(port, "/status", timeout)
+    except (OSError, http.client.HTTPException):
+        return None
+    return data if code == 200 and isinstance(data, dict) else None

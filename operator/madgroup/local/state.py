@@ -1,0 +1,224 @@
+"""The state directory (``.madgroup/`` by default): what the running group is, on disk.
+
+Everything a later ``madgroup`` command (or a new supervisor after a crash) needs lives
+here: the chosen ports, each component's pid and its start-time fingerprint, restart
+counts, logs, Redis's data (AOF) and Fiedler's database. ``state.json`` is replaced
+atomically, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_ENV = "MADGROUP_STATE_DIR"
+DEFAULT_STATE_DIR = ".madgroup"
+
+# Phases a component goes through, as shown by ``up`` and ``status``.
+WAITING = "waiting"
+STARTING = "starting"
+READY = "ready"
+FAILED = "failed"
+EXITED = "exited"
+STOPPED = "stopped"
+
+
+@dataclass
+class ComponentState:
+    name: str
+    port: int
+    pid: int | None = None
+    ticks: int | None = None
+    """The process start time (``/proc/<pid>/stat`` field 22): a pid is ours only while it
+    matches, so a reused pid is never mistaken for a component."""
+    phase: str = WAITING
+    started_at: float | None = None
+    ready_at: float | None = None
+    restarts: int = 0
+    message: str = ""
+
+
+@dataclass
+class GroupState:
+    ports: dict[str, int] = field(default_factory=dict)
+    wanted: list[str] = field(default_factory=list)
+    components: dict[str, ComponentState] = field(default_factory=dict)
+    supervisor_pid: int | None = None
+    supervisor_status: str = ""
+    """``starting`` / ``running`` / ``failed`` / ``stopped``: what the supervisor is doing."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GroupState:
+        comps = {
+            name: ComponentState(**value) for name, value in data.get("components", {}).items()
+        }
+        return cls(
+            ports={k: int(v) for k, v in data.get("ports", {}).items()},
+            wanted=list(data.get("wanted", [])),
+            components=comps,
+            supervisor_pid=data.get("supervisor_pid"),
+            supervisor_status=data.get("supervisor_status", ""),
+        )
+
+
+class StateDir:
+    """Paths and files of one state directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @classmethod
+    def resolve(cls, explicit: str | None, project_dir: Path) -> StateDir:
+        chosen = explicit or os.environ.get(STATE_ENV) or str(project_dir / DEFAULT_STATE_DIR)
+        return cls(Path(chosen))
+
+    # -- layout ----------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def requests(self) -> Path:
+        return self.root / "requests"
+
+    @property
+    def events_log(self) -> Path:
+        return self.root / "events.log"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.root / "supervisor.log"
+
+    @property
+    def supervisor_lock(self) -> Path:
+        return self.root / "supervisor.lock"
+
+    @property
+    def redis_conf(self) -> Path:
+        return self.root / "redis.conf"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def data_dir(self, name: str) -> Path:
+        return self.data / name
+
+    def ensure(self) -> None:
+        for path in (self.root, self.logs, self.data, self.requests):
+            path.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            self.root.chmod(0o700)
+
+    # -- state.json ------------------------------------------------------------------------
+
+    def load(self) -> GroupState:
+        try:
+            return GroupState.from_json(json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            return GroupState()
+        except (ValueError, TypeError):
+            return GroupState()
+
+    def save(self, state: GroupState) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".state-", suffix=".json")
+        with os.fdopen(fd, "w") as out:
+            json.dump(state.to_json(), out, indent=2)
+        os.replace(tmp, self.state_file)
+
+    # -- events (timestamped, for people and for tests) -------------------------------------
+
+    def event(self, component: str, what: str, detail: str = "") -> None:
+        now = time.time()
+        millis = int(now % 1 * 1000)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{millis:03d}Z"
+        line = f"{stamp} t={now:.3f} {component} {what}{(' ' + detail) if detail else ''}\n"
+        with self.events_log.open("a") as out:
+            out.write(line)
+
+    # -- requests from the CLI to a running supervisor --------------------------------------
+
+    def request(self, action: str, name: str) -> None:
+        self.requests.mkdir(parents=True, exist_ok=True)
+        stamp = f"{time.time_ns()}"
+        (self.requests / f"{stamp}-{action}-{name}").touch()
+
+    def take_requests(self) -> list[tuple[str, str]]:
+        taken: list[tuple[str, str]] = []
+        try:
+            entries = sorted(self.requests.iterdir())
+        except FileNotFoundError:
+            return taken
+        for entry in entries:
+            parts = entry.name.split("-", 2)
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            if len(parts) == 3:
+                taken.append((parts[1], parts[2]))
+        return taken
+
+    # -- the supervisor's lock: held for its whole life -------------------------------------
+
+    def supervisor_running(self) -> bool:
+        """True while a supervisor holds the lock (a crashed one releases it)."""
+        try:
+            fd = os.open(self.supervisor_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    @contextlib.contextmanager
+    def hold_supervisor_lock(self) -> Iterator[bool]:
+        fd = os.open(self.supervisor_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # A CLI probing ``supervisor_running`` holds the lock for an instant: retry briefly.
+            deadline = time.monotonic() + 2.0
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        yield False
+                        return
+                    time.sleep(0.01)
+            yield True
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def command_lock(self) -> Iterator[None]:
+        """Serialises ``up``/``down`` run at the same time against one state directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "command.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
