@@ -4,7 +4,7 @@ import uuid
 from typing import Annotated, Literal, TypedDict
 
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from mads.core import channels
 from mads.core.relay import current_request_id
@@ -22,12 +22,20 @@ prompt, result_payload once COMPLETED, error_details once FAILED, and timestamps
 LIST_TASKS = """Recent tasks, newest first, optionally only those with a status or from one
 requester. For operators: each entry shows the first 200 characters of the prompt."""
 
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 TaskId = Annotated[
     str, Field(min_length=1, max_length=128, description="The task_id fiedler_converse returned.")
 ]
 RequesterId = Annotated[
     str,
     Field(min_length=1, max_length=128, description="Who is asking (a team, user or MAD name)."),
+    AfterValidator(_not_blank),
 ]
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"]
 
@@ -75,16 +83,11 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
             max_length=max_prompt_chars,
             description=f"What to ask (1 to {max_prompt_chars} characters).",
         ),
+        AfterValidator(_not_blank),
     ]
 
     @service.tool("fiedler_converse", description=CONVERSE)
     async def fiedler_converse(prompt: Prompt, requester_id: RequesterId) -> ConverseReply:
-        if not prompt.strip():
-            raise ToolError("invalid arguments for fiedler_converse: prompt: must not be blank")
-        if not requester_id.strip():
-            raise ToolError(
-                "invalid arguments for fiedler_converse: requester_id: must not be blank"
-            )
         try:
             # A request relayed over the bus carries its message id: delivered twice (the
             # relay redelivers after a crash), it still makes one task.

@@ -68,6 +68,19 @@ class Fiedler:
 
 @pytest.fixture
 def start_fiedler(group: Group, tmp_path: Path) -> Iterator[Callable[..., Fiedler]]:
+    """A fresh Fiedler per test: ``start_fiedler({"FIEDLER_...": ...}, wait_ready=True)``."""
+    yield from _fiedlers(group, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def start_fiedler_module(
+    group: Group, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Fiedler]]:
+    """One Fiedler shared by a module's tests (for tests that only read or are refused)."""
+    yield from _fiedlers(group, tmp_path_factory.mktemp("fiedler"))
+
+
+def _fiedlers(group: Group, tmp_path: Path) -> Iterator[Callable[..., Fiedler]]:
     started: list[MadProcess] = []
 
     def start(env: dict[str, str] | None = None, wait_ready: bool = True) -> Fiedler:
