@@ -1,0 +1,52 @@
+"""Guide step 7 with the whole group as real processes: rogers_get_connections lists grace
+and fiedler HEALTHY; grace killed with SIGKILL turns STALE within 3 heartbeat periods; after
+a restart it is HEALTHY again."""
+
+import json
+import time
+
+from tests.support.waiting import wait_for
+
+HEARTBEAT_S = 0.5  # what tests.support.mad_process gives every MAD
+
+
+def connections(rogers) -> dict[str, dict]:
+    done = rogers.cli("mad-cli", "rogers_get_connections")
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert reply["status"] == "success"
+    return {c["mad_id"]: c for c in reply["connections"]}
+
+
+def test_step7_connections_follow_grace(redis_server, start_mad, tmp_path) -> None:
+    st = start_mad("sequential_thinking")
+    thinking = {**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp"}
+    grace = start_mad("grace", env=redis_server.env)
+    rogers = start_mad("rogers", env=thinking)
+    start_mad("fiedler", env={**thinking, "FIEDLER_DB_PATH": str(tmp_path / "f.db")})
+
+    def both_healthy() -> dict | None:
+        table = connections(rogers)
+        ok = all(table.get(m, {}).get("status") == "HEALTHY" for m in ("grace", "fiedler"))
+        return table if ok else None
+
+    table = wait_for(both_healthy, timeout=20, what="grace and fiedler HEALTHY")
+    assert set(table["grace"]) >= {"mad_id", "status", "last_heartbeat"}
+
+    grace.kill()  # SIGKILL: no goodbye on the bus
+    killed_at = time.monotonic()
+    wait_for(
+        lambda: connections(rogers)["grace"]["status"] == "STALE",
+        timeout=3 * HEARTBEAT_S + 3.0,  # 3 periods, plus the last beat's age and CLI start-up
+        what="grace STALE",
+    )
+    assert time.monotonic() - killed_at <= 3 * HEARTBEAT_S + 3.0
+    assert connections(rogers)["fiedler"]["status"] == "HEALTHY"
+
+    grace.start()
+    wait_for(
+        lambda: connections(rogers)["grace"]["status"] == "HEALTHY",
+        timeout=20,
+        what="grace HEALTHY after restart",
+    )
+    assert "INFO:rogers:MAD grace is now STALE (was HEALTHY)" in rogers.log_text()
