@@ -26,7 +26,7 @@ def describe(c: ComponentState | None, now: float | None = None) -> str:
         return WAITING
     now = now or time.time()
     if c.phase == WAITING:
-        return f"waiting ({c.message})" if c.message else "waiting"
+        return f"waiting {c.message}" if c.message else "waiting"
     if c.phase == STARTING:
         elapsed = now - (c.started_at or now)
         return f"starting (pid {c.pid}) {elapsed:.1f}s"

@@ -200,12 +200,17 @@ class Supervisor:
 
     def wait_gates(self, comp: topology.Component) -> bool:
         deadline = time.monotonic() + self.timeout
+        c = self.cs(comp.name)
         while not self.stopping:
             missing = self.gates_ready(comp)
             if not missing:
+                c.message = ""
                 return True
+            waiting = f"for {', '.join(missing)}"
+            if c.message != waiting:
+                c.message = waiting
+                self.save()
             if time.monotonic() > deadline:
-                c = self.cs(comp.name)
                 c.phase = FAILED
                 c.message = f"its gates never became ready: {', '.join(missing)}"
                 self.save()
@@ -290,7 +295,7 @@ class Supervisor:
             if name in self.pending and now >= self.next_try.get(name, 0.0):
                 missing = self.gates_ready(comp)
                 if missing:
-                    waiting = f"waiting for {', '.join(missing)} to be ready"
+                    waiting = f"waiting for {', '.join(missing)}"
                     if c.message != waiting:
                         c.message = waiting
                         self.save()
