@@ -99,7 +99,10 @@ def _fetch(conn: sqlite3.Connection, task_id: str) -> Task | None:
 
 def connect(path: str) -> sqlite3.Connection:
     """Open (creating the parent directory and file) and migrate the database."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    parent = Path(path).parent
+    if parent.exists() and not parent.is_dir():
+        raise NotADirectoryError(f"unable to open database file: {parent} is not a directory")
+    parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
