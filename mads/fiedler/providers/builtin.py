@@ -28,7 +28,7 @@ NOT_CONFIGURED = (
 _CHECK = r"(?:system|health|status|liveness|readiness|smoke|connectivity) (?:check|test)"
 _ASK = r"(?:please )?(?:(?:respond|reply|answer)(?: only| just)? with(?: only| just)?|say) ok"
 _CHECKS = (
-    re.compile(rf"^(?:{_CHECK}[,:;.!-]? )?{_ASK}$"),
+    re.compile(rf"^(?:{_CHECK}(?: ?[,:;.!-])? )?{_ASK}$"),
     re.compile(rf"^{_CHECK}$"),
     re.compile(r"^ping$"),
 )
