@@ -15,7 +15,7 @@ from madgroup import topology
 from madgroup.cli import CommandError
 from madgroup.local import launcher, logview, ports, processes
 from madgroup.local.context import Context
-from madgroup.local.progress import Progress
+from madgroup.local.progress import Progress, describe
 from madgroup.local.state import FAILED, READY, STOPPED, WAITING, ComponentState, GroupState
 
 FOLLOW_POLL = 0.03
@@ -61,7 +61,7 @@ def up(
     with sd.command_lock():
         state = sd.load()
         if sd.supervisor_running():
-            return _up_running(ctx, state, wanted)
+            return _up_running(ctx, state, wanted, timeout)
         adopted = {
             name: c
             for name, c in state.components.items()
@@ -98,6 +98,9 @@ def up(
     started = time.monotonic()
     ok = _follow(ctx, wanted, lambda: supervisor.poll() is None)
     if not ok:
+        # The supervisor stops what it had started, then exits: wait for that.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            supervisor.wait(timeout=30)
         return _report_failure(ctx, wanted)
     state = sd.load()
     took = time.monotonic() - started
@@ -106,7 +109,7 @@ def up(
     return 0
 
 
-def _up_running(ctx: Context, state: GroupState, wanted: list[str]) -> int:
+def _up_running(ctx: Context, state: GroupState, wanted: list[str], timeout: float) -> int:
     missing = [
         n for n in wanted
         if n not in state.wanted or state.components.get(n) is None
@@ -120,8 +123,9 @@ def _up_running(ctx: Context, state: GroupState, wanted: list[str]) -> int:
         return 0
     for name in missing:
         ctx.state.request("start", name)
-    if not _follow(ctx, missing, ctx.state.supervisor_running):
-        return _report_failure(ctx, missing)
+    deadline = time.monotonic() + timeout * len(missing) + 10
+    if not _follow(ctx, missing, ctx.state.supervisor_running, deadline):
+        return _report_failure(ctx, missing, bring_up=False)
     print(f"started: {', '.join(missing)}")
     return 0
 
@@ -140,7 +144,10 @@ def _spawn_supervisor(ctx: Context, timeout: float) -> subprocess.Popen[bytes]:
         )
 
 
-def _follow(ctx: Context, names: list[str], supervisor_alive: Callable[[], bool]) -> bool:
+def _follow(
+    ctx: Context, names: list[str], supervisor_alive: Callable[[], bool],
+    deadline: float | None = None,
+) -> bool:
     """Show progress until every one of ``names`` is ready (True) or something failed."""
     progress = Progress(names)
     while True:
@@ -154,34 +161,35 @@ def _follow(ctx: Context, names: list[str], supervisor_alive: Callable[[], bool]
         if not supervisor_alive():
             progress.update(ctx.state.load())
             return all(c is not None and c.phase == READY for c in comps)
+        if deadline is not None and time.monotonic() > deadline:
+            return False
         time.sleep(FOLLOW_POLL)
 
 
-def _report_failure(ctx: Context, names: list[str]) -> int:
+def _report_failure(ctx: Context, names: list[str], bring_up: bool = True) -> int:
+    """Name the component that failed (or is still not ready), show its last log lines."""
     state = ctx.state.load()
-    failed = next(
-        (state.components[n] for n in names
-         if n in state.components and state.components[n].phase == FAILED),
-        None,
-    )
-    if failed is None:
-        tail = logview.last_lines(ctx.state.supervisor_log, LOG_LINES_ON_FAILURE)
-        for line in tail:
-            print(f"  supervisor | {line}", file=sys.stderr)
-        raise CommandError(
-            f"the supervisor stopped before the group was ready (log: "
-            f"{ctx.state.supervisor_log})"
-        )
-    lines = logview.last_lines(ctx.state.log_file(failed.name), LOG_LINES_ON_FAILURE)
-    print(f"last lines of the {failed.name} log:", file=sys.stderr)
+    comps = [state.components.get(n) for n in names]
+    culprit = next((c for c in comps if c is not None and c.phase == FAILED), None)
+    culprit = culprit or next((c for c in comps if c is None or c.phase != READY), None)
+    if culprit is None:
+        return 0
+    name = culprit.name
+    lines = logview.last_lines(ctx.state.log_file(name), LOG_LINES_ON_FAILURE)
+    print(f"last lines of the {name} log:", file=sys.stderr)
     for line in lines or ["(empty)"]:
-        print(f"  {failed.name} | {line}", file=sys.stderr)
-    later = names[names.index(failed.name) + 1 :] if failed.name in names else []
+        print(f"  {name} | {line}", file=sys.stderr)
+    if culprit.phase == FAILED:
+        what = f"{name} failed: {culprit.message}"
+    elif not ctx.state.supervisor_running():
+        what = f"the supervisor stopped before {name} was ready (see {ctx.state.supervisor_log})"
+    else:
+        what = f"{name} is still not ready: {describe(culprit)}"
+    later = [n for n in names[names.index(name) + 1 :]
+             if (c := state.components.get(n)) is None or c.pid is None]
     not_started = f"; not started: {', '.join(later)}" if later else ""
-    raise CommandError(
-        f"{failed.name} failed: {failed.message}{not_started}; what had started was stopped. "
-        f"Full log: madgroup logs {failed.name}"
-    )
+    stopped = "; what had started was stopped" if bring_up else ""
+    raise CommandError(f"{what}{not_started}{stopped}. Full log: madgroup logs {name}")
 
 
 def _foreground(ctx: Context, supervisor: subprocess.Popen[bytes], wanted: list[str]) -> int:

@@ -1,0 +1,130 @@
+"""The small pieces: .env parsing and creation, Redis's generated config, ports, state."""
+
+from __future__ import annotations
+
+import base64
+import stat
+from pathlib import Path
+
+import pytest
+from madgroup import topology
+from madgroup.local import envfile, launcher, ports, processes, readiness
+from madgroup.local.state import ComponentState, GroupState, StateDir
+
+
+def test_env_parsing_follows_the_env_file_syntax() -> None:
+    text = (
+        "# comment\n\nexport A=1\nB = two words  # note\nC='x # not a comment'\n"
+        'D="quoted"\nREDIS_PASSWORD=first\nREDIS_PASSWORD=ab+/cd==\n'
+    )
+    assert envfile.parse(text) == {
+        "A": "1", "B": "two words", "C": "x # not a comment", "D": "quoted",
+        "REDIS_PASSWORD": "ab+/cd==",
+    }
+
+
+@pytest.mark.parametrize("line", ["just words", "1BAD=x", "=x", "K='open"])
+def test_a_malformed_line_is_named_by_number_without_its_content(line: str) -> None:
+    with pytest.raises(envfile.EnvFileError) as caught:
+        envfile.parse(f"OK=1\n{line}\n", source=".env")
+    assert ".env line 2" in str(caught.value)
+    assert line not in str(caught.value)
+
+
+def test_init_creates_a_private_env_with_a_csprng_password(tmp_path: Path) -> None:
+    (tmp_path / ".env.example").write_text("# REDIS_PASSWORD=\nMAD_HEARTBEAT_S=5\n")
+    env = tmp_path / ".env"
+    said = envfile.init(env, tmp_path / ".env.example")
+    assert "created .env" in said
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    values = envfile.parse(env.read_text())
+    assert values["MAD_HEARTBEAT_S"] == "5"
+    assert len(base64.b64decode(values["REDIS_PASSWORD"])) == 24
+    assert values["REDIS_PASSWORD"] not in said
+    assert envfile.new_password() != envfile.new_password()
+
+
+def test_init_never_replaces_a_password_but_fills_an_empty_one(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("REDIS_PASSWORD=mine\n")
+    env.chmod(0o644)
+    assert "left unchanged" in envfile.init(env, tmp_path / "missing.example")
+    assert env.read_text() == "REDIS_PASSWORD=mine\n"
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    env.write_text("A=1\nREDIS_PASSWORD=\nB=2\n")
+    envfile.init(env, tmp_path / "missing.example")
+    values = envfile.parse(env.read_text())
+    assert values["A"] == "1" and values["B"] == "2" and len(values["REDIS_PASSWORD"]) == 32
+    assert env.read_text().count("REDIS_PASSWORD") == 1
+
+
+def test_redis_gets_the_topology_command_as_a_private_config(tmp_path: Path) -> None:
+    redis = topology.component(topology.REDIS)
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    argv = launcher.command(redis, {"redis": 16379}, {"REDIS_PASSWORD": 'p"a\\ss'}, state)
+    assert argv[-1] == str(state.redis_conf) and len(argv) == 2
+    conf = state.redis_conf.read_text()
+    assert 'requirepass "p\\"a\\\\ss"' in conf
+    assert 'port "16379"' in conf and 'bind "127.0.0.1"' in conf
+    assert 'appendonly "yes"' in conf and 'appendfsync "everysec"' in conf
+    assert f'dir "{state.data_dir("redis")}"' in conf
+    assert stat.S_IMODE(state.redis_conf.stat().st_mode) == 0o600
+
+
+def test_the_generated_config_really_protects_redis(tmp_path: Path) -> None:
+    """Run redis-server with the generated file: NOAUTH without the password, PONG with."""
+    import subprocess
+
+    from tests.support.ports import free_port
+    from tests.support.waiting import wait_for
+
+    redis = topology.component(topology.REDIS)
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    port = free_port()
+    argv = launcher.command(redis, {"redis": port}, {"REDIS_PASSWORD": "pw-123"}, state)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: readiness.redis_ready(port, "pw-123"), timeout=10)
+        assert readiness.redis_ping(port, None).startswith("NOAUTH")
+        assert readiness.redis_ping(port, "wrong").startswith("WRONGPASS")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_mads_get_local_addresses_and_a_db_inside_the_state_dir(tmp_path: Path) -> None:
+    state = StateDir(tmp_path / "s")
+    plan = ports.plan(100, list(topology.COMPONENT_NAMES))
+    env = launcher.component_env(
+        topology.component("fiedler"), plan, {"REDIS_PASSWORD": "x", "REDIS_PORT": "1"}, state
+    )
+    assert env["MAD_NAME"] == "fiedler" and env["MAD_PORT"] == "8103"
+    assert env["MAD_HOST"] == "127.0.0.1"
+    assert env["REDIS_HOST"] == "127.0.0.1" and env["REDIS_PORT"] == "6479"
+    assert env["SEQUENTIAL_THINKING_URL"] == "http://127.0.0.1:8100/mcp"
+    assert env["FIEDLER_DB_PATH"] == str(state.data_dir("fiedler") / "fiedler_state.db")
+    assert env["REDIS_PASSWORD"] == "x"
+
+
+def test_port_plan_and_offset_errors() -> None:
+    assert ports.plan(0, ["redis", "grace"]) == {"redis": 6379, "grace": 8001}
+    with pytest.raises(ports.PortError, match="ports must be 1024-65535"):
+        ports.plan(60000, ["grace"])
+
+
+def test_state_round_trips_and_pids_are_matched_by_start_time(tmp_path: Path) -> None:
+    import os
+
+    sd = StateDir(tmp_path / "s")
+    me = ComponentState(name="grace", port=1, pid=os.getpid(),
+                        ticks=processes.start_ticks(os.getpid()))
+    sd.save(GroupState(ports={"grace": 1}, wanted=["grace"], components={"grace": me}))
+    loaded = sd.load().components["grace"]
+    assert loaded == me
+    assert processes.alive(loaded.pid, loaded.ticks)
+    assert not processes.alive(loaded.pid, (loaded.ticks or 0) + 1)  # a reused pid
+    assert not sd.supervisor_running()
+    with sd.hold_supervisor_lock() as got:
+        assert got and sd.supervisor_running()
