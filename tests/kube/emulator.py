@@ -69,6 +69,11 @@ class Apiserver(kmock.KubernetesEmulator):
 
     # ---- helpers for tests ------------------------------------------------------------
 
+    @property
+    def served(self) -> list[kmock.Request]:
+        """Every request served so far, oldest first."""
+        return list(self._requests)
+
     def live(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The current object, or None when absent or deleted."""
         try:
@@ -145,7 +150,12 @@ class Apiserver(kmock.KubernetesEmulator):
             return old
         new["metadata"]["resourceVersion"] = str(next(self._versions))
         obj.history.append(new)
-        await self._buses[res].put({"type": "MODIFIED", "object": copy.deepcopy(new)})
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            obj.delete()  # the last finalizer is gone: the object goes
+            await self._buses[res].put({"type": "DELETED", "object": copy.deepcopy(new)})
+        else:
+            await self._buses[res].put({"type": "MODIFIED", "object": copy.deepcopy(new)})
         return new
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:

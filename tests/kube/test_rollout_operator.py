@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from madgroup import topology
 from madgroup.kube import naming
+from madgroup.rollout import camel
 
 from .conftest import (
     DEPLOYMENTS,
+    GROUPS,
     NS,
     POLICIES,
     SECRETS,
@@ -18,8 +20,12 @@ from .conftest import (
     create_group,
     eventually,
     group,
+    group_path,
     has_condition,
     mark_ready,
+    patch_group,
+    request,
+    roll_out,
     workload,
 )
 
@@ -73,3 +79,270 @@ async def test_components_come_up_one_at_a_time_in_dependency_order(apiserver, o
         "demo-sequential-thinking",
     ]
     assert children(apiserver)[STATEFULSETS] == ["demo-fiedler", "demo-redis"]
+
+
+async def test_a_deleted_child_is_restored(apiserver, operator):
+    await create_group(apiserver, "demo")
+    await roll_out(apiserver, "demo")
+    grace = naming.child_name("demo", "grace")
+    uid = apiserver.live(DEPLOYMENTS, NS, grace)["metadata"]["uid"]
+
+    await apiserver.remove(DEPLOYMENTS, NS, grace)
+    restored = await eventually(lambda: apiserver.live(DEPLOYMENTS, NS, grace), "grace restored")
+    assert restored["metadata"]["uid"] != uid
+    await eventually(
+        has_condition(apiserver, "demo", "Ready", "False", "GraceNotReady"),
+        "Ready=False while the restored grace starts",
+    )
+    await mark_ready(apiserver, "demo", "grace")
+    await eventually(has_condition(apiserver, "demo", "Ready", "True"), "Ready=True again")
+
+
+async def test_an_edited_child_is_repaired_by_the_timer(apiserver, operator):
+    await create_group(apiserver, "demo")
+    await roll_out(apiserver, "demo")
+    svc = naming.child_name("demo", "rogers")
+    await apiserver.change(SERVICES, NS, svc, {"spec": {"ports": [{"port": 9999}]}}, status=False)
+    await eventually(
+        lambda: apiserver.live(SERVICES, NS, svc)["spec"]["ports"][0]["port"] == 8002,
+        "the Service's port restored",
+    )
+
+
+async def test_an_image_change_rolls_through_the_components_in_order(apiserver, operator):
+    await create_group(apiserver, "demo")
+    await roll_out(apiserver, "demo")
+    await patch_group(apiserver, "demo", {"spec": {"image": {"tag": "0.2.0"}}})
+
+    def image(comp: str) -> str:
+        return workload(apiserver, "demo", comp)["spec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+
+    mads = [c for c in topology.COMPONENT_NAMES if c != "redis"]
+    for i, comp in enumerate(mads):
+        await eventually(lambda c=comp: image(c).endswith(":0.2.0"), f"{comp} updated")
+        for later in mads[i + 1 :]:
+            assert image(later).endswith(":0.1.0"), f"{later} updated before {comp} was ready"
+        await eventually(
+            has_condition(apiserver, "demo", "Ready", "False", f"{camel(comp)}NotReady"),
+            f"Ready=False waiting for {comp}",
+        )
+        await mark_ready(apiserver, "demo", comp)
+    await eventually(has_condition(apiserver, "demo", "Ready", "True"), "Ready=True")
+    live = group(apiserver, "demo")
+    assert live["metadata"]["generation"] == 2
+    assert live["status"]["observedGeneration"] == 2
+    assert live["status"]["components"]["fiedler"]["image"] == "ghcr.io/madgroup/fiedler:0.2.0"
+
+
+async def test_a_component_that_never_becomes_ready_halts_the_rollout(apiserver, operator):
+    await create_group(apiserver, "demo")
+    for comp in ("redis", "sequential_thinking"):
+        await eventually(lambda c=comp: workload(apiserver, "demo", c), f"{comp} applied")
+        await mark_ready(apiserver, "demo", comp)
+    await eventually(lambda: workload(apiserver, "demo", "grace"), "grace applied")
+    await mark_ready(apiserver, "demo", "grace", ready=0)
+
+    await eventually(
+        has_condition(apiserver, "demo", "Ready", "False", "GraceNotReady"),
+        "Ready=False naming grace",
+    )
+    assert "grace" in condition(apiserver, "demo", "Ready")["message"]
+    assert condition(apiserver, "demo", "GraceReady")["status"] == "False"
+    assert condition(apiserver, "demo", "Reconciling")["status"] == "True"
+    # Several repair passes later, still nothing after grace.
+    passes = len(apiserver.served)
+    await eventually(lambda: len(apiserver.served) > passes + 60, "more reconcile passes")
+    assert workload(apiserver, "demo", "rogers") is None
+    assert workload(apiserver, "demo", "fiedler") is None
+    assert group(apiserver, "demo")["status"]["components"]["grace"]["readyReplicas"] == 0
+
+
+async def test_a_deployment_past_its_deadline_is_reported_stalled(apiserver, operator):
+    await create_group(apiserver, "demo")
+    for comp in ("redis", "sequential_thinking"):
+        await eventually(lambda c=comp: workload(apiserver, "demo", c), f"{comp} applied")
+        await mark_ready(apiserver, "demo", comp)
+    await eventually(lambda: workload(apiserver, "demo", "grace"), "grace applied")
+    await mark_ready(apiserver, "demo", "grace", ready=0)
+    await apiserver.change(
+        DEPLOYMENTS,
+        NS,
+        "demo-grace",
+        {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Progressing",
+                        "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "message": "ReplicaSet has timed out progressing.",
+                    }
+                ]
+            }
+        },
+        status=True,
+    )
+    await eventually(
+        has_condition(apiserver, "demo", "Stalled", "True", "GraceNotProgressing"),
+        "Stalled=True naming grace",
+    )
+    assert condition(apiserver, "demo", "Ready")["reason"] == "GraceNotReady"
+
+
+async def test_the_pause_annotation_stops_all_changes(apiserver, operator):
+    await create_group(apiserver, "demo", annotations={"madgroup.io/paused": "true"})
+    await eventually(has_condition(apiserver, "demo", "Paused", "True"), "Paused=True")
+    assert condition(apiserver, "demo", "Reconciling")["reason"] == "Paused"
+    assert all(not names for names in children(apiserver).values())
+
+    await patch_group(
+        apiserver, "demo", {"metadata": {"annotations": {"madgroup.io/paused": None}}}
+    )
+    await eventually(lambda: workload(apiserver, "demo", "redis"), "redis applied after unpause")
+    await mark_ready(apiserver, "demo", "redis")
+    await eventually(lambda: workload(apiserver, "demo", "sequential_thinking"), "st applied")
+
+    # Paused mid-flight: a spec change and a deleted child are both left alone.
+    await patch_group(
+        apiserver, "demo", {"metadata": {"annotations": {"madgroup.io/paused": "true"}}}
+    )
+    await eventually(has_condition(apiserver, "demo", "Paused", "True"), "Paused=True again")
+    before = children(apiserver)
+    await patch_group(apiserver, "demo", {"spec": {"image": {"tag": "9.9.9"}}})
+    await apiserver.remove(SERVICES, NS, "demo-redis")
+    passes = len(apiserver.served)
+    await eventually(lambda: len(apiserver.served) > passes + 60, "more reconcile passes")
+    after = children(apiserver)
+    assert after[SERVICES] == [n for n in before[SERVICES] if n != "demo-redis"]
+    assert after[DEPLOYMENTS] == before[DEPLOYMENTS] == ["demo-sequential-thinking"]
+    st = workload(apiserver, "demo", "sequential_thinking")
+    assert st["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
+
+
+async def test_an_invalid_spec_is_stalled_and_changes_nothing(apiserver, operator):
+    await create_group(apiserver, "demo", {"fiedler": {"replicas": 3}})
+    await eventually(
+        has_condition(apiserver, "demo", "Stalled", "True", "InvalidSpec"), "Stalled=True"
+    )
+    message = condition(apiserver, "demo", "Stalled")["message"]
+    assert "spec.fiedler.replicas" in message and "less than or equal to 1" in message
+    assert condition(apiserver, "demo", "Ready")["status"] == "False"
+    assert all(not names for names in children(apiserver).values())
+
+
+async def test_a_missing_secret_reference_is_stalled_until_it_exists(apiserver, operator):
+    await create_group(
+        apiserver, "demo", {"redis": {"passwordSecretRef": {"name": "bus", "key": "pw"}}}
+    )
+    await eventually(
+        has_condition(apiserver, "demo", "Stalled", "True", "InvalidSpec"), "Stalled=True"
+    )
+    assert "Secret 'bus' not found" in condition(apiserver, "demo", "Stalled")["message"]
+    assert all(not names for names in children(apiserver).values())
+
+    await request(
+        apiserver,
+        "POST",
+        f"/api/v1/namespaces/{NS}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "bus", "namespace": NS},
+            "data": {"pw": "c2VjcmV0"},
+        },
+    )
+    redis = await eventually(lambda: workload(apiserver, "demo", "redis"), "redis applied")
+    env = redis["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {
+        "name": "REDIS_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "bus", "key": "pw"}},
+    } in env
+    assert children(apiserver)[SECRETS] == ["bus"]  # no generated password
+
+
+async def test_an_operator_restart_mid_rollout_resumes_without_duplicates(apiserver, operator):
+    await create_group(apiserver, "demo")
+    for comp in ("redis", "sequential_thinking"):
+        await eventually(lambda c=comp: workload(apiserver, "demo", c), f"{comp} applied")
+        await mark_ready(apiserver, "demo", comp)
+    await eventually(lambda: workload(apiserver, "demo", "grace"), "grace applied")
+    secret = apiserver.live(SECRETS, NS, "demo-redis-password")
+    await operator.stop()
+
+    await mark_ready(apiserver, "demo", "grace")  # happens while no operator runs
+    await operator.start()
+    await eventually(lambda: workload(apiserver, "demo", "rogers"), "rogers applied")
+    await mark_ready(apiserver, "demo", "rogers")
+    await eventually(lambda: workload(apiserver, "demo", "fiedler"), "fiedler applied")
+    await mark_ready(apiserver, "demo", "fiedler")
+    await eventually(has_condition(apiserver, "demo", "Ready", "True"), "Ready=True")
+
+    assert children(apiserver) == {
+        SECRETS: ["demo-redis-password"],
+        SERVICES: sorted(naming.child_name("demo", c) for c in topology.COMPONENT_NAMES),
+        DEPLOYMENTS: ["demo-grace", "demo-rogers", "demo-sequential-thinking"],
+        STATEFULSETS: ["demo-fiedler", "demo-redis"],
+        POLICIES: ["demo-internal"],
+    }
+    # Created exactly once each: no second create, the password never regenerated.
+    creates = [
+        r
+        for r in apiserver.served
+        if r.method == "POST"
+        and r.resource is not None
+        and r.resource.plural not in ("events", "madgroups")
+    ]
+    assert len(creates) == 1  # the generated Secret; everything else is server-side applied
+    assert apiserver.live(SECRETS, NS, "demo-redis-password")["data"] == secret["data"]
+    for (res, _ns, _name), obj in list(apiserver.objects.items()):
+        if res.plural in ("deployments", "statefulsets"):
+            assert sum(1 for v in obj.history if v is None) == 0, f"{_name} was recreated"
+
+
+async def test_deletion_tears_down_in_reverse_order_and_keeps_volumes(apiserver, operator):
+    await create_group(apiserver, "demo")
+    await roll_out(apiserver, "demo")
+    start = len(apiserver.served)
+    await request(apiserver, "DELETE", group_path("demo"))
+    await eventually(lambda: apiserver.live(GROUPS, NS, "demo") is None, "the group gone")
+    assert all(not names for names in children(apiserver).values()), children(apiserver)
+    deletes = [
+        r.name
+        for r in apiserver.served[start:]
+        if r.method == "DELETE"
+        and r.resource is not None
+        and r.resource.plural in ("deployments", "statefulsets")
+    ]
+    assert deletes == [
+        "demo-fiedler",
+        "demo-rogers",
+        "demo-grace",
+        "demo-sequential-thinking",
+        "demo-redis",
+    ]
+    pvc_deletes = [
+        r
+        for r in apiserver.served[start:]
+        if r.method == "DELETE"
+        and r.resource is not None
+        and r.resource.plural == "persistentvolumeclaims"
+    ]
+    assert pvc_deletes == []
+
+
+async def test_deletion_removes_volumes_when_the_spec_says_so(apiserver, operator):
+    await create_group(apiserver, "demo", {"fiedler": {"storage": {"retainOnDelete": False}}})
+    await roll_out(apiserver, "demo")
+    start = len(apiserver.served)
+    await request(apiserver, "DELETE", group_path("demo"))
+    await eventually(lambda: apiserver.live(GROUPS, NS, "demo") is None, "the group gone")
+    pvc_deletes = [
+        r.name
+        for r in apiserver.served[start:]
+        if r.method == "DELETE"
+        and r.resource is not None
+        and r.resource.plural == "persistentvolumeclaims"
+    ]
+    assert pvc_deletes == ["data-demo-fiedler-0"]

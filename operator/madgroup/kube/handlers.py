@@ -27,10 +27,15 @@ LoginFn = Callable[..., Any]
 
 
 class Nudges:
-    """One wake-up flag per MadGroup, set by watch events, awaited by the group's daemon."""
+    """Per MadGroup: a wake-up flag set by watch events and awaited by the group's daemon,
+    and a lock so that a reconcile pass and the teardown never run at the same time."""
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], asyncio.Event] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
 
     def get(self, namespace: str, name: str) -> asyncio.Event:
         return self._events.setdefault((namespace, name), asyncio.Event())
@@ -53,6 +58,38 @@ async def _wait_any(event: asyncio.Event, stopped: Any, timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking ``fn`` in a thread. If the caller is cancelled, still wait for the thread
+    to finish (while the caller holds the group's lock): a half-finished pass must not race
+    the teardown."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
+
+
+async def _acquire(lock: asyncio.Lock, stopped: Any) -> bool:
+    """Take ``lock`` unless the daemon is told to stop first (the teardown holds the lock
+    while kopf waits for the daemon to exit)."""
+
+    async def _stop() -> None:
+        await stopped.wait()
+
+    acquiring = asyncio.ensure_future(lock.acquire())
+    stopping = asyncio.ensure_future(_stop())
+    await asyncio.wait([acquiring, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if acquiring.done() and not acquiring.cancelled():
+        if stopped:
+            lock.release()
+            return False
+        return True
+    acquiring.cancel()
+    return False
 
 
 def _post(body: kopf.Body, event: reconcile.Event) -> None:
@@ -80,6 +117,8 @@ def build_registry(
         settings.watching.connect_timeout = 30
         settings.networking.request_timeout = 60
         settings.execution.max_workers = 16
+        # A daemon leaves at its next await once told to stop; let deletion see that at once.
+        settings.background.instant_exit_timeout = 1.0
 
     if login is not None:
         kopf.on.login(registry=registry)(login)
@@ -99,7 +138,9 @@ def build_registry(
         spec.VERSION,
         spec.PLURAL,
         registry=registry,
+        cancellation_backoff=5.0,
         cancellation_timeout=10.0,
+        cancellation_polling=0.5,
     )
     async def keep(
         stopped: Any, body: kopf.Body, name: str, namespace: str, logger: kopf.Logger, **_: Any
@@ -109,8 +150,11 @@ def build_registry(
             while not stopped:
                 wake.clear()
                 delay = repair_interval
+                lock = nudges.lock(namespace, name)
+                if not await _acquire(lock, stopped):
+                    break
                 try:
-                    outcome = await asyncio.to_thread(reconcile.reconcile, api, namespace, name)
+                    outcome = await _in_thread(reconcile.reconcile, api, namespace, name)
                 except ApiError as exc:
                     logger.warning("reconcile failed, retrying in %.0fs: %s", RETRY_DELAY, exc)
                     delay = RETRY_DELAY
@@ -118,15 +162,20 @@ def build_registry(
                     for event in outcome.events:
                         _post(body, event)
                         logger.info("%s: %s", event.reason, event.message)
+                finally:
+                    lock.release()
                 await _wait_any(wake, stopped, delay)
         finally:
             nudges.forget(namespace, name)
 
     @kopf.on.delete(spec.GROUP, spec.VERSION, spec.PLURAL, registry=registry)
-    async def teardown(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    async def teardown(
+        body: kopf.Body, name: str, namespace: str, logger: kopf.Logger, **_: Any
+    ) -> None:
         events: list[reconcile.Event] = []
         try:
-            await asyncio.to_thread(reconcile.teardown, api, dict(body), events.append)
+            async with nudges.lock(namespace, name):
+                await _in_thread(reconcile.teardown, api, dict(body), events.append)
         except reconcile.StillDeleting as exc:
             raise kopf.TemporaryError(str(exc), delay=2) from None
         finally:

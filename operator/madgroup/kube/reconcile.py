@@ -286,4 +286,5 @@ def teardown(api: KubeApi, group: Mapping[str, Any], emit: Callable[[Event], Non
             emit(Event("Normal", "Deleting", f"{comp.name}: deleting {len(deleted)} objects"))
         remaining = [p for p in paths if api.get(p) is not None]
         if remaining:
-            raise StillDeleting(f"waiting for {comp.name} to be deleted ({len(remaining)} left)")
+            left = ", ".join(p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in remaining)
+            raise StillDeleting(f"waiting for {comp.name} to be deleted: {left}")
