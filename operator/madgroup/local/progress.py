@@ -54,6 +54,8 @@ class Progress:
         self.tty = self.stream.isatty()
         self.width = max(len(n) for n in names)
         self.drawn = 0
+        self.drawn_at = 0.0
+        self.shown = ""
         self.last: dict[str, str] = {}
 
     def update(self, state: GroupState) -> None:
@@ -73,6 +75,12 @@ class Progress:
 
     def _redraw(self, state: GroupState) -> None:
         now = time.time()
+        phases = "".join(
+            (c.phase + c.message) if (c := state.components.get(n)) else "" for n in self.names
+        )
+        if phases == self.shown and now - self.drawn_at < 0.1:
+            return  # timers tick ten times a second; a change of phase shows at once
+        self.shown, self.drawn_at = phases, now
         out = []
         if self.drawn:
             out.append(f"\x1b[{self.drawn}F")
