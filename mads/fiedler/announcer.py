@@ -13,8 +13,12 @@ import asyncio
 import logging
 from typing import Any
 
-from mads.core.bus import Bus, BusUnavailableError
-from mads.core.envelope import EnvelopeError
+from redis.exceptions import RedisError
+
+from mads.core.bus import CONNECTION_ERRORS, Bus
+from mads.core.envelope import EnvelopeError, encode
+
+MAX_PIPELINE = 200
 
 
 class Announcer:
@@ -37,19 +41,32 @@ class Announcer:
             self.dropped += 1
 
     async def run(self) -> None:
+        """Publish in order; what queued up meanwhile goes out in one pipelined round trip."""
         while True:
-            channel, payload, fields = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_PIPELINE and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             if not self.bus.connected:
-                self.dropped += 1
+                self.dropped += len(batch)
                 continue
+            pipe = self.bus.redis.pipeline(transaction=False)
+            for channel, payload, fields in batch:
+                try:
+                    pipe.publish(channel, encode(self.bus.envelope(channel, payload, **fields)))
+                except EnvelopeError as exc:
+                    self.dropped += 1
+                    self.log.warning("Not publishing an event on %s: %s", channel, exc)
             try:
-                await self.bus.publish(channel, payload, **fields)
-                self.published += 1
-            except BusUnavailableError:
-                self.dropped += 1
-            except EnvelopeError as exc:
-                self.dropped += 1
-                self.log.warning("Not publishing an event on %s: %s", channel, exc)
+                sent = len(await pipe.execute())
+            except CONNECTION_ERRORS as exc:
+                self.bus.mark_down(exc)
+                self.dropped += len(batch)
+                continue
+            except RedisError as exc:
+                self.log.warning("Publishing task events failed: %s", exc)
+                self.dropped += len(batch)
+                continue
+            self.published += sent
 
     async def drain(self, timeout: float = 2.0) -> None:
         """Give queued events a moment to go out (at shutdown)."""

@@ -1,0 +1,265 @@
+"""Fiedler task throughput and latency, against raw SQLite on the same disk, in one run.
+
+    .venv/bin/python bench/tasks.py [--tasks 2000] [--concurrency 100] [--dir DIR]
+
+Starts its own password-protected redis-server, Sequential Thinking and Fiedler (built-in
+provider, database under DIR), then measures:
+
+1. raw SQLite: one INSERT (PENDING) and one UPDATE (COMPLETED) per task, each its own
+   transaction, WAL with ``synchronous=FULL`` (the durability Fiedler gives: a task is on
+   disk before ``fiedler_converse`` answers) — and, for reference, ``synchronous=NORMAL``;
+2. Fiedler: ``--tasks`` ``fiedler_converse`` calls over MCP from ``--concurrency`` clients
+   at once, until every task is COMPLETED (read from Fiedler's own database).
+
+Prints tasks/s for both, the ratio Fiedler / raw SQLite (FULL) — goal >= 0.3 — and p50/p99
+of the converse reply and of converse -> COMPLETED. Not a test: numbers depend on the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mads.core.mcp_client import session  # noqa: E402
+
+PROMPT = "System check, please respond with OK."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# -- raw SQLite ----------------------------------------------------------------------------
+
+
+def raw_sqlite(path: Path, tasks: int, synchronous: str) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute(
+        "CREATE TABLE tasks (task_id TEXT PRIMARY KEY, status TEXT NOT NULL, prompt TEXT NOT NULL,"
+        " requester_id TEXT NOT NULL, result_payload TEXT, created_at TEXT, updated_at TEXT)"
+    )
+    start = time.perf_counter()
+    for _ in range(tasks):
+        task_id = str(uuid.uuid4())
+        stamp = datetime.now().isoformat()
+        conn.execute(
+            "INSERT INTO tasks VALUES (?, 'PENDING', ?, 'bench', NULL, ?, ?)",
+            (task_id, PROMPT, stamp, stamp),
+        )
+        conn.execute(
+            "UPDATE tasks SET status = 'COMPLETED', result_payload = 'OK', updated_at = ? "
+            "WHERE task_id = ?",
+            (datetime.now().isoformat(), task_id),
+        )
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return tasks / elapsed
+
+
+# -- the group -----------------------------------------------------------------------------
+
+
+class Group:
+    def __init__(self, workdir: Path, fiedler_concurrency: int) -> None:
+        self.workdir = workdir
+        self.fiedler_concurrency = fiedler_concurrency
+        self.password = secrets.token_urlsafe(24)
+        self.redis_port, self.thinking_port, self.fiedler_port = (free_port() for _ in range(3))
+        self.db_path = workdir / "fiedler" / "fiedler_state.db"
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def _mad(self, name: str, port: int, extra: dict[str, str]) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "operator")]),
+            "MAD_HOST": "127.0.0.1",
+            "MAD_PORT": str(port),
+            **extra,
+        }
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mads.core.cli.run", name],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+
+    def start(self) -> None:
+        self.processes.append(
+            subprocess.Popen(
+                ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                 "--requirepass", self.password, "--save", "", "--appendonly", "no",
+                 "--dir", str(self.workdir)],
+                stdout=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        self._mad("sequential_thinking", self.thinking_port, {})
+        self._mad(
+            "fiedler",
+            self.fiedler_port,
+            {
+                "REDIS_HOST": "127.0.0.1",
+                "REDIS_PORT": str(self.redis_port),
+                "REDIS_PASSWORD": self.password,
+                "SEQUENTIAL_THINKING_URL": f"http://127.0.0.1:{self.thinking_port}/mcp",
+                "FIEDLER_DB_PATH": str(self.db_path),
+                "FIEDLER_MAX_CONCURRENCY": str(self.fiedler_concurrency),
+            },
+        )
+        wait(self._ready, 60, "Fiedler /readyz")
+
+    def _ready(self) -> bool:
+        for process in self.processes:
+            if process.poll() is not None:
+                raise SystemExit(f"bench: a process exited early; see logs in {self.workdir}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.fiedler_port}/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def completed(self) -> dict[str, float]:
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
+        rows = conn.execute(
+            "SELECT task_id, updated_at FROM tasks WHERE status = 'COMPLETED'"
+        ).fetchall()
+        conn.close()
+        return {
+            task_id: datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            for task_id, stamp in rows
+        }
+
+    def count(self, where: str = "1") -> int:
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
+        n = int(conn.execute(f"SELECT count(*) FROM tasks WHERE {where}").fetchone()[0])
+        conn.close()
+        return n
+
+
+# -- Fiedler -------------------------------------------------------------------------------
+
+
+async def drive(url: str, tasks: int, concurrency: int) -> tuple[dict[str, float], list[float]]:
+    """Send ``tasks`` converse calls from ``concurrency`` clients; returns send times by task id
+    and the reply latencies."""
+    sent: dict[str, float] = {}
+    replies: list[float] = []
+    remaining = iter(range(tasks))
+
+    async def client() -> None:
+        async with session(url, timeout=60) as s:
+            for _ in remaining:
+                began = time.time()
+                result = await s.call_tool(
+                    "fiedler_converse", {"prompt": PROMPT, "requester_id": "bench"}
+                )
+                if result.is_error:
+                    raise SystemExit(f"bench: converse failed: {result.content}")
+                replies.append(time.time() - began)
+                sent[result.structured_content["task_id"]] = began
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return sent, replies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--dir", type=Path, default=None, help="where databases live")
+    parser.add_argument(
+        "--fiedler-concurrency", type=int, default=4, help="FIEDLER_MAX_CONCURRENCY (default 4)"
+    )
+    args = parser.parse_args()
+    if shutil.which("redis-server") is None:
+        print("bench: redis-server is not installed", file=sys.stderr)
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="fiedler-bench-", dir=args.dir))
+    group = Group(workdir, args.fiedler_concurrency)
+    try:
+        raw_full = raw_sqlite(workdir / "raw_full.db", args.tasks, "FULL")
+        raw_normal = raw_sqlite(workdir / "raw_normal.db", args.tasks, "NORMAL")
+        group.start()
+        url = f"http://127.0.0.1:{group.fiedler_port}/mcp"
+        asyncio.run(drive(url, 20, 4))  # warm-up, not measured
+        wait(lambda: group.count("status = 'COMPLETED'") == 20, 30, "warm-up tasks")
+        warm = set(group.completed())
+        began = time.time()
+        sent, replies = asyncio.run(drive(url, args.tasks, args.concurrency))
+        wait(
+            lambda: group.count("status = 'COMPLETED'") == args.tasks + 20,
+            120,
+            "every task COMPLETED",
+        )
+        done = {k: v for k, v in group.completed().items() if k not in warm}
+        fiedler_rate = args.tasks / (max(done.values()) - began)
+        to_completed = [done[task_id] - at for task_id, at in sent.items()]
+    finally:
+        group.stop()
+    ms = 1000.0
+    print(
+        f"tasks: {args.tasks}, concurrent clients: {args.concurrency}, "
+        f"FIEDLER_MAX_CONCURRENCY: {args.fiedler_concurrency}, disk: {workdir}"
+    )
+    print(f"raw SQLite WAL insert+update, synchronous=FULL:   {raw_full:9.0f} tasks/s")
+    print(f"raw SQLite WAL insert+update, synchronous=NORMAL: {raw_normal:9.0f} tasks/s")
+    print(f"Fiedler converse -> COMPLETED (builtin, MCP):     {fiedler_rate:9.0f} tasks/s")
+    print(f"ratio Fiedler / raw SQLite (FULL):   {fiedler_rate / raw_full:.2f}  (goal >= 0.3)")
+    print(f"ratio Fiedler / raw SQLite (NORMAL): {fiedler_rate / raw_normal:.2f}")
+    print(
+        f"converse reply latency:        p50 {percentile(replies, 50) * ms:7.1f} ms   "
+        f"p99 {percentile(replies, 99) * ms:7.1f} ms"
+    )
+    print(
+        f"converse -> COMPLETED latency: p50 {percentile(to_completed, 50) * ms:7.1f} ms   "
+        f"p99 {percentile(to_completed, 99) * ms:7.1f} ms"
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
