@@ -3,6 +3,9 @@ rollout, drift repair, updates, failures, pause, invalid specs, restarts."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 from madgroup import topology
 from madgroup.kube import naming
 from madgroup.rollout import camel
@@ -346,3 +349,20 @@ async def test_deletion_removes_volumes_when_the_spec_says_so(apiserver, operato
         and r.resource.plural == "persistentvolumeclaims"
     ]
     assert pvc_deletes == ["data-demo-fiedler-0"]
+
+
+async def test_the_password_never_reaches_status_events_or_logs(apiserver, operator, caplog):
+    caplog.set_level("DEBUG")
+    await create_group(apiserver, "demo")
+    await roll_out(apiserver, "demo")
+    encoded = apiserver.live(SECRETS, NS, "demo-redis-password")["data"]["password"]
+    password = base64.b64decode(encoded).decode()
+    assert len(password) >= 32
+    for (res, _ns, name), obj in list(apiserver.objects.items()):
+        if res.plural == "secrets" or obj.deleted:
+            continue
+        text = json.dumps(obj.raw)
+        assert password not in text and encoded not in text, f"{res.plural}/{name} leaks it"
+    events = apiserver.names("v1/events", NS)
+    assert events, "the operator posted no events"
+    assert password not in caplog.text and encoded not in caplog.text

@@ -1,0 +1,99 @@
+"""``madgroup operator`` and the Kubernetes ``render`` targets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from madgroup.kube import install
+
+RENDERERS = {
+    "crd": ("the MadGroup CustomResourceDefinition (manifests/crd.yaml)", install.render_crd),
+    "manifests": (
+        "the operator install manifests and a sample MadGroup (manifests/)",
+        install.render_manifests,
+    ),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the MadGroup operator (kopf) against the current kubeconfig",
+        description="Reconcile MadGroup objects: roll the five services out in dependency "
+        "order, each gated on the previous one's readiness, and keep them that way. Uses the "
+        "in-cluster service account when there is one, the current kubeconfig otherwise.",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable); default: the kubeconfig context's namespace",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    parser.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=None,
+        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
+    )
+    parser.add_argument(
+        "--repair-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often each group is checked for drift nobody announced (default: 30)",
+    )
+    parser.add_argument("--context", default=None, help="kubeconfig context to use")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.set_defaults(handler=_run)
+
+
+def _default_namespace(context: str | None) -> str:
+    import kubernetes
+
+    try:
+        _, current = kubernetes.config.list_kube_config_contexts()
+        if context:
+            contexts, _ = kubernetes.config.list_kube_config_contexts()
+            current = next(c for c in contexts if c["name"] == context)
+        return current.get("context", {}).get("namespace") or "default"
+    except Exception:  # in-cluster, or no kubeconfig: kopf reports the real problem
+        return "default"
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+    import kubernetes
+    from madgroup.cli import CommandError
+    from madgroup.kube.api import KubeApi, client_from_kubeconfig
+    from madgroup.kube.handlers import build_registry
+
+    if args.repair_interval <= 0:
+        raise CommandError("--repair-interval must be positive", code=2)
+    try:
+        client = client_from_kubeconfig(args.context)
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        raise CommandError(f"no Kubernetes credentials: {exc}") from None
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s:%(name)s:%(message)s",
+    )
+    registry = build_registry(KubeApi(client), repair_interval=args.repair_interval)
+    namespaces = (
+        [] if args.all_namespaces else (args.namespace or [_default_namespace(args.context)])
+    )
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            standalone=True,
+            clusterwide=args.all_namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0

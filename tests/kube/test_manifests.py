@@ -1,0 +1,138 @@
+"""Generated files stay in step with the code, and everything validates against the
+Kubernetes schemas."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from madgroup import spec, topology
+from madgroup.kube import install, objects
+
+ROOT = Path(__file__).resolve().parents[2]
+VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
+
+
+@pytest.mark.parametrize("render", [install.render_crd, install.render_manifests])
+def test_committed_manifests_match_the_code(render):
+    for rel, text in render().items():
+        path = ROOT / rel
+        assert path.exists(), f"{rel} is missing (run: madgroup render manifests)"
+        assert path.read_text() == text, f"{rel} drifted (run: madgroup render manifests)"
+
+
+def _walk(node, where="spec"):
+    yield where, node
+    for name, sub in (node.get("properties") or {}).items():
+        yield from _walk(sub, f"{where}.{name}")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _walk(node["additionalProperties"], f"{where}.*")
+    if isinstance(node.get("items"), dict):
+        yield from _walk(node["items"], f"{where}[]")
+
+
+def test_the_crd_describes_every_field_and_carries_the_cross_field_rules():
+    crd = spec.crd_manifest()
+    version = crd["spec"]["versions"][0]
+    root = version["schema"]["openAPIV3Schema"]
+    for part in ("spec", "status"):
+        for where, node in _walk(root["properties"][part], part):
+            assert node.get("description"), f"{where} has no description"
+            assert "type" in node, f"{where} is not structural"
+    llm = root["properties"]["spec"]["properties"]["fiedler"]["properties"]["llm"]
+    assert any("baseUrl" in r["rule"] for r in llm["x-kubernetes-validations"])
+    fiedler = root["properties"]["spec"]["properties"]["fiedler"]["properties"]["replicas"]
+    assert fiedler["minimum"] == fiedler["maximum"] == 1
+    assert crd["metadata"]["name"] == "madgroups.madgroup.io"
+    assert crd["spec"]["names"]["shortNames"] == ["mg"]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Ready", "Reason", "Age"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"fiedler": {"replicas": 2}}, "spec.fiedler.replicas: Input should be less than or"),
+        ({"rogers": {"replicas": 2}}, "spec.rogers.replicas"),
+        ({"fiedler": {"llm": {"provider": "openai"}}}, "provider openai needs baseUrl and model"),
+        ({"grace": {"resources": {"limits": {"gpu": "1"}}}}, "limits.gpu: unknown resource"),
+        ({"grace": {"resources": {"limits": {"cpu": "lots"}}}}, "limits.cpu: String should match"),
+        ({"grace": {"serviceType": "External"}}, "spec.grace.serviceType"),
+        ({"colour": "blue"}, "spec.colour: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_specs_get_one_clear_line(raw, message):
+    with pytest.raises(spec.InvalidSpecError) as err:
+        spec.parse_spec(raw)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def _children(raw_spec):
+    owner = objects.Owner("demo", "team-a", "0000-1111")
+    desired = spec.parse_spec(raw_spec)
+    docs = [objects.password_secret(owner)]
+    for name in topology.COMPONENT_NAMES:
+        docs += objects.component_objects(owner, desired, name)
+    return docs
+
+
+FULL_SPEC = {
+    "image": {"repository": "registry.example/mad", "tag": "1.2.3", "pullPolicy": "Always"},
+    "redis": {
+        "passwordSecretRef": {"name": "bus", "key": "pw"},
+        "storage": {"size": "2Gi", "storageClassName": "fast"},
+    },
+    "sequentialThinking": {"replicas": 3, "resources": {"requests": {"cpu": "100m"}}},
+    "grace": {
+        "replicas": 2,
+        "serviceType": "LoadBalancer",
+        "tokenSecretRef": {"name": "grace-tokens", "key": "tokens"},
+    },
+    "fiedler": {
+        "storage": {"retainOnDelete": False},
+        "llm": {
+            "provider": "openai",
+            "baseUrl": "http://ollama:11434/v1",
+            "model": "llama3",
+            "apiKeySecretRef": {"name": "llm", "key": "key"},
+        },
+    },
+}
+
+
+def test_every_manifest_validates_against_kubernetes_1_33(tmp_path):
+    files = sorted((ROOT / "manifests").rglob("*.yaml"))
+    for i, raw_spec in enumerate(({}, FULL_SPEC)):
+        path = tmp_path / f"children-{i}.yaml"
+        path.write_text(yaml.safe_dump_all(_children(raw_spec)))
+        files.append(path)
+    result = subprocess.run(
+        [str(VALIDATE), "--strict", "-k", "1.33", "--quiet", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_sample_is_a_valid_spec():
+    sample = yaml.safe_load((ROOT / "manifests/samples/madgroup.yaml").read_text())
+    spec.parse_spec(sample["spec"])
+
+
+def test_the_operator_runs_as_one_recreated_replica_with_a_liveness_probe():
+    deploy = install.deployment()
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/madgroup/operator:0.1.0"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert deploy["metadata"]["namespace"] == "madgroup-system"
+    rules = install.rbac()[1]["rules"]
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in rules)
+    secrets = next(r for r in rules if r["resources"] == ["secrets"])
+    assert "list" not in secrets["verbs"] and "watch" not in secrets["verbs"]
