@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from madgroup import topology
 from madgroup.local import processes
 
-from tests.local.conftest import Group, bus_connected, wait_status
+from tests.local.conftest import MADGROUP, Group, bus_connected, wait_status
 from tests.support.waiting import wait_for
 
 GRACE_DELAY = 2.5
@@ -123,6 +125,13 @@ def test_a_dependent_is_not_restarted_before_its_gates_are_ready(slow: Group) ->
 
 
 def test_redis_down_every_mad_reports_the_bus_down_then_reconnects(slow: Group) -> None:
+    follow = subprocess.Popen(
+        [MADGROUP, "logs", "-f", "--tail", "0", "grace"], cwd=slow.root, env=slow.env,
+        stdout=subprocess.PIPE, text=True,
+    )
+    followed: list[str] = []
+    reader = threading.Thread(target=lambda: followed.extend(iter(follow.stdout.readline, "")))
+    reader.start()
     slow.mg("stop", "redis")
     for name in BUS_MADS:
         wait_status(slow, name, lambda r: bus_connected(r) == "False", timeout=20)
@@ -132,6 +141,19 @@ def test_redis_down_every_mad_reports_the_bus_down_then_reconnects(slow: Group) 
     slow.up("redis")
     for name in BUS_MADS:
         wait_status(slow, name, lambda r: bus_connected(r) == "True", timeout=30)
+    # `logs -f` showed grace reconnecting as it happened.
+    try:
+        wait_for(
+            lambda: any(
+                line.startswith("grace | INFO:grace:Successfully connected to Rogers "
+                                "Conversation Bus (Redis)") for line in followed
+            ),
+            timeout=10, what="logs -f shows grace reconnecting",
+        )
+    finally:
+        follow.terminate()
+        follow.wait(timeout=10)
+        reader.join(timeout=5)
 
     # Killed outright, Redis is restarted by the supervisor and everyone reconnects.
     old = slow.pid("redis")

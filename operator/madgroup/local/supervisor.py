@@ -110,9 +110,19 @@ class Supervisor:
         comp = topology.component(name)
         return readiness.ready(comp, self.state.ports[name], self.password, timeout=0.5)
 
+    def gate_ok(self, name: str) -> bool:
+        """A gate passes when its process runs and its probe passes now (a gate still marked
+        starting is marked ready first, so the events log never shows a dependent starting
+        before its gate's ``ready``)."""
+        if not (self.running(name) and self.ready(name)):
+            return False
+        if self.cs(name).phase == STARTING:
+            self.mark_ready(name)
+        return True
+
     def gates_ready(self, comp: topology.Component) -> list[str]:
         """The gates of ``comp`` that are not ready yet."""
-        return [g for g in topology.gates(comp) if not (self.running(g) and self.ready(g))]
+        return [g for g in topology.gates(comp) if not self.gate_ok(g)]
 
     # -- actions ---------------------------------------------------------------------------
 
