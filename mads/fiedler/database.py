@@ -23,6 +23,7 @@ class Database:
         self.log = logger
         self.retry_s = retry_s
         self.opened = asyncio.Event()
+        self._open_error: str | None = None
 
     async def try_open(self) -> bool:
         if self.opened.is_set():
@@ -30,12 +31,14 @@ class Database:
         try:
             await self.store.open()
         except StoreUnavailableError as exc:
-            self.log.error(
-                "Cannot open the SQLite state database at %s: %s; retrying every %g s",
-                self.store.path,
-                exc,
-                self.retry_s,
-            )
+            if str(exc) != self._open_error:  # once per distinct reason, not every retry
+                self._open_error = str(exc)
+                self.log.error(
+                    "Cannot open the SQLite state database at %s: %s; retrying every %g s",
+                    self.store.path,
+                    exc,
+                    self.retry_s,
+                )
             return False
         self.opened.set()
         self.log.info("Initialized SQLite state database at %s...", self.store.path)

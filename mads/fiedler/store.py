@@ -367,16 +367,17 @@ class TaskStore:
 
         return await self._run(op)
 
-    async def unfinished(self, limit: int = 10_000) -> list[Task]:
-        """Tasks not yet terminal, oldest first (what a restart must pick up)."""
+    async def unfinished(self, limit: int = 10_000) -> list[tuple[str, str]]:
+        """``(task_id, status)`` of tasks not yet terminal, oldest first (what a restart
+        must pick up)."""
         rows = await self._run(
             lambda conn: conn.execute(
-                f"SELECT {COLUMNS} FROM tasks WHERE status IN ('PENDING', 'RUNNING') "
+                "SELECT task_id, status FROM tasks WHERE status IN ('PENDING', 'RUNNING') "
                 "ORDER BY rowid LIMIT ?",
                 (limit,),
             ).fetchall()
         )
-        return [Task(*row) for row in rows]
+        return [(str(task_id), str(status)) for task_id, status in rows]
 
     async def counts(self) -> dict[str, int]:
         sql = "SELECT status, count(*) FROM tasks GROUP BY status"

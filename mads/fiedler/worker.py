@@ -51,15 +51,13 @@ class Worker:
     async def sweep(self, *, first: bool = False) -> int:
         """Queue every unfinished task this process does not hold; returns how many."""
         found = 0
-        for task in await self.store.unfinished():
-            if task.task_id in self._held:
+        for task_id, status in await self.store.unfinished():
+            if task_id in self._held:
                 continue
             found += 1
             if first:
-                self.log.info(
-                    "Resuming task %s left %s by an earlier run", task.task_id, task.status
-                )
-            self.submit(task.task_id)
+                self.log.info("Resuming task %s left %s by an earlier run", task_id, status)
+            self.submit(task_id)
         return found
 
     async def run(self) -> None:
