@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable
 
-from tests.fiedler.conftest import Fiedler
+from tests.fiedler.conftest import Fiedler, Group
 from tests.support.waiting import wait_for
 
 STATUS_BLOCK = """[FiedlerV1 Status]
@@ -19,7 +19,7 @@ STATUS_BLOCK = """[FiedlerV1 Status]
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
-def test_step_6_logs_and_status_block(start_fiedler: Callable[..., Fiedler]) -> None:
+def test_step_6_logs_and_status_block(start_fiedler: Callable[..., Fiedler], group: Group) -> None:
     fiedler = start_fiedler()
     for line in (
         "Successfully connected to Rogers Conversation Bus (Redis)",
@@ -31,6 +31,7 @@ def test_step_6_logs_and_status_block(start_fiedler: Callable[..., Fiedler]) -> 
     assert status.returncode == 0, status.stderr
     assert status.stdout.strip() == STATUS_BLOCK
     assert fiedler.db_path.exists()
+    assert group.redis.password not in fiedler.process.log_text() + status.stdout
 
 
 def test_step_8_smoke_test_and_step_9_log_lines(start_fiedler: Callable[..., Fiedler]) -> None:
