@@ -39,7 +39,7 @@ GOAL = 1.10
 
 
 def free_offset() -> int:
-    for offset in range(21000, 45000, 37):
+    for offset in range(12000, 24000, 37):  # below the ephemeral port range
         free = True
         for comp in topology.COMPONENTS:
             with socket.socket() as s:

@@ -189,6 +189,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
     print(f"supervisor: {supervisor}; state: {ctx.state.root}")
+    if supervisor == "not running" and any(
+        processes.alive(c.pid, c.ticks) for c in state.components.values()
+    ):
+        print("components are running unsupervised: 'madgroup up' adopts them")
     return 0
 
 
@@ -207,11 +211,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not args.follow:
         return 0
     tailer = logview.Tailer({n: ctx.state.log_file(n) for n in names}, from_end=True)
-    while True:
-        for name, line in tailer.poll():
-            out.line(name, line)
-        out.flush()
-        time.sleep(0.2)
+    try:
+        while True:
+            for name, line in tailer.poll():
+                out.line(name, line)
+            out.flush()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_exec(args: argparse.Namespace) -> int:

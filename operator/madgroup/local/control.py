@@ -278,6 +278,8 @@ def down(ctx: Context, volumes: bool, yes: bool, timeout: float = 60.0) -> int:
                 c.pid, c.ticks, c.phase = None, None, STOPPED
                 sd.save(state)
                 print(f"{name} {how}")
+            with contextlib.suppress(FileNotFoundError):
+                sd.redis_conf.unlink()
         if not alive:
             print("nothing was running")
         if volumes:

@@ -183,6 +183,9 @@ class Supervisor:
             c = self.state.components.get(comp.name)
             if c is not None and (c.pid or c.phase not in (FAILED, WAITING)):
                 self.stop(comp.name, phase=c.phase if c.phase in (FAILED, WAITING) else STOPPED)
+        # Redis read its config at start; the next start writes it again.
+        with contextlib.suppress(FileNotFoundError):
+            self.sd.redis_conf.unlink()
 
     # -- bring-up --------------------------------------------------------------------------
 
