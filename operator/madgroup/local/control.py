@@ -75,6 +75,7 @@ def up(
             ports.check_free({n: p for n, p in plan.items() if n in wanted and n not in adopted})
         except ports.PortError as exc:
             raise CommandError(str(exc)) from None
+        wanted = closure([*wanted, *adopted])  # keep supervising whatever still runs
         if adopted:
             print(
                 "adopting the components still running from an earlier supervisor: "

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -339,8 +340,12 @@ class Supervisor:
         self.save()
         self.sd.event("supervisor", "all_ready")
         while not self.stopping:
-            self.handle_requests()
-            self.watch_once()
+            try:
+                self.handle_requests()
+                self.watch_once()
+            except Exception:  # a transient error (disk full...) must not end supervision
+                traceback.print_exc()
+                time.sleep(1.0)
             time.sleep(WATCH)
         self.stop_all()
         self.state.supervisor_status = "stopped"
