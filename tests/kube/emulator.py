@@ -20,6 +20,7 @@ Not filled: owner-reference garbage collection, labelSelector on lists, namespac
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import itertools
 import uuid
@@ -49,6 +50,15 @@ VERBS = ["get", "list", "watch", "create", "patch", "update", "delete"]
 APPLY = "application/apply-patch+yaml"
 
 
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """One request the emulator answered."""
+
+    method: str
+    resource: Any
+    name: str | None
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -59,6 +69,7 @@ class Apiserver(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._versions = itertools.count(1)
+        self._served: list[Served] = []
         for key, info in RESOURCES.items():
             self.resources[key] = kmock.ResourceInfo(
                 kind=info["kind"],
@@ -70,9 +81,9 @@ class Apiserver(kmock.KubernetesEmulator):
     # ---- helpers for tests ------------------------------------------------------------
 
     @property
-    def served(self) -> list[kmock.Request]:
+    def served(self) -> list[Served]:
         """Every request served so far, oldest first."""
-        return list(self._requests)
+        return list(self._served)
 
     def live(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The current object, or None when absent or deleted."""
@@ -159,6 +170,11 @@ class Apiserver(kmock.KubernetesEmulator):
         return new
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        method = str(getattr(request.method, "value", request.method)).upper()
+        self._served.append(Served(method, request.resource, request.name))
+        # kmock keeps every request and matches new ones against that history, so each
+        # request costs more than the last; keep its history short (``served`` has ours).
+        del self._requests[:-50]
         if request.resource is None:
             return await super()._handle(request)
         if request.action == enums.action.CREATE and isinstance(request.data, dict):
