@@ -6,13 +6,24 @@ import argparse
 import asyncio
 import logging
 
-from madgroup.kube import install
+
+def _render_crd() -> dict[str, str]:
+    from madgroup.kube import install  # imported on use: it pulls in the whole spec model
+
+    return install.render_crd()
+
+
+def _render_manifests() -> dict[str, str]:
+    from madgroup.kube import install
+
+    return install.render_manifests()
+
 
 RENDERERS = {
-    "crd": ("the MadGroup CustomResourceDefinition (manifests/crd.yaml)", install.render_crd),
+    "crd": ("the MadGroup CustomResourceDefinition (manifests/, charts/)", _render_crd),
     "manifests": (
-        "the operator install manifests and a sample MadGroup (manifests/)",
-        install.render_manifests,
+        "the operator install manifests, the chart's CRD and RBAC rules, a sample MadGroup",
+        _render_manifests,
     ),
 }
 

@@ -46,10 +46,10 @@ def _rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str
     return {"apiGroups": groups, "resources": resources, "verbs": verbs}
 
 
-def rbac() -> list[dict[str, Any]]:
+def rules() -> list[dict[str, Any]]:
     """Exactly what the operator does: watch MadGroups and their workloads, read/apply/delete
     the children by name, post events. No list/watch on Secrets."""
-    rules = [
+    return [
         _rule([spec.GROUP], [spec.PLURAL], ["get", "list", "watch", "patch"]),
         _rule([spec.GROUP], [f"{spec.PLURAL}/status"], ["get", "patch"]),
         _rule(
@@ -66,6 +66,9 @@ def rbac() -> list[dict[str, Any]]:
         _rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["get", "list", "watch"]),
         _rule([""], ["namespaces"], ["get", "list", "watch"]),
     ]
+
+
+def rbac() -> list[dict[str, Any]]:
     return [
         {
             "apiVersion": "v1",
@@ -76,7 +79,7 @@ def rbac() -> list[dict[str, Any]]:
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": {"name": OPERATOR, "labels": _labels()},
-            "rules": rules,
+            "rules": rules(),
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -184,8 +187,18 @@ def dump(docs: list[dict[str, Any]], target: str) -> str:
     return HEADER.format(target=target) + body
 
 
+CHART = "charts/madgroup-operator"
+
+
 def render_crd() -> dict[str, str]:
-    return {"manifests/crd.yaml": dump([spec.crd_manifest()], "crd")}
+    """The CRD, for ``kubectl apply -f manifests/`` and, byte for byte, for the chart."""
+    text = dump([spec.crd_manifest()], "crd")
+    return {"manifests/crd.yaml": text, f"{CHART}/crds/crd.yaml": text}
+
+
+def render_chart_rbac() -> dict[str, str]:
+    """The chart's ClusterRole rules: the same list as manifests/operator.yaml's."""
+    return {f"{CHART}/files/rbac-rules.yaml": dump([rules()], "manifests")}
 
 
 def render_manifests() -> dict[str, str]:
@@ -194,4 +207,5 @@ def render_manifests() -> dict[str, str]:
         **render_crd(),
         "manifests/operator.yaml": dump([*rbac(), deployment()], "manifests"),
         "manifests/samples/madgroup.yaml": dump([sample()], "manifests"),
+        **render_chart_rbac(),
     }
