@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
 from madgroup import topology  # noqa: E402
-from madgroup.local import envfile, launcher, processes, readiness  # noqa: E402
+from madgroup.local import envfile, launcher, ports, processes, readiness  # noqa: E402
 from madgroup.local.state import StateDir  # noqa: E402
 
 MADGROUP = str(Path(sys.executable).parent / "madgroup")
@@ -39,18 +38,10 @@ GOAL = 1.10
 
 
 def free_offset() -> int:
-    for offset in range(12000, 24000, 37):  # below the ephemeral port range
-        free = True
-        for comp in topology.COMPONENTS:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", comp.port + offset))
-                except OSError:
-                    free = False
-                    break
-        if free:
-            return offset
-    raise SystemExit("no free port offset found")
+    offset = ports.free_offset(range(12000, 24000, 37))  # below the ephemeral port range
+    if offset is None:
+        raise SystemExit("no free port offset found")
+    return offset
 
 
 def alone(project: Path, offset: int) -> dict[str, float]:

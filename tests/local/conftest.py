@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 from madgroup import topology
-from madgroup.local import processes
+from madgroup.local import ports, processes
 
-from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,23 +25,11 @@ MADGROUP = str(Path(sys.executable).parent / "madgroup")
 
 
 def free_offset() -> int:
-    """A port offset where every component's port is free right now."""
-    import socket
-
-    for _ in range(200):
-        # Below the kernel's ephemeral range (32768+), so no client socket takes them.
-        offset = random.randrange(12000, 24000, 7)
-        ok = True
-        for comp in topology.COMPONENTS:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", comp.port + offset))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return offset
-    return free_port() - 8003  # pragma: no cover
+    """A port offset where every component's port is free right now (below the kernel's
+    ephemeral range, 32768+, so no client socket takes them meanwhile)."""
+    offset = ports.free_offset(random.sample(range(12000, 24000, 7), 200))
+    assert offset is not None, "no free port offset"
+    return offset
 
 
 class Group:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Iterable
 
 from madgroup import topology
 
@@ -48,6 +49,18 @@ def in_use(port: int, host: str = HOST) -> bool:
         except OSError as exc:
             return exc.errno in (errno.EADDRINUSE, errno.EACCES)
     return False
+
+
+def free_offset(candidates: Iterable[int]) -> int | None:
+    """The first offset at which every component's port is free right now."""
+    for offset in candidates:
+        try:
+            ports = plan(offset, list(topology.COMPONENT_NAMES))
+        except PortError:
+            continue
+        if not any(in_use(port) for port in ports.values()):
+            return offset
+    return None
 
 
 def check_free(ports: dict[str, int]) -> None:
