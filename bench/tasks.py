@@ -94,7 +94,7 @@ def raw_sqlite(path: Path, tasks: int, synchronous: str) -> float:
 
 
 class Group:
-    def __init__(self, workdir: Path, fiedler_concurrency: int) -> None:
+    def __init__(self, workdir: Path, fiedler_concurrency: int | None) -> None:
         self.workdir = workdir
         self.fiedler_concurrency = fiedler_concurrency
         self.password = secrets.token_urlsafe(24)
@@ -139,7 +139,11 @@ class Group:
                 "REDIS_PASSWORD": self.password,
                 "SEQUENTIAL_THINKING_URL": f"http://127.0.0.1:{self.thinking_port}/mcp",
                 "FIEDLER_DB_PATH": str(self.db_path),
-                "FIEDLER_MAX_CONCURRENCY": str(self.fiedler_concurrency),
+                **(
+                    {"FIEDLER_MAX_CONCURRENCY": str(self.fiedler_concurrency)}
+                    if self.fiedler_concurrency
+                    else {}
+                ),
             },
         )
         wait(self._ready, 60, "Fiedler /readyz")
@@ -211,7 +215,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--dir", type=Path, default=None, help="where databases live")
     parser.add_argument(
-        "--fiedler-concurrency", type=int, default=4, help="FIEDLER_MAX_CONCURRENCY (default 4)"
+        "--fiedler-concurrency",
+        type=int,
+        default=None,
+        help="FIEDLER_MAX_CONCURRENCY (default: Fiedler's own, 32 for the builtin provider)",
     )
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
@@ -242,7 +249,7 @@ def main() -> int:
     ms = 1000.0
     print(
         f"tasks: {args.tasks}, concurrent clients: {args.concurrency}, "
-        f"FIEDLER_MAX_CONCURRENCY: {args.fiedler_concurrency}, disk: {workdir}"
+        f"FIEDLER_MAX_CONCURRENCY: {args.fiedler_concurrency or 'default'}, disk: {workdir}"
     )
     print(f"raw SQLite WAL insert+update, synchronous=FULL:   {raw_full:9.0f} tasks/s")
     print(f"raw SQLite WAL insert+update, synchronous=NORMAL: {raw_normal:9.0f} tasks/s")

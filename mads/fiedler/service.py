@@ -72,7 +72,7 @@ def build() -> MadService:
 
     provider = make_provider(settings, link, log)
     announcer = Announcer(bus, log)
-    worker = Worker(store, provider, announcer, log, concurrency=settings.fiedler_max_concurrency)
+    worker = Worker(store, provider, announcer, log, concurrency=settings.max_concurrency)
     tools.register(service, store, worker, settings.fiedler_max_prompt_chars)
     service.add_background(announcer.run)
 
@@ -81,7 +81,7 @@ def build() -> MadService:
         log.info(
             "Answering with the %s provider, at most %d task(s) at a time",
             provider.name,
-            settings.fiedler_max_concurrency,
+            settings.max_concurrency,
         )
         await worker.run()
 

@@ -20,7 +20,7 @@ class FiedlerSettings(ThinkingClientSettings):
     fiedler_llm_timeout_s: float = Field(default=120.0, gt=0, le=3600)
     fiedler_llm_retries: int = Field(default=2, ge=0, le=20)
     fiedler_llm_max_tool_rounds: int = Field(default=8, ge=1, le=100)
-    fiedler_max_concurrency: int = Field(default=4, ge=1, le=1024)
+    fiedler_max_concurrency: int | None = Field(default=None, ge=1, le=1024)
     fiedler_max_prompt_chars: int = Field(default=100_000, ge=1, le=1_000_000)
 
     @field_validator("fiedler_llm_provider", mode="before")
@@ -42,6 +42,15 @@ class FiedlerSettings(ThinkingClientSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @property
+    def max_concurrency(self) -> int:
+        """Tasks worked on at once: ``FIEDLER_MAX_CONCURRENCY``, else 4 for an LLM endpoint
+        (which queues or rate-limits beyond that) and 32 for the built-in responder (which
+        answers at once, so only the store's commits bound it)."""
+        if self.fiedler_max_concurrency is not None:
+            return self.fiedler_max_concurrency
+        return 32 if self.fiedler_llm_provider == "builtin" else 4
 
     def check_provider(self) -> None:
         """The ``openai`` provider needs an endpoint and a model; say which variable is
