@@ -279,28 +279,29 @@ class MadService:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def bind(self) -> socket.socket:
+    def check_port_free(self) -> None:
+        """Fail early, with a line an operator can act on, when the port is taken."""
         family = socket.AF_INET6 if ":" in self.settings.mad_host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.settings.mad_host, self.port))
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError(
-                    exc.errno,
-                    f"port {self.port} is already in use; stop what holds it or set MAD_PORT",
-                ) from None
-            raise
-        sock.listen(1024)
-        sock.setblocking(False)
-        return sock
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.settings.mad_host, self.port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUseError(
+                        exc.errno,
+                        f"port {self.port} is already in use; stop what holds it or set MAD_PORT",
+                    ) from None
+                raise
 
     async def serve(self) -> None:
-        sock = self.bind()
+        # uvicorn binds the port itself: handing it a pre-bound socket measured at less than
+        # half the request rate with the same app.
+        self.check_port_free()
         config = uvicorn.Config(
             self.app(),
+            host=self.settings.mad_host,
+            port=self.port,
             log_level="warning",
             access_log=False,
             lifespan="on",
@@ -308,7 +309,7 @@ class MadService:
             log_config=None,
         )
         server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
+        task = asyncio.create_task(server.serve())
         while not server.started and not task.done():
             await asyncio.sleep(0.02)
         if server.started:
