@@ -158,3 +158,19 @@ def test_mad_run_rejects_unknown_names_and_bad_configuration(tmp_path) -> None:
     assert missing.returncode == 2
     assert missing.stderr.strip().endswith("REDIS_PASSWORD is required but not set")
     assert "Traceback" not in missing.stderr
+
+
+def test_mad_run_names_a_port_already_in_use() -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**os.environ, "MAD_PORT": str(port), "MAD_HOST": "127.0.0.1"}
+        result = run("mads.core.cli.run", "sequential_thinking", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"mad-run sequential_thinking: port {port} is already in use; "
+        "stop what holds it or set MAD_PORT"
+    )
