@@ -128,3 +128,21 @@ def test_state_round_trips_and_pids_are_matched_by_start_time(tmp_path: Path) ->
     assert not sd.supervisor_running()
     with sd.hold_supervisor_lock() as got:
         assert got and sd.supervisor_running()
+
+
+def test_plain_progress_shows_every_phase_even_when_a_start_is_missed() -> None:
+    import io
+
+    from madgroup.local.progress import Progress
+    from madgroup.local.state import ComponentState, GroupState
+
+    out = io.StringIO()
+    progress = Progress(["redis"], stream=out)
+    progress.update(GroupState(components={"redis": ComponentState("redis", 6379)}))
+    ready = ComponentState("redis", 6379, pid=42, phase="ready", started_at=1.0, ready_at=1.5)
+    progress.update(GroupState(components={"redis": ready}))
+    assert out.getvalue().splitlines() == [
+        "redis  waiting",
+        "redis  starting (pid 42)",
+        "redis  ready in 0.50s (pid 42, port 6379)",
+    ]

@@ -69,6 +69,9 @@ class Progress:
             if c is not None and c.phase == WAITING:
                 key += c.message
             if self.last.get(name) != key:
+                if c is not None and c.phase == READY and self.last.get(name) != STARTING:
+                    # Polling can miss a quick start; the record still shows every step.
+                    self.stream.write(f"{name:<{self.width}}  starting (pid {c.pid})\n")
                 self.last[name] = key
                 self.stream.write(f"{name:<{self.width}}  {line}\n")
         self.stream.flush()
