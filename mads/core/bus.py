@@ -148,9 +148,12 @@ class Bus:
         """Ping forever; (re)connect with backoff; log every successful (re)connect."""
         delays = self._backoff.delays()
         first = True
+        run_id: str | None = None
         while True:
             try:
-                await self._redis.ping()
+                # The server's run_id tells a restart apart from a quiet second: the client
+                # reconnects under the hood, so a quick restart raises nothing here.
+                server_run_id = str((await self._redis.info("server")).get("run_id", ""))
             except (*CONNECTION_ERRORS, RedisError) as exc:
                 reason = _describe(exc)
                 if self._connected.is_set():
@@ -163,7 +166,9 @@ class Bus:
                 first = False
                 await asyncio.sleep(await anext(delays))
                 continue
-            if not self._connected.is_set():
+            restarted = run_id is not None and server_run_id != run_id
+            run_id = server_run_id
+            if not self._connected.is_set() or restarted:
                 if not first:
                     self.reconnects += 1
                 self._connected.set()

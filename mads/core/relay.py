@@ -69,26 +69,32 @@ class ToolRequestServer:
         self.consumer = f"{owner}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.claim_idle_ms = claim_idle_ms
         self._slots = asyncio.Semaphore(concurrency)
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
 
     async def publish_tools(self, tools: list[dict[str, Any]]) -> None:
         await self.bus.redis.hset(TOOL_REGISTRY_KEY, self.owner, json.dumps(tools))
 
     async def run(self, tools: list[dict[str, Any]] | None = None) -> None:
-        """Serve for the life of the process, across bus outages."""
-        published = False
+        """Serve for the life of the process, across bus outages.
+
+        The tool list is published again after every reconnect (a Redis that lost its data
+        learns it back without restarting the MAD).
+        """
+        published_at: int | None = None
         while True:
             await self.bus.wait_connected()
             try:
-                if tools is not None and not published:
+                if tools is not None and published_at != self.bus.reconnects:
                     await self.publish_tools(tools)
-                    published = True
+                    published_at = self.bus.reconnects
                 await self.bus.ensure_group(self.stream, GROUP)
-                # What an earlier incarnation read but never acknowledged comes first.
+                # What an earlier incarnation read but never acknowledged comes first; an
+                # entry this process is still working on is not taken a second time.
                 for entry in await self.bus.claim_stale(
                     self.stream, GROUP, self.consumer, min_idle_ms=self.claim_idle_ms, count=100
                 ):
-                    await self._dispatch(entry.entry_id, entry.envelope, entry.error)
+                    if entry.entry_id not in self._inflight:
+                        await self._dispatch(entry.entry_id, entry.envelope, entry.error)
                 for entry in await self.bus.read_group(
                     self.stream, GROUP, self.consumer, count=32, block_ms=1000
                 ):
@@ -102,9 +108,13 @@ class ToolRequestServer:
     async def _dispatch(self, entry_id: str, envelope: Envelope | None, error: str | None) -> None:
         await self._slots.acquire()
         task = asyncio.create_task(self._handle(entry_id, envelope, error))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-        task.add_done_callback(lambda _t: self._slots.release())
+        self._inflight[entry_id] = task
+
+        def done(_task: asyncio.Task[None]) -> None:
+            self._inflight.pop(entry_id, None)
+            self._slots.release()
+
+        task.add_done_callback(done)
 
     async def _handle(self, entry_id: str, envelope: Envelope | None, error: str | None) -> None:
         if envelope is None:
