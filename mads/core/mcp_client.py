@@ -102,9 +102,18 @@ def result_data(result: Any) -> Any:
         return text
 
 
-def error_text(result: Any) -> str:
+def error_text(result: Any, tool: str | None = None) -> str:
+    """The error a tool reported, without the SDK's ``Error executing tool <name>: `` prefix
+    (the caller already names the tool)."""
     texts = [c.text for c in getattr(result, "content", []) if getattr(c, "type", "") == "text"]
-    return " ".join(t.strip() for t in texts).strip() or "the tool reported an error"
+    text = " ".join(t.strip() for t in texts).strip() or "the tool reported an error"
+    return strip_sdk_prefix(text, tool)
+
+
+def strip_sdk_prefix(message: str, tool: str | None) -> str:
+    if tool:
+        return message.removeprefix(f"Error executing tool {tool}: ")
+    return message
 
 
 async def call_tool(
@@ -117,5 +126,5 @@ async def call_tool(
     async with session(url, **kwargs) as s:
         result = await s.call_tool(name, dict(arguments or {}))
     if getattr(result, "is_error", False):
-        raise McpToolError(error_text(result))
+        raise McpToolError(error_text(result, name))
     return result_data(result)

@@ -38,7 +38,7 @@ from starlette.routing import Mount, Route
 
 from mads.core.arguments import ArgumentCheck
 from mads.core.bus import Bus, heartbeat_loop
-from mads.core.mcp_client import error_text, result_data
+from mads.core.mcp_client import error_text, result_data, strip_sdk_prefix
 from mads.core.registry import mad_info
 from mads.core.settings import BusSettings, MadSettings
 from mads.core.status import StatusLine, StatusReport, connected_line
@@ -185,9 +185,9 @@ class MadService:
         try:
             result = await self.mcp.call_tool(name, arguments)
         except ToolError as exc:
-            return False, str(exc)
+            return False, strip_sdk_prefix(str(exc), name)
         if getattr(result, "is_error", False):
-            return False, error_text(result)
+            return False, error_text(result, name)
         return True, result_data(result)
 
     async def tool_definitions(self) -> list[dict[str, Any]]:

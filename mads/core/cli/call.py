@@ -57,7 +57,7 @@ async def call(
             raise UsageError(f"unknown tool {tool!r}; available: {', '.join(tools) or 'none'}")
         result = await s.call_tool(tool, arguments)
     if getattr(result, "is_error", False):
-        return False, error_text(result)
+        return False, error_text(result, tool)
     return True, result_data(result)
 
 

@@ -1,0 +1,58 @@
+"""MadService in-process: tool calls with the same checks as over MCP, clean error text."""
+
+from typing import Annotated
+
+import pytest
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from mads.core.service import MadService, allowed_host_patterns
+from mads.core.settings import MadSettings
+
+
+@pytest.fixture
+def service() -> MadService:
+    svc = MadService("rogers", MadSettings(mad_name="rogers"))
+
+    @svc.tool("rogers_lookup", description="Look a name up.")
+    def lookup(name: Annotated[str, Field(description="The name.")]) -> dict[str, str]:
+        if name == "ghost":
+            raise ToolError(f"unknown name {name!r}")
+        return {"name": name}
+
+    return svc
+
+
+async def test_results_and_tool_errors_without_the_sdk_prefix(service: MadService) -> None:
+    assert await service.call_tool_locally("rogers_lookup", {"name": "x"}) == (
+        True,
+        {"name": "x"},
+    )
+    assert await service.call_tool_locally("rogers_lookup", {"name": "ghost"}) == (
+        False,
+        "unknown name 'ghost'",
+    )
+
+
+async def test_arguments_are_checked_like_over_mcp(service: MadService) -> None:
+    assert await service.call_tool_locally("rogers_lookup", {"name": "x", "extra": 1}) == (
+        False,
+        "invalid arguments for rogers_lookup: unknown argument(s): extra (expected: name)",
+    )
+    assert await service.call_tool_locally("rogers_lookup", {}) == (
+        False,
+        "invalid arguments for rogers_lookup: name: required",
+    )
+    assert await service.call_tool_locally("nope", {}) == (False, "unknown tool 'nope' on rogers")
+
+
+async def test_the_published_schema_forbids_unknown_arguments(service: MadService) -> None:
+    (definition,) = await service.tool_definitions()
+    assert definition["inputSchema"]["additionalProperties"] is False
+    assert definition["inputSchema"]["properties"]["name"]["description"] == "The name."
+
+
+def test_host_patterns_cover_loopback_and_service_names() -> None:
+    patterns = allowed_host_patterns(["grace"])
+    for host in ("127.0.0.1", "127.0.0.1:*", "localhost:*", "[::1]:*", "grace", "grace:*"):
+        assert host in patterns
