@@ -1,4 +1,6 @@
-"""Channel names of the Conversation Bus (Redis glob patterns, never AMQP ``#``)."""
+"""Channel names of the Conversation Bus (Redis glob patterns, never AMQP ``#``).
+
+Outside clients name their own ``mad.topic.<topic>`` channels through Grace."""
 
 HEARTBEAT = "mad.system.heartbeat"
 SYSTEM_PREFIX = "mad.system."
@@ -8,10 +10,6 @@ ALL = "mad.*"
 
 def direct(recipient_id: str) -> str:
     return f"mad.direct.{recipient_id}"
-
-
-def topic(name: str) -> str:
-    return f"mad.topic.{name}"
 
 
 def stream(task_id: str) -> str:

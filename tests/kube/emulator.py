@@ -194,14 +194,19 @@ class Apiserver(kmock.KubernetesEmulator):
         async with self._lock:
             if key in self.objects and not self.objects[key].deleted:
                 return self._status(409, "AlreadyExists", f"{name} already exists")
-            self._stamp(data, namespace)
-            if key in self.objects:
-                self.objects[key].create(data)
-            else:
-                self.objects[key] = data
-            await self._buses[request.resource].put(
-                {"type": "ADDED", "object": copy.deepcopy(data)}
-            )
+            return await self._insert(key, data, namespace)
+
+    async def _insert(
+        self, key: tuple[Any, str | None, str | None], data: dict[str, Any], namespace: str | None
+    ) -> aiohttp.web.StreamResponse:
+        """Store a new object (reviving a deleted key) and announce it; the caller holds the
+        lock. Answers 201, as a real API server does for a create."""
+        self._stamp(data, namespace)
+        if key in self.objects:
+            self.objects[key].create(data)
+        else:
+            self.objects[key] = data
+        await self._buses[key[0]].put({"type": "ADDED", "object": copy.deepcopy(data)})
         return aiohttp.web.json_response(data, status=201)
 
     async def _update(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
@@ -212,16 +217,7 @@ class Apiserver(kmock.KubernetesEmulator):
             if not exists:
                 if not content_type.startswith(APPLY):
                     return self._status(404, "NotFound", f"{request.name} not found")
-                data = copy.deepcopy(request.data)
-                self._stamp(data, request.namespace)
-                if key in self.objects:
-                    self.objects[key].create(data)
-                else:
-                    self.objects[key] = data
-                await self._buses[request.resource].put(
-                    {"type": "ADDED", "object": copy.deepcopy(data)}
-                )
-                return aiohttp.web.json_response(data, status=201)
+                return await self._insert(key, copy.deepcopy(request.data), request.namespace)
             try:
                 new = await self._modify(
                     request.resource,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import processes
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
@@ -74,15 +75,8 @@ class MadProcess:
             self.process.wait(timeout=15)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            processes.stop(self.process)
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run ``mad-cli``/``mad-status`` as the guide does inside this MAD's environment."""

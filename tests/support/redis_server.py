@@ -9,6 +9,7 @@ from pathlib import Path
 
 import redis
 
+from tests.support import processes
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
@@ -75,15 +76,7 @@ class RedisServer:
     def stop(self, kill: bool = False) -> None:
         if self.process is None:
             return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        processes.stop(self.process, kill=kill)
         self.process = None
 
     def restart(self) -> None:
