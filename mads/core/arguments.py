@@ -68,14 +68,23 @@ class ArgumentCheck:
     def add(self, name: str, fn: Callable[..., Any], strict: bool) -> None:
         self.signatures[name] = ToolSignature.of(fn, strict)
 
+    def refusal(self, name: str, arguments: Any) -> dict[str, Any] | None:
+        """The error result for a call to one of these tools that must not run, else None."""
+        signature = self.signatures.get(name)
+        if signature is None:
+            return None
+        problem = signature.problems(arguments or {})
+        if problem is None:
+            return None
+        if self._on_refusal:
+            self._on_refusal(name, problem)
+        return error_result(f"invalid arguments for {name}: {problem}")
+
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         if ctx.method == "tools/call" and isinstance(ctx.params, dict):
             name = ctx.params.get("name")
-            signature = self.signatures.get(name) if isinstance(name, str) else None
-            if signature is not None:
-                problem = signature.problems(ctx.params.get("arguments") or {})
-                if problem is not None:
-                    if self._on_refusal:
-                        self._on_refusal(name, problem)
-                    return error_result(f"invalid arguments for {name}: {problem}")
+            if isinstance(name, str):
+                refused = self.refusal(name, ctx.params.get("arguments"))
+                if refused is not None:
+                    return refused
         return await call_next(ctx)

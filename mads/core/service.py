@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -32,18 +32,21 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from mads.core.arguments import ArgumentCheck
 from mads.core.bus import Bus, heartbeat_loop
+from mads.core.direct_calls import DirectToolCalls
 from mads.core.mcp_client import error_text, result_data, strip_sdk_prefix
 from mads.core.registry import mad_info
 from mads.core.settings import BusSettings, MadSettings
 from mads.core.status import StatusLine, StatusReport, connected_line
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+MCP_PATH = "/mcp"
 MCP_BODY_LIMIT = 4 * 1024 * 1024
 
 StatusSource = Callable[[], StatusLine | Awaitable[StatusLine]]
@@ -218,16 +221,17 @@ class MadService:
 
     def app(self) -> Starlette:
         hosts = self.settings.allowed_hosts
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=allowed_host_patterns(hosts),
+            allowed_origins=allowed_origin_patterns(hosts),
+        )
         mcp_app = self.mcp.streamable_http_app(
-            streamable_http_path="/mcp",
+            streamable_http_path=MCP_PATH,
             json_response=True,
             stateless_http=True,
             max_request_body_size=MCP_BODY_LIMIT,
-            transport_security=TransportSecuritySettings(
-                enable_dns_rebinding_protection=True,
-                allowed_hosts=allowed_host_patterns(hosts),
-                allowed_origins=allowed_origin_patterns(hosts),
-            ),
+            transport_security=security,
         )
         routes = [
             Route("/healthz", self._healthz),
@@ -236,7 +240,19 @@ class MadService:
             Route("/metrics", self._metrics),
             Mount("/", app=mcp_app),
         ]
-        return Starlette(routes=routes, lifespan=self._lifespan)
+        middleware = []
+        if self.settings.mad_direct_tool_calls:
+            middleware.append(
+                Middleware(
+                    DirectToolCalls,
+                    path=MCP_PATH,
+                    server=self.mcp,
+                    arguments=self.arguments,
+                    security=TransportSecurityMiddleware(security),
+                    body_limit=MCP_BODY_LIMIT,
+                )
+            )
+        return Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
 
     async def _healthz(self, request: Request) -> Response:
         return JSONResponse({"alive": True, "mad_name": self.name})

@@ -31,6 +31,11 @@ class MadSettings(BaseSettings):
     mad_allowed_hosts: str = ""
     mad_log_format: Literal["text", "json"] = "text"
     mad_max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
+    mad_direct_tool_calls: bool = Field(
+        default=True,
+        description="Answer plain tools/call requests for the MAD's own tools directly "
+        "(see mads.core.direct_calls); false sends every request through the SDK.",
+    )
 
     @property
     def allowed_hosts(self) -> list[str]:
