@@ -1,11 +1,7 @@
-"""Load: a paced stream of grace_send_message calls over several MCP sessions for 10 s;
-Rogers' count of topic traffic must match exactly what Grace accepted.
+"""Load: 1,000 messages per second for 10 s through grace_send_message (MCP ``tools/call``,
+bearer token); Rogers' count of topic traffic must match exactly what Grace accepted.
 
-The issue asks for 1,000 messages/s. On the 2-core machines this runs on, one stateless MCP
-``tools/call`` costs a MAD about 3 ms of CPU (the SDK's per-request work; ~320 calls/s from a
-raw HTTP client) and the SDK client about as much, so the achievable rate through MCP is
-about 300 per second here; the default below holds with margin. Set MADGROUP_LOAD_RATE to
-try another rate: the assertion (count equality) is the same at any rate.
+MADGROUP_LOAD_RATE sets another rate; the assertions are the same at any rate.
 """
 
 import os
@@ -15,7 +11,7 @@ from tests.grace.load import paced_send
 from tests.grace.support import new_token
 from tests.support.waiting import async_wait_for
 
-RATE = float(os.environ.get("MADGROUP_LOAD_RATE", "250"))
+RATE = float(os.environ.get("MADGROUP_LOAD_RATE", "1000"))
 SECONDS = 10.0
 
 
@@ -34,13 +30,15 @@ async def test_rogers_counts_every_message_sent_through_grace(redis_server, star
     )
     before = await topic_count(rogers.url)
 
-    result = await paced_send(grace.url, token, rate=RATE, seconds=SECONDS, sessions=8)
+    result = await paced_send(grace.url, token, rate=RATE, seconds=SECONDS)
     print(
         f"\nload: {result.sent} sent in {result.seconds:.1f} s = {result.rate:.0f}/s "
         f"(target {RATE:g}/s), {result.failed} failed"
     )
-    assert result.failed == 0
+    assert result.errors == []
     assert result.sent == int(RATE * SECONDS)
+    # The schedule was kept: the sends took the 10 s they were paced over, not longer.
+    assert result.seconds < SECONDS * 1.1, f"took {result.seconds:.1f} s: Grace fell behind"
 
     async def settled() -> bool:
         return await topic_count(rogers.url) - before >= result.sent
