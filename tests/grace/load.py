@@ -1,21 +1,16 @@
-"""Paced load through ``grace_send_message``: the load test's generator.
-
-It speaks MCP the way a load tool does, as plain JSON-RPC ``tools/call`` POSTs over a few
-keep-alive connections (aiohttp), so the client's own cost stays small next to Grace's; the
-official SDK client spends about 2 ms of CPU per call, which on a 2-core machine would be
-the bottleneck, not Grace.
-"""
+"""Paced load through ``grace_send_message``: the load test's generator (a lean JSON-RPC
+client, :mod:`tests.support.tool_calls`, so the generator's own cost stays small next to
+Grace's)."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
+
+from tests.support.tool_calls import ToolCallClient
 
 
 @dataclass
@@ -31,43 +26,24 @@ class LoadResult:
 
 
 class SendClient:
-    """``grace_send_message`` over stateless MCP, one JSON-RPC request per POST."""
+    """``grace_send_message`` through Grace's MCP endpoint."""
 
     def __init__(self, url: str, token: str, connections: int) -> None:
-        self.url = f"{url}/mcp"
-        self.headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Accept": "application/json, text/event-stream",
-            "MCP-Protocol-Version": LATEST_HANDSHAKE_VERSION,
-        }
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections))
-        self._ids = itertools.count(1)
+        self.calls = ToolCallClient(f"{url}/mcp", token=token, connections=connections)
 
     async def send(self, channel: str, payload: dict) -> str | None:
         """None when Grace accepted the message, else what went wrong."""
-        request = {
-            "jsonrpc": "2.0",
-            "id": next(self._ids),
-            "method": "tools/call",
-            "params": {
-                "name": "grace_send_message",
-                "arguments": {"channel": channel, "payload": payload},
-            },
-        }
-        async with self.http.post(self.url, data=json.dumps(request), headers=self.headers) as r:
-            body = await r.read()
-        if r.status != 200:
-            return f"HTTP {r.status}: {body[:200]!r}"
-        result = json.loads(body).get("result") or {}
-        if result.get("isError") or (result.get("structuredContent") or {}).get("status") != (
-            "success"
-        ):
-            return f"tool error: {body[:200]!r}"
+        ok, data = await self.calls.call(
+            "grace_send_message", {"channel": channel, "payload": payload}
+        )
+        if not ok:
+            return str(data)
+        if not isinstance(data, dict) or data.get("status") != "success":
+            return f"unexpected reply: {data!r}"
         return None
 
     async def close(self) -> None:
-        await self.http.close()
+        await self.calls.close()
 
 
 async def paced_send(
