@@ -8,8 +8,10 @@ provider, database under DIR), then measures:
 1. raw SQLite: one INSERT (PENDING) and one UPDATE (COMPLETED) per task, each its own
    transaction, WAL with ``synchronous=FULL`` (the durability Fiedler gives: a task is on
    disk before ``fiedler_converse`` answers) — and, for reference, ``synchronous=NORMAL``;
-2. Fiedler: ``--tasks`` ``fiedler_converse`` calls over MCP from ``--concurrency`` clients
-   at once, until every task is COMPLETED (read from Fiedler's own database).
+2. Fiedler: ``--tasks`` ``fiedler_converse`` calls over MCP from ``--concurrency`` callers
+   at once, until every task is COMPLETED (read from Fiedler's own database). The calls are
+   plain JSON-RPC posts (``--client sdk`` uses the official MCP client instead, whose own
+   CPU cost then shares the machine with Fiedler).
 
 Prints tasks/s for both, the ratio Fiedler / raw SQLite (FULL) — goal >= 0.3 — and p50/p99
 of the converse reply and of converse -> COMPLETED. Not a test: numbers depend on the host.
@@ -35,9 +37,10 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
 from mads.core.mcp_client import session  # noqa: E402
+from tests.support.tool_calls import ToolCallClient  # noqa: E402
 
 PROMPT = "System check, please respond with OK."
 
@@ -186,26 +189,43 @@ class Group:
 # -- Fiedler -------------------------------------------------------------------------------
 
 
-async def drive(url: str, tasks: int, concurrency: int) -> tuple[dict[str, float], list[float]]:
-    """Send ``tasks`` converse calls from ``concurrency`` clients; returns send times by task id
-    and the reply latencies."""
+async def drive(
+    url: str, tasks: int, concurrency: int, client_kind: str
+) -> tuple[dict[str, float], list[float]]:
+    """Send ``tasks`` converse calls from ``concurrency`` callers at once; returns send times
+    by task id and the reply latencies."""
     sent: dict[str, float] = {}
     replies: list[float] = []
     remaining = iter(range(tasks))
+    arguments = {"prompt": PROMPT, "requester_id": "bench"}
 
-    async def client() -> None:
+    async def sdk_caller() -> None:
         async with session(url, timeout=60) as s:
             for _ in remaining:
                 began = time.time()
-                result = await s.call_tool(
-                    "fiedler_converse", {"prompt": PROMPT, "requester_id": "bench"}
-                )
+                result = await s.call_tool("fiedler_converse", arguments)
                 if result.is_error:
                     raise SystemExit(f"bench: converse failed: {result.content}")
                 replies.append(time.time() - began)
                 sent[result.structured_content["task_id"]] = began
 
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    async def jsonrpc_caller(client: ToolCallClient) -> None:
+        for _ in remaining:
+            began = time.time()
+            ok, data = await client.call("fiedler_converse", arguments)
+            if not ok:
+                raise SystemExit(f"bench: converse failed: {data}")
+            replies.append(time.time() - began)
+            sent[data["task_id"]] = began
+
+    if client_kind == "sdk":
+        await asyncio.gather(*(sdk_caller() for _ in range(concurrency)))
+    else:
+        client = ToolCallClient(url, connections=concurrency)
+        try:
+            await asyncio.gather(*(jsonrpc_caller(client) for _ in range(concurrency)))
+        finally:
+            await client.close()
     return sent, replies
 
 
@@ -220,6 +240,13 @@ def main() -> int:
         default=None,
         help="FIEDLER_MAX_CONCURRENCY (default: Fiedler's own, 32 for the builtin provider)",
     )
+    parser.add_argument(
+        "--client",
+        choices=("jsonrpc", "sdk"),
+        default="jsonrpc",
+        help="jsonrpc: lean JSON-RPC posts (measures Fiedler); sdk: the official MCP client "
+        "(about 2 ms of client CPU per call, which shares the machine)",
+    )
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         print("bench: redis-server is not installed", file=sys.stderr)
@@ -231,11 +258,11 @@ def main() -> int:
         raw_normal = raw_sqlite(workdir / "raw_normal.db", args.tasks, "NORMAL")
         group.start()
         url = f"http://127.0.0.1:{group.fiedler_port}/mcp"
-        asyncio.run(drive(url, 20, 4))  # warm-up, not measured
+        asyncio.run(drive(url, 20, 4, args.client))  # warm-up, not measured
         wait(lambda: group.count("status = 'COMPLETED'") == 20, 30, "warm-up tasks")
         warm = set(group.completed())
         began = time.time()
-        sent, replies = asyncio.run(drive(url, args.tasks, args.concurrency))
+        sent, replies = asyncio.run(drive(url, args.tasks, args.concurrency, args.client))
         wait(
             lambda: group.count("status = 'COMPLETED'") == args.tasks + 20,
             120,
