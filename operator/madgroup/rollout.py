@@ -197,14 +197,3 @@ def invalid_report(order: Iterable[str], message: str) -> Report:
     ]
     return Report(conditions, {name: "" for name in order})
 
-
-def first_sight(order: Iterable[str]) -> Report:
-    """What a newly seen group reports before anything was observed (kstatus reads an
-    absent Ready as "not known yet"; say so explicitly)."""
-    conditions = [
-        Condition(READY, "Unknown", "Initializing", "the operator has not reconciled yet"),
-        Condition(RECONCILING, "True", "Initializing", "starting the rollout"),
-        Condition(STALLED, "False", "Initializing", ""),
-    ]
-    conditions += [Condition(condition_type(n), "Unknown", "Initializing", "") for n in order]
-    return Report(conditions, {})
