@@ -123,13 +123,13 @@ class Operator:
         family.members.add(self._task)
         await asyncio.wait_for(ready.wait(), DEADLINE)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = DEADLINE) -> None:
         if self._task is None or self._stop is None:
             return
         self._stop.set()
         task, self._task = self._task, None
         try:
-            done, _ = await asyncio.wait([task], timeout=DEADLINE)
+            done, _ = await asyncio.wait([task], timeout=timeout)
         finally:
             asyncio.get_running_loop().set_task_factory(self._previous_factory)
         assert done, "the operator did not stop"
