@@ -23,11 +23,11 @@ CALLS=false`` sends every request through the SDK.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pydantic_core
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.transport_security import TransportSecurityMiddleware
@@ -129,7 +129,9 @@ class DirectToolCalls:
 
     def _direct_call(self, body: bytes) -> tuple[int | str, str, dict[str, Any]] | None:
         try:
-            message = json.loads(body)
+            # The SDK's own parser: the same inputs are accepted, and nesting too deep for
+            # it is refused with ValueError (json.loads would raise RecursionError).
+            message = pydantic_core.from_json(body)
         except ValueError:
             return None
         if not isinstance(message, dict) or message.keys() != _CALL_KEYS:

@@ -146,6 +146,7 @@ DIRECT_CASES = {
     "coercible type": call("rogers_lookup", {"name": "ada", "count": "3"}),
     "out of range": call("rogers_lookup", {"name": "ada", "count": -1}),
     "missing argument": call("rogers_lookup", {}),
+    "nested argument": call("rogers_echo", {"text": [[[["deep"]]]]}),
 }
 
 SDK_CASES = {
@@ -170,6 +171,12 @@ SDK_CASES = {
     "wrong jsonrpc version": call("rogers_echo", {"text": "x"}).replace(b'"2.0"', b'"1.0"'),
     "extra member": call("rogers_echo", {"text": "x"}, extra=1),
     "oversized body": call("rogers_echo", {"text": "x" * (MCP_BODY_LIMIT + 10)}),
+    "not UTF-8": call("rogers_echo", {"text": "caf\u00e9"}).replace(b"\\u00e9", b"\xe9"),
+    "nesting too deep to parse": b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":'
+    + b'{"name":"rogers_echo","arguments":{"text":'
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}}}",
 }
 
 
