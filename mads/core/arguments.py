@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
+from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 
@@ -54,8 +55,11 @@ def _describe(error: Any) -> str:
     return f"{where}: {message}"
 
 
-def error_result(message: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": message}], "isError": True}
+def error_result(message: str) -> CallToolResult:
+    """A tool error as the middleware's own result. A model, not a dict: the SDK sends a
+    short-circuited result as it is, and the 2026-07-28 protocol needs the ``resultType``
+    the model carries."""
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
 class ArgumentCheck:
@@ -68,7 +72,7 @@ class ArgumentCheck:
     def add(self, name: str, fn: Callable[..., Any], strict: bool) -> None:
         self.signatures[name] = ToolSignature.of(fn, strict)
 
-    def refusal(self, name: str, arguments: Any) -> dict[str, Any] | None:
+    def refusal(self, name: str, arguments: Any) -> CallToolResult | None:
         """The error result for a call to one of these tools that must not run, else None."""
         signature = self.signatures.get(name)
         if signature is None:

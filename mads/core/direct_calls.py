@@ -171,13 +171,13 @@ class DirectToolCalls:
         """The SDK handler's steps: argument check, call, error mapping, per-version shape."""
         refusal = self.arguments.refusal(name, arguments)
         if refusal is not None:
-            # As from the ArgumentCheck middleware, which the SDK sends on unshaped.
-            return _dump(JSONRPCResponse(jsonrpc="2.0", id=request_id, result=refusal))
+            # As from the ArgumentCheck middleware, whose result the SDK sends on unshaped.
+            return _dump(JSONRPCResponse(jsonrpc="2.0", id=request_id, result=_plain(refusal)))
         try:
             outcome = await self._call(name, arguments)
         except MCPError as exc:
             return _dump(JSONRPCError(jsonrpc="2.0", id=request_id, error=exc.error))
-        result = outcome.model_dump(by_alias=True, mode="json", exclude_none=True)
+        result = _plain(outcome)
         try:
             result = methods.serialize_server_result("tools/call", version, result)
         except ValidationError:
@@ -201,6 +201,11 @@ class DirectToolCalls:
         if not isinstance(outcome, CallToolResult):
             raise MCPError(code=INTERNAL_ERROR, message="Handler returned an invalid result")
         return outcome
+
+
+def _plain(result: CallToolResult) -> dict[str, Any]:
+    """The SDK's wire form of a result model (``_dump_result`` in its runner)."""
+    return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def _error_result(text: str) -> CallToolResult:

@@ -14,7 +14,7 @@ import pytest
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
 from pydantic import Field
 
 from mads.core.service import MCP_BODY_LIMIT, MadService
@@ -239,3 +239,47 @@ async def test_a_refused_call_runs_nothing_on_either_path() -> None:
             assert status == 200
             assert json.loads(reply)["result"]["isError"] is True
     assert ran == []
+
+
+def modern_call(name: str, arguments: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A 2026-07-28 request: the envelope in ``params._meta`` and the routing headers."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": LATEST_MODERN_VERSION,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 9,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments, "_meta": meta},
+        }
+    ).encode()
+    headers = {
+        **HEADERS,
+        "mcp-protocol-version": LATEST_MODERN_VERSION,
+        "mcp-method": "tools/call",
+        "mcp-name": name,
+    }
+    return body, headers
+
+
+MODERN_CASES = {
+    "result": ("rogers_lookup", {"name": "ada"}),
+    "tool error": ("rogers_lookup", {"name": "ghost"}),
+    "refused by the argument check": ("rogers_lookup", {"name": "ada", "colour": "red"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODERN_CASES))
+async def test_the_modern_protocol_is_the_sdks_and_well_formed(case: str) -> None:
+    """2026-07-28 requests are the SDK's on both copies, and every result carries the
+    ``resultType`` that protocol requires (the argument check's refusal included)."""
+    body, headers = modern_call(*MODERN_CASES[case])
+    async with endpoints() as (direct, sdk):
+        reply = await direct.post(body, headers)
+        assert reply == await sdk.post(body, headers)
+        assert direct.sdk_requests == sdk.sdk_requests == 1
+    status, _, raw = reply
+    assert status == 200
+    assert json.loads(raw)["result"]["resultType"] == "complete"
