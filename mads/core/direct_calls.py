@@ -46,6 +46,7 @@ INTERNAL_ERROR = -32603
 # The version the SDK assumes when a request carries no MCP-Protocol-Version header.
 DEFAULT_PROTOCOL_VERSION = "2025-03-26"
 _HEADER_VERSIONS = frozenset(v.encode() for v in HANDSHAKE_PROTOCOL_VERSIONS)
+_DECIDING_HEADERS = frozenset({b"mcp-protocol-version", b"content-type", b"accept"})
 _CALL_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAM_KEYS = frozenset({"name", "arguments"})
 
@@ -107,17 +108,17 @@ class DirectToolCalls:
     def _eligible_version(self, scope: Scope) -> str | None:
         """The protocol version when the headers are ones the direct path answers exactly
         as the SDK would, else None."""
-        version: bytes | None = None
-        content_type = accept = b""
+        seen: dict[bytes, bytes] = {}
         for key, value in scope["headers"]:
-            if key == b"mcp-protocol-version":
-                version = value
-            elif key == b"content-type":
-                content_type = value
-            elif key == b"accept":
-                accept = value
+            if key in _DECIDING_HEADERS:
+                if key in seen:  # which one counts is the SDK's business
+                    return None
+                seen[key] = value
             elif key == b"mcp-session-id":
                 return None
+        version = seen.get(b"mcp-protocol-version")
+        content_type = seen.get(b"content-type", b"")
+        accept = seen.get(b"accept", b"")
         if version is not None and version not in _HEADER_VERSIONS:
             return None
         if content_type.split(b";")[0].strip().lower() != b"application/json":

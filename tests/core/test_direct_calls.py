@@ -70,8 +70,10 @@ class Endpoint:
 
         manager.asgi_app = counted
 
-    async def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
-        raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+    async def post(
+        self, body: bytes, headers: dict[str, str], repeated: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[int, str, bytes]:
+        raw_headers = [(k.encode(), v.encode()) for k, v in (*headers.items(), *repeated)]
         raw_headers.append((b"content-length", str(len(body)).encode()))
         scope = {
             "type": "http",
@@ -211,6 +213,23 @@ HEADER_CASES = {
     "unknown protocol version": {"mcp-protocol-version": "1999-01-01"},
     "session id": {"mcp-session-id": "abc"},
 }
+
+
+REPEATED_HEADERS = {
+    "two protocol versions": (("mcp-protocol-version", "2025-03-26"),),
+    "two content types": (("content-type", "text/plain"),),
+    "two accept headers": (("accept", "text/event-stream"),),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPEATED_HEADERS))
+async def test_repeated_headers_reach_the_sdk_unchanged(case: str) -> None:
+    headers = {**HEADERS, "mcp-protocol-version": "2025-11-25"}
+    body = DIRECT_CASES["result"]
+    repeated = REPEATED_HEADERS[case]
+    async with endpoints() as (direct, sdk):
+        assert await direct.post(body, headers, repeated) == await sdk.post(body, headers, repeated)
+        assert direct.sdk_requests == sdk.sdk_requests == 1
 
 
 @pytest.mark.parametrize("case", sorted(HEADER_CASES))
