@@ -7,6 +7,7 @@ here, so "ready" and "start order" mean the same thing everywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -34,6 +35,11 @@ class Probe:
 
     kind: ProbeKind
     path: str = "/readyz"
+
+
+VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+"""A Kubernetes-style ``$(VAR)`` reference in a command argument (see
+:meth:`Component.command`); group 1 is the variable's name."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,21 @@ def start_order(names: Iterable[str] | None = None) -> list[Component]:
     for n in wanted:
         component(n)
     return [c for c in COMPONENTS if c.name in wanted]
+
+
+def with_gates(names: Iterable[str]) -> list[Component]:
+    """The components named and, recursively, all their gates, in start order."""
+    wanted: set[str] = set()
+
+    def add(name: str) -> None:
+        if name not in wanted:
+            wanted.add(name)
+            for gate in gates(component(name)):
+                add(gate)
+
+    for name in names:
+        add(name)
+    return start_order(wanted)
 
 
 def stop_order(names: Iterable[str] | None = None) -> list[Component]:

@@ -6,7 +6,6 @@ check) comes from :mod:`madgroup.topology`; this module only says how compose sp
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
@@ -44,14 +43,12 @@ HEADER = """\
 # Do not edit by hand: change the topology or the renderer and render again.
 """
 
-_KUBE_VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
-
 
 def compose_argument(arg: str) -> str:
     """Translate Kubernetes-style ``$(VAR)`` in a command argument into compose
     interpolation. Compose refuses to start when the variable is unset or empty, so Redis
     can never come up without a password."""
-    return _KUBE_VARIABLE.sub(
+    return topology.VARIABLE.sub(
         lambda m: f"${{{m.group(1)}:?{m.group(1)} must be set in {ENV_FILE}}}", arg
     )
 

@@ -48,11 +48,12 @@ class Nudges:
         self._events.pop((namespace, name), None)
 
 
-async def _wait_any(event: asyncio.Event, stopped: Any, timeout: float) -> None:
-    async def _stop() -> None:
-        await stopped.wait()
+async def _until_stopped(stopped: Any) -> None:
+    await stopped.wait()
 
-    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(_stop())]
+
+async def _wait_any(event: asyncio.Event, stopped: Any, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(_until_stopped(stopped))]
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -75,12 +76,8 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 async def _acquire(lock: asyncio.Lock, stopped: Any) -> bool:
     """Take ``lock`` unless the daemon is told to stop first (the teardown holds the lock
     while kopf waits for the daemon to exit)."""
-
-    async def _stop() -> None:
-        await stopped.wait()
-
     acquiring = asyncio.ensure_future(lock.acquire())
-    stopping = asyncio.ensure_future(_stop())
+    stopping = asyncio.ensure_future(_until_stopped(stopped))
     await asyncio.wait([acquiring, stopping], return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
     if acquiring.done() and not acquiring.cancelled():
@@ -92,8 +89,9 @@ async def _acquire(lock: asyncio.Lock, stopped: Any) -> bool:
     return False
 
 
-def _post(body: kopf.Body, event: reconcile.Event) -> None:
+def _post(body: kopf.Body, event: reconcile.Event, logger: kopf.Logger) -> None:
     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    logger.info("%s: %s", event.reason, event.message)
 
 
 def build_registry(
@@ -160,8 +158,7 @@ def build_registry(
                     delay = RETRY_DELAY
                 else:
                     for event in outcome.events:
-                        _post(body, event)
-                        logger.info("%s: %s", event.reason, event.message)
+                        _post(body, event, logger)
                 finally:
                     lock.release()
                 await _wait_any(wake, stopped, delay)
@@ -180,7 +177,6 @@ def build_registry(
             raise kopf.TemporaryError(str(exc), delay=2) from None
         finally:
             for event in events:
-                _post(body, event)
-                logger.info("%s: %s", event.reason, event.message)
+                _post(body, event, logger)
 
     return registry

@@ -7,11 +7,12 @@ MadGroup to apply afterwards.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import yaml
 from madgroup import spec, topology
-from madgroup.kube import naming
+from madgroup.kube import naming, objects
 
 NAMESPACE = "madgroup-system"
 OPERATOR = "madgroup-operator"
@@ -112,8 +113,8 @@ def deployment() -> dict[str, Any]:
                     "serviceAccountName": OPERATOR,
                     "securityContext": {
                         "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
+                        "runAsUser": objects.POD_UID,
+                        "runAsGroup": objects.POD_UID,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [
@@ -145,12 +146,7 @@ def deployment() -> dict[str, Any]:
                                 "requests": {"cpu": "50m", "memory": "128Mi"},
                                 "limits": {"memory": "256Mi"},
                             },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "runAsNonRoot": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
+                            "securityContext": copy.deepcopy(objects.CONTAINER_SECURITY_CONTEXT),
                             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                         }
                     ],

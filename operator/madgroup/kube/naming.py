@@ -77,11 +77,3 @@ def selector_labels(group: str, component: str) -> dict[str, str]:
 def labels(group: str, component: str | None = None) -> dict[str, str]:
     base = selector_labels(group, component) if component else group_labels(group)
     return {**base, LABEL_MANAGED_BY: MANAGER, LABEL_PART_OF: APP}
-
-
-def component_of(dns_name: str) -> str | None:
-    """The topology name behind a ``app.kubernetes.io/component`` label value."""
-    for comp in topology.COMPONENTS:
-        if comp.dns_name == dns_name:
-            return comp.name
-    return None

@@ -8,16 +8,25 @@ schemas offline.
 from __future__ import annotations
 
 import base64
+import copy
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from madgroup import topology
 from madgroup.kube import naming
-from madgroup.spec import ComponentSpec, MadGroupSpec, SecretKeyRef, StorageSpec
+from madgroup.spec import API_VERSION, KIND, ComponentSpec, MadGroupSpec, SecretKeyRef, StorageSpec
 
 PASSWORD_KEY = "password"
 POD_UID = 10001
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+"""Every container's securityContext (the MADs', Redis's and the operator's); use a
+``copy.deepcopy`` of it so that no two manifests share objects (no YAML anchors)."""
 Manifest = dict[str, Any]
 
 
@@ -28,13 +37,11 @@ class Owner:
     name: str
     namespace: str
     uid: str
-    api_version: str = "madgroup.io/v1alpha1"
-    kind: str = "MadGroup"
 
     def reference(self) -> dict[str, Any]:
         return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
+            "apiVersion": API_VERSION,
+            "kind": KIND,
             "name": self.name,
             "uid": self.uid,
             "controller": True,
@@ -221,12 +228,7 @@ def pod_template(owner: Owner, spec: MadGroupSpec, name: str) -> dict[str, Any]:
         "env": environment(owner, spec, name),
         **_probes(comp),
         "resources": _resources(settings),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
         "volumeMounts": mounts,
     }
     return {

@@ -64,8 +64,14 @@ def _path(manifest: Mapping[str, Any]) -> str:
     return naming.KINDS[manifest["kind"]].path(meta["namespace"], meta["name"])
 
 
-def _collection(manifest: Mapping[str, Any]) -> str:
-    return naming.KINDS[manifest["kind"]].path(manifest["metadata"]["namespace"])
+def _generated_secret_path(
+    owner: objects.Owner, desired: spec.MadGroupSpec, name: str
+) -> str | None:
+    """The password Secret the operator generates, if component ``name`` has one (Redis,
+    when the spec names no Secret of its own)."""
+    if name == topology.REDIS and desired.redis.passwordSecretRef is None:
+        return naming.SECRET.path(owner.namespace, naming.password_secret_name(owner.name))
+    return None
 
 
 @dataclass
@@ -86,10 +92,9 @@ def _observe(api: KubeApi, owner: objects.Owner, desired: spec.MadGroupSpec, nam
         if manifest["kind"] in ("Deployment", "StatefulSet"):
             workload_live = live
     wanted = desired.component(name).replicas
-    if name == topology.REDIS and desired.redis.passwordSecretRef is None:
-        secret_path = naming.SECRET.path(owner.namespace, naming.password_secret_name(owner.name))
-        if api.get(secret_path) is None:
-            stale.insert(0, {"kind": "Secret", "generate": True})
+    secret_path = _generated_secret_path(owner, desired, name)
+    if secret_path is not None and api.get(secret_path) is None:
+        stale.insert(0, {"kind": "Secret", "generate": True})
     ready = 0
     rolled_out = False
     stuck = None
@@ -277,10 +282,9 @@ def teardown(api: KubeApi, group: Mapping[str, Any], emit: Callable[[Event], Non
                 naming.PVC.path(owner.namespace, claim)
                 for claim in objects.claim_names(owner, desired, comp.name)
             ]
-        if comp.name == topology.REDIS and desired.redis.passwordSecretRef is None:
-            paths.append(
-                naming.SECRET.path(owner.namespace, naming.password_secret_name(owner.name))
-            )
+        secret_path = _generated_secret_path(owner, desired, comp.name)
+        if secret_path is not None:
+            paths.append(secret_path)
         deleted = [p for p in paths if api.delete(p)]
         if deleted:
             emit(Event("Normal", "Deleting", f"{comp.name}: deleting {len(deleted)} objects"))

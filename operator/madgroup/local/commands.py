@@ -32,10 +32,6 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _components(value: str) -> str:
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = _common()
     names = ", ".join(topology.COMPONENT_NAMES)
@@ -271,4 +267,4 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_smoke(args: argparse.Namespace) -> int:
     failed = run_smoke(Context.from_args(args))
-    return min(failed, 1) if failed else 0
+    return min(failed, 1)

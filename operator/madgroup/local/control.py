@@ -22,20 +22,6 @@ FOLLOW_POLL = 0.03
 LOG_LINES_ON_FAILURE = 15
 
 
-def closure(names: list[str]) -> list[str]:
-    wanted: set[str] = set()
-
-    def add(name: str) -> None:
-        if name not in wanted:
-            wanted.add(name)
-            for gate in topology.gates(topology.component(name)):
-                add(gate)
-
-    for name in names:
-        add(name)
-    return [c.name for c in topology.start_order(wanted)]
-
-
 def check_names(names: list[str]) -> list[str]:
     try:
         return [topology.component(n).name for n in names]
@@ -49,7 +35,8 @@ def check_names(names: list[str]) -> list[str]:
 def up(
     ctx: Context, names: list[str], offset: int | None, timeout: float, foreground: bool
 ) -> int:
-    wanted = closure(check_names(names) or list(topology.COMPONENT_NAMES))
+    wanted = check_names(names) or list(topology.COMPONENT_NAMES)
+    wanted = [c.name for c in topology.with_gates(wanted)]
     ctx.dotenv()
     if topology.REDIS in wanted:
         try:
@@ -75,7 +62,8 @@ def up(
             ports.check_free({n: p for n, p in plan.items() if n in wanted and n not in adopted})
         except ports.PortError as exc:
             raise CommandError(str(exc)) from None
-        wanted = closure([*wanted, *adopted])  # keep supervising whatever still runs
+        # keep supervising whatever still runs
+        wanted = [c.name for c in topology.with_gates([*wanted, *adopted])]
         if adopted:
             print(
                 "adopting the components still running from an earlier supervisor: "

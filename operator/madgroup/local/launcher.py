@@ -9,7 +9,6 @@ directory), never on its command line, where ``ps`` would show it; the MADs get
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,6 @@ DELAY_ENV = "MADGROUP_DELAY_{}_S"
 is slow to become ready (``MADGROUP_DELAY_GRACE_S=3``)."""
 LOG_ROTATE_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 3
-_SUBST = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 class LaunchError(RuntimeError):
@@ -75,7 +73,7 @@ def redis_config(
     settings: dict[str, str] = {}
     for i in range(0, len(args) - 1, 2):
         key = args[i].removeprefix("--")
-        settings[key] = _SUBST.sub(lambda m: _secret(secrets, m.group(1)), args[i + 1])
+        settings[key] = topology.VARIABLE.sub(lambda m: _secret(secrets, m.group(1)), args[i + 1])
     settings.update(
         port=str(port), dir=str(data_dir), bind=HOST, daemonize="no", logfile=""
     )

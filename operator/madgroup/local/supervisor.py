@@ -261,7 +261,7 @@ class Supervisor:
                 self.pending.pop(name, None)
                 self.stop(name)
             elif action == "start":
-                for comp in topology.start_order(self._closure(name)):
+                for comp in topology.with_gates([name]):
                     if comp.name not in self.state.wanted:
                         self.state.wanted.append(comp.name)
                         self.state.ports.setdefault(comp.name, comp.port)
@@ -271,12 +271,6 @@ class Supervisor:
                         self.pending[comp.name] = False
                         self.next_try[comp.name] = 0.0
                 self.save()
-
-    def _closure(self, name: str) -> set[str]:
-        names = {name}
-        for gate in topology.gates(topology.component(name)):
-            names |= self._closure(gate)
-        return names
 
     def watch_once(self) -> None:
         now = time.monotonic()
