@@ -138,12 +138,12 @@ async def test_two_mib_prompt_is_refused(fiedler: Fiedler) -> None:
 
 
 async def test_refusals_are_logged_without_a_traceback(fiedler: Fiedler) -> None:
+    refusal = "Refused call to fiedler_converse: prompt: Input should be a valid string"
+    before = fiedler.process.log_text().count(refusal)
     with pytest.raises(McpToolError):
         await call(fiedler, "fiedler_converse", {"prompt": 7, "requester_id": "audit"})
     log = fiedler.process.log_text()
-    assert (
-        log.count("Refused call to fiedler_converse: prompt: Input should be a valid string") >= 1
-    )
+    assert log.count(refusal) == before + 1
     assert "Traceback" not in log
     assert fiedler.rows() == 0
 

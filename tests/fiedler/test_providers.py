@@ -100,9 +100,9 @@ async def test_builtin_fails_other_prompts_naming_the_variables(
 
 
 async def test_openai_streams_chunks_in_order(
-    openai_fiedler: Fiedler, fake_llm: FakeLLM, group: Group
+    openai_fiedler: Fiedler, fake_llm: FakeLLM, group: Group, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_llm.delay = 0.05
+    monkeypatch.setattr(fake_llm, "delay", 0.05)  # undone after the test: fake_llm is shared
     prompt = "tell me about the streaming bus in five words"
     async with StreamWatcher(group) as watcher:
         reply = await call(

@@ -4,11 +4,12 @@ madgroup smoke && madgroup down``, then what an operator does next with the same
 from __future__ import annotations
 
 import json
-import os
+import re
 import stat
 from pathlib import Path
 
 from madgroup import topology
+from madgroup.local import processes
 
 from tests.local.conftest import Group
 
@@ -48,7 +49,7 @@ def test_main_command_from_a_clean_checkout(group: Group) -> None:
     up = group.up()
     assert "The MAD group is up" in up.stdout
     for name in topology.COMPONENT_NAMES:
-        assert f"{name}" in up.stdout and "ready in" in up.stdout
+        assert re.search(rf"^{name} +ready in", up.stdout, re.MULTILINE), (name, up.stdout)
     assert_started_in_order(group)
 
     smoke = group.mg("smoke", timeout=180)
@@ -95,12 +96,14 @@ def test_main_command_from_a_clean_checkout(group: Group) -> None:
     logs = group.mg("logs", "fiedler", "--tail", "50").stdout
     assert f"fiedler | INFO:fiedler:Task {task_id} status changed to COMPLETED" in logs
 
+    running = {name: (c["pid"], c.get("ticks")) for name, c in group.state()["components"].items()}
+    assert set(running) == set(topology.COMPONENT_NAMES) and all(
+        processes.alive(pid, ticks) for pid, ticks in running.values()
+    ), running
     down = group.mg("down")
     assert down.stdout.split().index("fiedler") < down.stdout.split().index("redis")
-    assert not any(
-        os.path.exists(f"/proc/{c['pid']}") for c in group.state()["components"].values()
-        if c["pid"]
-    )
+    for name, (pid, ticks) in running.items():
+        assert not processes.alive(pid, ticks), (name, pid)
 
     # down keeps data: after up, Fiedler still knows the task.
     group.up()
