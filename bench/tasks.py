@@ -24,7 +24,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,23 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
 from mads.core.mcp_client import session  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.tool_calls import ToolCallClient  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 PROMPT = "System check, please respond with OK."
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -149,7 +136,7 @@ class Group:
                 ),
             },
         )
-        wait(self._ready, 60, "Fiedler /readyz")
+        wait_for(self._ready, timeout=60, what="Fiedler /readyz")
 
     def _ready(self) -> bool:
         for process in self.processes:
@@ -259,14 +246,16 @@ def main() -> int:
         group.start()
         url = f"http://127.0.0.1:{group.fiedler_port}/mcp"
         asyncio.run(drive(url, 20, 4, args.client))  # warm-up, not measured
-        wait(lambda: group.count("status = 'COMPLETED'") == 20, 30, "warm-up tasks")
+        wait_for(
+            lambda: group.count("status = 'COMPLETED'") == 20, timeout=30, what="warm-up tasks"
+        )
         warm = set(group.completed())
         began = time.time()
         sent, replies = asyncio.run(drive(url, args.tasks, args.concurrency, args.client))
-        wait(
+        wait_for(
             lambda: group.count("status = 'COMPLETED'") == args.tasks + 20,
-            120,
-            "every task COMPLETED",
+            timeout=120,
+            what="every task COMPLETED",
         )
         done = {k: v for k, v in group.completed().items() if k not in warm}
         fiedler_rate = args.tasks / (max(done.values()) - began)

@@ -25,7 +25,6 @@ from madgroup.kube.handlers import build_registry
 from .emulator import Apiserver
 
 NS = "team-a"
-MG = "madgroups.madgroup.io/v1alpha1"
 GROUPS = "madgroup.io/v1alpha1/madgroups"
 DEPLOYMENTS = "apps/v1/deployments"
 STATEFULSETS = "apps/v1/statefulsets"
@@ -272,6 +271,3 @@ async def roll_out(apiserver: Apiserver, name: str, ns: str = NS) -> None:
         await eventually(lambda c=comp: workload(apiserver, name, c, ns), f"{comp} applied")
         await mark_ready(apiserver, name, comp, ns)
     await eventually(has_condition(apiserver, name, "Ready", "True"), "Ready=True")
-
-
-Awaiter = Callable[..., Awaitable[Any]]

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,19 @@ from typing import Any
 import pytest
 from madgroup import topology
 
+from tests.support import processes
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+
 PASSWORD = "aBcDeFgHiJkLmNoPqRsTuVwXyZ123456"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
 
 
 def _replace_after(args: list[str], flag: str, value: str) -> list[str]:
@@ -51,25 +56,20 @@ def compose_redis(
     """redis-server started with the compose file's own arguments (port and dir moved)."""
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         pytest.fail("redis-server/redis-cli not installed (scripts/bootstrap installs them)")
-    port = _free_port()
+    port = free_port()
     argv = interpolated(compose["services"]["redis"]["command"], {"REDIS_PASSWORD": PASSWORD})
     argv = _replace_after(argv, "--port", str(port))
     argv = _replace_after(argv, "--dir", str(tmp_path))
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("redis-server did not start with the compose file's arguments")
+        wait_for(
+            lambda: _accepts(port),
+            timeout=10,
+            what="redis-server to start with the compose file's arguments",
+        )
         yield port, compose["services"]["redis"]
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        processes.stop(proc)
 
 
 def _cli(port: int, *args: str, env: dict[str, str] | None = None) -> str:

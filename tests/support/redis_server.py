@@ -78,7 +78,3 @@ class RedisServer:
             return
         processes.stop(self.process, kill=kill)
         self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
