@@ -104,7 +104,6 @@ class Bus:
         self._monitor: asyncio.Task[None] | None = None
         self.reconnects = 0
         self.last_error: str | None = None
-        self.published = 0
 
     # -- connection state ------------------------------------------------------------------
 
@@ -200,13 +199,7 @@ class Bus:
 
     async def publish_envelope(self, envelope: Envelope) -> int:
         data = encode(envelope, self.max_message_bytes)
-        try:
-            receivers = await self._redis.publish(envelope.channel, data)
-        except CONNECTION_ERRORS as exc:
-            self.mark_down(exc)
-            raise BusUnavailableError(f"Conversation Bus unavailable: {_describe(exc)}") from None
-        self.published += 1
-        return int(receivers)
+        return int(await self._call(self._redis.publish(envelope.channel, data)))
 
     async def messages(
         self, channels_: Sequence[str] = (), patterns: Sequence[str] = ()
@@ -266,9 +259,9 @@ class Bus:
         )
         return _text(entry_id)
 
-    async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
+    async def ensure_group(self, stream: str, group: str) -> None:
         try:
-            await self._call(self._redis.xgroup_create(stream, group, id=start, mkstream=True))
+            await self._call(self._redis.xgroup_create(stream, group, id="0", mkstream=True))
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -281,14 +274,11 @@ class Bus:
         *,
         count: int = 10,
         block_ms: int = 1000,
-        pending: bool = False,
     ) -> list[StreamEntry]:
-        """New entries (``pending=False``) or this consumer's unacknowledged ones."""
+        """Entries not yet delivered to any consumer of ``group`` (claim the others)."""
         try:
             reply = await self._call(
-                self._redis.xreadgroup(
-                    group, consumer, {stream: "0" if pending else ">"}, count=count, block=block_ms
-                )
+                self._redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
             )
         except ResponseError as exc:
             if "NOGROUP" in str(exc):

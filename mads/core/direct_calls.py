@@ -32,7 +32,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 from mcp_types import methods
 from mcp_types.jsonrpc import JSONRPCError, JSONRPCResponse
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mads.core.arguments import ArgumentCheck
+from mads.core.arguments import ArgumentCheck, error_result
 
 INTERNAL_ERROR = -32603
 # The version the SDK assumes when a request carries no MCP-Protocol-Version header.
@@ -195,10 +195,10 @@ class DirectToolCalls:
         except ToolError as exc:
             if isinstance(exc, UnexpectedToolError):
                 log.exception("Tool %r raised an unexpected exception", name)
-            return _error_result(str(exc))
+            return error_result(str(exc))
         except Exception as exc:
             log.exception("Tool %r raised an unexpected exception", name)
-            return _error_result(str(exc))
+            return error_result(str(exc))
         if not isinstance(outcome, CallToolResult):
             raise MCPError(code=INTERNAL_ERROR, message="Handler returned an invalid result")
         return outcome
@@ -207,10 +207,6 @@ class DirectToolCalls:
 def _plain(result: CallToolResult) -> dict[str, Any]:
     """The SDK's wire form of a result model (``_dump_result`` in its runner)."""
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)
-
-
-def _error_result(text: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
 
 def _dump(message: JSONRPCResponse | JSONRPCError) -> bytes:

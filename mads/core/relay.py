@@ -179,11 +179,9 @@ class ToolRelayClient:
         self.reply_channel = channels.direct(f"{bus.sender_id}.{uuid.uuid4().hex[:12]}")
         self.request_maxlen = request_maxlen
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.listening = asyncio.Event()
 
     async def run(self) -> None:
         async for message in self.bus.messages(channels_=[self.reply_channel]):
-            self.listening.set()
             envelope = message.envelope
             if envelope is None or envelope.correlation_id is None:
                 continue

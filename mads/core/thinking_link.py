@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mads.core.mcp_client import McpToolError, McpUnreachableError, call_tool, list_tools
+from mads.core.mcp_client import McpUnreachableError, call_tool, list_tools
 from mads.core.status import StatusLine, connected_line
 
 CONNECTED_LOG = "Successfully connected to Sequential Thinking MCP server"
@@ -83,6 +83,4 @@ class ThinkingLink:
             return await call_tool(self.url, TOOL_NAME, arguments, timeout=self.timeout)
         except McpUnreachableError as exc:
             self._down(exc.reason)
-            raise
-        except McpToolError:
             raise

@@ -17,7 +17,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,9 +73,6 @@ class Task:
     attempts: int
     created_at: str
     updated_at: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def now() -> str:
@@ -216,10 +213,6 @@ class TaskStore:
         self.log = logger or logging.getLogger("fiedler")
         self._writer: _Writer | None = None
         self.last_error: str | None = "not opened yet"
-
-    @property
-    def is_open(self) -> bool:
-        return self._writer is not None
 
     @property
     def ok(self) -> bool:

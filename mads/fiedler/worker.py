@@ -39,7 +39,6 @@ class Worker:
         self.sweep_interval = sweep_interval
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._held: set[str] = set()  # queued or running in this process
-        self.running = 0
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -82,7 +81,6 @@ class Worker:
     async def _runner(self) -> None:
         while True:
             task_id = await self._queue.get()
-            self.running += 1
             try:
                 await self.process(task_id)
             except StoreUnavailableError as exc:
@@ -91,7 +89,6 @@ class Worker:
             except Exception:
                 self.log.exception("Task %s: unexpected error", task_id)
             finally:
-                self.running -= 1
                 self._held.discard(task_id)
 
     # -- one task --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from mads.core import channels
+from mads.core.arguments import error_result
 from mads.core.bus import Bus, BusUnavailableError
 from mads.core.relay import RelayTimeoutError, ToolRelayClient
 
@@ -138,7 +139,7 @@ class Gateway:
     async def relay(self, name: str, arguments: Any) -> CallToolResult:
         owner = owner_of(name)
         if not isinstance(arguments, dict):
-            return _error(f"invalid arguments for {name}: arguments must be a JSON object")
+            return error_result(f"invalid arguments for {name}: arguments must be a JSON object")
         try:
             reply = await self.client.call(owner, name, arguments, timeout=self.timeout_s)
         except RelayTimeoutError as exc:
@@ -148,16 +149,12 @@ class Gateway:
                 heard = "never heard" if silent is None else f"no heartbeat for {silent:.0f} s"
                 message = f"{owner} is down ({heard}); {message}"
             self.log.warning("Relay of %s to %s timed out", name, owner)
-            return _error(message)
+            return error_result(message)
         except BusUnavailableError as exc:
-            return _error(f"cannot relay {name}: {exc}")
+            return error_result(f"cannot relay {name}: {exc}")
         if not reply.get("ok"):
-            return _error(str(reply.get("error") or f"{name} failed on {owner}"))
+            return error_result(str(reply.get("error") or f"{name} failed on {owner}"))
         return _success(reply.get("result"))
-
-
-def _error(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
 def _success(result: Any) -> CallToolResult:

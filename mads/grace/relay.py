@@ -39,10 +39,6 @@ return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
 
-class RefusedError(ValueError):
-    """An outside request Grace will not carry out; the message says why."""
-
-
 def _is_reply_channel(channel: str) -> bool:
     parts = channel.split(".")
     return len(parts) >= 4 and parts[1] == "direct" and parts[2] in MADS

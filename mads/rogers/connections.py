@@ -59,9 +59,6 @@ class ConnectionTable:
         self._wall = wall
         self._entries: dict[str, _Entry] = {}
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def saw(self, mad_id: str) -> None:
         now = self._monotonic()
         entry = self._entries.get(mad_id)

@@ -5,6 +5,7 @@ from typing import Annotated
 from pydantic import Field
 
 from mads.core.service import MadService
+from mads.core.thinking_link import TOOL_NAME
 from mads.sequential_thinking.history import Thought, ThoughtHistory, ThoughtResult
 
 DESCRIPTION = """A detailed tool for dynamic and reflective problem-solving through thoughts.
@@ -51,7 +52,7 @@ def register(service: MadService, history: ThoughtHistory, max_thought_chars: in
     ]
 
     # Argument names are the reference server's camelCase: they are the public contract.
-    @service.tool("sequentialthinking", description=DESCRIPTION, strict=False)
+    @service.tool(TOOL_NAME, description=DESCRIPTION, strict=False)
     def sequentialthinking(
         thought: ThoughtText,
         nextThoughtNeeded: NextNeeded,

@@ -25,7 +25,7 @@ import httpx
 from pydantic import SecretStr
 
 from mads.core.mcp_client import McpToolError, McpUnreachableError
-from mads.core.thinking_link import ThinkingLink
+from mads.core.thinking_link import TOOL_NAME, ThinkingLink
 from mads.fiedler.providers import Emit, ProviderError
 
 NAME = "openai"
@@ -56,7 +56,6 @@ class Turn:
 
     text: list[str] = field(default_factory=list)
     calls: dict[int, ToolCall] = field(default_factory=dict)
-    finish_reason: str | None = None
 
     @property
     def tool_calls(self) -> list[ToolCall]:
@@ -209,7 +208,7 @@ class OpenAIProvider:
     async def _run(self, call: ToolCall) -> str:
         """Carry out one tool call; the result (or the tool's error) goes back to the model."""
         assert self.link is not None
-        if call.name != "sequentialthinking":
+        if call.name != TOOL_NAME:
             return json.dumps({"error": f"unknown tool {call.name!r}"})
         try:
             arguments = json.loads(call.arguments or "{}")
@@ -301,11 +300,9 @@ class OpenAIProvider:
                 if choice.get("index", 0) != 0:
                     continue
                 turn.add_delta(choice.get("delta") or {}, emit)
-                turn.finish_reason = choice.get("finish_reason") or turn.finish_reason
 
     def _whole(self, reply: Any, turn: Turn, emit: Emit) -> None:
         if not isinstance(reply, dict) or not reply.get("choices"):
             raise ValueError("the reply has no choices")
         choice = reply["choices"][0]
         turn.add_message(choice.get("message") or {}, emit)
-        turn.finish_reason = choice.get("finish_reason")
