@@ -52,7 +52,8 @@ class Announcer:
             pipe = self.bus.redis.pipeline(transaction=False)
             for channel, payload, fields in batch:
                 try:
-                    pipe.publish(channel, encode(self.bus.envelope(channel, payload, **fields)))
+                    envelope = self.bus.envelope(channel, payload, **fields)
+                    pipe.publish(channel, encode(envelope, self.bus.max_message_bytes))
                 except EnvelopeError as exc:
                     self.dropped += 1
                     self.log.warning("Not publishing an event on %s: %s", channel, exc)

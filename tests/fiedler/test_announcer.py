@@ -1,0 +1,45 @@
+"""Fiedler's task events obey the bus's message size limit (MAD_MAX_MESSAGE_BYTES) like
+every other publish: an event over it is dropped with a warning, the rest go out in order."""
+
+import asyncio
+import logging
+
+from mads.core.bus import Bus
+from mads.fiedler.announcer import Announcer
+from tests.support.redis_server import RedisServer
+
+LIMIT = 2048
+
+
+async def test_events_over_the_bus_limit_are_dropped(redis_server: RedisServer, caplog) -> None:
+    bus = Bus(
+        host="127.0.0.1",
+        port=redis_server.port,
+        password=redis_server.password,
+        sender_id="fiedler",
+        max_message_bytes=LIMIT,
+    )
+    await bus.start()
+    assert await bus.wait_connected(10)
+    pubsub = redis_server.client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("mad.stream.t1")
+    announcer = Announcer(bus, logging.getLogger("fiedler"))
+    runner = asyncio.create_task(announcer.run())
+    try:
+        announcer.announce("mad.stream.t1", {"seq": 1, "delta": "small"})
+        announcer.announce("mad.stream.t1", {"seq": 2, "delta": "x" * LIMIT})
+        announcer.announce("mad.stream.t1", {"seq": 3, "delta": "small"})
+        received = []
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(received) < 2 and asyncio.get_running_loop().time() < deadline:
+            message = await asyncio.to_thread(pubsub.get_message, timeout=0.5)
+            if message is not None:
+                received.append(message["data"])
+        assert [b'"seq":1' in m for m in received] == [True, False]
+        assert b'"seq":3' in received[1]
+        assert announcer.dropped == 1
+        assert f"over the {LIMIT}-byte limit" in caplog.text
+    finally:
+        runner.cancel()
+        pubsub.close()
+        await bus.close()
