@@ -42,8 +42,9 @@ from mads.core.bus import Bus, heartbeat_loop
 from mads.core.direct_calls import DirectToolCalls
 from mads.core.mcp_client import error_text, result_data, strip_sdk_prefix
 from mads.core.registry import mad_info
-from mads.core.settings import BusSettings, MadSettings
+from mads.core.settings import BusSettings, MadSettings, ThinkingClientSettings
 from mads.core.status import StatusLine, StatusReport, connected_line
+from mads.core.thinking_link import ThinkingLink
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 MCP_PATH = "/mcp"
@@ -155,6 +156,14 @@ class MadService:
         self._startup.insert(0, bus.start)
         self._shutdown.append(bus.close)
         return bus
+
+    def use_thinking_link(self, settings: ThinkingClientSettings) -> ThinkingLink:
+        """Keep a link to Sequential Thinking: its status line and readiness come with it."""
+        link = ThinkingLink(settings.sequential_thinking_url, self.log)
+        self.add_status(link.status_line)
+        self.add_readiness("Sequential Thinking", lambda: link.connected)
+        self.add_background(link.run)
+        return link
 
     def heartbeat_payload(self) -> dict[str, Any]:
         return {"mad_name": self.name, "port": self.port, "ready": self.is_ready()}

@@ -58,10 +58,7 @@ def build() -> MadService:
     log = service.log
 
     bus = service.use_bus(settings)
-    link = ThinkingLink(settings.sequential_thinking_url, log)
-    service.add_status(link.status_line)
-    service.add_readiness("Sequential Thinking", lambda: link.connected)
-    service.add_background(link.run)
+    link = service.use_thinking_link(settings)
 
     store = TaskStore(settings.fiedler_db_path, log)
     database = Database(store, log)

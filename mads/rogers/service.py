@@ -8,7 +8,6 @@ import asyncio
 from mads.core.relay import ToolRequestServer
 from mads.core.service import MadService
 from mads.core.settings import load_settings
-from mads.core.thinking_link import ThinkingLink
 from mads.rogers import tools
 from mads.rogers.connections import ConnectionTable
 from mads.rogers.metrics import RogersCollector
@@ -30,10 +29,7 @@ def build() -> MadService:
     )
     bus = service.use_bus(settings)
 
-    link = ThinkingLink(settings.sequential_thinking_url, service.log)
-    service.add_status(link.status_line)
-    service.add_readiness("Sequential Thinking", lambda: link.connected)
-    service.add_background(link.run)
+    service.use_thinking_link(settings)
 
     connections = ConnectionTable(
         settings.mad_heartbeat_s, max_entries=settings.rogers_max_connections
