@@ -82,8 +82,10 @@ class ClientBuffers:
             await pipe.execute()
 
     async def topics_of(self, client_id: str) -> list[str]:
-        raw_topics = await self.redis.hget(CLIENTS_KEY, client_id)
-        raw_expiry = await self.redis.hget(EXPIRY_KEY, client_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(CLIENTS_KEY, client_id)
+            pipe.hget(EXPIRY_KEY, client_id)
+            raw_topics, raw_expiry = await pipe.execute()
         topics = _topics(raw_topics)
         if topics is None or _expired(raw_expiry, self._clock()):
             raise UnknownClientError(client_id)
