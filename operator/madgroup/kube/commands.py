@@ -78,9 +78,16 @@ def _default_namespace(context: str | None) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import kopf
-    import kubernetes
     from madgroup.cli import CommandError
+
+    try:
+        import kopf
+        import kubernetes
+    except ModuleNotFoundError as exc:
+        raise CommandError(
+            f"the operator needs {exc.name}, which is not installed: "
+            "pip install 'madgroup[operator]' (the operator image has it)"
+        ) from None
     from madgroup.kube.api import KubeApi, client_from_kubeconfig
     from madgroup.kube.handlers import build_registry
 
