@@ -127,14 +127,22 @@ def test_mad_healthcheck_follows_readyz(compose: dict[str, Any]) -> None:
     thread.start()
     try:
         for name in topology.MAD_NAMES:
-            kind, python, flag, code = compose["services"][name]["healthcheck"]["test"]
-            assert (kind, python, flag) == ("CMD", "python", "-c")
-            code = code.replace(f":{topology.component(name).port}/", f":{port}/")
-            argv = [shutil.which("python3") or "python3", "-c", code]
+            kind, python, *flags, code = compose["services"][name]["healthcheck"]["test"]
+            assert (kind, python, flags) == ("CMD", "python", ["-I", "-S", "-c"])
+            code = code.replace(
+                f"'127.0.0.1',{topology.component(name).port})", f"'127.0.0.1',{port})"
+            )
+            argv = [shutil.which("python3") or "python3", *flags, code]
             _Readyz.ready = False
-            assert subprocess.run(argv, capture_output=True, timeout=10).returncode != 0, name
+            refused = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            assert refused.returncode == 1, name
+            assert refused.stderr.strip() == "not ready: HTTP/1.0 503 Service Unavailable"
             _Readyz.ready = True
             assert subprocess.run(argv, capture_output=True, timeout=10).returncode == 0, name
     finally:
         server.shutdown()
         server.server_close()
+    # Nothing listening: one line, no traceback (docker inspect shows the probe's output).
+    down = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    assert down.returncode == 1
+    assert down.stderr.startswith("not ready: [Errno 111]"), down.stderr

@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 import yaml
 from madgroup import topology
-from madgroup.compose.render import render_compose
+from madgroup.compose.render import (
+    START_INTERVAL_FILE,
+    render_compose,
+    render_start_interval,
+)
 
 GUIDE_SERVICES = ["redis", "sequential_thinking", "grace", "rogers", "fiedler"]
 # The guide's one-by-one start order plus what each service talks to (1.4).
@@ -28,6 +32,20 @@ def test_committed_file_is_rendered_from_the_topology(compose_text: str) -> None
     assert compose_text == render_compose(), (
         "docker-compose.yml is out of date: run `madgroup render compose`"
     )
+
+
+def test_committed_start_interval_override_is_rendered(root: Path, dev_tool) -> None:
+    path = root / START_INTERVAL_FILE
+    assert path.read_text() == render_start_interval(), "run `madgroup render compose`"
+    result = _check_jsonschema(dev_tool("check-jsonschema"), path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    override = yaml.safe_load(path.read_text())
+    assert list(override["services"]) == GUIDE_SERVICES
+    for svc in override["services"].values():
+        assert svc == {
+            "healthcheck": {"interval": "30s", "start_interval": "250ms", "start_period": "60s"}
+        }
+    assert f"COMPOSE_FILE=docker-compose.yml:{START_INTERVAL_FILE}" in path.read_text()
 
 
 def test_render_check_reports_drift(tmp_path: Path) -> None:
@@ -160,8 +178,21 @@ def test_healthchecks_gate_on_readyz(compose: dict[str, Any]) -> None:
     for name in GUIDE_SERVICES[1:]:
         test = compose["services"][name]["healthcheck"]["test"]
         assert test[0] == "CMD"
-        assert f"http://127.0.0.1:{topology.component(name).port}/readyz" in test[-1]
+        assert f"('127.0.0.1',{topology.component(name).port})" in test[-1]
+        assert "GET /readyz HTTP/1.0" in test[-1]
     redis_test = compose["services"]["redis"]["healthcheck"]["test"]
     assert redis_test[0] == "CMD-SHELL"
     assert "$$REDIS_PASSWORD" in redis_test[1], "the password must not be interpolated by compose"
     assert "ping" in redis_test[1]
+
+
+def test_image_builds_take_the_proxy_arguments(compose: dict[str, Any], root: Path) -> None:
+    """A host behind a proxy or with a private index sets them in .env (or the shell)."""
+    dockerfile = (root / "docker" / "Dockerfile").read_text()
+    example = (root / ".env.example").read_text()
+    for name in GUIDE_SERVICES[1:]:
+        args = compose["services"][name]["build"]["args"]
+        assert args == ["PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST"]
+    for arg in args:
+        assert f"\nARG {arg}=\n" in dockerfile, arg
+        assert f"# {arg}=" in example, f"{arg} is not documented in .env.example"

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from madgroup import topology
+from madgroup.compose.render import readyz_probe
 
+VENV_STAGES = {"mads-venv", "operator-venv"}
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|make|build-essential|pip install|apt-get install)\b")
 
 
@@ -119,7 +121,7 @@ def test_one_target_per_mad_running_the_topology_command(stages: dict[str, Stage
 def test_operator_target(stages: dict[str, Stage]) -> None:
     chain = lineage(stages, "operator")
     assert json.loads(chain[0].last("CMD") or "null") == ["madgroup", "operator"]
-    assert "8080/healthz" in (chain[0].last("HEALTHCHECK") or "")
+    assert "GET /healthz" in (chain[0].last("HEALTHCHECK") or "")
     assert list(stages)[-1] == "operator", "the default target is the operator"
 
 
@@ -144,7 +146,8 @@ def test_final_images_are_non_root_without_build_tools(stages: dict[str, Stage])
                 assert not BUILD_TOOLS.search(args), f"{name}: build step in final image: {args}"
             for args in stage.all("COPY"):
                 if "--from=" in args:
-                    assert args.split()[0] == "--from=builder" and "/opt/venv" in args, args
+                    source = args.split()[0].removeprefix("--from=")
+                    assert source in VENV_STAGES and "/opt/venv" in args, args
                 else:
                     pytest.fail(f"{name}: copies sources into the final image: {args}")
 
@@ -153,7 +156,7 @@ def test_builder_uses_a_slim_python_base(dockerfile: Path, stages: dict[str, Sta
     text = dockerfile.read_text()
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
     assert base and re.fullmatch(r"python:3\.1[1-9]-slim(-\w+)?", base.group(1))
-    assert stages["builder"].base == stages["runtime"].base == "${PYTHON_IMAGE}"
+    assert stages["build-base"].base == stages["runtime"].base == "${PYTHON_IMAGE}"
 
 
 def test_runtime_healthcheck_and_data_dir(stages: dict[str, Stage]) -> None:
@@ -170,7 +173,15 @@ def test_dockerignore_keeps_secrets_and_local_state_out(root: Path) -> None:
     patterns = [p for p in (root / ".dockerignore").read_text().splitlines() if p and p[0] != "#"]
     assert patterns[0] == "*", "start from nothing and list what the build needs"
     included = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-    assert included == {"pyproject.toml", "README.md", "LICENSE", "mads", "operator"}
+    assert included == {
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "mads",
+        "operator",
+        "requirements",
+        "docker/ca-certificates",
+    }
 
 
 def test_image_user_is_the_uid_the_operator_runs_pods_as(stages: dict[str, Stage]) -> None:
@@ -180,3 +191,60 @@ def test_image_user_is_the_uid_the_operator_runs_pods_as(stages: dict[str, Stage
     uid = objects.POD_UID
     assert stages["runtime"].last("USER") == f"{uid}:{uid}"
     assert stages["runtime"].all("ARG") == [f"UID={uid}"]
+
+
+def test_healthchecks_are_the_cheap_probe_compose_uses(stages: dict[str, Stage]) -> None:
+    mad = json.loads((stages["runtime"].last("HEALTHCHECK") or "").split("CMD ", 1)[1])
+    assert mad == [
+        "python",
+        "-I",
+        "-S",
+        "-c",
+        readyz_probe("int(os.environ['MAD_PORT'])", "/readyz"),
+    ]
+    operator = json.loads((stages["operator"].last("HEALTHCHECK") or "").split("CMD ", 1)[1])
+    assert operator == ["python", "-I", "-S", "-c", readyz_probe("8080", "/healthz")]
+
+
+def test_nothing_is_pulled_but_the_base_image(dockerfile: Path, stages: dict[str, Stage]) -> None:
+    """No ``# syntax=`` frontend (BuildKit would pull it) and every FROM is the python base
+    or a stage of this file."""
+    assert not re.search(r"^#\s*syntax\s*=", dockerfile.read_text(), re.M | re.I)
+    for stage in stages.values():
+        assert stage.base == "${PYTHON_IMAGE}" or stage.base in stages, stage.name
+
+
+def test_every_dependency_is_installed_from_a_lock_with_hashes(stages: dict[str, Stage]) -> None:
+    installs = [
+        (name, command)
+        for name, stage in stages.items()
+        for args in stage.all("RUN")
+        for command in args.split("&&")
+        if "pip" in command and " install " in command
+    ]
+    assert installs, "no pip install found"
+    for name, command in installs:
+        if "/wheels/" in command:  # the project's own wheel, built in this file
+            assert "--no-deps" in command, (name, command)
+        else:
+            assert "--require-hashes" in command, (name, command)
+            assert re.search(r"-r requirements/\w+\.txt", command), (name, command)
+    copied = " ".join(a for s in stages.values() for a in s.all("COPY"))
+    for lock in ("build", "mads", "operator"):
+        assert f"requirements/{lock}.txt" in copied
+
+
+def test_mad_images_get_the_mads_lock_and_the_operator_its_own(stages: dict[str, Stage]) -> None:
+    assert "requirements/mads.txt" in " ".join(stages["mads-venv"].all("RUN"))
+    assert "requirements/operator.txt" in " ".join(stages["operator-venv"].all("RUN"))
+    for comp in topology.COMPONENTS[1:]:
+        copies = [a for s in lineage(stages, comp.dns_name) for a in s.all("COPY")]
+        assert copies == ["--from=mads-venv /opt/venv /opt/venv"], comp.name
+    assert stages["operator"].all("COPY") == ["--from=operator-venv /opt/venv /opt/venv"]
+
+
+def test_proxy_and_private_index_build_args(stages: dict[str, Stage]) -> None:
+    args = {a.split("=", 1)[0] for a in stages["build-base"].all("ARG")}
+    assert {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST"} <= args
+    copied = stages["build-base"].all("COPY")
+    assert "docker/ca-certificates/ /usr/local/share/ca-certificates/madgroup/" in copied

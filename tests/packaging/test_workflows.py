@@ -37,21 +37,25 @@ def test_workflow_builds_every_image(root: Path) -> None:
     assert f"docker pull {topology.REDIS_IMAGE}" in text
 
 
-def test_compose_job_runs_the_guide_commands(root: Path) -> None:
+def test_compose_job_runs_the_compose_end_to_end_tests(root: Path) -> None:
+    """The GitHub job runs what .ci/run runs, and that replays the guide's commands."""
     text = (root / WORKFLOW).read_text()
+    assert "run: scripts/test tests/e2e/compose" in text
+    e2e = (root / "tests" / "e2e" / "compose" / "test_guide.py").read_text()
     for command in (
         "docker-compose up -d redis",
         "docker-compose exec redis redis-cli ping",
-        "docker-compose exec redis redis-cli --pass "
-        "$(grep REDIS_PASSWORD .env | cut -d '=' -f2) ping",
+        "docker-compose exec redis redis-cli --pass $(grep REDIS_PASSWORD .env | cut -d '=' -f2) ",
         "docker-compose up -d --build sequential_thinking",
         "docker-compose up -d --build grace",
-        "docker-compose exec grace mad-status",
         "docker-compose up -d --build rogers",
         "docker-compose up -d --build fiedler",
+        "docker-compose exec {service} mad-status",
         "docker-compose exec rogers mad-cli rogers_get_connections",
-        "docker-compose exec fiedler mad-cli fiedler_converse '{\"prompt\": \"System check, "
-        "please respond with OK.\", \"requester_id\": \"ops-team\"}'",
+        "docker-compose exec fiedler mad-cli fiedler_converse ",
         "docker-compose logs --tail=20 fiedler",
+        "docker-compose logs --tail=20 rogers",
+        "docker-compose restart fiedler",
+        "docker-compose down --volumes",
     ):
-        assert command in text, command
+        assert command in e2e, command
