@@ -13,8 +13,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,12 +96,31 @@ def _fetch(conn: sqlite3.Connection, task_id: str) -> Task | None:
     return _row(conn.execute(sql, (task_id,)).fetchone())
 
 
+def check_writable(path: Path) -> None:
+    """Name the path, this process's uid and the fix when SQLite could not write here.
+
+    SQLite itself only says "unable to open database file"; the usual cause is a bind
+    mount owned by root while Fiedler runs as an unprivileged user."""
+    candidates = [path.parent, *(p for p in (path, Path(f"{path}-wal")) if p.exists())]
+    for candidate in candidates:
+        if os.access(candidate, os.W_OK):
+            continue
+        uid = os.getuid()
+        info = candidate.stat()
+        raise PermissionError(
+            f"{candidate} is not writable by uid {uid} (it belongs to uid {info.st_uid}, "
+            f"mode {stat.S_IMODE(info.st_mode):04o}); fix: chown {uid} {candidate} on the "
+            "host, or mount a named volume there"
+        )
+
+
 def connect(path: str) -> sqlite3.Connection:
     """Open (creating the parent directory and file) and migrate the database."""
     parent = Path(path).parent
     if parent.exists() and not parent.is_dir():
         raise NotADirectoryError(f"unable to open database file: {parent} is not a directory")
     parent.mkdir(parents=True, exist_ok=True)
+    check_writable(Path(path))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

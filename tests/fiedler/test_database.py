@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,3 +104,34 @@ def test_configuration_errors_name_the_variable(env: dict[str, str], message: st
     assert result.stderr.startswith(f"mad-run fiedler: configuration error: {message}")
     assert len(result.stderr.strip().splitlines()) == 1
     assert secret not in result.stderr + result.stdout
+
+
+def test_an_unwritable_data_directory_is_named_with_uid_and_fix() -> None:
+    """A bind mount owned by root while Fiedler runs unprivileged: one line that names the
+    directory, the uid Fiedler runs as and the fix (SQLite alone says only "unable to open
+    database file")."""
+    # Not under tmp_path: its parents are private to the user running the tests.
+    data = Path(tempfile.mkdtemp(prefix="fiedler-data-"))
+    data.chmod(0o755)
+    code = (
+        "import sys; from mads.fiedler.store import connect\n"
+        "try:\n    connect(sys.argv[1])\n"
+        "except PermissionError as exc:\n    print(exc)\n"
+    )
+    argv = [sys.executable, "-c", code, str(data / "fiedler_state.db")]
+    if os.getuid() == 0:  # root may write anywhere: run the check as nobody
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    else:
+        data.chmod(0o555)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=60)
+    finally:
+        data.chmod(0o755)
+        shutil.rmtree(data, ignore_errors=True)
+    uid = 65534 if os.getuid() == 0 else os.getuid()
+    assert done.stdout.strip() == (
+        f"{data} is not writable by uid {uid} (it belongs to uid {os.getuid()}, mode "
+        f"{0o755 if os.getuid() == 0 else 0o555:04o}); fix: chown {uid} {data} on the host, "
+        "or mount a named volume there"
+    ), done.stderr
+    assert "Traceback" not in done.stderr
