@@ -18,7 +18,6 @@ from mads.fiedler.announcer import Announcer
 from mads.fiedler.database import Database
 from mads.fiedler.providers import Provider
 from mads.fiedler.providers.builtin import BuiltinProvider
-from mads.fiedler.providers.openai import OpenAIProvider
 from mads.fiedler.settings import FiedlerSettings
 from mads.fiedler.store import TaskStore
 from mads.fiedler.worker import Worker
@@ -37,6 +36,10 @@ def make_provider(
     settings: FiedlerSettings, link: ThinkingLink, logger: logging.Logger
 ) -> Provider:
     if settings.fiedler_llm_provider == "openai":
+        # Imported only when configured: it brings httpx, which the builtin responder and
+        # every other MAD go without (a faster start).
+        from mads.fiedler.providers.openai import OpenAIProvider
+
         assert settings.fiedler_llm_base_url and settings.fiedler_llm_model  # check_provider
         return OpenAIProvider(
             base_url=settings.fiedler_llm_base_url,
