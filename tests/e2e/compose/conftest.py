@@ -1,0 +1,96 @@
+"""The compose end-to-end run: one Docker engine, one copy of the repository, one group.
+
+The tests in this folder are the deployment guide's steps in order; once one fails, the
+rest are skipped (they would only fail for the same reason). The group is always taken
+down with its volumes, and the run checks that no container, network or volume is left.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.compose.harness import EventLog, GuideHost, copy_repository, trust_host_cas
+
+ROOT = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent
+ENGINE_HINT = "tests/e2e/compose/engine scripts/test installs and starts one"
+
+_failed: dict[str, str] = {}
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    if (
+        call.excinfo is not None
+        and call.when == "call"
+        and not call.excinfo.errisinstance(pytest.skip.Exception)
+    ):
+        _failed.setdefault(str(item.path), item.name)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    earlier = _failed.get(str(item.path))
+    if earlier is not None:
+        pytest.skip(f"an earlier step of the guide failed ({earlier})")
+
+
+def _engine_answers() -> str | None:
+    """None when an engine answers, else why not."""
+    reason = os.environ.get("MADGROUP_DOCKER_UNAVAILABLE")
+    if reason:
+        return reason
+    try:
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker did not answer ({exc}); {ENGINE_HINT}"
+    if done.returncode != 0:
+        return f"no Docker engine answers; {ENGINE_HINT}"
+    for tool in ("docker-compose",):
+        try:
+            subprocess.run([tool, "--version"], capture_output=True, check=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return f"{tool} is not installed; {ENGINE_HINT}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    reason = _engine_answers()
+    if reason:
+        pytest.skip(reason)
+    base = subprocess.run([str(HERE / "base-images")], capture_output=True, text=True, timeout=1200)
+    sys.stdout.write(base.stdout)
+    if base.returncode != 0:
+        pytest.fail(f"the base images could not be provided:\n{base.stdout}{base.stderr}")
+    return base.stdout
+
+
+@pytest.fixture(scope="module")
+def host(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuideHost]:
+    workdir = copy_repository(ROOT, tmp_path_factory.mktemp("clone"))
+    cas = trust_host_cas(workdir)
+    if cas:
+        print(f"image builds trust this host's extra CA certificates: {', '.join(cas)}")
+    project = f"madgroup-e2e-{uuid.uuid4().hex[:8]}"
+    events = EventLog(project, workdir.parent / "docker-events.jsonl")
+    guide = GuideHost(workdir=workdir, project=project, events=events)
+    try:
+        yield guide
+    finally:
+        failed = str(Path(__file__).parent) in "".join(_failed)
+        if failed or os.environ.get("MADGROUP_E2E_LOGS"):
+            logs = guide.sh("docker-compose ps; docker-compose logs --no-color", check=False)
+            print(logs.output[-20000:])
+        guide.sh("docker-compose down --volumes --remove-orphans", check=False, timeout=300)
+        events.close()
