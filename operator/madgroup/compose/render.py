@@ -127,7 +127,8 @@ def readyz_probe(port: str, path: str) -> str:
         " r=s.makefile('rb').readline()\n"
         "except OSError as e:\n"
         " sys.exit(f'not ready: {e}')\n"
-        "sys.exit(0 if r.split()[1:2]==[b'200'] else 'not ready: '+r.decode(errors='replace').strip())"
+        "sys.exit(0 if r.split()[1:2]==[b'200'] else "
+        "'not ready: '+r.decode(errors='replace').strip())"
     )
 
 
