@@ -1,10 +1,14 @@
-"""The Conversation Bus client over ``redis.asyncio``.
+"""The Conversation Bus client over ``redis.asyncio``: the only code that talks to Redis.
 
-One :class:`Bus` per MAD process. It keeps one connection pool, reconnects with capped
-exponential backoff when Redis goes away (``connected`` is observable the whole time and
-nothing raises into the caller's task), publishes envelopes, yields subscriptions as async
-iterators that survive reconnects, and wraps the Redis Stream commands used for work that
-must not be lost.
+One :class:`Bus` per MAD process. Commands share a bounded pool: when every connection is
+busy a command waits for one (up to ``pool_timeout_s``) and then fails with
+:class:`BusBusyError` — back-pressure, not an outage. The connection watcher and the
+subscriptions use connections of their own, so a busy pool never makes the bus look down
+and never starves a subscription. The bus reconnects with capped exponential backoff when
+Redis goes away (``connected`` is observable the whole time and nothing raises into the
+caller's task), publishes envelopes, yields subscriptions as async iterators that survive
+reconnects, and wraps the hash, string, stream, pipeline and script commands the MADs use.
+Every Redis failure reaches callers as one of the :class:`BusError` kinds.
 """
 
 from __future__ import annotations
@@ -21,20 +25,50 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mads.core import channels
 from mads.core.envelope import Envelope, EnvelopeError, decode, encode, make_envelope
+from mads.core.errors import BusBusyError, BusCommandError, BusError, BusUnavailableError
 from mads.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 CONNECTED_LOG = "Successfully connected to Rogers Conversation Bus (Redis)"
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 ENVELOPE_FIELD = "envelope"
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_POOL_TIMEOUT_S = 5.0
+
+__all__ = [
+    "CONNECTED_LOG",
+    "Bus",
+    "BusBusyError",
+    "BusCommandError",
+    "BusError",
+    "BusMessage",
+    "BusUnavailableError",
+    "StreamEntry",
+    "heartbeat_loop",
+]
 
 
-class BusUnavailableError(RuntimeError):
-    """The bus is down right now; the caller decides whether to retry or report."""
+class _PoolExhaustedError(RedisError):
+    """No connection came free within the pool's timeout."""
+
+
+class _BoundedPool(aioredis.BlockingConnectionPool):
+    """A blocking pool that tells "every connection is busy" apart from "Redis is down"
+    (redis-py reports both as ConnectionError)."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)
+        except RedisConnectionError as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                raise _PoolExhaustedError(
+                    f"all {self.max_connections} connections to Redis are busy"
+                ) from None
+            raise
 
 
 @dataclass(frozen=True)
@@ -85,21 +119,30 @@ class Bus:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         backoff: Backoff | None = None,
         check_interval: float = 1.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
     ) -> None:
         self.sender_id = sender_id
         self.max_message_bytes = max_message_bytes
         self.log = logger or logging.getLogger(sender_id)
         self._backoff = backoff or Backoff()
         self._check_interval = check_interval
+        connection = {
+            "host": host,
+            "port": port,
+            "password": password,
+            "socket_connect_timeout": 2.0,
+            "socket_timeout": 5.0,
+            "health_check_interval": 10,
+            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        }
         self._redis = aioredis.Redis(
-            host=host,
-            port=port,
-            password=password,
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
-            health_check_interval=10,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+            connection_pool=_BoundedPool(
+                max_connections=max_connections, timeout=pool_timeout_s, **connection
+            )
         )
+        # The watcher and the subscriptions: never queued behind busy commands.
+        self._control = aioredis.Redis(**connection)
         self._connected = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
         self.reconnects = 0
@@ -110,11 +153,6 @@ class Bus:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
-
-    @property
-    def redis(self) -> aioredis.Redis:
-        """The underlying client, for commands this class does not wrap."""
-        return self._redis
 
     async def start(self) -> None:
         if self._monitor is None:
@@ -128,6 +166,7 @@ class Bus:
             self._monitor = None
         self._connected.clear()
         await self._redis.aclose()
+        await self._control.aclose()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         try:
@@ -152,7 +191,7 @@ class Bus:
             try:
                 # The server's run_id tells a restart apart from a quiet second: the client
                 # reconnects under the hood, so a quick restart raises nothing here.
-                server_run_id = str((await self._redis.info("server")).get("run_id", ""))
+                server_run_id = str((await self._control.info("server")).get("run_id", ""))
             except (*CONNECTION_ERRORS, RedisError) as exc:
                 reason = _describe(exc)
                 if self._connected.is_set():
@@ -213,7 +252,7 @@ class Bus:
             raise ValueError("subscribe to at least one channel or pattern")
         while True:
             await self._connected.wait()
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._control.pubsub(ignore_subscribe_messages=True)
             try:
                 if channels_:
                     await pubsub.subscribe(*channels_)
@@ -244,11 +283,58 @@ class Bus:
     # -- streams ---------------------------------------------------------------------------
 
     async def _call(self, coro: Any) -> Any:
+        """Await one Redis operation; map its failure to the bus's errors."""
         try:
             return await coro
+        except _PoolExhaustedError as exc:
+            raise BusBusyError(f"Conversation Bus busy: {exc}; retry shortly") from None
         except CONNECTION_ERRORS as exc:
             self.mark_down(exc)
             raise BusUnavailableError(f"Conversation Bus unavailable: {_describe(exc)}") from None
+        except RedisError as exc:
+            raise BusCommandError(f"Conversation Bus refused a command: {_describe(exc)}") from exc
+
+    # -- keys, hashes, pipelines, scripts ---------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._call(self._redis.get(key))  # type: ignore[no-any-return]
+
+    async def set(self, key: str, value: bytes | str, *, ex: int | None = None) -> None:
+        await self._call(self._redis.set(key, value, ex=ex))
+
+    async def hget(self, key: str, field: str) -> bytes | None:
+        return await self._call(self._redis.hget(key, field))  # type: ignore[no-any-return]
+
+    async def hset(self, key: str, field: str, value: bytes | str) -> None:
+        await self._call(self._redis.hset(key, field, value))
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        raw = await self._call(self._redis.hgetall(key))
+        return {_text(k): v for k, v in raw.items()}
+
+    async def hdel(self, key: str, *fields: str) -> int:
+        return int(await self._call(self._redis.hdel(key, *fields))) if fields else 0
+
+    async def hexists(self, key: str, field: str) -> bool:
+        return bool(await self._call(self._redis.hexists(key, field)))
+
+    async def pipeline(
+        self, commands: Sequence[tuple[Any, ...]], *, transaction: bool = False
+    ) -> list[Any]:
+        """Run ``commands`` (``("HSET", key, field, value)``, ...) in one round trip;
+        ``transaction`` makes it MULTI/EXEC."""
+
+        async def run() -> list[Any]:
+            async with self._redis.pipeline(transaction=transaction) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                return list(await pipe.execute())
+
+        return await self._call(run())
+
+    def script(self, source: str) -> BusScript:
+        """A Lua script, run atomically by Redis (EVALSHA, loaded on first use)."""
+        return BusScript(self, self._redis.register_script(source))
 
     async def stream_append(
         self, stream: str, envelope: Envelope, *, maxlen: int | None = None
@@ -262,7 +348,7 @@ class Bus:
     async def ensure_group(self, stream: str, group: str) -> None:
         try:
             await self._call(self._redis.xgroup_create(stream, group, id="0", mkstream=True))
-        except ResponseError as exc:
+        except BusCommandError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
@@ -280,7 +366,7 @@ class Bus:
             reply = await self._call(
                 self._redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
             )
-        except ResponseError as exc:
+        except BusCommandError as exc:
             if "NOGROUP" in str(exc):
                 await self.ensure_group(stream, group)
                 return []
@@ -317,13 +403,22 @@ class Bus:
             return StreamEntry(_text(entry_id), None, str(exc))
 
 
+class BusScript:
+    def __init__(self, bus: Bus, script: Any) -> None:
+        self._bus = bus
+        self._script = script
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._bus._call(self._script(keys=list(keys), args=list(args)))
+
+
 async def heartbeat_loop(
     bus: Bus, period: float, payload: Callable[[], dict[str, Any]] | None = None
 ) -> None:
     """Publish on ``mad.system.heartbeat`` every ``period`` seconds while connected."""
     while True:
         if bus.connected:
-            with contextlib.suppress(BusUnavailableError):
+            with contextlib.suppress(BusError):
                 await bus.publish(channels.HEARTBEAT, payload() if payload else {})
         await asyncio.sleep(period)
 

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mads.core import channels
-from mads.core.bus import Bus, BusUnavailableError
+from mads.core.bus import Bus, BusError
 from mads.core.envelope import Envelope, EnvelopeError
 
 TOOL_REGISTRY_KEY = "mad.registry.tools"
@@ -72,21 +72,23 @@ class ToolRequestServer:
         self._inflight: dict[str, asyncio.Task[None]] = {}
 
     async def publish_tools(self, tools: list[dict[str, Any]]) -> None:
-        await self.bus.redis.hset(TOOL_REGISTRY_KEY, self.owner, json.dumps(tools))
+        await self.bus.hset(TOOL_REGISTRY_KEY, self.owner, json.dumps(tools))
+
+    async def _keep_tools_published(self, tools: list[dict[str, Any]]) -> None:
+        """Publish the tool list when the registry lacks it: at start, after a Redis that
+        came back without its data, after a FLUSHALL. Checked on every pass of the serving
+        loop (about once a second), so a gateway never goes long without the tools."""
+        if not await self.bus.hexists(TOOL_REGISTRY_KEY, self.owner):
+            await self.publish_tools(tools)
+            self.log.info("Published %d tool(s) in %s", len(tools), TOOL_REGISTRY_KEY)
 
     async def run(self, tools: list[dict[str, Any]] | None = None) -> None:
-        """Serve for the life of the process, across bus outages.
-
-        The tool list is published again after every reconnect (a Redis that lost its data
-        learns it back without restarting the MAD).
-        """
-        published_at: int | None = None
+        """Serve for the life of the process, across bus outages and a wiped Redis."""
         while True:
             await self.bus.wait_connected()
             try:
-                if tools is not None and published_at != self.bus.reconnects:
-                    await self.publish_tools(tools)
-                    published_at = self.bus.reconnects
+                if tools is not None:
+                    await self._keep_tools_published(tools)
                 await self.bus.ensure_group(self.stream, GROUP)
                 # What an earlier incarnation read but never acknowledged comes first; an
                 # entry this process is still working on is not taken a second time.
@@ -99,7 +101,7 @@ class ToolRequestServer:
                     self.stream, GROUP, self.consumer, count=32, block_ms=1000
                 ):
                     await self._dispatch(entry.entry_id, entry.envelope, entry.error)
-            except BusUnavailableError:
+            except BusError:
                 await asyncio.sleep(0.2)
             except Exception:
                 self.log.exception("tool request loop failed; retrying")
@@ -129,8 +131,8 @@ class ToolRequestServer:
         reply_channel = payload.get("reply_channel")
         cache_key = reply_cache_key(self.owner, envelope.message_id)
         try:
-            cached = await self.bus.redis.get(cache_key)
-        except Exception:
+            cached = await self.bus.get(cache_key)
+        except BusError:
             return  # the bus went away: the entry stays pending and is claimed again
         if cached is not None:
             reply = json.loads(cached)
@@ -144,11 +146,11 @@ class ToolRequestServer:
                 current_request_id.reset(token)
             reply = {"ok": ok, "result": result if ok else None, "error": None if ok else result}
             try:
-                await self.bus.redis.set(cache_key, json.dumps(reply), ex=REPLY_TTL_S)
-            except Exception:
+                await self.bus.set(cache_key, json.dumps(reply), ex=REPLY_TTL_S)
+            except BusError:
                 return
         if isinstance(reply_channel, str):
-            with contextlib.suppress(BusUnavailableError, EnvelopeError):
+            with contextlib.suppress(BusError, EnvelopeError):
                 await self.bus.publish(
                     reply_channel,
                     reply,
@@ -159,7 +161,7 @@ class ToolRequestServer:
         await self._ack(entry_id)
 
     async def _ack(self, entry_id: str) -> None:
-        with contextlib.suppress(BusUnavailableError):
+        with contextlib.suppress(BusError):
             await self.bus.ack(self.stream, GROUP, entry_id)
 
 
@@ -190,11 +192,10 @@ class ToolRelayClient:
                 future.set_result(envelope.payload)
 
     async def registered_tools(self) -> dict[str, list[dict[str, Any]]]:
-        raw = await self.bus.redis.hgetall(TOOL_REGISTRY_KEY)
         tools: dict[str, list[dict[str, Any]]] = {}
-        for owner, value in raw.items():
+        for owner, value in (await self.bus.hgetall(TOOL_REGISTRY_KEY)).items():
             with contextlib.suppress(ValueError):
-                tools[owner.decode() if isinstance(owner, bytes) else owner] = json.loads(value)
+                tools[owner] = json.loads(value)
         return tools
 
     async def call(
@@ -249,7 +250,7 @@ class ToolRelayClient:
             try:
                 return await asyncio.wait_for(asyncio.shield(future), min(0.5, remaining))
             except TimeoutError:
-                with contextlib.suppress(Exception):
-                    cached = await self.bus.redis.get(reply_cache_key(owner, message_id))
+                with contextlib.suppress(BusError, ValueError):
+                    cached = await self.bus.get(reply_cache_key(owner, message_id))
                     if cached is not None:
-                        return json.loads(cached)
+                        return dict(json.loads(cached))

@@ -13,9 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from mads.core.bus import CONNECTION_ERRORS, Bus
+from mads.core.bus import Bus, BusError, BusUnavailableError
 from mads.core.envelope import EnvelopeError, encode
 
 MAX_PIPELINE = 200
@@ -49,21 +47,22 @@ class Announcer:
             if not self.bus.connected:
                 self.dropped += len(batch)
                 continue
-            pipe = self.bus.redis.pipeline(transaction=False)
+            commands: list[tuple[Any, ...]] = []
             for channel, payload, fields in batch:
                 try:
                     envelope = self.bus.envelope(channel, payload, **fields)
-                    pipe.publish(channel, encode(envelope, self.bus.max_message_bytes))
+                    commands.append(
+                        ("PUBLISH", channel, encode(envelope, self.bus.max_message_bytes))
+                    )
                 except EnvelopeError as exc:
                     self.dropped += 1
                     self.log.warning("Not publishing an event on %s: %s", channel, exc)
             try:
-                sent = len(await pipe.execute())
-            except CONNECTION_ERRORS as exc:
-                self.bus.mark_down(exc)
+                sent = len(await self.bus.pipeline(commands))
+            except BusUnavailableError:
                 self.dropped += len(batch)
                 continue
-            except RedisError as exc:
+            except BusError as exc:
                 self.log.warning("Publishing task events failed: %s", exc)
                 self.dropped += len(batch)
                 continue

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
+from mads.core.bus import Bus
 
 CLIENTS_KEY = "mad.grace.clients"
 EXPIRY_KEY = "mad.grace.client_expiry"
@@ -58,34 +58,36 @@ def dropped_key(client_id: str) -> str:
 class ClientBuffers:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        bus: Bus,
         *,
         max_buffer: int,
         ttl_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.redis = redis
+        self.bus = bus
         self.max_buffer = max_buffer
         self.ttl_s = ttl_s
         self._clock = clock
-        self._push = redis.register_script(PUSH)
-        self._poll = redis.register_script(POLL)
+        self._push = bus.script(PUSH)
+        self._poll = bus.script(POLL)
 
     def _expiry(self) -> str:
         return str(self._clock() + self.ttl_s)
 
     async def subscribe(self, client_id: str, topics: list[str]) -> None:
         """Replace the client's topics (creating the client) and renew its lease."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(CLIENTS_KEY, client_id, json.dumps(topics))
-            pipe.hset(EXPIRY_KEY, client_id, self._expiry())
-            await pipe.execute()
+        await self.bus.pipeline(
+            [
+                ("HSET", CLIENTS_KEY, client_id, json.dumps(topics)),
+                ("HSET", EXPIRY_KEY, client_id, self._expiry()),
+            ],
+            transaction=True,
+        )
 
     async def topics_of(self, client_id: str) -> list[str]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(CLIENTS_KEY, client_id)
-            pipe.hget(EXPIRY_KEY, client_id)
-            raw_topics, raw_expiry = await pipe.execute()
+        raw_topics, raw_expiry = await self.bus.pipeline(
+            [("HGET", CLIENTS_KEY, client_id), ("HGET", EXPIRY_KEY, client_id)]
+        )
         topics = _topics(raw_topics)
         if topics is None or _expired(raw_expiry, self._clock()):
             raise UnknownClientError(client_id)
@@ -95,39 +97,33 @@ class ClientBuffers:
         """``(messages, dropped, still_buffered)``; renews the client's lease."""
         await self.topics_of(client_id)
         messages, dropped, left = await self._poll(
-            keys=[buffer_key(client_id), dropped_key(client_id)], args=[limit]
+            [buffer_key(client_id), dropped_key(client_id)], [limit]
         )
-        await self.redis.hset(EXPIRY_KEY, client_id, self._expiry())
+        await self.bus.hset(EXPIRY_KEY, client_id, self._expiry())
         return list(messages), int(dropped), int(left)
 
     async def push(self, client_id: str, raw: bytes) -> None:
         ttl = int(self.ttl_s) + 1
         await self._push(
-            keys=[buffer_key(client_id), dropped_key(client_id)],
-            args=[raw, self.max_buffer, ttl],
+            [buffer_key(client_id), dropped_key(client_id)], [raw, self.max_buffer, ttl]
         )
 
     async def subscriptions(self) -> dict[str, list[str]]:
         """Every live client's topics; expired clients are removed on the way."""
         now = self._clock()
-        expiry = {_text(k): v for k, v in (await self.redis.hgetall(EXPIRY_KEY)).items()}
+        expiry = await self.bus.hgetall(EXPIRY_KEY)
         live: dict[str, list[str]] = {}
         expired: list[str] = []
-        for key, raw in (await self.redis.hgetall(CLIENTS_KEY)).items():
-            client_id = _text(key)
+        for client_id, raw in (await self.bus.hgetall(CLIENTS_KEY)).items():
             topics = _topics(raw)
             if topics is None or _expired(expiry.get(client_id), now):
                 expired.append(client_id)
             else:
                 live[client_id] = topics
         if expired:
-            await self.redis.hdel(CLIENTS_KEY, *expired)
-            await self.redis.hdel(EXPIRY_KEY, *expired)
+            await self.bus.hdel(CLIENTS_KEY, *expired)
+            await self.bus.hdel(EXPIRY_KEY, *expired)
         return live
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _expired(raw: Any, now: float) -> bool:

@@ -21,18 +21,14 @@ from typing import Any
 
 from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from mads.core import channels
 from mads.core.arguments import error_result
-from mads.core.bus import Bus, BusUnavailableError
+from mads.core.bus import Bus, BusError
+from mads.core.envelope import EnvelopeError
 from mads.core.relay import RelayTimeoutError, ToolRelayClient
 
 REGISTRY_CACHE_S = 1.0
-
-
-def owner_of(tool_name: str) -> str:
-    return tool_name.split("_", 1)[0]
 
 
 class Liveness:
@@ -72,25 +68,27 @@ class Gateway:
         self.liveness = liveness
         self.log = logger
         self.client = ToolRelayClient(bus)
-        self._cache: dict[str, Tool] = {}
+        self._cache: dict[str, tuple[str, Tool]] = {}
         self._cached_at = float("-inf")
 
     async def run(self) -> None:
         await self.client.run()
 
-    async def remote_tools(self, fresh: bool = False) -> dict[str, Tool]:
-        """``tool name -> definition`` for every tool another MAD published (entries that
-        are not valid tool definitions are skipped)."""
+    async def remote_tools(self, fresh: bool = False) -> dict[str, tuple[str, Tool]]:
+        """``tool name -> (owner, definition)`` for every tool another MAD published under
+        its own name (entries that are not valid tool definitions are skipped; a name two
+        owners claim goes to the first in name order). Raises :class:`BusError`."""
         if fresh or time.monotonic() - self._cached_at > REGISTRY_CACHE_S:
-            tools: dict[str, Tool] = {}
-            for owner, definitions in (await self.client.registered_tools()).items():
+            tools: dict[str, tuple[str, Tool]] = {}
+            registered = await self.client.registered_tools()
+            for owner, definitions in sorted(registered.items()):
                 if owner == self.own_name or not isinstance(definitions, list):
                     continue
                 for definition in definitions:
                     name = definition.get("name") if isinstance(definition, dict) else None
-                    if isinstance(name, str) and owner_of(name) == owner:
+                    if isinstance(name, str) and name not in tools:
                         with contextlib.suppress(ValidationError):
-                            tools[name] = Tool.model_validate(definition)
+                            tools[name] = (owner, Tool.model_validate(definition))
             self._cache = tools
             self._cached_at = time.monotonic()
         return self._cache
@@ -103,24 +101,27 @@ class Gateway:
         if ctx.method == "tools/call" and isinstance(ctx.params, dict):
             name = ctx.params.get("name")
             if isinstance(name, str) and not name.startswith(f"{self.own_name}_"):
-                remote = await self._lookup(name)
-                if remote is not None:
-                    return await self.relay(name, ctx.params.get("arguments") or {})
+                try:
+                    owner = await self._owner_of(name)
+                except BusError as exc:
+                    # Never "Unknown tool" because the registry could not be read.
+                    return error_result(f"cannot look up {name}: {exc}")
+                if owner is not None:
+                    return await self.relay(owner, name, ctx.params.get("arguments") or {})
         return await call_next(ctx)
 
-    async def _lookup(self, name: str) -> Tool | None:
-        try:
-            tools = await self.remote_tools()
-            return tools.get(name) or (await self.remote_tools(fresh=True)).get(name)
-        except (RedisError, OSError):
-            return None
+    async def _owner_of(self, name: str) -> str | None:
+        found = (await self.remote_tools()).get(name)
+        if found is None:
+            found = (await self.remote_tools(fresh=True)).get(name)
+        return found[0] if found else None
 
     async def _extend_listing(self, result: Any) -> Any:
         """Append the remote tools to a ``tools/list`` result (a model or, as the SDK hands
         it to middleware, its wire dict)."""
         try:
-            remote = await self.remote_tools()
-        except (RedisError, OSError):
+            remote = {name: tool for name, (_owner, tool) in (await self.remote_tools()).items()}
+        except BusError:
             return result
         if isinstance(result, ListToolsResult):
             own = {tool.name for tool in result.tools}
@@ -136,12 +137,13 @@ class Gateway:
             return {**result, "tools": [*result["tools"], *extra]}
         return result
 
-    async def relay(self, name: str, arguments: Any) -> CallToolResult:
-        owner = owner_of(name)
+    async def relay(self, owner: str, name: str, arguments: Any) -> CallToolResult:
         if not isinstance(arguments, dict):
             return error_result(f"invalid arguments for {name}: arguments must be a JSON object")
         try:
             reply = await self.client.call(owner, name, arguments, timeout=self.timeout_s)
+        except EnvelopeError as exc:
+            return error_result(f"cannot relay {name}: {exc}")
         except RelayTimeoutError as exc:
             message = str(exc)
             silent = self.liveness.silent_for(owner)
@@ -150,7 +152,7 @@ class Gateway:
                 message = f"{owner} is down ({heard}); {message}"
             self.log.warning("Relay of %s to %s timed out", name, owner)
             return error_result(message)
-        except BusUnavailableError as exc:
+        except BusError as exc:  # busy (retry shortly) or unavailable: never "unknown tool"
             return error_result(f"cannot relay {name}: {exc}")
         if not reply.get("ok"):
             return error_result(str(reply.get("error") or f"{name} failed on {owner}"))

@@ -22,10 +22,8 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from mads.core import channels
-from mads.core.bus import Bus, BusMessage, BusUnavailableError
+from mads.core.bus import Bus, BusError, BusMessage
 from mads.core.registry import MADS
 from mads.grace.buffers import ClientBuffers
 
@@ -97,7 +95,7 @@ class FanOut:
         self.refresh_s = refresh_s
         self.lease_ms = int(lease_s * 1000)
         self.instance = uuid.uuid4().hex
-        self._renew = bus.redis.register_script(RENEW)
+        self._renew = bus.script(RENEW)
         self._by_topic: dict[str, list[str]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._topics: tuple[str, ...] = ()
@@ -125,7 +123,7 @@ class FanOut:
                 await self.bus.wait_connected()
                 try:
                     leading = bool(
-                        await self._renew(keys=[LEASE_KEY], args=[self.instance, self.lease_ms])
+                        await self._renew([LEASE_KEY], [self.instance, self.lease_ms])
                     )
                     if leading != self.leading:
                         self.log.info(
@@ -138,7 +136,7 @@ class FanOut:
                     else:
                         await self._stop_listener()
                         self._topics = ()
-                except (BusUnavailableError, RedisError, OSError):
+                except BusError:
                     pass
                 await asyncio.sleep(self.refresh_s)
         finally:
@@ -153,7 +151,7 @@ class FanOut:
 
     async def _listen(self, topics: tuple[str, ...]) -> None:
         async for message in self.bus.messages(patterns=list(topics)):
-            with contextlib.suppress(BusUnavailableError, RedisError, OSError):
+            with contextlib.suppress(BusError):
                 await self.deliver(message)
 
     async def deliver(self, message: BusMessage) -> None:

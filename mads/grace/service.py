@@ -42,7 +42,7 @@ def build() -> MadService:
     bus = service.use_bus(settings)
 
     buffers = ClientBuffers(
-        bus.redis, max_buffer=settings.grace_max_buffer, ttl_s=settings.grace_client_ttl_s
+        bus, max_buffer=settings.grace_max_buffer, ttl_s=settings.grace_client_ttl_s
     )
     fanout = FanOut(bus, buffers, service.log)
     service.add_background(fanout.run)

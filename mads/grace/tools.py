@@ -5,9 +5,8 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
-from redis.exceptions import RedisError
 
-from mads.core.bus import BusUnavailableError
+from mads.core.bus import BusError
 from mads.core.envelope import IDENTIFIER, EnvelopeError
 from mads.core.service import MadService
 from mads.grace.buffers import ClientBuffers, UnknownClientError
@@ -83,7 +82,7 @@ def register(
             envelope = await bus.publish(channel, payload, **fields)
         except EnvelopeError as exc:
             raise refuse("grace_send_message", str(exc)) from None
-        except BusUnavailableError as exc:
+        except BusError as exc:
             raise ToolError(str(exc)) from None
         return {"status": "success", "message_id": envelope.message_id, "channel": channel}
 
@@ -110,8 +109,8 @@ def register(
             await buffers.subscribe(client_id, unique)
             if fanout.leading:
                 await fanout.refresh()
-        except (BusUnavailableError, RedisError, OSError) as exc:
-            raise ToolError(f"Conversation Bus unavailable: {exc}") from None
+        except BusError as exc:
+            raise ToolError(str(exc)) from None
         return {"status": "success", "client_id": client_id, "topics": unique}
 
     @service.tool("grace_poll_messages", description=POLL_DESCRIPTION)
@@ -130,8 +129,8 @@ def register(
                 f"unknown client_id {client_id!r}: call grace_subscribe first (clients expire "
                 f"after {settings.grace_client_ttl_s:g} s without a subscribe or poll)",
             ) from None
-        except (BusUnavailableError, RedisError, OSError) as exc:
-            raise ToolError(f"Conversation Bus unavailable: {exc}") from None
+        except BusError as exc:
+            raise ToolError(str(exc)) from None
         messages = [_decode(item) for item in raw]
         return {"status": "success", "messages": messages, "dropped": dropped, "remaining": left}
 

@@ -149,7 +149,7 @@ async def test_stream_entries_survive_a_redis_restart(bus: Bus, redis_server: Re
     await bus.ensure_group(stream, "g")
     envelope = bus.envelope(stream, {"keep": "me"})
     await bus.stream_append(stream, envelope)
-    await bus.redis.execute_command("BGREWRITEAOF")
+    redis_server.client().execute_command("BGREWRITEAOF")
     await async_wait_for(
         lambda: redis_server.client().info("persistence")["aof_rewrite_in_progress"] == 0
     )

@@ -76,7 +76,7 @@ async def test_round_trip_with_results_and_errors(buses: tuple[Bus, Bus]) -> Non
 
 
 async def test_a_request_made_while_the_owner_is_down_is_served_when_it_returns(
-    buses: tuple[Bus, Bus],
+    buses: tuple[Bus, Bus], redis_server: RedisServer
 ) -> None:
     owner_bus, caller_bus = buses
     owner = Owner()
@@ -84,7 +84,7 @@ async def test_a_request_made_while_the_owner_is_down_is_served_when_it_returns(
     async with running(client.run()):
         pending = asyncio.create_task(client.call("owner", "add", {"a": 1, "b": 1}, timeout=20))
         await async_wait_for(
-            lambda: caller_bus.redis.xlen("mad.owner.requests"), what="the request queued"
+            lambda: redis_server.client().xlen("mad.owner.requests"), what="the request queued"
         )
         assert not pending.done()
         server = ToolRequestServer(owner_bus, "owner", owner.run_tool)
@@ -94,7 +94,7 @@ async def test_a_request_made_while_the_owner_is_down_is_served_when_it_returns(
 
 
 async def test_an_unacknowledged_request_is_claimed_and_run_once(
-    buses: tuple[Bus, Bus],
+    buses: tuple[Bus, Bus], redis_server: RedisServer
 ) -> None:
     owner_bus, caller_bus = buses
     stream = "mad.owner.requests"
@@ -111,34 +111,35 @@ async def test_an_unacknowledged_request_is_claimed_and_run_once(
     async with running(server.run()):
         await async_wait_for(lambda: len(owner.runs) == 1, what="the claimed request to run")
         await async_wait_for(
-            lambda: _pending_count(owner_bus, stream), what="the entry acknowledged"
+            lambda: _pending_count(redis_server, stream), what="the entry acknowledged"
         )
         # The same request delivered again is answered from the reply cache, not run again.
         await caller_bus.stream_append(stream, request)
         await async_wait_for(
-            lambda: _pending_count(owner_bus, stream, after_entries=2), what="second ack"
+            lambda: _pending_count(redis_server, stream, after_entries=2), what="second ack"
         )
     assert owner.runs == [{"a": 4, "b": 5}]
 
 
-async def _pending_count(bus: Bus, stream: str, after_entries: int = 1) -> bool:
+def _pending_count(server: RedisServer, stream: str, after_entries: int = 1) -> bool:
     """True once ``after_entries`` entries exist and none is pending acknowledgement."""
-    info = await bus.redis.xpending(stream, "owners")
-    return await bus.redis.xlen(stream) >= after_entries and info["pending"] == 0
+    redis = server.client()
+    info = redis.xpending(stream, "owners")
+    return bool(redis.xlen(stream) >= after_entries and info["pending"] == 0)
 
 
 async def test_the_tool_list_is_published_again_after_redis_lost_its_data(
     buses: tuple[Bus, Bus], redis_server: RedisServer
 ) -> None:
-    owner_bus, caller_bus = buses
+    owner_bus, _ = buses
     server = ToolRequestServer(owner_bus, "owner", Owner().run_tool)
     async with running(server.run(TOOLS)):
-        await async_wait_for(lambda: caller_bus.redis.hexists(TOOL_REGISTRY_KEY, "owner"))
+        await async_wait_for(lambda: redis_server.client().hexists(TOOL_REGISTRY_KEY, "owner"))
         redis_server.stop(kill=True)
         shutil.rmtree(redis_server.workdir / "appendonlydir", ignore_errors=True)
         redis_server.start()
         await async_wait_for(
-            lambda: caller_bus.redis.hexists(TOOL_REGISTRY_KEY, "owner"),
+            lambda: redis_server.client().hexists(TOOL_REGISTRY_KEY, "owner"),
             timeout=20,
             what="the tool list published again",
         )
