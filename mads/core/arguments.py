@@ -1,58 +1,149 @@
 """Checking tool arguments before a tool runs, with errors a person can act on.
 
-The SDK validates arguments too, but it ignores unknown names and reports a type mismatch
-as a multi-line pydantic dump. This middleware checks every ``tools/call`` for the tools a
-MAD registered: unknown argument names (for strict tools) and invalid values come back as
-one-line tool errors, e.g. ``invalid arguments for fiedler_converse: prompt: Field
-required``; nothing of the tool runs.
+Every call is checked against the tool's published ``inputSchema`` itself — the schema a
+client reads in ``tools/list`` is the schema that is enforced, with JSON's own types: a
+boolean is not an integer, ``"5"`` is not a number, a string is not an object. Unknown
+argument names are refused for strict tools (their schema says
+``additionalProperties: false``). The SDK's own (lenient) validation runs afterwards for
+what a schema cannot say. Problems come back as one-line tool errors, e.g. ``invalid
+arguments for fiedler_converse: prompt: required``; nothing of the tool runs. Values a
+client sent appear quoted and cut short, never whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
+import jsonschema
+from jsonschema.exceptions import ValidationError as SchemaError
+from jsonschema.exceptions import best_match
 from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
+
+from mads.core.logs import quoted
+
+MAX_PROBLEMS = 3
+MAX_NAMES = 5
 
 
 @dataclass(frozen=True)
 class ToolSignature:
-    metadata: FuncMetadata
-    names: frozenset[str]
-    strict: bool
+    """What a call to one tool must satisfy."""
+
+    schema: Mapping[str, Any]
+    validator: Any
+    validate_more: Callable[[dict[str, Any]], Any]
+    """The SDK's own validation (custom validators a JSON schema cannot express)."""
 
     @classmethod
-    def of(cls, fn: Callable[..., Any], strict: bool) -> ToolSignature:
-        metadata = func_metadata(fn)
-        names = frozenset(
-            field.alias or name for name, field in metadata.arg_model.model_fields.items()
+    def of(
+        cls, schema: Mapping[str, Any], validate_more: Callable[[dict[str, Any]], Any]
+    ) -> ToolSignature:
+        validator_class = jsonschema.validators.validator_for(
+            schema, jsonschema.Draft202012Validator
         )
-        return cls(metadata, names, strict)
+        validator_class.check_schema(schema)
+        return cls(schema, validator_class(schema), validate_more)
 
     def problems(self, arguments: Any) -> str | None:
         if not isinstance(arguments, dict):
-            return f"arguments must be a JSON object, not {type(arguments).__name__}"
-        if self.strict:
-            unknown = sorted(set(arguments) - self.names)
-            if unknown:
-                expected = ", ".join(sorted(self.names)) or "none"
-                return f"unknown argument(s): {', '.join(unknown)} (expected: {expected})"
+            return f"arguments must be a JSON object, not {json_type(arguments)}"
+        errors = sorted(self.validator.iter_errors(arguments), key=lambda e: list(e.path))
+        if errors:
+            # One "required" error per missing name, each described with all of them: once.
+            described = list(dict.fromkeys(describe(error, self.schema) for error in errors))
+            if len(described) > MAX_PROBLEMS:
+                more = len(described) - MAX_PROBLEMS
+                described = [*described[:MAX_PROBLEMS], f"and {more} more"]
+            return "; ".join(described)
         try:
-            self.metadata.validate_arguments(arguments)
+            self.validate_more(arguments)
         except ValidationError as exc:
-            return "; ".join(_describe(error) for error in exc.errors())
+            return "; ".join(_describe_pydantic(error) for error in exc.errors()[:MAX_PROBLEMS])
         return None
 
 
-def _describe(error: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def describe(error: SchemaError, schema: Mapping[str, Any]) -> str:
+    """One schema violation in a line: where, and what was expected."""
+    where = ".".join(str(part) for part in error.absolute_path) or "arguments"
+    if len(where) > 100:
+        where = quoted(where)
+    kind = error.validator
+    value = error.validator_value
+    instance = error.instance
+    if kind == "required":
+        missing = [name for name in value if isinstance(instance, dict) and name not in instance]
+        return "; ".join(f"{name}: required" for name in missing) or f"{where}: required"
+    if kind == "additionalProperties":
+        allowed = sorted((schema.get("properties") or {}) if where == "arguments" else ())
+        extra = sorted(set(instance) - set(error.schema.get("properties") or {}))
+        shown = ", ".join(quoted(name, 40) for name in extra[:MAX_NAMES])
+        if len(extra) > MAX_NAMES:
+            shown += f" and {len(extra) - MAX_NAMES} more"
+        expected = ", ".join(allowed) or "none"
+        return f"unknown argument(s): {shown} (expected: {expected})"
+    if kind == "type":
+        expected = " or ".join(value) if isinstance(value, list) else str(value)
+        return f"{where}: must be {expected}, not {json_type(instance)}"
+    if kind in ("anyOf", "oneOf"):
+        types = [s.get("type") for s in value if isinstance(s, dict) and "type" in s]
+        got = json_type(instance)
+        if types and all(isinstance(t, str) for t in types) and not _one_of_types(got, types):
+            return f"{where}: must be {' or '.join(types)}, not {got}"
+        # The value has an allowed type but breaks that form's rule: say which rule.
+        same_type = [e for e in error.context or () if e.validator != "type"]
+        if same_type:
+            return describe(best_match(same_type), schema)
+        return f"{where}: does not match any allowed form"
+    if kind == "enum":
+        return f"{where}: must be one of {', '.join(map(str, value))}"
+    if kind in ("minLength", "maxLength"):
+        word = "at least" if kind == "minLength" else "at most"
+        return f"{where}: must have {word} {value} character(s)"
+    if kind in ("minItems", "maxItems"):
+        word = "at least" if kind == "minItems" else "at most"
+        return f"{where}: must have {word} {value} item(s)"
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        word = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+        return f"{where}: must be {word[kind]} {value}"
+    if kind == "pattern":
+        # A schema may say in words what its pattern means (its "description").
+        said = error.schema.get("description") if isinstance(error.schema, dict) else None
+        return f"{where}: must be {said}" if said else f"{where}: must match {value}"
+    return f"{where}: {kind} {quoted(value, 60)} not satisfied"
+
+
+def _one_of_types(got: str, types: list[str]) -> bool:
+    return got in types or (got == "integer" and "number" in types)
+
+
+def _describe_pydantic(error: Any) -> str:
     where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     if error.get("type") == "missing":
         message = "required"
-    return f"{where}: {message}"
+    return f"{where}: {message[:200]}"
 
 
 def error_result(message: str) -> CallToolResult:
@@ -69,15 +160,15 @@ class ArgumentCheck:
         self.signatures: dict[str, ToolSignature] = {}
         self._on_refusal = on_refusal
 
-    def add(self, name: str, fn: Callable[..., Any], strict: bool) -> None:
-        self.signatures[name] = ToolSignature.of(fn, strict)
+    def add(self, name: str, signature: ToolSignature) -> None:
+        self.signatures[name] = signature
 
     def refusal(self, name: str, arguments: Any) -> CallToolResult | None:
         """The error result for a call to one of these tools that must not run, else None."""
         signature = self.signatures.get(name)
         if signature is None:
             return None
-        problem = signature.problems(arguments or {})
+        problem = signature.problems({} if arguments is None else arguments)
         if problem is None:
             return None
         if self._on_refusal:

@@ -24,7 +24,6 @@ CALLS=false`` sends every request through the SDK.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pydantic_core
@@ -38,9 +37,11 @@ from mcp_types.jsonrpc import JSONRPCError, JSONRPCResponse
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mads.core import sdk
 from mads.core.arguments import ArgumentCheck, error_result
+from mads.core.edge import read_body, replay
 
 INTERNAL_ERROR = -32603
 # The version the SDK assumes when a request carries no MCP-Protocol-Version header.
@@ -84,10 +85,11 @@ class DirectToolCalls:
         ):
             await self.app(scope, receive, send)
             return
-        body, complete = await _read_body(receive, self.body_limit)
+        body, read = await read_body(receive, self.body_limit)
+        complete = read == "complete"
         call = self._direct_call(body) if complete else None
         if call is None:
-            await self.app(scope, _replay(body, complete, receive), send)
+            await self.app(scope, replay(body, complete, receive), send)
             return
         request_id, name, arguments = call
         reply = await self._answer(request_id, name, arguments, version)
@@ -161,8 +163,8 @@ class DirectToolCalls:
         for the request context, which only the SDK's session can give."""
         if name not in self.arguments.signatures:
             return False
-        tool = self.server._tool_manager.get_tool(name)
-        return tool is not None and tool.context_kwarg is None
+        tool = sdk.registered_tool(self.server, name)
+        return tool is not None and not sdk.wants_request_context(tool)
 
     # -- the answer ----------------------------------------------------------------------
 
@@ -211,35 +213,3 @@ def _plain(result: CallToolResult) -> dict[str, Any]:
 
 def _dump(message: JSONRPCResponse | JSONRPCError) -> bytes:
     return message.model_dump_json(by_alias=True, exclude_unset=True).encode()
-
-
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The request body, and whether it is all there (False once it passes ``limit``; the
-    SDK then refuses it with its own 413)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), False
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(chunks), False
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
-
-
-def _replay(body: bytes, complete: bool, receive: Receive) -> Callable[[], Awaitable[Message]]:
-    """A ``receive`` that gives back what was read, then continues from the original."""
-    pending = True
-
-    async def replayed() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": not complete}
-        return await receive()
-
-    return replayed

@@ -37,9 +37,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from mads.core.arguments import ArgumentCheck
+from mads.core import sdk
+from mads.core.arguments import ArgumentCheck, ToolSignature
 from mads.core.bus import Bus, heartbeat_loop
 from mads.core.direct_calls import DirectToolCalls
+from mads.core.edge import HttpEdge
 from mads.core.mcp_client import error_text, result_data, strip_sdk_prefix
 from mads.core.registry import mad_info
 from mads.core.settings import BusSettings, MadSettings, ThinkingClientSettings
@@ -121,9 +123,14 @@ class MadService:
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             tool_name = name or fn.__name__
             self.mcp.add_tool(fn, name=tool_name, description=description)
-            self.arguments.add(tool_name, fn, strict)
+            tool = sdk.registered_tool(self.mcp, tool_name)
+            assert tool is not None
             if strict:
-                _publish_no_extra_arguments(self.mcp, tool_name)
+                sdk.forbid_unknown_arguments(tool)
+            self.arguments.add(
+                tool_name,
+                ToolSignature.of(sdk.published_schema(tool), sdk.sdk_validation(tool)),
+            )
             return fn
 
         return register
@@ -138,6 +145,8 @@ class MadService:
             sender_id=self.name,
             logger=self.log,
             max_message_bytes=settings.mad_max_message_bytes,
+            max_connections=settings.redis_max_connections,
+            pool_timeout_s=settings.redis_pool_timeout_s,
         )
         self.bus = bus
         self.add_status(lambda: connected_line("Conversation Bus", bus.connected, bus.last_error))
@@ -249,7 +258,15 @@ class MadService:
             Route("/metrics", self._metrics),
             Mount("/", app=mcp_app),
         ]
-        middleware = []
+        edge = Middleware(
+            HttpEdge,
+            path=MCP_PATH,
+            max_inflight=self.settings.mad_max_inflight,
+            wait_s=self.settings.mad_inflight_wait_s,
+            body_limit=MCP_BODY_LIMIT,
+            logger=self.log,
+        )
+        middleware = [edge]
         if self.settings.mad_direct_tool_calls:
             middleware.append(
                 Middleware(
@@ -340,13 +357,6 @@ class MadService:
         if server.started:
             self.log.info("MCP Server started on port %d", self.port)
         await task
-
-
-def _publish_no_extra_arguments(server: MCPServer, tool_name: str) -> None:
-    """Say in the published input schema what :class:`ArgumentCheck` enforces."""
-    tool = server._tool_manager.get_tool(tool_name)
-    if tool is not None:
-        tool.parameters["additionalProperties"] = False
 
 
 async def _guarded(factory: Callable[[], Awaitable[None]], log: logging.Logger) -> None:

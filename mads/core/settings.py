@@ -31,6 +31,14 @@ class MadSettings(BaseSettings):
     mad_allowed_hosts: str = ""
     mad_log_format: Literal["text", "json"] = "text"
     mad_max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
+    mad_max_inflight: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="MCP requests worked on at once; more wait (MAD_INFLIGHT_WAIT_S), then "
+        "get 503 with Retry-After.",
+    )
+    mad_inflight_wait_s: float = Field(default=2.0, ge=0, le=60)
     mad_direct_tool_calls: bool = Field(
         default=True,
         description="Answer plain tools/call requests for the MAD's own tools directly "
@@ -48,6 +56,18 @@ class BusSettings(MadSettings):
     redis_host: str = "redis"
     redis_port: int = Field(default=6379, ge=1, le=65535)
     redis_password: SecretStr = Field(description="Required: the bus refuses clients without it.")
+    redis_max_connections: int = Field(
+        default=64,
+        ge=2,
+        le=10_000,
+        description="Connections to Redis for commands (subscriptions have their own).",
+    )
+    redis_pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long a command waits for a free connection before 'busy, retry'.",
+    )
 
     @field_validator("redis_password")
     @classmethod

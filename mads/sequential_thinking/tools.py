@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from mads.core.service import MadService
 from mads.core.thinking_link import TOOL_NAME
@@ -28,18 +28,58 @@ Key features:
 Returns thoughtNumber, totalThoughts (raised to thoughtNumber when exceeded),
 nextThoughtNeeded, branches (the branch ids seen) and thoughtHistoryLength."""
 
-PositiveInt = Annotated[int, Field(ge=1)]
-NextNeeded = Annotated[bool, Field(description="Whether another thought step is needed.")]
+
+def _reference_number(value: object) -> object:
+    """The reference server's ``z.coerce.number().int()``: a number, or a string or
+    boolean that reads as one ("4", " 4 ", true -> 1). Anything else is left for the
+    integer check to refuse."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def _reference_boolean(value: object) -> object:
+    """The reference server's boolean: true/false, or the strings "true"/"false" in any
+    case."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+# What the published schema says is what is enforced: a number or a string holding one, a
+# boolean or "true"/"false", as the reference server takes them.
+NUMBER_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]}
+BOOLEAN_SCHEMA = {
+    "anyOf": [
+        {"type": "boolean"},
+        {
+            "type": "string",
+            "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$",
+            "description": "true or false",
+        },
+    ]
+}
+PositiveInt = Annotated[
+    int, BeforeValidator(_reference_number), Field(ge=1), WithJsonSchema(NUMBER_SCHEMA)
+]
+Boolean = Annotated[bool, BeforeValidator(_reference_boolean), WithJsonSchema(BOOLEAN_SCHEMA)]
+NextNeeded = Annotated[Boolean, Field(description="Whether another thought step is needed.")]
 ThoughtNumber = Annotated[PositiveInt, Field(description="Current thought number (1-based).")]
 TotalThoughts = Annotated[PositiveInt, Field(description="Estimated total thoughts needed.")]
-IsRevision = Annotated[bool | None, Field(description="Whether this revises previous thinking.")]
+IsRevision = Annotated[Boolean | None, Field(description="Whether this revises previous thinking.")]
 RevisesThought = Annotated[
     PositiveInt | None, Field(description="Which thought is being reconsidered.")
 ]
 BranchFrom = Annotated[PositiveInt | None, Field(description="Branching point thought number.")]
 BranchId = Annotated[str | None, Field(max_length=256, description="Branch identifier.")]
 NeedsMore = Annotated[
-    bool | None, Field(description="If more thoughts are needed beyond the estimate.")
+    Boolean | None, Field(description="If more thoughts are needed beyond the estimate.")
 ]
 
 

@@ -37,7 +37,7 @@ async def test_results_and_tool_errors_without_the_sdk_prefix(service: MadServic
 async def test_arguments_are_checked_like_over_mcp(service: MadService) -> None:
     assert await service.call_tool_locally("rogers_lookup", {"name": "x", "extra": 1}) == (
         False,
-        "invalid arguments for rogers_lookup: unknown argument(s): extra (expected: name)",
+        "invalid arguments for rogers_lookup: unknown argument(s): 'extra' (expected: name)",
     )
     assert await service.call_tool_locally("rogers_lookup", {}) == (
         False,

@@ -26,8 +26,7 @@ def fiedler(start_fiedler_module: Callable[..., Fiedler]) -> Fiedler:
         (
             "fiedler_converse",
             '{"prompt": "", "requester_id": "ops"}',
-            "invalid arguments for fiedler_converse: prompt: String should have at least 1 "
-            "character",
+            "invalid arguments for fiedler_converse: prompt: must have at least 1 character(s)",
         ),
         (
             "fiedler_converse",
@@ -37,12 +36,12 @@ def fiedler(start_fiedler_module: Callable[..., Fiedler]) -> Fiedler:
         (
             "fiedler_converse",
             '{"prompt": 42, "requester_id": "ops"}',
-            "invalid arguments for fiedler_converse: prompt: Input should be a valid string",
+            "invalid arguments for fiedler_converse: prompt: must be string, not integer",
         ),
         (
             "fiedler_converse",
             '{"prompt": ["System check"], "requester_id": "ops"}',
-            "invalid arguments for fiedler_converse: prompt: Input should be a valid string",
+            "invalid arguments for fiedler_converse: prompt: must be string, not array",
         ),
         (
             "fiedler_converse",
@@ -52,8 +51,8 @@ def fiedler(start_fiedler_module: Callable[..., Fiedler]) -> Fiedler:
         (
             "fiedler_converse",
             '{"prompt": "hi", "requester_id": "ops", "priority": "high"}',
-            "invalid arguments for fiedler_converse: unknown argument(s): priority "
-            "(expected: prompt, requester_id)",
+            "invalid arguments for fiedler_converse: unknown argument(s): 'priority' "
+            "(expected: prompt, request_id, requester_id)",
         ),
         (
             "fiedler_get_task_status",
@@ -63,19 +62,19 @@ def fiedler(start_fiedler_module: Callable[..., Fiedler]) -> Fiedler:
         (
             "fiedler_get_task_status",
             '{"task_id": "x", "verbose": true}',
-            "invalid arguments for fiedler_get_task_status: unknown argument(s): verbose",
+            "invalid arguments for fiedler_get_task_status: unknown argument(s): 'verbose' "
+            "(expected: task_id)",
         ),
         (
             "fiedler_list_tasks",
             '{"status": "DONE"}',
-            "invalid arguments for fiedler_list_tasks: status: Input should be 'PENDING', "
-            "'RUNNING', 'COMPLETED' or 'FAILED'",
+            "invalid arguments for fiedler_list_tasks: status: must be one of PENDING, "
+            "RUNNING, COMPLETED, FAILED",
         ),
         (
             "fiedler_list_tasks",
             '{"limit": 0}',
-            "invalid arguments for fiedler_list_tasks: limit: Input should be greater than or "
-            "equal to 1",
+            "invalid arguments for fiedler_list_tasks: limit: must be >= 1",
         ),
     ],
 )
@@ -91,7 +90,7 @@ async def test_bad_arguments_are_refused(
 
 def test_bad_arguments_through_mad_cli(fiedler: Fiedler) -> None:
     for tool, arguments, error in (
-        ("fiedler_converse", '{"prompt": "", "requester_id": "ops"}', "prompt: String should"),
+        ("fiedler_converse", '{"prompt": "", "requester_id": "ops"}', "prompt: must have at least"),
         ("fiedler_converse", '{"prompt": "x", "requester_id": "o", "extra": 1}', "unknown arg"),
         ("fiedler_get_task_status", '{"task_id": "nope"}', "unknown task_id 'nope'"),
     ):
@@ -131,14 +130,13 @@ async def test_two_mib_prompt_is_refused(fiedler: Fiedler) -> None:
     with pytest.raises(McpToolError) as refused:
         await call(fiedler, "fiedler_converse", {"prompt": "x" * TWO_MIB, "requester_id": "ops"})
     assert str(refused.value) == (
-        "invalid arguments for fiedler_converse: prompt: String should have at most "
-        "100000 characters"
+        "invalid arguments for fiedler_converse: prompt: must have at most 100000 character(s)"
     )
     assert fiedler.rows() == 0
 
 
 async def test_refusals_are_logged_without_a_traceback(fiedler: Fiedler) -> None:
-    refusal = "Refused call to fiedler_converse: prompt: Input should be a valid string"
+    refusal = "Refused call to fiedler_converse: prompt: must be string, not integer"
     before = fiedler.process.log_text().count(refusal)
     with pytest.raises(McpToolError):
         await call(fiedler, "fiedler_converse", {"prompt": 7, "requester_id": "audit"})

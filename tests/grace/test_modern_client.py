@@ -55,4 +55,4 @@ async def test_default_sdk_client_runs_step8_through_grace(redis_server, start_m
             refused, "grace_send_message"
         )
         unknown = await c.call_tool("grace_send_message", {"channel": "mad.topic.x", "x": 1})
-        assert unknown.is_error and "unknown argument(s): x" in error_text(unknown)
+        assert unknown.is_error and "unknown argument(s): 'x'" in error_text(unknown)

@@ -121,15 +121,15 @@ async def test_strings_are_coerced_like_the_reference(thinking: MadProcess) -> N
         ),
         (
             {"thought": "x", "thoughtNumber": 0, "totalThoughts": 3, "nextThoughtNeeded": True},
-            "thoughtNumber: Input should be greater than or equal to 1",
+            "thoughtNumber: must be >= 1",
         ),
         (
             {"thought": "", "thoughtNumber": 1, "totalThoughts": 3, "nextThoughtNeeded": True},
-            "thought: String should have at least 1 character",
+            "thought: must have at least 1 character(s)",
         ),
         (
             {"thought": "x", "thoughtNumber": 1, "totalThoughts": 3, "nextThoughtNeeded": "maybe"},
-            "nextThoughtNeeded: Input should be a valid boolean",
+            "nextThoughtNeeded: must be true or false",
         ),
     ],
 )

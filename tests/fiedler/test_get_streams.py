@@ -1,0 +1,69 @@
+"""2,000 ``GET /mcp`` against Fiedler: a stateless MCP server holds no event stream open,
+so the streams cost nothing and memory stays flat."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from tests.fiedler.conftest import Fiedler
+
+STREAMS = 2000
+MAX_GROWTH_KB = 4 * 1024
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_get_streams_are_refused_and_memory_stays_flat(
+    start_fiedler: Callable[..., Fiedler],
+) -> None:
+    fiedler = start_fiedler()
+    assert fiedler.process.process is not None
+    pid = fiedler.process.process.pid
+    url = f"{fiedler.process.url}/mcp"
+    statuses: Counter[int] = Counter()
+
+    async def one(http: aiohttp.ClientSession) -> None:
+        async with http.get(url, headers={"accept": "text/event-stream"}) as response:
+            statuses[response.status] += 1
+            assert response.headers["allow"] == "POST"
+            await response.read()
+
+    def open_sockets() -> int:
+        return sum(
+            1 for fd in Path(f"/proc/{pid}/fd").iterdir() if "socket" in str(fd.readlink())
+        )
+
+    async def round_of_streams() -> None:
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+        ) as http:
+            await asyncio.gather(*(one(http) for _ in range(STREAMS)))
+
+    sockets = open_sockets()
+    before = rss_kb(pid)
+    await round_of_streams()
+    warmed = rss_kb(pid)
+    await round_of_streams()
+    after = rss_kb(pid)
+    print(
+        f"\n2 x {STREAMS} GET /mcp: {dict(statuses)}; Fiedler RSS {before} kB, {warmed} kB "
+        f"after the first round, {after} kB after the second"
+    )
+    assert statuses == {405: 2 * STREAMS}
+    # The first round sizes the server's connection buffers; the second must not grow them:
+    # nothing is held per stream.
+    assert after - warmed < MAX_GROWTH_KB
+    assert after - before < 4 * MAX_GROWTH_KB
+    assert open_sockets() <= sockets + 5, "streams are still held open"
+    assert fiedler.process.ready()
