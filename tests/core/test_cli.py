@@ -126,8 +126,7 @@ def test_cli_prints_the_tool_result_as_json(thinking: MadProcess) -> None:
             ),
             1,
             "mad-cli: sequentialthinking failed: invalid arguments for sequentialthinking: "
-            "thought: Input should be a valid string; "
-            "thoughtNumber: Input should be a valid integer, unable to parse string as an integer",
+            "thought: must be string, not integer",
         ),
     ],
 )

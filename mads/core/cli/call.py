@@ -1,7 +1,9 @@
 """``mad-cli <tool> '<json>'``: call one of this MAD's tools and print the JSON result.
 
-Exit codes: 0 success; 1 the tool reported an error or the MAD is unreachable; 2 a usage
-error found before calling (invalid JSON, not an object, unknown tool).
+Exit codes: 0 success; 1 the tool reported an error or the MAD could not be reached or
+refused the call; 2 a usage error found before calling (invalid JSON, not an object, a bad
+``--url``, ``--timeout`` or token, an unknown tool). Every failure is one line on stderr.
+Usage errors are found before the MCP client is even imported, so they answer at once.
 """
 
 from __future__ import annotations
@@ -12,27 +14,48 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from mads.core.cli.target import TargetError, base_url
-from mads.core.mcp_client import McpUnreachableError, error_text, result_data, session
+from mads.core.cli.target import TargetError, base_url, checked_token, seconds
+
+MAX_ARGUMENT_BYTES = 4 * 1024 * 1024
 
 
 class UsageError(Exception):
     pass
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``mad-cli: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def parse_arguments(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
+    if len(text) > MAX_ARGUMENT_BYTES:
+        raise UsageError(f"arguments are over {MAX_ARGUMENT_BYTES} characters")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"arguments are not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise UsageError("arguments are nested too deeply") from None
     if not isinstance(value, dict):
         raise UsageError(f"arguments must be a JSON object, not {type(value).__name__}")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            "arguments hold text that is not valid Unicode (a lone surrogate such as \\ud800)"
+        ) from None
+    except RecursionError:
+        raise UsageError("arguments are nested too deeply") from None
     return value
 
 
@@ -40,16 +63,18 @@ def bearer_token(explicit: str | None) -> str | None:
     """``--token``, else ``$MAD_API_TOKEN``, else the first of ``$GRACE_API_TOKENS`` (so
     ``mad-cli`` inside Grace's own container works when Grace requires tokens)."""
     if explicit:
-        return explicit
+        return checked_token(explicit)
     if os.environ.get("MAD_API_TOKEN"):
-        return os.environ["MAD_API_TOKEN"]
+        return checked_token(os.environ["MAD_API_TOKEN"])
     tokens = [t.strip() for t in os.environ.get("GRACE_API_TOKENS", "").split(",") if t.strip()]
-    return tokens[0] if tokens else None
+    return checked_token(tokens[0]) if tokens else None
 
 
 async def call(
     url: str, tool: str, arguments: dict[str, Any], timeout: float, token: str | None = None
 ) -> tuple[bool, Any]:
+    from mads.core.mcp_client import error_text, result_data, session  # the SDK: ~0.4 s
+
     headers = {"Authorization": f"Bearer {token}"} if token else None
     async with session(url, timeout=timeout, headers=headers) as s:
         tools = sorted(t.name for t in (await s.list_tools()).tools)
@@ -61,8 +86,8 @@ async def call(
     return True, result_data(result)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
         prog="mad-cli",
         description="Call one of the MAD's MCP tools and print the JSON result.",
         epilog='example: mad-cli fiedler_get_task_status \'{"task_id": "..."}\'',
@@ -70,29 +95,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("tool", help="tool name (an unknown name lists the available ones)")
     parser.add_argument("arguments", nargs="?", help="tool arguments as a JSON object")
     parser.add_argument("--url", help="the MAD's base URL (default: http://127.0.0.1:$MAD_PORT)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument("--timeout", type=seconds, default=30.0, help="seconds (default 30)")
     parser.add_argument(
         "--token", help="bearer token (default: $MAD_API_TOKEN or the first of $GRACE_API_TOKENS)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
+        if not args.tool.isprintable() or len(args.tool) > 256:
+            raise UsageError("the tool name must be printable and at most 256 characters")
         arguments = parse_arguments(args.arguments)
         url = f"{base_url(args.url)}/mcp"
         token = bearer_token(args.token)
-        ok, data = asyncio.run(call(url, args.tool, arguments, args.timeout, token))
     except (UsageError, TargetError) as exc:
         print(f"mad-cli: {exc}", file=sys.stderr)
         return 2
-    except McpUnreachableError as exc:
+    return _call_and_print(url, args.tool, arguments, args.timeout, token)
+
+
+def _call_and_print(
+    url: str, tool: str, arguments: dict[str, Any], timeout: float, token: str | None
+) -> int:
+    from mads.core.mcp_client import McpUnreachableError
+
+    try:
+        ok, data = asyncio.run(call(url, tool, arguments, timeout, token))
+    except UsageError as exc:
         print(f"mad-cli: {exc}", file=sys.stderr)
+        return 2
+    except McpUnreachableError as exc:
+        print(f"mad-cli: {exc}{_hint(exc.reason)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # anything else the transport raised: one line, not a traceback
+        print(f"mad-cli: calling {tool} at {url} failed: {_first_line(exc)}", file=sys.stderr)
+        return 1
     if not ok:
-        print(f"mad-cli: {args.tool} failed: {data}", file=sys.stderr)
+        print(f"mad-cli: {tool} failed: {_first_line(data)}", file=sys.stderr)
         return 1
     print(json.dumps(data, indent=2))
     return 0
+
+
+def _hint(reason: str) -> str:
+    if reason == "HTTP 401":
+        return " (a bearer token is required or was refused: --token or $MAD_API_TOKEN)"
+    if reason == "HTTP 403":
+        return " (the token may not call this tool)"
+    if reason == "HTTP 404":
+        return " (no MCP endpoint at that URL: the MAD serves it at /mcp)"
+    if reason == "HTTP 503":
+        return " (the MAD is busy: retry shortly)"
+    return ""
+
+
+def _first_line(value: Any) -> str:
+    text = str(value).strip() or type(value).__name__
+    return text.splitlines()[0][:500]
 
 
 if __name__ == "__main__":

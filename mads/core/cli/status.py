@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -10,19 +9,20 @@ from collections.abc import Sequence
 import httpx
 from pydantic import ValidationError
 
-from mads.core.cli.target import TargetError, base_url
+from mads.core.cli.call import OneLineParser
+from mads.core.cli.target import TargetError, base_url, seconds
 from mads.core.status import StatusReport
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mad-status",
         description="Print the MAD's status block. Exit 0 when HEALTHY, 1 when degraded or "
         "unreachable, 2 on a usage error.",
     )
     parser.add_argument("--url", help="the MAD's base URL (default: http://127.0.0.1:$MAD_PORT)")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    parser.add_argument("--timeout", type=seconds, default=5.0, help="seconds to wait (default 5)")
     args = parser.parse_args(argv)
     try:
         url = f"{base_url(args.url)}/status"
