@@ -1,12 +1,13 @@
 """Fiedler's MCP tools: thin — they check input, then hand over to the store and worker."""
 
 import uuid
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import AfterValidator, Field
+from typing_extensions import TypedDict  # pydantic needs it for output schemas before 3.12
 
-from mads.core import channels
+from mads.core import channels, failpoints
 from mads.core.relay import current_request_id
 from mads.core.service import MadService
 from mads.fiedler.store import StoreUnavailableError, Task, TaskStore
@@ -16,7 +17,9 @@ PREVIEW_CHARS = 200
 
 CONVERSE = """Ask Fiedler something. Returns at once with the new task's id; the task is stored
 before this reply. Poll fiedler_get_task_status for the outcome, or subscribe to the
-returned stream_topic (mad.stream.<task_id>) for the answer as it is produced."""
+returned stream_topic (mad.stream.<task_id>) for the answer as it is produced. Give a
+request_id to retry safely: the same requester_id and request_id always return the same
+task, however often the call is repeated, across Fiedler restarts."""
 GET_STATUS = """The state of one task: status (PENDING, RUNNING, COMPLETED or FAILED), the
 prompt, result_payload once COMPLETED, error_details once FAILED, and timestamps."""
 LIST_TASKS = """Recent tasks, newest first, optionally only those with a status or from one
@@ -36,6 +39,16 @@ RequesterId = Annotated[
     str,
     Field(min_length=1, max_length=128, description="Who is asking (a team, user or MAD name)."),
     AfterValidator(_not_blank),
+]
+RequestId = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:@-]+$",
+        description="Optional idempotency key (letters, digits, . _ : @ -): a retry with the "
+        "same requester_id and request_id returns the task the first call created.",
+    ),
 ]
 Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"]
 
@@ -87,15 +100,18 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
     ]
 
     @service.tool("fiedler_converse", description=CONVERSE)
-    async def fiedler_converse(prompt: Prompt, requester_id: RequesterId) -> ConverseReply:
+    async def fiedler_converse(
+        prompt: Prompt, requester_id: RequesterId, request_id: RequestId = None
+    ) -> ConverseReply:
+        # The client's own key when it gives one; otherwise a request relayed over the bus
+        # carries its message id: delivered twice (the relay redelivers after a crash), it
+        # still makes one task.
+        key = f"request:{requester_id}:{request_id}" if request_id else current_request_id.get()
         try:
-            # A request relayed over the bus carries its message id: delivered twice (the
-            # relay redelivers after a crash), it still makes one task.
-            task, created = await store.create(
-                str(uuid.uuid4()), prompt, requester_id, current_request_id.get()
-            )
+            task, created = await store.create(str(uuid.uuid4()), prompt, requester_id, key)
         except StoreUnavailableError as exc:
             raise _unavailable(exc) from None
+        failpoints.hit("fiedler.converse.after_store")  # tests: a crash before the reply
         if created:
             service.log.info("Received new task %s", task.task_id)
             worker.announce_status(task)
