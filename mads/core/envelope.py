@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mads.core.logs import quoted
 from mads.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 IDENTIFIER = r"^[A-Za-z0-9_.:@-]{1,128}$"
@@ -54,9 +55,9 @@ class Envelope(BaseModel):
 def check_channel(channel: str) -> str:
     """A concrete channel name: ``mad.`` prefix, no glob characters, no spaces."""
     if not channel.startswith("mad.") or len(channel) < 5:
-        raise ValueError(f"channel {channel!r} must start with 'mad.'")
+        raise ValueError(f"channel {quoted(channel)} must start with 'mad.'")
     if any(ch in channel for ch in "*?[]# \t\r\n"):
-        raise ValueError(f"channel {channel!r} must not contain wildcards or spaces")
+        raise ValueError(f"channel {quoted(channel)} must not contain wildcards or spaces")
     return channel
 
 

@@ -42,6 +42,7 @@ from mads.core.arguments import ArgumentCheck, ToolSignature
 from mads.core.bus import Bus, heartbeat_loop
 from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
+from mads.core.logs import quoted
 from mads.core.mcp_client import error_text, result_data, strip_sdk_prefix
 from mads.core.registry import mad_info
 from mads.core.settings import BusSettings, MadSettings, ThinkingClientSettings
@@ -199,7 +200,7 @@ class MadService:
         MCP: ``(True, data)`` or ``(False, one-line error)``."""
         signature = self.arguments.signatures.get(name)
         if signature is None:
-            return False, f"unknown tool {name!r} on {self.name}"
+            return False, f"unknown tool {quoted(name)} on {self.name}"
         problem = signature.problems(arguments)
         if problem is not None:
             return False, f"invalid arguments for {name}: {problem}"

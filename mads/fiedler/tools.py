@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field
 from typing_extensions import TypedDict  # pydantic needs it for output schemas before 3.12
 
 from mads.core import channels, failpoints
+from mads.core.logs import quoted
 from mads.core.relay import current_request_id
 from mads.core.service import MadService
 from mads.fiedler.store import StoreUnavailableError, Task, TaskStore
@@ -129,7 +130,7 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
         except StoreUnavailableError as exc:
             raise _unavailable(exc) from None
         if task is None:
-            raise ToolError(f"unknown task_id {task_id!r}: no such task")
+            raise ToolError(f"unknown task_id {quoted(task_id)}: no such task")
         return _status(task)
 
     @service.tool("fiedler_list_tasks", description=LIST_TASKS)

@@ -24,6 +24,7 @@ from typing import Any
 
 from mads.core import channels
 from mads.core.bus import Bus, BusError, BusMessage
+from mads.core.logs import quoted
 from mads.core.registry import MADS
 from mads.grace.buffers import ClientBuffers
 
@@ -50,22 +51,28 @@ def _in_mad_namespace(channel: str) -> bool:
 def publish_problem(channel: str) -> str | None:
     """Why an outside client may not publish on ``channel``, or None."""
     if channel.startswith(channels.SYSTEM_PREFIX) or channel == "mad.system":
-        return f"channel {channel!r} is reserved: outside clients may not publish on mad.system.*"
+        return (
+            f"channel {quoted(channel)} is reserved: outside clients may not publish on "
+            "mad.system.*"
+        )
     if _in_mad_namespace(channel):
-        return f"channel {channel!r} belongs to a MAD: outside clients may not publish on it"
+        return f"channel {quoted(channel)} belongs to a MAD: outside clients may not publish on it"
     if _is_reply_channel(channel):
-        return f"channel {channel!r} carries relay replies: outside clients may not publish on it"
+        return (
+            f"channel {quoted(channel)} carries relay replies: outside clients may not "
+            "publish on it"
+        )
     return None
 
 
 def topic_problem(topic: str) -> str | None:
     if not TOPIC_PATTERN.match(topic):
         return (
-            f"topic {topic!r} must be a channel name or glob pattern under 'mad.' "
+            f"topic {quoted(topic)} must be a channel name or glob pattern under 'mad.' "
             "(letters, digits, _ . : @ - * ?)"
         )
     if topic.startswith(channels.SYSTEM_PREFIX):
-        return f"topic {topic!r} is not available to outside clients (mad.system.*)"
+        return f"topic {quoted(topic)} is not available to outside clients (mad.system.*)"
     return None
 
 
@@ -122,9 +129,7 @@ class FanOut:
             while True:
                 await self.bus.wait_connected()
                 try:
-                    leading = bool(
-                        await self._renew([LEASE_KEY], [self.instance, self.lease_ms])
-                    )
+                    leading = bool(await self._renew([LEASE_KEY], [self.instance, self.lease_ms]))
                     if leading != self.leading:
                         self.log.info(
                             "Fan-out to outside clients %s on this replica",

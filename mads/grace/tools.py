@@ -8,6 +8,7 @@ from pydantic import Field
 
 from mads.core.bus import BusError
 from mads.core.envelope import IDENTIFIER, EnvelopeError
+from mads.core.logs import quoted
 from mads.core.service import MadService
 from mads.grace.buffers import ClientBuffers, UnknownClientError
 from mads.grace.relay import FanOut, payload_size, publish_problem, topic_problem
@@ -126,8 +127,8 @@ def register(
         except UnknownClientError:
             raise refuse(
                 "grace_poll_messages",
-                f"unknown client_id {client_id!r}: call grace_subscribe first (clients expire "
-                f"after {settings.grace_client_ttl_s:g} s without a subscribe or poll)",
+                f"unknown client_id {quoted(client_id)}: call grace_subscribe first (clients "
+                f"expire after {settings.grace_client_ttl_s:g} s without a subscribe or poll)",
             ) from None
         except BusError as exc:
             raise ToolError(str(exc)) from None

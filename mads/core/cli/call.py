@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from mads.core.cli.target import TargetError, base_url, checked_token, seconds
+from mads.core.logs import quoted
 
 MAX_ARGUMENT_BYTES = 4 * 1024 * 1024
 
@@ -79,7 +80,9 @@ async def call(
     async with session(url, timeout=timeout, headers=headers) as s:
         tools = sorted(t.name for t in (await s.list_tools()).tools)
         if tool not in tools:
-            raise UsageError(f"unknown tool {tool!r}; available: {', '.join(tools) or 'none'}")
+            raise UsageError(
+                f"unknown tool {quoted(tool)}; available: {', '.join(tools) or 'none'}"
+            )
         result = await s.call_tool(tool, arguments)
     if getattr(result, "is_error", False):
         return False, error_text(result, tool)

@@ -11,6 +11,7 @@ import os
 import re
 from urllib.parse import urlsplit
 
+from mads.core.logs import quoted
 from mads.core.registry import MADS
 
 TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
@@ -23,7 +24,7 @@ class TargetError(ValueError):
 
 def port_number(text: str, source: str) -> int:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise TargetError(f"{source}={text!r} is not a port number (1-65535)")
+        raise TargetError(f"{source}={quoted(text)} is not a port number (1-65535)")
     return int(text)
 
 
@@ -31,18 +32,18 @@ def checked_url(url: str) -> str:
     """``url`` without a trailing slash, if it is an http(s) URL with a host and a valid
     port; else :class:`TargetError`."""
     if not url.isascii() or not url.isprintable() or " " in url:
-        raise TargetError(f"--url {url!r} is not a URL (printable ASCII, no spaces)")
+        raise TargetError(f"--url {quoted(url)} is not a URL (printable ASCII, no spaces)")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise TargetError(f"--url {url!r} is not a valid URL: {exc}") from None
+        raise TargetError(f"--url {quoted(url)} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetError(f"--url {url!r} must look like http://HOST:PORT")
+        raise TargetError(f"--url {quoted(url)} must look like http://HOST:PORT")
     if port == 0:
-        raise TargetError(f"--url {url!r}: port 0 is not a port number (1-65535)")
+        raise TargetError(f"--url {quoted(url)}: port 0 is not a port number (1-65535)")
     if parts.query or parts.fragment:
-        raise TargetError(f"--url {url!r} must not have a query or a fragment")
+        raise TargetError(f"--url {quoted(url)} must not have a query or a fragment")
     return url.rstrip("/")
 
 
@@ -55,7 +56,7 @@ def base_url(explicit: str | None) -> str:
         if name in MADS:
             port = str(MADS[name].port)
         elif name:
-            raise TargetError(f"MAD_NAME={name!r} is not a known MAD ({', '.join(MADS)})")
+            raise TargetError(f"MAD_NAME={quoted(name)} is not a known MAD ({', '.join(MADS)})")
         else:
             raise TargetError(
                 "no MAD to talk to: set MAD_NAME or MAD_PORT, or pass --url http://HOST:PORT"
@@ -70,7 +71,7 @@ def seconds(text: str) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value <= 0 or value > 86_400:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 to 86400)")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number of seconds (0 to 86400)")
     return value
 
 
