@@ -91,7 +91,9 @@ def group_up(project: Path, offset: int) -> float:
         events.unlink()
     t0 = time.perf_counter()
     result = subprocess.run(
-        [MADGROUP, "up", "--port-offset", str(offset)], cwd=project, capture_output=True,
+        [MADGROUP, "up", "--port-offset", str(offset)],
+        cwd=project,
+        capture_output=True,
         text=True,
     )
     wall = time.perf_counter() - t0

@@ -144,10 +144,11 @@ async def main() -> None:
         await op.start()
         try:
             samples = await latency(apiserver)
-            print("child marked ready -> next component applied "
-                  f"({len(samples)} transitions):")
-            print(f"  median {statistics.median(samples) * 1000:7.1f} ms"
-                  f"   max {max(samples) * 1000:7.1f} ms")
+            print(f"child marked ready -> next component applied ({len(samples)} transitions):")
+            print(
+                f"  median {statistics.median(samples) * 1000:7.1f} ms"
+                f"   max {max(samples) * 1000:7.1f} ms"
+            )
             print()
             print(" groups   to Ready (s)   s/group   API requests/group")
             passes = {}
@@ -159,9 +160,11 @@ async def main() -> None:
             print(" groups   requests   ms total   ms in API calls   ms operator's own")
             base = passes[COUNTS[0]]
             for count, cost in passes.items():
-                print(f"{count:7d}   {cost.requests:8.1f}   {cost.total_ms:8.1f}"
-                      f"   {cost.api_ms:15.1f}   {cost.own_ms:17.1f}"
-                      f"  (own x{cost.own_ms / base.own_ms:.2f} of {COUNTS[0]} group(s))")
+                print(
+                    f"{count:7d}   {cost.requests:8.1f}   {cost.total_ms:8.1f}"
+                    f"   {cost.api_ms:15.1f}   {cost.own_ms:17.1f}"
+                    f"  (own x{cost.own_ms / base.own_ms:.2f} of {COUNTS[0]} group(s))"
+                )
         finally:
             # Every group's daemon may be inside a pass against the slow emulator.
             await op.stop(timeout=120.0)

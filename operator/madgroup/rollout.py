@@ -196,4 +196,3 @@ def invalid_report(order: Iterable[str], message: str) -> Report:
         Condition(STALLED, "True", "InvalidSpec", message),
     ]
     return Report(conditions, {name: "" for name in order})
-

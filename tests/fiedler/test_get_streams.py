@@ -39,9 +39,7 @@ async def test_get_streams_are_refused_and_memory_stays_flat(
             await response.read()
 
     def open_sockets() -> int:
-        return sum(
-            1 for fd in Path(f"/proc/{pid}/fd").iterdir() if "socket" in str(fd.readlink())
-        )
+        return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if "socket" in str(fd.readlink()))
 
     async def round_of_streams() -> None:
         connector = aiohttp.TCPConnector(limit=0, force_close=True)

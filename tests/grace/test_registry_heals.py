@@ -39,8 +39,10 @@ async def test_flushall_is_healed_and_calls_complete_again(redis_server, start_m
 
     registry = redis_server.client()
     await async_wait_for(
-        lambda: registry.hexists("mad.registry.tools", "fiedler")
-        and registry.hexists("mad.registry.tools", "rogers"),
+        lambda: (
+            registry.hexists("mad.registry.tools", "fiedler")
+            and registry.hexists("mad.registry.tools", "rogers")
+        ),
         timeout=60,
         what="the owners to publish their tools again",
     )
@@ -50,9 +52,7 @@ async def test_flushall_is_healed_and_calls_complete_again(redis_server, start_m
     )
 
     async with grace_session(grace.url, token) as s:
-        created = await ok(
-            s, "fiedler_converse", {"prompt": PROMPT, "requester_id": "after-flush"}
-        )
+        created = await ok(s, "fiedler_converse", {"prompt": PROMPT, "requester_id": "after-flush"})
 
         async def completed() -> dict | None:
             done, status = await call(s, "fiedler_get_task_status", {"task_id": created["task_id"]})

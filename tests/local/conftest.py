@@ -48,7 +48,11 @@ class Group:
         return self.root / ".madgroup"
 
     def mg(
-        self, *args: str, timeout: float = 120, check: bool = True, input: str | None = None,
+        self,
+        *args: str,
+        timeout: float = 120,
+        check: bool = True,
+        input: str | None = None,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(

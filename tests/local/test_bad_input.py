@@ -73,7 +73,9 @@ def test_occupied_port_names_the_component_and_the_fix(group: Group) -> None:
         holder.listen()
         result = group.up(check=False)
     assert_clear_failure(
-        result, f"{group.port('rogers')} (rogers) already in use", "nothing was started",
+        result,
+        f"{group.port('rogers')} (rogers) already in use",
+        "nothing was started",
         "--port-offset",
     )
     assert_nothing_started(group)
@@ -107,8 +109,9 @@ def test_down_volumes_without_a_terminal_asks_for_yes(group: Group) -> None:
 
 def test_commands_that_need_a_running_group_say_so(group: Group) -> None:
     group.mg("init")
-    assert_clear_failure(group.mg("exec", "grace", "mad-status", check=False),
-                         "not running", "madgroup up")
+    assert_clear_failure(
+        group.mg("exec", "grace", "mad-status", check=False), "not running", "madgroup up"
+    )
     assert_clear_failure(group.mg("smoke", check=False), "not running")
     assert_clear_failure(group.mg("stop", "grace", check=False), "not running")
     assert_clear_failure(group.mg("exec", "grace", check=False), "no command given")

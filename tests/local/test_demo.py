@@ -25,8 +25,13 @@ def test_scripts_demo_runs_the_guide_end_to_end(tmp_path: Path) -> None:
     env = {**group.env, "MADGROUP_PORT_OFFSET": str(group.offset), "MAD_HEARTBEAT_S": "0.5"}
     try:
         result = subprocess.run(
-            [str(checkout / "scripts" / "demo")], cwd=checkout, env=env,
-            capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+            [str(checkout / "scripts" / "demo")],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            stdin=subprocess.DEVNULL,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "The MAD group is up" in result.stdout

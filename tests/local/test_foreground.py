@@ -15,9 +15,11 @@ from tests.support.waiting import wait_for
 def test_foreground_streams_prefixed_logs_and_ctrl_c_stops_the_group(group: Group) -> None:
     group.mg("init")
     proc = subprocess.Popen(
-        [MADGROUP, "up", "--foreground", "--port-offset", str(group.offset),
-         "sequential_thinking"],
-        cwd=group.root, env=group.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [MADGROUP, "up", "--foreground", "--port-offset", str(group.offset), "sequential_thinking"],
+        cwd=group.root,
+        env=group.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     lines: list[str] = []
@@ -26,13 +28,19 @@ def test_foreground_streams_prefixed_logs_and_ctrl_c_stops_the_group(group: Grou
     try:
         wait_for(
             lambda: any(
-                line.startswith("sequential_thinking | INFO:sequential_thinking:MCP Server "
-                                "started on port") for line in lines
+                line.startswith(
+                    "sequential_thinking | INFO:sequential_thinking:MCP Server started on port"
+                )
+                for line in lines
             ),
-            timeout=30, what="prefixed sequential_thinking log line",
+            timeout=30,
+            what="prefixed sequential_thinking log line",
         )
-        wait_for(lambda: any(line.startswith("redis") and "|" in line for line in lines),
-                 timeout=10, what="prefixed redis log line")
+        wait_for(
+            lambda: any(line.startswith("redis") and "|" in line for line in lines),
+            timeout=10,
+            what="prefixed redis log line",
+        )
         pids = [group.pid("redis"), group.pid("sequential_thinking")]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0

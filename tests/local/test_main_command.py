@@ -108,8 +108,13 @@ def test_main_command_from_a_clean_checkout(group: Group) -> None:
     # down keeps data: after up, Fiedler still knows the task.
     group.up()
     status_of_task = json.loads(
-        group.mg("exec", "fiedler", "mad-cli", "fiedler_get_task_status",
-                 json.dumps({"task_id": task_id})).stdout
+        group.mg(
+            "exec",
+            "fiedler",
+            "mad-cli",
+            "fiedler_get_task_status",
+            json.dumps({"task_id": task_id}),
+        ).stdout
     )
     assert status_of_task["status"] == "COMPLETED"
     assert status_of_task["result_payload"] == "OK"
@@ -119,8 +124,12 @@ def test_main_command_from_a_clean_checkout(group: Group) -> None:
     assert not (group.state_dir / "data").exists()
     group.up()
     gone = group.mg(
-        "exec", "fiedler", "mad-cli", "fiedler_get_task_status",
-        json.dumps({"task_id": task_id}), check=False,
+        "exec",
+        "fiedler",
+        "mad-cli",
+        "fiedler_get_task_status",
+        json.dumps({"task_id": task_id}),
+        check=False,
     )
     assert gone.returncode != 0 and task_id in gone.stderr
     group.mg("down")

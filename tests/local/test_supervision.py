@@ -90,9 +90,12 @@ def test_kill_9_of_a_mad_brings_it_back_and_rogers_sees_it_healthy(slow: Group) 
     old = slow.pid("fiedler")
     os.kill(old, signal.SIGKILL)
     wait_for(
-        lambda: component(slow, "fiedler")["phase"] == "ready"
-        and component(slow, "fiedler")["pid"] != old,
-        timeout=30, what="fiedler restarted and ready",
+        lambda: (
+            component(slow, "fiedler")["phase"] == "ready"
+            and component(slow, "fiedler")["pid"] != old
+        ),
+        timeout=30,
+        what="fiedler restarted and ready",
     )
     assert component(slow, "fiedler")["restarts"] == 1
     back = component(slow, "fiedler")["ready_at"]
@@ -113,21 +116,26 @@ def test_a_dependent_is_not_restarted_before_its_gates_are_ready(slow: Group) ->
     os.kill(old, signal.SIGKILL)
     wait_for(
         lambda: "waiting for sequential_thinking" in component(slow, "rogers")["message"],
-        timeout=20, what="rogers held back while sequential_thinking is stopped",
+        timeout=20,
+        what="rogers held back while sequential_thinking is stopped",
     )
     assert not processes.alive(component(slow, "rogers")["pid"], None)
     slow.up("sequential_thinking")
     wait_for(lambda: component(slow, "rogers")["phase"] == "ready", timeout=40, what="rogers")
-    thinking_back = max(t for t, n, e, _ in slow.events() if n == "sequential_thinking"
-                        and e == "ready")
+    thinking_back = max(
+        t for t, n, e, _ in slow.events() if n == "sequential_thinking" and e == "ready"
+    )
     rogers_back = max(t for t, n, e, _ in slow.events() if n == "rogers" and e == "restarting")
     assert rogers_back >= thinking_back
 
 
 def test_redis_down_every_mad_reports_the_bus_down_then_reconnects(slow: Group) -> None:
     follow = subprocess.Popen(
-        [MADGROUP, "logs", "-f", "--tail", "0", "grace"], cwd=slow.root, env=slow.env,
-        stdout=subprocess.PIPE, text=True,
+        [MADGROUP, "logs", "-f", "--tail", "0", "grace"],
+        cwd=slow.root,
+        env=slow.env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     followed: list[str] = []
     reader = threading.Thread(target=lambda: followed.extend(iter(follow.stdout.readline, "")))
@@ -145,10 +153,13 @@ def test_redis_down_every_mad_reports_the_bus_down_then_reconnects(slow: Group) 
     try:
         wait_for(
             lambda: any(
-                line.startswith("grace | INFO:grace:Successfully connected to Rogers "
-                                "Conversation Bus (Redis)") for line in followed
+                line.startswith(
+                    "grace | INFO:grace:Successfully connected to Rogers Conversation Bus (Redis)"
+                )
+                for line in followed
             ),
-            timeout=10, what="logs -f shows grace reconnecting",
+            timeout=10,
+            what="logs -f shows grace reconnecting",
         )
     finally:
         follow.terminate()
@@ -159,9 +170,11 @@ def test_redis_down_every_mad_reports_the_bus_down_then_reconnects(slow: Group) 
     old = slow.pid("redis")
     os.kill(old, signal.SIGKILL)
     wait_for(
-        lambda: component(slow, "redis")["phase"] == "ready"
-        and component(slow, "redis")["pid"] != old,
-        timeout=30, what="redis restarted",
+        lambda: (
+            component(slow, "redis")["phase"] == "ready" and component(slow, "redis")["pid"] != old
+        ),
+        timeout=30,
+        what="redis restarted",
     )
     for name in BUS_MADS:
         wait_status(slow, name, lambda r: r["status"] == "HEALTHY", timeout=30)
@@ -185,8 +198,11 @@ def test_a_crashed_supervisor_loses_nothing(slow: Group) -> None:
     old = slow.pid("fiedler")
     os.kill(old, signal.SIGKILL)
     wait_for(
-        lambda: component(slow, "fiedler")["phase"] == "ready"
-        and component(slow, "fiedler")["pid"] != old,
-        timeout=30, what="adopted fiedler restarted",
+        lambda: (
+            component(slow, "fiedler")["phase"] == "ready"
+            and component(slow, "fiedler")["pid"] != old
+        ),
+        timeout=30,
+        what="adopted fiedler restarted",
     )
     assert Path(slow.state_dir / "supervisor.lock").exists()

@@ -18,7 +18,10 @@ def test_env_parsing_follows_the_env_file_syntax() -> None:
         'D="quoted"\nREDIS_PASSWORD=first\nREDIS_PASSWORD=ab+/cd==\n'
     )
     assert envfile.parse(text) == {
-        "A": "1", "B": "two words", "C": "x # not a comment", "D": "quoted",
+        "A": "1",
+        "B": "two words",
+        "C": "x # not a comment",
+        "D": "quoted",
         "REDIS_PASSWORD": "ab+/cd==",
     }
 
@@ -118,8 +121,9 @@ def test_state_round_trips_and_pids_are_matched_by_start_time(tmp_path: Path) ->
     import os
 
     sd = StateDir(tmp_path / "s")
-    me = ComponentState(name="grace", port=1, pid=os.getpid(),
-                        ticks=processes.start_ticks(os.getpid()))
+    me = ComponentState(
+        name="grace", port=1, pid=os.getpid(), ticks=processes.start_ticks(os.getpid())
+    )
     sd.save(GroupState(ports={"grace": 1}, wanted=["grace"], components={"grace": me}))
     loaded = sd.load().components["grace"]
     assert loaded == me

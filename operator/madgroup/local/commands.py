@@ -37,30 +37,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     names = ", ".join(topology.COMPONENT_NAMES)
 
     p = subparsers.add_parser(
-        "init", parents=[common], help="create .env with a random REDIS_PASSWORD (guide step 1)",
+        "init",
+        parents=[common],
+        help="create .env with a random REDIS_PASSWORD (guide step 1)",
         description="Create .env from .env.example with a CSPRNG REDIS_PASSWORD (mode 0600). "
         "An existing password is never replaced.",
     )
     p.set_defaults(handler=cmd_init)
 
     p = subparsers.add_parser(
-        "up", parents=[common], help="start the group locally, in order, with readiness gates",
+        "up",
+        parents=[common],
+        help="start the group locally, in order, with readiness gates",
         description="Start redis, sequential_thinking, grace, rogers and fiedler as local "
         "processes, each once the ones before it are ready, and leave a supervisor that "
         "restarts a crashed component. Name components to start only those (and what they "
         "need).",
     )
     p.add_argument("components", nargs="*", metavar="component", help=f"any of: {names}")
-    p.add_argument("--foreground", action="store_true",
-                   help="stay attached, stream prefixed logs; Ctrl-C stops the group")
-    p.add_argument("--port-offset", type=int, default=None, metavar="N",
-                   help="add N to every default port (or set MADGROUP_PORT_OFFSET)")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                   help="seconds each component may take to become ready (default 60)")
+    p.add_argument(
+        "--foreground",
+        action="store_true",
+        help="stay attached, stream prefixed logs; Ctrl-C stops the group",
+    )
+    p.add_argument(
+        "--port-offset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="add N to every default port (or set MADGROUP_PORT_OFFSET)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds each component may take to become ready (default 60)",
+    )
     p.set_defaults(handler=cmd_up)
 
     p = subparsers.add_parser(
-        "stop", parents=[common], help="stop components; the supervisor keeps them stopped",
+        "stop",
+        parents=[common],
+        help="stop components; the supervisor keeps them stopped",
         description="Stop the named components (like 'docker-compose stop'); "
         "'madgroup up <component>' starts them again.",
     )
@@ -78,17 +97,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_logs)
 
     p = subparsers.add_parser(
-        "down", parents=[common], help="stop the group in reverse order (keeps data)",
+        "down",
+        parents=[common],
+        help="stop the group in reverse order (keeps data)",
         description="Stop every component in reverse order, gracefully. Data is kept unless "
         "--volumes is given (guide 5.1).",
     )
-    p.add_argument("--volumes", "-v", action="store_true",
-                   help="also delete the data (Redis AOF, Fiedler's task history)")
+    p.add_argument(
+        "--volumes",
+        "-v",
+        action="store_true",
+        help="also delete the data (Redis AOF, Fiedler's task history)",
+    )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before deleting data")
     p.set_defaults(handler=cmd_down)
 
     p = subparsers.add_parser(
-        "exec", parents=[common], help="run a command in a component's environment",
+        "exec",
+        parents=[common],
+        help="run a command in a component's environment",
         description="Run a command with the component's environment (MAD_NAME, MAD_PORT, "
         "REDIS_*...), like 'docker-compose exec': e.g. 'madgroup exec fiedler mad-status', "
         "'madgroup exec redis redis-cli ping'.",
@@ -98,13 +125,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_exec)
 
     p = subparsers.add_parser(
-        "health", parents=[common], help="check every MAD; exit code = number unhealthy",
+        "health",
+        parents=[common],
+        help="check every MAD; exit code = number unhealthy",
         description="The guide's health check (5.2.2): each MAD's status must be HEALTHY.",
     )
     p.set_defaults(handler=cmd_health)
 
     p = subparsers.add_parser(
-        "smoke", parents=[common], help="run the guide's verification (steps 2-9)",
+        "smoke",
+        parents=[common],
+        help="run the guide's verification (steps 2-9)",
         description="Verify the running group as the deployment guide does in steps 2-9; one "
         "PASS/FAIL line per step, non-zero exit on any failure.",
     )
@@ -127,7 +158,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise CommandError("--timeout must be positive", code=2)
     return control.up(
-        Context.from_args(args), args.components, args.port_offset, args.timeout,
+        Context.from_args(args),
+        args.components,
+        args.port_offset,
+        args.timeout,
         args.foreground,
     )
 
@@ -153,8 +187,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     ctx = Context.from_args(args)
     state = ctx.state.load()
     supervisor = (
-        f"running (pid {state.supervisor_pid})" if ctx.state.supervisor_running()
-        else "not running"
+        f"running (pid {state.supervisor_pid})" if ctx.state.supervisor_running() else "not running"
     )
     password = None
     with contextlib.suppress(envfile.EnvFileError):
@@ -171,16 +204,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         if up:
             ok = readiness.ready(comp, c.port, password or "", timeout=1.0)
             ready = "yes" if ok else "no"
-        rows.append((
-            comp.name,
-            str(c.pid) if up else "-",
-            str(c.port),
-            ready,
-            str(c.restarts),
-            _uptime(now - c.started_at) if up and c.started_at else "-",
-            (c.phase if up or c.phase != "ready" else "exited")
-            + (f": {c.message}" if c.message else ""),
-        ))
+        rows.append(
+            (
+                comp.name,
+                str(c.pid) if up else "-",
+                str(c.port),
+                ready,
+                str(c.restarts),
+                _uptime(now - c.started_at) if up and c.started_at else "-",
+                (c.phase if up or c.phase != "ready" else "exited")
+                + (f": {c.message}" if c.message else ""),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
@@ -234,8 +269,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if c is None or not processes.alive(c.pid, c.ticks):
         raise CommandError(f"{comp.name} is not running; start it with: madgroup up {comp.name}")
     env = launcher.component_env(comp, state.ports, ctx.dotenv(), ctx.state)
-    if comp.name == topology.REDIS and argv[0] == "redis-cli" and not any(
-        a in REDIS_CLI_TARGET_FLAGS for a in argv[1:]
+    if (
+        comp.name == topology.REDIS
+        and argv[0] == "redis-cli"
+        and not any(a in REDIS_CLI_TARGET_FLAGS for a in argv[1:])
     ):
         argv = ["redis-cli", "-p", str(state.ports[comp.name]), *argv[1:]]
     program = shutil.which(argv[0], path=env.get("PATH"))

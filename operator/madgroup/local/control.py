@@ -32,9 +32,7 @@ def check_names(names: list[str]) -> list[str]:
 # -- up -----------------------------------------------------------------------------------
 
 
-def up(
-    ctx: Context, names: list[str], offset: int | None, timeout: float, foreground: bool
-) -> int:
+def up(ctx: Context, names: list[str], offset: int | None, timeout: float, foreground: bool) -> int:
     wanted = check_names(names) or list(topology.COMPONENT_NAMES)
     wanted = [c.name for c in topology.with_gates(wanted)]
     ctx.dotenv()
@@ -50,9 +48,7 @@ def up(
         if sd.supervisor_running():
             return _up_running(ctx, state, wanted, timeout)
         adopted = {
-            name: c
-            for name, c in state.components.items()
-            if processes.alive(c.pid, c.ticks)
+            name: c for name, c in state.components.items() if processes.alive(c.pid, c.ticks)
         }
         try:
             if adopted:
@@ -77,7 +73,9 @@ def up(
                 previous = state.components.get(name)
                 phase = WAITING if name in wanted else STOPPED
                 fresh.components[name] = ComponentState(
-                    name=name, port=plan[name], phase=phase,
+                    name=name,
+                    port=plan[name],
+                    phase=phase,
                     restarts=previous.restarts if previous and adopted else 0,
                 )
         sd.save(fresh)
@@ -100,8 +98,10 @@ def up(
 
 def _up_running(ctx: Context, state: GroupState, wanted: list[str], timeout: float) -> int:
     missing = [
-        n for n in wanted
-        if n not in state.wanted or state.components.get(n) is None
+        n
+        for n in wanted
+        if n not in state.wanted
+        or state.components.get(n) is None
         or state.components[n].phase == STOPPED
     ]
     if not missing:
@@ -121,20 +121,31 @@ def _up_running(ctx: Context, state: GroupState, wanted: list[str], timeout: flo
 
 def _spawn_supervisor(ctx: Context, timeout: float) -> subprocess.Popen[bytes]:
     argv = [
-        sys.executable, "-m", "madgroup.local.supervisor",
-        "--state-dir", str(ctx.state.root),
-        "--env-file", str(ctx.env_file),
-        "--timeout", f"{timeout:g}",
+        sys.executable,
+        "-m",
+        "madgroup.local.supervisor",
+        "--state-dir",
+        str(ctx.state.root),
+        "--env-file",
+        str(ctx.env_file),
+        "--timeout",
+        f"{timeout:g}",
     ]
     with ctx.state.supervisor_log.open("ab") as log:
         return subprocess.Popen(
-            argv, cwd=ctx.project, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            argv,
+            cwd=ctx.project,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
 def _follow(
-    ctx: Context, names: list[str], supervisor_alive: Callable[[], bool],
+    ctx: Context,
+    names: list[str],
+    supervisor_alive: Callable[[], bool],
     deadline: float | None = None,
 ) -> bool:
     """Show progress until every one of ``names`` is ready (True) or something failed."""
@@ -174,8 +185,11 @@ def _report_failure(ctx: Context, names: list[str], bring_up: bool = True) -> in
         what = f"the supervisor stopped before {name} was ready (see {ctx.state.supervisor_log})"
     else:
         what = f"{name} is still not ready: {describe(culprit)}"
-    later = [n for n in names[names.index(name) + 1 :]
-             if (c := state.components.get(n)) is None or c.pid is None]
+    later = [
+        n
+        for n in names[names.index(name) + 1 :]
+        if (c := state.components.get(n)) is None or c.pid is None
+    ]
     not_started = f"; not started: {', '.join(later)}" if later else ""
     stopped = "; what had started was stopped" if bring_up else ""
     raise CommandError(f"{what}{not_started}{stopped}. Full log: madgroup logs {name}")
@@ -234,8 +248,7 @@ def stop(ctx: Context, names: list[str], timeout: float = 30.0) -> int:
     while True:
         state = ctx.state.load()
         pending = [
-            n for n in names
-            if (c := state.components.get(n)) is not None and c.phase != STOPPED
+            n for n in names if (c := state.components.get(n)) is not None and c.phase != STOPPED
         ]
         if not pending:
             break
@@ -254,7 +267,8 @@ def down(ctx: Context, volumes: bool, yes: bool, timeout: float = 60.0) -> int:
     with sd.command_lock():
         state = sd.load()
         alive = [
-            c.name for c in (state.components.get(comp.name) for comp in topology.stop_order())
+            c.name
+            for c in (state.components.get(comp.name) for comp in topology.stop_order())
             if c is not None and processes.alive(c.pid, c.ticks)
         ]
         if sd.supervisor_running() and state.supervisor_pid:

@@ -32,9 +32,7 @@ def parse(text: str, source: str = ".env") -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not _KEY.match(key):
-            raise EnvFileError(
-                f"{source} line {number} is not KEY=VALUE (fix or remove that line)"
-            )
+            raise EnvFileError(f"{source} line {number} is not KEY=VALUE (fix or remove that line)")
         values[key] = _value(value.strip(), source, number)
     return values
 
@@ -64,14 +62,10 @@ def load(path: Path) -> dict[str, str]:
 
 def require_password(values: dict[str, str], source: str = ".env") -> str:
     if PASSWORD_KEY not in values:
-        raise EnvFileError(
-            f"{PASSWORD_KEY} is not set in {source}; add one with: madgroup init"
-        )
+        raise EnvFileError(f"{PASSWORD_KEY} is not set in {source}; add one with: madgroup init")
     password = values[PASSWORD_KEY]
     if not password:
-        raise EnvFileError(
-            f"{PASSWORD_KEY} in {source} is empty; fill it in with: madgroup init"
-        )
+        raise EnvFileError(f"{PASSWORD_KEY} in {source} is empty; fill it in with: madgroup init")
     if any(ch.isspace() for ch in password):
         raise EnvFileError(f"{PASSWORD_KEY} in {source} contains whitespace; use another one")
     return password
@@ -116,8 +110,10 @@ def init(env_path: Path, example_path: Path) -> str:
     else:
         lines.append(line)
     _write_private(env_path, "\n".join(lines) + "\n")
-    origin = f"created {env_path.name} from {example_path.name}" if created else (
-        f"updated {env_path.name}"
+    origin = (
+        f"created {env_path.name} from {example_path.name}"
+        if created
+        else (f"updated {env_path.name}")
     )
     return f"{origin} with a new random {PASSWORD_KEY} (mode 0600)"
 

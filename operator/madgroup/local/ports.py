@@ -74,5 +74,3 @@ def check_free(ports: dict[str, int]) -> None:
         f"the group on other ports: madgroup up --port-offset 1000 "
         f"(or set {OFFSET_ENV}=1000)"
     )
-
-

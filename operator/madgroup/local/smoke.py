@@ -67,8 +67,12 @@ class Smoke:
     # -- helpers ---------------------------------------------------------------------------
 
     def run(
-        self, name: str, argv: list[str], extra: dict[str, str] | None = None,
-        drop: tuple[str, ...] = (), timeout: float = 60.0,
+        self,
+        name: str,
+        argv: list[str],
+        extra: dict[str, str] | None = None,
+        drop: tuple[str, ...] = (),
+        timeout: float = 60.0,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command the way ``madgroup exec <name>`` does."""
         env = launcher.component_env(
@@ -126,13 +130,15 @@ class Smoke:
 
     def step2(self) -> str:
         port = str(self.ports[topology.REDIS])
-        no_pass = self.run(topology.REDIS, ["redis-cli", "-p", port, "ping"],
-                           drop=("REDISCLI_AUTH",))
+        no_pass = self.run(
+            topology.REDIS, ["redis-cli", "-p", port, "ping"], drop=("REDISCLI_AUTH",)
+        )
         said = (no_pass.stdout + no_pass.stderr).strip()
         if "NOAUTH Authentication required" not in said:
             raise StepFailed(f"redis-cli ping without the password said {said!r}, not NOAUTH")
         with_pass = self.run(
-            topology.REDIS, ["redis-cli", "-p", port, "ping"],
+            topology.REDIS,
+            ["redis-cli", "-p", port, "ping"],
             extra={"REDISCLI_AUTH": self.dotenv[PASSWORD_KEY]},
         )
         if with_pass.stdout.strip() != "PONG":
@@ -213,11 +219,14 @@ class Smoke:
         if not self.task_id:
             raise StepFailed("no task from step 8 to look for")
         t = self.task_id
-        self.wait_log(topology.FIEDLER, [
-            f"INFO:fiedler:Received new task {t}",
-            f"INFO:fiedler:Task {t} status changed to RUNNING",
-            f"INFO:fiedler:Task {t} status changed to COMPLETED",
-        ])
+        self.wait_log(
+            topology.FIEDLER,
+            [
+                f"INFO:fiedler:Received new task {t}",
+                f"INFO:fiedler:Task {t} status changed to RUNNING",
+                f"INFO:fiedler:Task {t} status changed to COMPLETED",
+            ],
+        )
         self.wait_log(topology.ROGERS, [ROGERS_METRICS_LINE])
         return "fiedler: received / RUNNING / COMPLETED; rogers: [Metrics] line for fiedler"
 
