@@ -6,7 +6,7 @@ boolean is not an integer, ``"5"`` is not a number, a string is not an object. U
 argument names are refused for strict tools (their schema says
 ``additionalProperties: false``). The SDK's own (lenient) validation runs afterwards for
 what a schema cannot say. Problems come back as one-line tool errors, e.g. ``invalid
-arguments for fiedler_converse: prompt: required``; nothing of the tool runs. Values a
+arguments for <tool>: prompt: required``; nothing of the tool runs. Values a
 client sent appear quoted and cut short, never whole.
 """
 
@@ -109,7 +109,8 @@ def describe(error: SchemaError, schema: Mapping[str, Any]) -> str:
     if kind in ("anyOf", "oneOf"):
         types = [s.get("type") for s in value if isinstance(s, dict) and "type" in s]
         got = json_type(instance)
-        if types and all(isinstance(t, str) for t in types) and not _one_of_types(got, types):
+        simple = len(types) == len(value) and all(isinstance(t, str) for t in types)
+        if simple and not _one_of_types(got, types):
             return f"{where}: must be {' or '.join(types)}, not {got}"
         # The value has an allowed type but breaks that form's rule: say which rule.
         same_type = [e for e in error.context or () if e.validator != "type"]

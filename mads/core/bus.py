@@ -23,17 +23,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mads.core import channels
+from mads.core.contract import BUS_CONNECTED_LOG
 from mads.core.envelope import Envelope, EnvelopeError, decode, encode, make_envelope
 from mads.core.errors import BusBusyError, BusCommandError, BusError, BusUnavailableError
 from mads.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 
-CONNECTED_LOG = "Successfully connected to Rogers Conversation Bus (Redis)"
+CONNECTED_LOG = BUS_CONNECTED_LOG
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 ENVELOPE_FIELD = "envelope"
 DEFAULT_MAX_CONNECTIONS = 64
@@ -134,7 +135,10 @@ class Bus:
             "socket_connect_timeout": 2.0,
             "socket_timeout": 5.0,
             "health_check_interval": 10,
-            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+            # One immediate retry on a fresh connection (a restarted Redis leaves stale ones
+            # in the pool). No backoff sleep inside redis-py: with one, a task cancelled
+            # while its command was being retried could stay stuck, never finishing.
+            "retry": Retry(NoBackoff(), retries=1),
         }
         self._redis = aioredis.Redis(
             connection_pool=_BoundedPool(

@@ -4,7 +4,6 @@ Outside clients name their own ``mad.topic.<topic>`` channels through Grace."""
 
 HEARTBEAT = "mad.system.heartbeat"
 SYSTEM_PREFIX = "mad.system."
-FIEDLER_TASK_STATUS = "mad.fiedler.task.status"
 ALL = "mad.*"
 
 

@@ -4,7 +4,7 @@ without the SDK's per-request session machinery.
 In stateless mode the SDK builds a transport, a JSON-RPC dispatcher, a server connection
 and three tasks for every HTTP request, then tears them down; that costs about five times
 what running the tool does (measured in-process: ~2.2 ms against ~0.4 ms of CPU for
-``grace_send_message``). For a front door that must relay a thousand messages a second,
+the front door's message relay). For a front door that must relay a thousand messages a second,
 that is the whole budget.
 
 :class:`DirectToolCalls` sits in front of the MCP endpoint and answers only the plainest

@@ -1,40 +1,40 @@
-"""The MADs this distribution ships: name, default port and status banner.
+"""The MADs installed with this distribution, found through their contracts.
 
-``mad-run``, ``mad-status`` and the deployment topology all read these, so a MAD's port and
-banner are written down once.
+Each MAD registers its :class:`~mads.core.contract.MadContract` under the entry-point group
+``mads.services`` (``pyproject.toml``); nothing here names one. ``mad-run``, ``mad-status``,
+``mad-cli`` and the deployment topology all read contracts from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from importlib.metadata import entry_points
 
-
-@dataclass(frozen=True)
-class MadInfo:
-    name: str
-    port: int
-    banner: str
-
-
-MADS: dict[str, MadInfo] = {
-    info.name: info
-    for info in (
-        MadInfo("sequential_thinking", 8000, "SequentialThinkingV1"),
-        MadInfo("grace", 8001, "GraceV0"),
-        MadInfo("rogers", 8002, "RogersV1"),
-        MadInfo("fiedler", 8003, "FiedlerV1"),
-    )
-}
+from mads.core.contract import ENTRY_POINT_GROUP, MadContract
 
 
 class UnknownMadError(LookupError):
     def __init__(self, name: str) -> None:
-        super().__init__(f"unknown MAD {name!r}; known MADs: {', '.join(MADS)}")
+        known = ", ".join(contracts()) or "none installed"
+        super().__init__(f"unknown MAD {name!r}; known MADs: {known}")
         self.name = name
 
 
-def mad_info(name: str) -> MadInfo:
+@functools.cache
+def contracts() -> dict[str, MadContract]:
+    """Every installed MAD's contract by name, in order of their default ports."""
+    found: dict[str, MadContract] = {}
+    points = {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
+    for point in points.values():
+        contract = point.load()
+        if not isinstance(contract, MadContract) or contract.name != point.name:
+            raise TypeError(f"entry point {point.name} ({point.value}) is not its MadContract")
+        found[contract.name] = contract
+    return dict(sorted(found.items(), key=lambda item: item[1].port))
+
+
+def contract(name: str) -> MadContract:
     try:
-        return MADS[name]
+        return contracts()[name]
     except KeyError:
         raise UnknownMadError(name) from None

@@ -9,7 +9,7 @@ died before acknowledging is claimed again when it returns.
 
 Replies are cached for a while under ``mad.<owner>.replies.<message_id>`` so that a request
 delivered twice is answered twice but executed once. Tools that must be idempotent across a
-crash between running and caching (Fiedler's ``fiedler_converse``) read
+crash between running and caching (a call that stores a task, say) read
 :data:`current_request_id` and use it as their idempotency key.
 
 The owner also publishes its tool list in the hash ``mad.registry.tools`` so a gateway can
@@ -170,7 +170,7 @@ class RelayTimeoutError(TimeoutError):
 
 
 class ToolRelayClient:
-    """The caller side: ``await client.call("fiedler", "fiedler_converse", {...})``.
+    """The caller side: ``await client.call(owner, tool, arguments)``.
 
     Replies arrive on a per-process channel ``mad.direct.<sender>.<instance>``; start
     :meth:`run` as a background task before calling.

@@ -37,17 +37,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from mads.core import sdk
+from mads.core import registry, sdk
 from mads.core.arguments import ArgumentCheck, ToolSignature
 from mads.core.bus import Bus, heartbeat_loop
+from mads.core.contract import STARTED_LOG
 from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
 from mads.core.logs import quoted
 from mads.core.mcp_client import error_text, result_data, strip_sdk_prefix
-from mads.core.registry import mad_info
-from mads.core.settings import BusSettings, MadSettings, ThinkingClientSettings
+from mads.core.settings import BusSettings, MadSettings
 from mads.core.status import StatusLine, StatusReport, connected_line
-from mads.core.thinking_link import ThinkingLink
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 MCP_PATH = "/mcp"
@@ -88,7 +87,7 @@ class MadService:
         instructions: str | None = None,
         version: str = "1",
     ) -> None:
-        info = mad_info(name)
+        info = registry.contract(name)
         self.name = name
         self.banner = info.banner
         self.settings = settings
@@ -166,14 +165,6 @@ class MadService:
         self._startup.insert(0, bus.start)
         self._shutdown.append(bus.close)
         return bus
-
-    def use_thinking_link(self, settings: ThinkingClientSettings) -> ThinkingLink:
-        """Keep a link to Sequential Thinking: its status line and readiness come with it."""
-        link = ThinkingLink(settings.sequential_thinking_url, self.log)
-        self.add_status(link.status_line)
-        self.add_readiness("Sequential Thinking", lambda: link.connected)
-        self.add_background(link.run)
-        return link
 
     def heartbeat_payload(self) -> dict[str, Any]:
         return {"mad_name": self.name, "port": self.port, "ready": self.is_ready()}
@@ -356,7 +347,7 @@ class MadService:
         while not server.started and not task.done():
             await asyncio.sleep(0.02)
         if server.started:
-            self.log.info("MCP Server started on port %d", self.port)
+            self.log.info(STARTED_LOG.format(port=self.port))
         await task
 
 

@@ -77,19 +77,6 @@ class BusSettings(MadSettings):
         return value
 
 
-class ThinkingClientSettings(BusSettings):
-    """A MAD that also uses the Sequential Thinking MCP server."""
-
-    sequential_thinking_url: str = "http://sequential_thinking:8000/mcp"
-
-    @field_validator("sequential_thinking_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
-
-
 SettingsT = TypeVar("SettingsT", bound=MadSettings)
 
 

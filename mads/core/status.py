@@ -1,12 +1,11 @@
 """The status block every MAD reports: ``/status`` serves it as JSON, ``mad-status`` prints it
 in the guide's shape::
 
-    [FiedlerV1 Status]
-    - MAD Name: fiedler
+    [<Banner> Status]
+    - MAD Name: <name>
     - Status: HEALTHY
     - Conversation Bus Connected: True
-    - Sequential Thinking Connected: True
-    - Database Status: OK
+    - <the MAD's own lines, e.g. a database's status>
 """
 
 from __future__ import annotations

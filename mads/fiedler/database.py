@@ -12,9 +12,10 @@ import asyncio
 import logging
 
 from mads.core.status import StatusLine
+from mads.fiedler.contract import CONTRACT, DATABASE_LABEL
 from mads.fiedler.store import StoreUnavailableError, TaskStore
 
-LABEL = "Database Status"
+LABEL = DATABASE_LABEL
 
 
 class Database:
@@ -41,7 +42,7 @@ class Database:
                 )
             return False
         self.opened.set()
-        self.log.info("Initialized SQLite state database at %s...", self.store.path)
+        self.log.info(CONTRACT.log_line("database", path=self.store.path))
         return True
 
     async def run(self) -> None:

@@ -12,7 +12,6 @@ import logging
 from mads.core.relay import ToolRequestServer
 from mads.core.service import MadService
 from mads.core.settings import load_settings
-from mads.core.thinking_link import ThinkingLink
 from mads.fiedler import tools
 from mads.fiedler.announcer import Announcer
 from mads.fiedler.database import Database
@@ -21,6 +20,8 @@ from mads.fiedler.providers.builtin import BuiltinProvider
 from mads.fiedler.settings import FiedlerSettings
 from mads.fiedler.store import TaskStore
 from mads.fiedler.worker import Worker
+from mads.sequential_thinking import client
+from mads.sequential_thinking.client import ThinkingLink
 
 NAME = "fiedler"
 INSTRUCTIONS = (
@@ -61,7 +62,7 @@ def build() -> MadService:
     log = service.log
 
     bus = service.use_bus(settings)
-    link = service.use_thinking_link(settings)
+    link = client.link(service, settings)
 
     store = TaskStore(settings.fiedler_db_path, log)
     database = Database(store, log)

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from mads.core.settings import ConfigurationError, ThinkingClientSettings
+from mads.core.settings import ConfigurationError
+from mads.sequential_thinking.client import ThinkingClientSettings
 
 DEFAULT_DB_PATH = "/data/fiedler_state.db"
 

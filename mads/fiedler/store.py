@@ -24,9 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-PENDING, RUNNING, COMPLETED, FAILED = "PENDING", "RUNNING", "COMPLETED", "FAILED"
-STATUSES = (PENDING, RUNNING, COMPLETED, FAILED)
-TERMINAL = (COMPLETED, FAILED)
+from mads.fiedler.contract import TaskStatus
+
+PENDING, RUNNING, COMPLETED, FAILED = (
+    TaskStatus.PENDING,
+    TaskStatus.RUNNING,
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+)
 MAX_BATCH = 256
 
 T = TypeVar("T")
@@ -67,7 +72,7 @@ class StoreUnavailableError(RuntimeError):
 @dataclass(frozen=True)
 class Task:
     task_id: str
-    status: str
+    status: TaskStatus
     prompt: str
     requester_id: str
     result_payload: str | None
@@ -88,7 +93,10 @@ def describe(exc: BaseException) -> str:
 
 
 def _row(row: tuple[Any, ...] | None) -> Task | None:
-    return Task(*row) if row is not None else None
+    if row is None:
+        return None
+    task_id, status, *rest = row
+    return Task(task_id, TaskStatus(status), *rest)
 
 
 def _fetch(conn: sqlite3.Connection, task_id: str) -> Task | None:
@@ -328,10 +336,12 @@ class TaskStore:
     async def get(self, task_id: str) -> Task | None:
         return await self._run(lambda conn: _fetch(conn, task_id))
 
-    async def list(
-        self, status: str | None = None, requester_id: str | None = None, limit: int = 50
+    async def recent(
+        self, status: TaskStatus | None = None, requester_id: str | None = None, limit: int = 50
     ) -> list[Task]:
-        where, params = [], []
+        """The newest tasks first, optionally only in one status or from one requester."""
+        where: list[str] = []
+        params: list[object] = []
         if status is not None:
             where.append("status = ?")
             params.append(status)
@@ -344,7 +354,7 @@ class TaskStore:
         sql += " ORDER BY rowid DESC LIMIT ?"
         params.append(limit)
         rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
-        return [Task(*row) for row in rows]
+        return [task for task in map(_row, rows) if task is not None]
 
     async def start(self, task_id: str) -> Task | None:
         """PENDING (or RUNNING left by a crash) -> RUNNING; None when the task is unknown or
@@ -363,10 +373,11 @@ class TaskStore:
         return await self._run(op)
 
     async def finish(
-        self, task_id: str, status: str, result: str | None, error: str | None
+        self, task_id: str, status: TaskStatus, result: str | None, error: str | None
     ) -> Task | None:
         """RUNNING -> COMPLETED | FAILED; None if the task was not RUNNING."""
-        if status not in TERMINAL:
+        status = TaskStatus(status)
+        if not status.terminal:
             raise ValueError(f"{status} is not a terminal status")
 
         def op(conn: sqlite3.Connection) -> Task | None:
@@ -381,7 +392,7 @@ class TaskStore:
 
         return await self._run(op)
 
-    async def unfinished(self, limit: int = 10_000) -> list[tuple[str, str]]:
+    async def unfinished(self, limit: int = 10_000) -> list[tuple[str, TaskStatus]]:
         """``(task_id, status)`` of tasks not yet terminal, oldest first (what a restart
         must pick up)."""
         rows = await self._run(
@@ -391,10 +402,10 @@ class TaskStore:
                 (limit,),
             ).fetchall()
         )
-        return [(str(task_id), str(status)) for task_id, status in rows]
+        return [(str(task_id), TaskStatus(status)) for task_id, status in rows]
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self) -> dict[TaskStatus, int]:
         sql = "SELECT status, count(*) FROM tasks GROUP BY status"
         rows = await self._run(lambda conn: conn.execute(sql).fetchall())
         found = dict(rows)
-        return {status: int(found.get(status, 0)) for status in STATUSES}
+        return {status: int(found.get(status, 0)) for status in TaskStatus}

@@ -1,7 +1,7 @@
 """Fiedler's MCP tools: thin — they check input, then hand over to the store and worker."""
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import AfterValidator, Field
@@ -11,6 +11,7 @@ from mads.core import channels, failpoints
 from mads.core.logs import quoted
 from mads.core.relay import current_request_id
 from mads.core.service import MadService
+from mads.fiedler.contract import CONTRACT, TaskStatus
 from mads.fiedler.store import StoreUnavailableError, Task, TaskStore
 from mads.fiedler.worker import Worker
 
@@ -51,7 +52,6 @@ RequestId = Annotated[
         "same requester_id and request_id returns the task the first call created.",
     ),
 ]
-Status = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"]
 
 
 class ConverseReply(TypedDict):
@@ -60,7 +60,7 @@ class ConverseReply(TypedDict):
     stream_topic: str
 
 
-class TaskStatus(TypedDict):
+class TaskStatusReply(TypedDict):
     task_id: str
     status: str
     prompt: str
@@ -114,7 +114,7 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
             raise _unavailable(exc) from None
         failpoints.hit("fiedler.converse.after_store")  # tests: a crash before the reply
         if created:
-            service.log.info("Received new task %s", task.task_id)
+            service.log.info(CONTRACT.log_line("received", task_id=task.task_id))
             worker.announce_status(task)
             worker.submit(task.task_id)
         return ConverseReply(
@@ -124,7 +124,7 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
         )
 
     @service.tool("fiedler_get_task_status", description=GET_STATUS)
-    async def fiedler_get_task_status(task_id: TaskId) -> TaskStatus:
+    async def fiedler_get_task_status(task_id: TaskId) -> TaskStatusReply:
         try:
             task = await store.get(task_id)
         except StoreUnavailableError as exc:
@@ -135,21 +135,21 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
 
     @service.tool("fiedler_list_tasks", description=LIST_TASKS)
     async def fiedler_list_tasks(
-        status: Annotated[Status | None, Field(description="Only tasks in this state.")] = None,
+        status: Annotated[TaskStatus | None, Field(description="Only tasks in this state.")] = None,
         requester_id: Annotated[
             str | None, Field(max_length=128, description="Only tasks from this requester.")
         ] = None,
         limit: Annotated[int, Field(ge=1, le=1000, description="At most this many (1-1000).")] = 50,
     ) -> TaskList:
         try:
-            tasks = await store.list(status, requester_id, limit)
+            tasks = await store.recent(status, requester_id, limit)
         except StoreUnavailableError as exc:
             raise _unavailable(exc) from None
         return TaskList(count=len(tasks), tasks=[_summary(task) for task in tasks])
 
 
-def _status(task: Task) -> TaskStatus:
-    return TaskStatus(
+def _status(task: Task) -> TaskStatusReply:
+    return TaskStatusReply(
         task_id=task.task_id,
         status=task.status,
         prompt=task.prompt,

@@ -16,6 +16,7 @@ from typing import Any
 
 from mads.core import channels
 from mads.fiedler.announcer import Announcer
+from mads.fiedler.contract import CONTRACT, TASK_STATUS_CHANNEL
 from mads.fiedler.providers import Provider, ProviderError
 from mads.fiedler.store import COMPLETED, FAILED, RUNNING, StoreUnavailableError, Task, TaskStore
 
@@ -135,7 +136,7 @@ class Worker:
         )
 
     def _changed(self, task: Task) -> None:
-        self.log.info("Task %s status changed to %s", task.task_id, task.status)
+        self.log.info(CONTRACT.log_line("status", task_id=task.task_id, status=task.status))
         if task.status == FAILED:
             self.log.info("Task %s failed: %s", task.task_id, task.error_details)
         self.announce_status(task)
@@ -152,4 +153,4 @@ class Worker:
             payload["attempt"] = task.attempts
         if task.status == FAILED:
             payload["error_details"] = task.error_details
-        self.announcer.announce(channels.FIEDLER_TASK_STATUS, payload, conversation_id=task.task_id)
+        self.announcer.announce(TASK_STATUS_CHANNEL, payload, conversation_id=task.task_id)

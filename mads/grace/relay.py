@@ -25,7 +25,7 @@ from typing import Any
 from mads.core import channels
 from mads.core.bus import Bus, BusError, BusMessage
 from mads.core.logs import quoted
-from mads.core.registry import MADS
+from mads.core.registry import contracts
 from mads.grace.buffers import ClientBuffers
 
 LEASE_KEY = "mad.grace.fanout.leader"
@@ -40,12 +40,12 @@ return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 
 def _is_reply_channel(channel: str) -> bool:
     parts = channel.split(".")
-    return len(parts) >= 4 and parts[1] == "direct" and parts[2] in MADS
+    return len(parts) >= 4 and parts[1] == "direct" and parts[2] in contracts()
 
 
 def _in_mad_namespace(channel: str) -> bool:
     parts = channel.split(".")
-    return len(parts) >= 3 and parts[1] in MADS
+    return len(parts) >= 3 and parts[1] in contracts()
 
 
 def publish_problem(channel: str) -> str | None:

@@ -15,6 +15,7 @@ from mads.rogers.monitor import BusMonitor
 from mads.rogers.settings import RogersSettings
 from mads.rogers.stats import TrafficStats
 from mads.rogers.traffic_log import TrafficLog
+from mads.sequential_thinking import client
 
 NAME = "rogers"
 
@@ -29,7 +30,7 @@ def build() -> MadService:
     )
     bus = service.use_bus(settings)
 
-    service.use_thinking_link(settings)
+    client.link(service, settings)
 
     connections = ConnectionTable(
         settings.mad_heartbeat_s, max_entries=settings.rogers_max_connections

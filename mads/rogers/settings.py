@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from mads.core.settings import ThinkingClientSettings
+from mads.sequential_thinking.client import ThinkingClientSettings
 
 
 class RogersSettings(ThinkingClientSettings):

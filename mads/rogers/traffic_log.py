@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-RECEIVED = "[Metrics] Received message from sender: %s on channel: %s"
+from mads.rogers.contract import METRICS_LOG
+
+RECEIVED = METRICS_LOG.format(sender="%s", channel="%s")
 SUMMARY = "[Metrics] Received %d more message(s) from sender: %s on channel: %s in the last %g s"
 OVERFLOW = "[Metrics] Received %d message(s) on further sender/channel pairs in the last %g s"
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from mads.core.service import MadService
-from mads.core.thinking_link import TOOL_NAME
+from mads.sequential_thinking.contract import TOOL_NAME
 from mads.sequential_thinking.history import Thought, ThoughtHistory, ThoughtResult
 
 DESCRIPTION = """A detailed tool for dynamic and reflective problem-solving through thoughts.

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mads.core.registry import MADS
+from mads.core import registry
+from mads.core.contract import MadContract
 
 ProbeKind = Literal["http", "redis"]
 
@@ -59,6 +60,8 @@ class Component:
     data_path: str | None = None
     max_replicas: int | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    contract: MadContract | None = None
+    """The MAD's own contract (None for Redis)."""
 
     @property
     def is_mad(self) -> bool:
@@ -99,60 +102,49 @@ class Component:
         return f"{repository}/{self.dns_name}:{tag}"
 
 
+REDIS_COMPONENT = Component(
+    name=REDIS,
+    port=6379,
+    depends_on=(),
+    start_after=None,
+    description="The Conversation Bus (Redis, password required, AOF persistence).",
+    probe=Probe("redis"),
+    stateful=True,
+    data_path=DATA_DIR,
+    max_replicas=1,
+)
+GUIDE_ORDER: tuple[str, ...] = (REDIS, SEQUENTIAL_THINKING, GRACE, ROGERS, FIEDLER)
+"""The deployment guide's start order: each component starts once the one before is ready."""
+
+
+def mad_component(contract: MadContract, start_after: str | None) -> Component:
+    """A MAD as a component of the group, from its own contract: what it talks to (the bus
+    when it uses it, the MADs it calls), its port, banner, data and limits."""
+    depends = ((REDIS,) if contract.uses_bus else ()) + contract.peers
+    data = contract.data
+    return Component(
+        name=contract.name,
+        port=contract.port,
+        depends_on=depends,
+        start_after=start_after,
+        description=contract.description,
+        probe=Probe("http"),
+        banner=contract.banner,
+        exposed=contract.exposed,
+        stateful=data is not None,
+        needs_sequential_thinking=SEQUENTIAL_THINKING in contract.peers,
+        data_path=DATA_DIR if data is not None else None,
+        max_replicas=contract.max_replicas,
+        extra_env={data.variable: f"{DATA_DIR}/{data.filename}"} if data is not None else {},
+        contract=contract,
+    )
+
+
 COMPONENTS: tuple[Component, ...] = (
-    Component(
-        name=REDIS,
-        port=6379,
-        depends_on=(),
-        start_after=None,
-        description="The Conversation Bus (Redis, password required, AOF persistence).",
-        probe=Probe("redis"),
-        stateful=True,
-        data_path=DATA_DIR,
-        max_replicas=1,
-    ),
-    Component(
-        name=SEQUENTIAL_THINKING,
-        port=MADS[SEQUENTIAL_THINKING].port,
-        depends_on=(),
-        start_after=REDIS,
-        description="MCP server with the sequentialthinking tool.",
-        probe=Probe("http"),
-    ),
-    Component(
-        name=GRACE,
-        port=MADS[GRACE].port,
-        depends_on=(REDIS,),
-        start_after=SEQUENTIAL_THINKING,
-        description="The front door: relays outside clients onto the bus.",
-        probe=Probe("http"),
-        banner=MADS[GRACE].banner,
-        exposed=True,
-    ),
-    Component(
-        name=ROGERS,
-        port=MADS[ROGERS].port,
-        depends_on=(REDIS, SEQUENTIAL_THINKING),
-        start_after=GRACE,
-        description="The bus monitor: heartbeats, connections and traffic statistics.",
-        probe=Probe("http"),
-        banner=MADS[ROGERS].banner,
-        needs_sequential_thinking=True,
-        max_replicas=1,
-    ),
-    Component(
-        name=FIEDLER,
-        port=MADS[FIEDLER].port,
-        depends_on=(REDIS, SEQUENTIAL_THINKING),
-        start_after=ROGERS,
-        description="The orchestrator: durable tasks answered by an LLM provider.",
-        probe=Probe("http"),
-        banner=MADS[FIEDLER].banner,
-        stateful=True,
-        needs_sequential_thinking=True,
-        data_path=DATA_DIR,
-        max_replicas=1,
-        extra_env={"FIEDLER_DB_PATH": f"{DATA_DIR}/fiedler_state.db"},
+    REDIS_COMPONENT,
+    *(
+        mad_component(registry.contract(name), start_after=GUIDE_ORDER[i])
+        for i, name in enumerate(GUIDE_ORDER[1:])
     ),
 )
 """The components in the guide's start order. ``depends_on`` lists what a component talks to

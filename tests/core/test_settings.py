@@ -1,9 +1,9 @@
 import pytest
 
+from mads.sequential_thinking.client import ThinkingClientSettings
 from mads.core.settings import (
     BusSettings,
     ConfigurationError,
-    ThinkingClientSettings,
     load_settings,
 )
 

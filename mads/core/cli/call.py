@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from mads.core.cli.target import TargetError, base_url, checked_token, seconds
 from mads.core.logs import quoted
+from mads.core.registry import contracts
 
 MAX_ARGUMENT_BYTES = 4 * 1024 * 1024
 
@@ -61,13 +62,16 @@ def parse_arguments(text: str | None) -> dict[str, Any]:
 
 
 def bearer_token(explicit: str | None) -> str | None:
-    """``--token``, else ``$MAD_API_TOKEN``, else the first of ``$GRACE_API_TOKENS`` (so
-    ``mad-cli`` inside Grace's own container works when Grace requires tokens)."""
+    """``--token``, else ``$MAD_API_TOKEN``, else the first of the tokens this MAD's
+    contract says its clients present (so ``mad-cli`` inside Grace's own container works
+    when Grace requires tokens)."""
     if explicit:
         return checked_token(explicit)
     if os.environ.get("MAD_API_TOKEN"):
         return checked_token(os.environ["MAD_API_TOKEN"])
-    tokens = [t.strip() for t in os.environ.get("GRACE_API_TOKENS", "").split(",") if t.strip()]
+    own = contracts().get(os.environ.get("MAD_NAME", "").strip())
+    variable = own.client_token_variable if own else None
+    tokens = [t.strip() for t in os.environ.get(variable or "", "").split(",") if t.strip()]
     return checked_token(tokens[0]) if tokens else None
 
 
@@ -93,14 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="mad-cli",
         description="Call one of the MAD's MCP tools and print the JSON result.",
-        epilog='example: mad-cli fiedler_get_task_status \'{"task_id": "..."}\'',
+        epilog='example: mad-cli <tool> \'{"argument": "value"}\' (run it with an unknown '
+        "tool name to list the MAD's tools)",
     )
     parser.add_argument("tool", help="tool name (an unknown name lists the available ones)")
     parser.add_argument("arguments", nargs="?", help="tool arguments as a JSON object")
     parser.add_argument("--url", help="the MAD's base URL (default: http://127.0.0.1:$MAD_PORT)")
     parser.add_argument("--timeout", type=seconds, default=30.0, help="seconds (default 30)")
     parser.add_argument(
-        "--token", help="bearer token (default: $MAD_API_TOKEN or the first of $GRACE_API_TOKENS)"
+        "--token",
+        help="bearer token (default: $MAD_API_TOKEN, or the first token this MAD accepts)",
     )
     return parser
 

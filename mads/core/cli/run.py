@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from mads.core.logs import configure_logging
-from mads.core.registry import MADS
+from mads.core.registry import contracts
 from mads.core.service import PortInUseError
 from mads.core.settings import ConfigurationError, exit_with_configuration_error
 
@@ -21,15 +20,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Start one MAD (its HTTP port serves /mcp, /healthz, "
         "/readyz, /status and /metrics). Configuration comes from the environment.",
     )
+    installed = contracts()
     parser.add_argument(
-        "name", choices=sorted(MADS), metavar="name", help=f"which MAD to run: {', '.join(MADS)}"
+        "name",
+        choices=sorted(installed),
+        metavar="name",
+        help=f"which MAD to run: {', '.join(installed) or 'none is installed'}",
     )
     args = parser.parse_args(argv)
     os.environ["MAD_NAME"] = args.name
     configure_logging(os.environ.get("MAD_LOG_FORMAT", "text").lower())
-    module = importlib.import_module(f"mads.{args.name}.service")
     try:
-        service = module.build()
+        service = installed[args.name].build()
     except ConfigurationError as exc:
         exit_with_configuration_error(f"mad-run {args.name}", exc)
     configure_logging(service.settings.mad_log_format)

@@ -12,7 +12,7 @@ import re
 from urllib.parse import urlsplit
 
 from mads.core.logs import quoted
-from mads.core.registry import MADS
+from mads.core.registry import contracts
 
 TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 """A bearer token as RFC 6750 allows it."""
@@ -53,10 +53,11 @@ def base_url(explicit: str | None) -> str:
     port = os.environ.get("MAD_PORT", "").strip()
     if not port:
         name = os.environ.get("MAD_NAME", "").strip()
-        if name in MADS:
-            port = str(MADS[name].port)
+        known = contracts()
+        if name in known:
+            port = str(known[name].port)
         elif name:
-            raise TargetError(f"MAD_NAME={quoted(name)} is not a known MAD ({', '.join(MADS)})")
+            raise TargetError(f"MAD_NAME={quoted(name)} is not a known MAD ({', '.join(known)})")
         else:
             raise TargetError(
                 "no MAD to talk to: set MAD_NAME or MAD_PORT, or pass --url http://HOST:PORT"

@@ -25,8 +25,8 @@ import httpx
 from pydantic import SecretStr
 
 from mads.core.mcp_client import McpToolError, McpUnreachableError
-from mads.core.thinking_link import TOOL_NAME, ThinkingLink
 from mads.fiedler.providers import Emit, ProviderError
+from mads.sequential_thinking.client import TOOL_NAME, ThinkingLink
 
 NAME = "openai"
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})

@@ -20,27 +20,28 @@ from madgroup.local import launcher, readiness
 from madgroup.local.context import Context
 from madgroup.local.envfile import PASSWORD_KEY
 from madgroup.local.state import GroupState
+from mads.core.contract import BUS_CONNECTED_LOG, BUS_STATUS_LABEL, STARTED_LOG, MadContract
+from mads.fiedler.contract import TASK_STATUS_CHANNEL, TaskStatus
+from mads.rogers.contract import ConnectionStatus
+from mads.sequential_thinking.contract import CONNECTED_LOG as THINKING_CONNECTED_LOG
 
-BUS_LINE = "Successfully connected to Rogers Conversation Bus (Redis)"
-THINKING_LINE = "Successfully connected to Sequential Thinking MCP server"
-DB_LINE = "Initialized SQLite state database at"
 PROMPT = "System check, please respond with OK."
-ROGERS_METRICS_LINE = (
-    "INFO:rogers:[Metrics] Received message from sender: fiedler on channel: "
-    "mad.fiedler.task.status"
-)
-STATUS_LINES: dict[str, list[str]] = {
-    topology.GRACE: ["- Conversation Bus Connected: True"],
-    topology.ROGERS: [
-        "- Conversation Bus Connected: True",
-        "- Sequential Thinking Connected: True",
-    ],
-    topology.FIEDLER: [
-        "- Conversation Bus Connected: True",
-        "- Sequential Thinking Connected: True",
-        "- Database Status: OK",
-    ],
-}
+"""The guide's step 8 prompt."""
+
+
+def _contract(name: str) -> MadContract:
+    comp = topology.component(name).contract
+    assert comp is not None, name
+    return comp
+
+
+def _expected_lines(contract: MadContract) -> list[str]:
+    """What the guide shows after the first three lines of ``mad-status``: the bus line
+    for a MAD on the bus, then the MAD's own connected/OK lines."""
+    lines = [f"- {BUS_STATUS_LABEL}: True"] if contract.uses_bus else []
+    for label in contract.status_labels:
+        lines.append(f"- {label}: {'True' if label.endswith('Connected') else 'OK'}")
+    return lines
 
 
 class StepFailed(Exception):
@@ -148,39 +149,43 @@ class Smoke:
 
     def step3(self) -> str:
         port = self.ports[topology.SEQUENTIAL_THINKING]
-        self.wait_log(topology.SEQUENTIAL_THINKING, [f"MCP Server started on port {port}"])
+        started = STARTED_LOG.format(port=port)
+        self.wait_log(topology.SEQUENTIAL_THINKING, [started])
         if not readiness.http_ready(port):
             raise StepFailed("sequential_thinking is not ready (/readyz)")
-        return f"'MCP Server started on port {port}'; running (healthy)"
+        return f"{started!r}; running (healthy)"
 
     def mad_step(self, name: str) -> str:
-        comp = topology.component(name)
-        needles = [BUS_LINE]
-        if comp.needs_sequential_thinking:
-            needles.append(THINKING_LINE)
-        if name == topology.FIEDLER:
-            needles.append(DB_LINE)
+        contract = _contract(name)
+        needles = [BUS_CONNECTED_LOG] if contract.uses_bus else []
+        if contract.peers:
+            needles.append(THINKING_CONNECTED_LOG)
+        if "database" in contract.log_lines:
+            needles.append(contract.log_line("database", path="").removesuffix("..."))
         self.wait_log(name, needles)
         result = self.run(name, ["mad-status"])
         lines = result.stdout.splitlines()
-        expected = [f"[{comp.banner} Status]", f"- MAD Name: {name}", "- Status: HEALTHY"]
+        expected = [f"[{contract.banner} Status]", f"- MAD Name: {name}", "- Status: HEALTHY"]
         if lines[:3] != expected or result.returncode != 0:
             raise StepFailed(
                 f"mad-status exited {result.returncode} and printed {result.stdout.strip()!r}"
             )
-        absent = [line for line in STATUS_LINES[name] if line not in lines]
+        wanted = _expected_lines(contract)
+        absent = [line for line in wanted if line not in lines]
         if absent:
             raise StepFailed(f"mad-status lacks {absent}: {result.stdout.strip()!r}")
-        return f"log lines found; mad-status: {comp.banner} HEALTHY, " + ", ".join(
-            line.removeprefix("- ") for line in STATUS_LINES[name]
+        return f"log lines found; mad-status: {contract.banner} HEALTHY, " + ", ".join(
+            line.removeprefix("- ") for line in wanted
         )
 
     def step7(self) -> str:
+        healthy = ConnectionStatus.HEALTHY
+
         def attempt() -> str:
             data = self.mad_cli(topology.ROGERS, "rogers_get_connections", {})
             seen = {c.get("mad_id"): c.get("status") for c in data.get("connections", [])}
             if data.get("status") != "success" or any(
-                seen.get(n) != "HEALTHY" for n in (topology.GRACE, topology.FIEDLER)
+                seen.get(n) != healthy for n in (topology.GRACE, topology.FIEDLER)
             ):
                 raise StepFailed(f"connections: {seen or data}")
             return ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
@@ -194,7 +199,7 @@ class Smoke:
             topology.FIEDLER, "fiedler_converse", {"prompt": PROMPT, "requester_id": "ops-team"}
         )
         task_id = created.get("task_id")
-        if created.get("status") != "pending" or not task_id:
+        if created.get("status") != TaskStatus.PENDING.lower() or not task_id:
             raise StepFailed(f"fiedler_converse answered {created}")
         if created.get("stream_topic") != f"mad.stream.{task_id}":
             raise StepFailed(f"stream_topic is {created.get('stream_topic')!r}")
@@ -202,12 +207,12 @@ class Smoke:
 
         def attempt() -> dict[str, Any]:
             data = self.mad_cli(topology.FIEDLER, "fiedler_get_task_status", {"task_id": task_id})
-            if data.get("status") in ("PENDING", "RUNNING"):
+            if not TaskStatus(data.get("status")).terminal:
                 raise StepFailed(f"still {data.get('status')}")
             return data
 
         final = self.poll(f"task {task_id} did not finish", attempt, 30.0)
-        if final.get("status") != "COMPLETED" or final.get("result_payload") != "OK":
+        if final.get("status") != TaskStatus.COMPLETED or final.get("result_payload") != "OK":
             raise StepFailed(
                 f"task {task_id} ended {final.get('status')} with "
                 f"result_payload={final.get('result_payload')!r} "
@@ -218,16 +223,18 @@ class Smoke:
     def step9(self) -> str:
         if not self.task_id:
             raise StepFailed("no task from step 8 to look for")
-        t = self.task_id
+        fiedler, rogers = _contract(topology.FIEDLER), _contract(topology.ROGERS)
+        level = f"INFO:{topology.FIEDLER}:"
         self.wait_log(
             topology.FIEDLER,
             [
-                f"INFO:fiedler:Received new task {t}",
-                f"INFO:fiedler:Task {t} status changed to RUNNING",
-                f"INFO:fiedler:Task {t} status changed to COMPLETED",
+                level + fiedler.log_line("received", task_id=self.task_id),
+                level + fiedler.log_line("status", task_id=self.task_id, status="RUNNING"),
+                level + fiedler.log_line("status", task_id=self.task_id, status="COMPLETED"),
             ],
         )
-        self.wait_log(topology.ROGERS, [ROGERS_METRICS_LINE])
+        metrics = rogers.log_line("metrics", sender=topology.FIEDLER, channel=TASK_STATUS_CHANNEL)
+        self.wait_log(topology.ROGERS, [f"INFO:{topology.ROGERS}:{metrics}"])
         return "fiedler: received / RUNNING / COMPLETED; rogers: [Metrics] line for fiedler"
 
     def steps(self) -> list[tuple[int, str, Callable[[], str]]]:

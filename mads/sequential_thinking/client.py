@@ -1,4 +1,5 @@
-"""The link from a MAD to the Sequential Thinking MCP server.
+"""The link from a MAD to the Sequential Thinking MCP server: part of Sequential Thinking's
+public contract, for the MADs that call it (Rogers, Fiedler).
 
 Checks the server with MCP ``initialize`` + ``tools/list`` at start and then periodically,
 logs ``Successfully connected to Sequential Thinking MCP server`` on every (re)connect, and
@@ -12,11 +13,33 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mads.core.mcp_client import McpUnreachableError, call_tool, list_tools
-from mads.core.status import StatusLine, connected_line
+from pydantic import field_validator
 
-CONNECTED_LOG = "Successfully connected to Sequential Thinking MCP server"
-TOOL_NAME = "sequentialthinking"
+from mads.core.mcp_client import McpUnreachableError, call_tool, list_tools
+from mads.core.service import MadService
+from mads.core.settings import BusSettings
+from mads.core.status import StatusLine, connected_line
+from mads.sequential_thinking.contract import (
+    CONNECTED_LOG,
+    DEFAULT_URL,
+    LINK_NAME,
+    TOOL_NAME,
+)
+
+__all__ = ["CONNECTED_LOG", "TOOL_NAME", "ThinkingClientSettings", "ThinkingLink", "link"]
+
+
+class ThinkingClientSettings(BusSettings):
+    """A MAD that also uses the Sequential Thinking MCP server."""
+
+    sequential_thinking_url: str = DEFAULT_URL
+
+    @field_validator("sequential_thinking_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class ThinkingLink:
@@ -39,7 +62,7 @@ class ThinkingLink:
         self.tool_schema: dict[str, Any] | None = None
 
     def status_line(self) -> StatusLine:
-        return connected_line("Sequential Thinking", self.connected, self.last_error)
+        return connected_line(LINK_NAME, self.connected, self.last_error)
 
     async def check(self) -> bool:
         try:
@@ -84,3 +107,13 @@ class ThinkingLink:
         except McpUnreachableError as exc:
             self._down(exc.reason)
             raise
+
+
+def link(service: MadService, settings: ThinkingClientSettings) -> ThinkingLink:
+    """Keep ``service`` linked to Sequential Thinking: its status line, its readiness and the
+    background check come with it."""
+    thinking = ThinkingLink(settings.sequential_thinking_url, service.log)
+    service.add_status(thinking.status_line)
+    service.add_readiness(LINK_NAME, lambda: thinking.connected)
+    service.add_background(thinking.run)
+    return thinking

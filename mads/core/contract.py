@@ -1,0 +1,85 @@
+"""What a MAD promises the rest of the world: its contract.
+
+Each MAD publishes one :class:`MadContract` in its own package (``mads/<name>/contract.py``)
+and registers it under the entry-point group ``mads.services``; :mod:`mads.core.registry`
+finds them there, so the core names no MAD. The control plane (topology, smoke checks,
+every substrate) reads contracts instead of retyping a MAD's port, banner, tools, channels
+or the log lines the deployment guide looks for. A contract is data only: importing one
+costs nothing and pulls in none of the MAD's code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mads.core.service import MadService
+
+ENTRY_POINT_GROUP = "mads.services"
+
+# The guide's evidence that every MAD produces through the core.
+BUS_CONNECTED_LOG = "Successfully connected to Rogers Conversation Bus (Redis)"
+STARTED_LOG = "MCP Server started on port {port}"
+BUS_STATUS_LABEL = "Conversation Bus Connected"
+
+
+def _frozen(mapping: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file a MAD keeps in its data directory, and the variable that names its path."""
+
+    variable: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class MadContract:
+    name: str
+    """The MAD's name: ``MAD_NAME``, the compose service, the Kubernetes component."""
+    port: int
+    """The default port of its one HTTP port (``/mcp``, ``/healthz``, ``/readyz`` ...)."""
+    banner: str
+    """The first line of ``mad-status``: ``[<banner> Status]``."""
+    service: str
+    """``module:function`` building its :class:`~mads.core.service.MadService`."""
+    description: str
+    tools: tuple[str, ...] = ()
+    """The MCP tools it owns (and publishes in the gateway's registry if it uses the bus)."""
+    uses_bus: bool = True
+    peers: tuple[str, ...] = ()
+    """Other MADs it calls (over MCP) and cannot be ready without."""
+    publishes: tuple[str, ...] = ()
+    """Channels (Redis glob patterns) it publishes on, besides the heartbeat."""
+    status_labels: tuple[str, ...] = ()
+    """The lines ``mad-status`` shows after the common ones, in order."""
+    log_lines: Mapping[str, str] = field(default_factory=_frozen)
+    """The log lines operators look for, by purpose; ``str.format`` templates."""
+    data: DataFile | None = None
+    """A file it keeps in its data directory (a volume on compose and Kubernetes)."""
+    secrets: tuple[str, ...] = ()
+    """Variables it reads that hold secrets (never rendered into files or command lines)."""
+    client_token_variable: str | None = None
+    """The variable holding the bearer tokens its clients present (``mad-cli`` inside the
+    MAD's own environment presents the first)."""
+    exposed: bool = False
+    """Whether it is the one service outside clients reach."""
+    max_replicas: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "log_lines", _frozen(self.log_lines))
+
+    def build(self) -> MadService:
+        module_name, _, function = self.service.partition(":")
+        factory: Callable[[], Any] = getattr(importlib.import_module(module_name), function)
+        service: MadService = factory()
+        return service
+
+    def log_line(self, purpose: str, **values: object) -> str:
+        return self.log_lines[purpose].format(**values)

@@ -1,0 +1,49 @@
+"""Fiedler's contract: the orchestrator. ``fiedler_converse`` stores a task and answers at
+once; the task runs ``PENDING -> RUNNING -> COMPLETED | FAILED``, each change logged and
+published on ``mad.fiedler.task.status``, output chunks on ``mad.stream.<task_id>``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from mads.core.contract import DataFile, MadContract
+from mads.sequential_thinking.contract import NAME as SEQUENTIAL_THINKING
+from mads.sequential_thinking.contract import STATUS_LABEL as THINKING_STATUS
+
+NAME = "fiedler"
+TASK_STATUS_CHANNEL = "mad.fiedler.task.status"
+DATABASE_LABEL = "Database Status"
+DB_FILE = DataFile(variable="FIEDLER_DB_PATH", filename="fiedler_state.db")
+DEFAULT_DATA_DIR = "/data"
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+
+
+CONTRACT = MadContract(
+    name=NAME,
+    port=8003,
+    banner="FiedlerV1",
+    service="mads.fiedler.service:build",
+    description="The orchestrator: durable tasks answered by an LLM provider.",
+    tools=("fiedler_converse", "fiedler_get_task_status", "fiedler_list_tasks"),
+    peers=(SEQUENTIAL_THINKING,),
+    publishes=(TASK_STATUS_CHANNEL, "mad.stream.*"),
+    status_labels=(THINKING_STATUS, DATABASE_LABEL),
+    log_lines={
+        "database": "Initialized SQLite state database at {path}...",
+        "received": "Received new task {task_id}",
+        "status": "Task {task_id} status changed to {status}",
+    },
+    data=DB_FILE,
+    secrets=("FIEDLER_LLM_API_KEY",),
+    max_replicas=1,
+)

@@ -1,0 +1,37 @@
+"""Rogers' contract: the bus monitor. It watches every ``mad.*`` channel, keeps the
+connections table from heartbeats and counts the traffic; one per group."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from mads.core.contract import MadContract
+from mads.sequential_thinking.contract import NAME as SEQUENTIAL_THINKING
+from mads.sequential_thinking.contract import STATUS_LABEL as THINKING_STATUS
+
+NAME = "rogers"
+METRICS_LOG = "[Metrics] Received message from sender: {sender} on channel: {channel}"
+
+
+class ConnectionStatus(StrEnum):
+    """A MAD's state in ``rogers_get_connections``."""
+
+    HEALTHY = "HEALTHY"
+    STALE = "STALE"
+    """Three heartbeats missed."""
+    DISCONNECTED = "DISCONNECTED"
+    """Twelve heartbeats missed."""
+
+
+CONTRACT = MadContract(
+    name=NAME,
+    port=8002,
+    banner="RogersV1",
+    service="mads.rogers.service:build",
+    description="The bus monitor: heartbeats, connections and traffic statistics.",
+    tools=("rogers_get_connections", "rogers_get_stats"),
+    peers=(SEQUENTIAL_THINKING,),
+    status_labels=(THINKING_STATUS,),
+    log_lines={"metrics": METRICS_LOG},
+    max_replicas=1,
+)
