@@ -44,8 +44,8 @@ class ToolSignature:
         validator_class = jsonschema.validators.validator_for(
             schema, jsonschema.Draft202012Validator
         )
-        validator_class.check_schema(schema)
-        return cls(schema, validator_class(schema), validate_more)
+        validator_class.check_schema(dict(schema))
+        return cls(schema, validator_class(dict(schema)), validate_more)
 
     def problems(self, arguments: Any) -> str | None:
         if not isinstance(arguments, dict):
@@ -89,15 +89,17 @@ def describe(error: SchemaError, schema: Mapping[str, Any]) -> str:
     where = ".".join(str(part) for part in error.absolute_path) or "arguments"
     if len(where) > 100:
         where = quoted(where)
-    kind = error.validator
-    value = error.validator_value
-    instance = error.instance
+    kind = str(error.validator)
+    # What the rule demanded, the value given and the schema holding the rule: JSON data.
+    value: Any = error.validator_value
+    instance: Any = error.instance
+    own_schema: Any = error.schema
     if kind == "required":
         missing = [name for name in value if isinstance(instance, dict) and name not in instance]
         return "; ".join(f"{name}: required" for name in missing) or f"{where}: required"
     if kind == "additionalProperties":
         allowed = sorted((schema.get("properties") or {}) if where == "arguments" else ())
-        extra = sorted(set(instance) - set(error.schema.get("properties") or {}))
+        extra = sorted(set(instance) - set(own_schema.get("properties") or {}))
         shown = ", ".join(quoted(name, 40) for name in extra[:MAX_NAMES])
         if len(extra) > MAX_NAMES:
             shown += f" and {len(extra) - MAX_NAMES} more"
@@ -107,9 +109,11 @@ def describe(error: SchemaError, schema: Mapping[str, Any]) -> str:
         expected = " or ".join(value) if isinstance(value, list) else str(value)
         return f"{where}: must be {expected}, not {json_type(instance)}"
     if kind in ("anyOf", "oneOf"):
-        types = [s.get("type") for s in value if isinstance(s, dict) and "type" in s]
+        types = [
+            str(s["type"]) for s in value if isinstance(s, dict) and isinstance(s.get("type"), str)
+        ]
         got = json_type(instance)
-        simple = len(types) == len(value) and all(isinstance(t, str) for t in types)
+        simple = len(types) == len(value)
         if simple and not _one_of_types(got, types):
             return f"{where}: must be {' or '.join(types)}, not {got}"
         # The value has an allowed type but breaks that form's rule: say which rule.
@@ -126,11 +130,11 @@ def describe(error: SchemaError, schema: Mapping[str, Any]) -> str:
         word = "at least" if kind == "minItems" else "at most"
         return f"{where}: must have {word} {value} item(s)"
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        word = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
-        return f"{where}: must be {word[kind]} {value}"
+        sign = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+        return f"{where}: must be {sign[kind]} {value}"
     if kind == "pattern":
         # A schema may say in words what its pattern means (its "description").
-        said = error.schema.get("description") if isinstance(error.schema, dict) else None
+        said = own_schema.get("description") if isinstance(own_schema, dict) else None
         return f"{where}: must be {said}" if said else f"{where}: must match {value}"
     return f"{where}: {kind} {quoted(value, 60)} not satisfied"
 

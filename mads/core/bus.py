@@ -63,7 +63,7 @@ class _BoundedPool(aioredis.BlockingConnectionPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await super().get_connection(*args, **kwargs)
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         except RedisConnectionError as exc:
             if isinstance(exc.__cause__, TimeoutError):
                 raise _PoolExhaustedError(
@@ -128,7 +128,7 @@ class Bus:
         self.log = logger or logging.getLogger(sender_id)
         self._backoff = backoff or Backoff()
         self._check_interval = check_interval
-        connection = {
+        connection: dict[str, Any] = {
             "host": host,
             "port": port,
             "password": password,
@@ -270,7 +270,7 @@ class Bus:
                 self.mark_down(exc)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _to_bus_message(self, message: dict[str, Any]) -> BusMessage:
         raw = message.get("data") or b""
@@ -334,7 +334,7 @@ class Bus:
                     pipe.execute_command(*command)
                 return list(await pipe.execute())
 
-        return await self._call(run())
+        return list(await self._call(run()))
 
     def script(self, source: str) -> BusScript:
         """A Lua script, run atomically by Redis (EVALSHA, loaded on first use)."""

@@ -8,13 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mads.core.errors import MadError
 from mads.core.logs import quoted
 from mads.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 IDENTIFIER = r"^[A-Za-z0-9_.:@-]{1,128}$"
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(MadError, ValueError):
     """A message that is not a valid envelope, with the reason in one line."""
 
 

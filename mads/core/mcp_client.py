@@ -15,17 +15,19 @@ import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from mads.core.errors import MadError
+
 DEFAULT_TIMEOUT = 30.0
 
 
-class McpUnreachableError(ConnectionError):
+class McpUnreachableError(MadError, ConnectionError):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"cannot reach {url}: {reason}")
         self.url = url
         self.reason = reason
 
 
-class McpToolError(RuntimeError):
+class McpToolError(MadError, RuntimeError):
     """The tool ran and reported an error (``isError``); the message is the server's."""
 
 

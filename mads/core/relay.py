@@ -31,6 +31,7 @@ from typing import Any
 from mads.core import channels
 from mads.core.bus import Bus, BusError
 from mads.core.envelope import Envelope, EnvelopeError
+from mads.core.errors import MadError
 
 TOOL_REGISTRY_KEY = "mad.registry.tools"
 GROUP = "owners"
@@ -165,7 +166,7 @@ class ToolRequestServer:
             await self.bus.ack(self.stream, GROUP, entry_id)
 
 
-class RelayTimeoutError(TimeoutError):
+class RelayTimeoutError(MadError, TimeoutError):
     pass
 
 

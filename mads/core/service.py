@@ -43,6 +43,7 @@ from mads.core.bus import Bus, heartbeat_loop
 from mads.core.contract import STARTED_LOG
 from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
+from mads.core.errors import MadError
 from mads.core.logs import quoted
 from mads.core.mcp_client import error_text, result_data, strip_sdk_prefix
 from mads.core.settings import BusSettings, MadSettings
@@ -54,10 +55,10 @@ MCP_BODY_LIMIT = 4 * 1024 * 1024
 
 StatusSource = Callable[[], StatusLine | Awaitable[StatusLine]]
 ReadinessCheck = Callable[[], bool]
-Hook = Callable[[], Awaitable[None]]
+Hook = Callable[[], Awaitable[object]]
 
 
-class PortInUseError(OSError):
+class PortInUseError(MadError, OSError):
     pass
 
 

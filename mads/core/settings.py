@@ -7,15 +7,17 @@ stops the process at start with one line naming the variable, never a traceback.
 from __future__ import annotations
 
 import sys
-from typing import Literal, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mads.core.errors import MadError
+
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 
 
-class ConfigurationError(Exception):
+class ConfigurationError(MadError):
     """One line naming the variable at fault."""
 
 
@@ -90,7 +92,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{variable} is invalid: {message}"
 
 
-def load_settings(cls: type[SettingsT], **overrides: object) -> SettingsT:
+def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """Read ``cls`` from the environment; raise :class:`ConfigurationError` with one line."""
     try:
         return cls(**overrides)

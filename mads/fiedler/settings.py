@@ -31,7 +31,7 @@ class FiedlerSettings(ThinkingClientSettings):
 
     @field_validator("fiedler_llm_base_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
+    def _llm_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         value = value.strip().rstrip("/")

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mads.core.errors import MadError
 from mads.fiedler.contract import TaskStatus
 
 PENDING, RUNNING, COMPLETED, FAILED = (
@@ -65,7 +66,7 @@ COLUMNS = (
 )
 
 
-class StoreUnavailableError(RuntimeError):
+class StoreUnavailableError(MadError, RuntimeError):
     """The database cannot be used right now; the message says why, in one line."""
 
 

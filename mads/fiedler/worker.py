@@ -16,7 +16,7 @@ from typing import Any
 
 from mads.core import channels
 from mads.fiedler.announcer import Announcer
-from mads.fiedler.contract import CONTRACT, TASK_STATUS_CHANNEL
+from mads.fiedler.contract import CONTRACT, TASK_STATUS_CHANNEL, TaskStatus
 from mads.fiedler.providers import Provider, ProviderError
 from mads.fiedler.store import COMPLETED, FAILED, RUNNING, StoreUnavailableError, Task, TaskStore
 
@@ -110,6 +110,7 @@ class Worker:
                 conversation_id=task_id,
             )
 
+        outcome: tuple[TaskStatus, str | None, str | None]
         try:
             result = await self.provider.answer(task.prompt, emit)
         except ProviderError as exc:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mads.core.bus import Bus
+from mads.core.errors import MadError
 
 CLIENTS_KEY = "mad.grace.clients"
 EXPIRY_KEY = "mad.grace.client_expiry"
@@ -43,7 +44,7 @@ return {msgs, dropped or 0, left}
 """
 
 
-class UnknownClientError(LookupError):
+class UnknownClientError(MadError, LookupError):
     pass
 
 

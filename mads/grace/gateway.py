@@ -128,13 +128,13 @@ class Gateway:
             extra = [tool for name, tool in sorted(remote.items()) if name not in own]
             return result.model_copy(update={"tools": [*result.tools, *extra]})
         if isinstance(result, dict) and isinstance(result.get("tools"), list):
-            own = {tool.get("name") for tool in result["tools"] if isinstance(tool, dict)}
-            extra = [
+            names = {tool.get("name") for tool in result["tools"] if isinstance(tool, dict)}
+            listed = [
                 tool.model_dump(by_alias=True, exclude_none=True, mode="json")
                 for name, tool in sorted(remote.items())
-                if name not in own
+                if name not in names
             ]
-            return {**result, "tools": [*result["tools"], *extra]}
+            return {**result, "tools": [*result["tools"], *listed]}
         return result
 
     async def relay(self, owner: str, name: str, arguments: Any) -> CallToolResult:

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypedDict
 
-HEALTHY = "HEALTHY"
-STALE = "STALE"
-DISCONNECTED = "DISCONNECTED"
-STATUSES = (HEALTHY, STALE, DISCONNECTED)
+from mads.rogers.contract import ConnectionStatus
+
+HEALTHY, STALE, DISCONNECTED = (
+    ConnectionStatus.HEALTHY,
+    ConnectionStatus.STALE,
+    ConnectionStatus.DISCONNECTED,
+)
+STATUSES = tuple(ConnectionStatus)
 
 
 class ConnectionView(TypedDict):
@@ -37,7 +41,7 @@ class _Entry:
     first_seen: datetime
     last_seen: datetime
     last_seen_mono: float
-    reported: str = HEALTHY
+    reported: ConnectionStatus = HEALTHY
 
 
 class ConnectionTable:
@@ -75,7 +79,7 @@ class ConnectionTable:
         oldest = min(self._entries, key=lambda k: self._entries[k].last_seen_mono)
         del self._entries[oldest]
 
-    def _status(self, entry: _Entry, now: float) -> str:
+    def _status(self, entry: _Entry, now: float) -> ConnectionStatus:
         silent = now - entry.last_seen_mono
         if silent > self.disconnected_s:
             return DISCONNECTED
@@ -83,7 +87,7 @@ class ConnectionTable:
             return STALE
         return HEALTHY
 
-    def status_of(self, mad_id: str) -> str | None:
+    def status_of(self, mad_id: str) -> ConnectionStatus | None:
         entry = self._entries.get(mad_id)
         return None if entry is None else self._status(entry, self._monotonic())
 
@@ -99,17 +103,17 @@ class ConnectionTable:
             for mad_id, entry in sorted(self._entries.items())
         ]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[ConnectionStatus, int]:
         now = self._monotonic()
         counts = dict.fromkeys(STATUSES, 0)
         for entry in self._entries.values():
             counts[self._status(entry, now)] += 1
         return counts
 
-    def transitions(self) -> list[tuple[str, str, str]]:
+    def transitions(self) -> list[tuple[str, ConnectionStatus, ConnectionStatus]]:
         """``(mad_id, old, new)`` for every status change since the last call."""
         now = self._monotonic()
-        changes = []
+        changes: list[tuple[str, ConnectionStatus, ConnectionStatus]] = []
         for mad_id, entry in self._entries.items():
             status = self._status(entry, now)
             if status != entry.reported:

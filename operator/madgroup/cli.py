@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+from madgroup.errors import CommandError, MadGroupError
 
 SUBSTRATE_COMMANDS = (
     "madgroup.local.commands",
@@ -19,15 +22,12 @@ SUBSTRATE_COMMANDS = (
 )
 
 
-class CommandError(Exception):
-    """An expected failure: printed as ``madgroup: <message>`` with exit code ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
+Renderer = tuple[str, Callable[[], dict[str, str]]]
+"""A ``render`` target: its help, and what writes its files (paths from the repository
+root -> text)."""
 
 
-def _substrate_modules() -> list:
+def _substrate_modules() -> list[ModuleType]:
     modules = []
     for module_name in SUBSTRATE_COMMANDS:
         try:
@@ -38,17 +38,20 @@ def _substrate_modules() -> list:
     return modules
 
 
-def _renderers(modules: list) -> dict:
+def _renderers(modules: list[ModuleType]) -> dict[str, Renderer]:
     """``render`` targets contributed by the substrates: ``RENDERERS = {name: (help, fn)}``
     where ``fn() -> dict[path, text]`` returns the files to write (paths relative to the
     repository root)."""
-    found: dict = {}
+    found: dict[str, Renderer] = {}
     for module in modules:
         found.update(getattr(module, "RENDERERS", {}))
     return found
 
 
-def _register_render(subparsers, renderers: dict) -> None:
+def _register_render(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    renderers: dict[str, Renderer],
+) -> None:
     parser = subparsers.add_parser(
         "render",
         help="write the committed files generated from the shared topology",
@@ -114,9 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(handler(args) or 0)
-    except CommandError as exc:
+    except MadGroupError as exc:
         print(f"madgroup: {exc}", file=sys.stderr)
-        return exc.code
+        return exc.exit_code
     except KeyboardInterrupt:
         print("madgroup: interrupted", file=sys.stderr)
         return 130

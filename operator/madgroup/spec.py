@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from madgroup import topology
+from madgroup.errors import UsageError
 
 GROUP = "madgroup.io"
 VERSION = "v1alpha1"
@@ -73,7 +74,7 @@ class ImageSpec(_Model):
 
 
 Quantity = Annotated[str, Field(pattern=QUANTITY, description="A Kubernetes quantity.")]
-_RESOURCE_KEYS_RULE = {
+_RESOURCE_KEYS_RULE: dict[str, JsonValue] = {
     "rule": "self.all(k, k in " + repr(list(RESOURCE_NAMES)).replace(" ", "") + ")",
     "message": "resource names are " + ", ".join(RESOURCE_NAMES),
 }
@@ -265,7 +266,8 @@ class MadGroupSpec(_Model):
         ``sequentialThinking``)."""
         topology.component(name)
         head, *rest = name.split("_")
-        return getattr(self, head + "".join(p.capitalize() for p in rest))
+        found: ComponentSpec = getattr(self, head + "".join(p.capitalize() for p in rest))
+        return found
 
     def image_of(self, name: str) -> str:
         override = self.component(name).image
@@ -320,7 +322,7 @@ class MadGroupStatus(_Model):
 # ---- validation ---------------------------------------------------------------------------
 
 
-class InvalidSpecError(ValueError):
+class InvalidSpecError(UsageError, ValueError):
     """A spec the operator will not act on; the message is one line for status and events."""
 
 

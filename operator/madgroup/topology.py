@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from madgroup.errors import UsageError
 from mads.core import registry
 from mads.core.contract import MadContract
 
@@ -165,7 +166,7 @@ def gates(comp: Component) -> tuple[str, ...]:
     return tuple(n for n in COMPONENT_NAMES if n in names)
 
 
-class UnknownComponentError(LookupError):
+class UnknownComponentError(UsageError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"unknown component {name!r}; the components are: {', '.join(COMPONENT_NAMES)}"

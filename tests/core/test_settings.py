@@ -1,11 +1,11 @@
 import pytest
 
-from mads.sequential_thinking.client import ThinkingClientSettings
 from mads.core.settings import (
     BusSettings,
     ConfigurationError,
     load_settings,
 )
+from mads.sequential_thinking.client import ThinkingClientSettings
 
 
 @pytest.fixture(autouse=True)

@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from mads.core.cli.target import TargetError, base_url, checked_token, seconds
+from mads.core.errors import MadError
 from mads.core.logs import quoted
 from mads.core.registry import contracts
 
 MAX_ARGUMENT_BYTES = 4 * 1024 * 1024
 
 
-class UsageError(Exception):
+class UsageError(MadError):
     pass
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from mads.core.errors import MadError
+
 Emit = Callable[[str], None]
 
 
-class ProviderError(RuntimeError):
+class ProviderError(MadError, RuntimeError):
     """The answer could not be produced; the message is shown to the requester."""
 
 

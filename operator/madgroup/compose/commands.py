@@ -18,6 +18,6 @@ RENDERERS = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """No sub-commands of its own: ``madgroup render compose`` is registered by the CLI."""
     del subparsers

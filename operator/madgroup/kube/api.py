@@ -11,6 +11,8 @@ import json
 from typing import Any
 
 import kubernetes
+
+from madgroup.errors import MadGroupError
 from madgroup.kube.naming import MANAGER
 
 APPLY = "application/apply-patch+yaml"
@@ -18,7 +20,7 @@ MERGE = "application/merge-patch+json"
 DEFAULT_TIMEOUT = (5.0, 30.0)
 
 
-class ApiError(Exception):
+class ApiError(MadGroupError):
     """A non-2xx answer from the API server; the message is the server's, never a body we
     sent (which may hold a Secret)."""
 

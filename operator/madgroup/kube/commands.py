@@ -28,7 +28,7 @@ RENDERERS = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "operator",
         help="run the MadGroup operator (kopf) against the current kubeconfig",
@@ -78,7 +78,7 @@ def _default_namespace(context: str | None) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from madgroup.cli import CommandError
+    from madgroup.errors import CommandError
 
     try:
         import kopf

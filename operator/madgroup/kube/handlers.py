@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kopf
+
 from madgroup import spec
 from madgroup.kube import naming, reconcile
 from madgroup.kube.api import ApiError, KubeApi
@@ -141,8 +142,14 @@ def build_registry(
         cancellation_polling=0.5,
     )
     async def keep(
-        stopped: Any, body: kopf.Body, name: str, namespace: str, logger: kopf.Logger, **_: Any
+        stopped: Any,
+        body: kopf.Body,
+        name: str,
+        namespace: str | None,
+        logger: kopf.Logger,
+        **_: Any,
     ) -> None:
+        namespace = _namespace_of(namespace)
         wake = nudges.get(namespace, name)
         try:
             while not stopped:
@@ -167,8 +174,9 @@ def build_registry(
 
     @kopf.on.delete(spec.GROUP, spec.VERSION, spec.PLURAL, registry=registry)
     async def teardown(
-        body: kopf.Body, name: str, namespace: str, logger: kopf.Logger, **_: Any
+        body: kopf.Body, name: str, namespace: str | None, logger: kopf.Logger, **_: Any
     ) -> None:
+        namespace = _namespace_of(namespace)
         events: list[reconcile.Event] = []
         try:
             async with nudges.lock(namespace, name):
@@ -180,3 +188,10 @@ def build_registry(
                 _post(body, event, logger)
 
     return registry
+
+
+def _namespace_of(namespace: str | None) -> str:
+    """MadGroups are namespaced (the CRD says so): kopf always passes one."""
+    if namespace is None:
+        raise kopf.PermanentError("a MadGroup must live in a namespace")
+    return namespace

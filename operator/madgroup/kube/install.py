@@ -8,9 +8,11 @@ MadGroup to apply afterwards.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
+
 from madgroup import spec, topology
 from madgroup.kube import naming, objects
 
@@ -176,7 +178,7 @@ def sample() -> dict[str, Any]:
     }
 
 
-def dump(docs: list[dict[str, Any]], target: str) -> str:
+def dump(docs: Sequence[Any], target: str) -> str:
     body = "---\n".join(
         yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=100) for doc in docs
     )

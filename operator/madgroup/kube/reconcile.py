@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from madgroup import rollout, spec, topology
+from madgroup.errors import MadGroupError
 from madgroup.kube import naming, objects
 from madgroup.kube.api import ApiError, KubeApi
 
@@ -56,7 +57,7 @@ def contains(live: Any, desired: Any) -> bool:
             and len(live) == len(desired)
             and all(contains(a, b) for a, b in zip(live, desired, strict=True))
         )
-    return live == desired
+    return bool(live == desired)
 
 
 def _path(manifest: Mapping[str, Any]) -> str:
@@ -259,7 +260,7 @@ def reconcile(
     return outcome
 
 
-class StillDeleting(Exception):
+class StillDeleting(MadGroupError):
     """A component's objects are still going away; try again shortly."""
 
 

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from madgroup import topology
-from madgroup.cli import CommandError
+from madgroup.errors import CommandError
 from madgroup.local import control, envfile, launcher, logview, processes, readiness
 from madgroup.local.context import Context
 from madgroup.local.smoke import smoke as run_smoke
@@ -32,7 +32,7 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = _common()
     names = ", ".join(topology.COMPONENT_NAMES)
 

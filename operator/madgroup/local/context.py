@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from madgroup.cli import CommandError
+from madgroup.errors import CommandError
 from madgroup.local import envfile, processes
 from madgroup.local.state import GroupState, StateDir
 

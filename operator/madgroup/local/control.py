@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from madgroup import topology
-from madgroup.cli import CommandError
+from madgroup.errors import CommandError
 from madgroup.local import launcher, logview, ports, processes
 from madgroup.local.context import Context
 from madgroup.local.progress import Progress, describe

@@ -11,11 +11,13 @@ import re
 import secrets
 from pathlib import Path
 
+from madgroup.errors import UsageError
+
 PASSWORD_KEY = "REDIS_PASSWORD"
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-class EnvFileError(ValueError):
+class EnvFileError(UsageError, ValueError):
     """A problem with ``.env``, as one line that never contains a secret."""
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from madgroup import topology
+from madgroup.errors import MadGroupError
 from madgroup.local.envfile import PASSWORD_KEY
 from madgroup.local.ports import HOST
 from madgroup.local.state import StateDir
@@ -27,7 +28,7 @@ LOG_ROTATE_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 3
 
 
-class LaunchError(RuntimeError):
+class LaunchError(MadGroupError, RuntimeError):
     pass
 
 

@@ -8,12 +8,13 @@ import socket
 from collections.abc import Iterable
 
 from madgroup import topology
+from madgroup.errors import UsageError
 
 OFFSET_ENV = "MADGROUP_PORT_OFFSET"
 HOST = "127.0.0.1"
 
 
-class PortError(ValueError):
+class PortError(UsageError, ValueError):
     pass
 
 

@@ -13,9 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from madgroup import topology
+from madgroup.errors import MadGroupError
 from madgroup.local import launcher, readiness
 from madgroup.local.context import Context
 from madgroup.local.envfile import PASSWORD_KEY
@@ -25,6 +26,7 @@ from mads.fiedler.contract import TASK_STATUS_CHANNEL, TaskStatus
 from mads.rogers.contract import ConnectionStatus
 from mads.sequential_thinking.contract import CONNECTED_LOG as THINKING_CONNECTED_LOG
 
+T = TypeVar("T")
 PROMPT = "System check, please respond with OK."
 """The guide's step 8 prompt."""
 
@@ -44,7 +46,7 @@ def _expected_lines(contract: MadContract) -> list[str]:
     return lines
 
 
-class StepFailed(Exception):
+class StepFailed(MadGroupError):
     pass
 
 
@@ -101,7 +103,7 @@ class Smoke:
                 raise StepFailed(f"{name} log lacks: " + "; ".join(repr(m) for m in missing))
             time.sleep(0.2)
 
-    def poll(self, what: str, attempt: Callable[[], Any], timeout: float) -> Any:
+    def poll(self, what: str, attempt: Callable[[], T], timeout: float) -> T:
         deadline = time.monotonic() + timeout
         last = "no answer"
         while True:
@@ -113,7 +115,7 @@ class Smoke:
                 raise StepFailed(f"{what} (after {timeout:g} s): {last}")
             time.sleep(0.5)
 
-    def mad_cli(self, name: str, tool: str, arguments: dict[str, Any]) -> Any:
+    def mad_cli(self, name: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         result = self.run(name, ["mad-cli", tool, json.dumps(arguments)])
         if result.returncode != 0:
             raise StepFailed(
@@ -207,8 +209,9 @@ class Smoke:
 
         def attempt() -> dict[str, Any]:
             data = self.mad_cli(topology.FIEDLER, "fiedler_get_task_status", {"task_id": task_id})
-            if not TaskStatus(data.get("status")).terminal:
-                raise StepFailed(f"still {data.get('status')}")
+            status = str(data.get("status"))
+            if status not in set(TaskStatus) or not TaskStatus(status).terminal:
+                raise StepFailed(f"still {status}")
             return data
 
         final = self.poll(f"task {task_id} did not finish", attempt, 30.0)

@@ -50,7 +50,7 @@ WATCH = 0.1
 
 
 def backoff(streak: int) -> float:
-    return min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** max(0, streak - 1))
+    return float(min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** max(0, streak - 1)))
 
 
 def describe_exit(code: int | None) -> str:

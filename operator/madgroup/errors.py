@@ -1,0 +1,32 @@
+"""The errors the control plane raises on purpose, under one base.
+
+Each carries the exit code the ``madgroup`` command ends with (``exit_code``: 1 when the
+work failed, 2 when the request itself was wrong). Only :mod:`madgroup.cli` turns them into
+exit codes and one printed line; the substrates raise them and know nothing of the CLI.
+"""
+
+from __future__ import annotations
+
+
+class MadGroupError(Exception):
+    """An expected failure, printed as ``madgroup: <message>``."""
+
+    exit_code = 1
+
+
+class CommandError(MadGroupError):
+    """A command could not do what it was asked; ``code`` is its exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+    @property
+    def code(self) -> int:
+        return self.exit_code
+
+
+class UsageError(MadGroupError):
+    """What was asked cannot be done as asked (a bad option, a bad file)."""
+
+    exit_code = 2

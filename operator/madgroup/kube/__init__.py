@@ -1,0 +1,1 @@
+"""The Kubernetes substrate: the kopf operator, its objects and install manifests."""
