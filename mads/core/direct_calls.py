@@ -28,7 +28,6 @@ from typing import Any
 
 import pydantic_core
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
@@ -40,10 +39,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mads.core import sdk
-from mads.core.arguments import ArgumentCheck, error_result
+from mads.core.arguments import ArgumentCheck
 from mads.core.edge import read_body, replay
+from mads.core.invoke import INTERNAL_ERROR, run_checked
 
-INTERNAL_ERROR = -32603
 # The version the SDK assumes when a request carries no MCP-Protocol-Version header.
 DEFAULT_PROTOCOL_VERSION = "2025-03-26"
 _HEADER_VERSIONS = frozenset(v.encode() for v in HANDSHAKE_PROTOCOL_VERSIONS)
@@ -177,7 +176,7 @@ class DirectToolCalls:
             # As from the ArgumentCheck middleware, whose result the SDK sends on unshaped.
             return _dump(JSONRPCResponse(jsonrpc="2.0", id=request_id, result=_plain(refusal)))
         try:
-            outcome = await self._call(name, arguments)
+            outcome = await run_checked(self.server, name, arguments)
         except MCPError as exc:
             return _dump(JSONRPCError(jsonrpc="2.0", id=request_id, error=exc.error))
         result = _plain(outcome)
@@ -188,22 +187,6 @@ class DirectToolCalls:
             error = MCPError(code=INTERNAL_ERROR, message="Handler returned an invalid result")
             return _dump(JSONRPCError(jsonrpc="2.0", id=request_id, error=error.error))
         return _dump(JSONRPCResponse(jsonrpc="2.0", id=request_id, result=result))
-
-    async def _call(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
-        try:
-            outcome = await self.server.call_tool(name, arguments)
-        except MCPError:
-            raise
-        except ToolError as exc:
-            if isinstance(exc, UnexpectedToolError):
-                log.exception("Tool %r raised an unexpected exception", name)
-            return error_result(str(exc))
-        except Exception as exc:
-            log.exception("Tool %r raised an unexpected exception", name)
-            return error_result(str(exc))
-        if not isinstance(outcome, CallToolResult):
-            raise MCPError(code=INTERNAL_ERROR, message="Handler returned an invalid result")
-        return outcome
 
 
 def _plain(result: CallToolResult) -> dict[str, Any]:

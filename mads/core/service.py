@@ -23,7 +23,6 @@ from typing import Any
 
 import uvicorn
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -37,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from mads.core import registry, sdk
+from mads.core import invoke, registry, sdk
 from mads.core.arguments import ArgumentCheck, ToolSignature
 from mads.core.bus import Bus, heartbeat_loop
 from mads.core.contract import STARTED_LOG
@@ -45,7 +44,6 @@ from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
 from mads.core.errors import MadError
 from mads.core.logs import quoted
-from mads.core.mcp_client import error_text, result_data, strip_sdk_prefix
 from mads.core.settings import BusSettings, MadSettings
 from mads.core.status import StatusLine, StatusReport, connected_line
 
@@ -190,19 +188,9 @@ class MadService:
     async def call_tool_locally(self, name: str, arguments: dict[str, Any]) -> tuple[bool, Any]:
         """Run one of this MAD's tools in-process, with the same argument checks as over
         MCP: ``(True, data)`` or ``(False, one-line error)``."""
-        signature = self.arguments.signatures.get(name)
-        if signature is None:
+        if name not in self.arguments.signatures:
             return False, f"unknown tool {quoted(name)} on {self.name}"
-        problem = signature.problems(arguments)
-        if problem is not None:
-            return False, f"invalid arguments for {name}: {problem}"
-        try:
-            result = await self.mcp.call_tool(name, arguments)
-        except ToolError as exc:
-            return False, strip_sdk_prefix(str(exc), name)
-        if getattr(result, "is_error", False):
-            return False, error_text(result, name)
-        return True, result_data(result)
+        return await invoke.run_as_data(self.mcp, self.arguments, name, arguments)
 
     async def tool_definitions(self) -> list[dict[str, Any]]:
         """The MCP tool list as plain data (name, description, inputSchema)."""
