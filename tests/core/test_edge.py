@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import socket
-import time
-from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.support.mad_process import MadProcess
+from tests.support.waiting import wait_for
 
 INIT = {
     "jsonrpc": "2.0",
@@ -141,7 +140,7 @@ def test_past_capacity_callers_are_told_to_retry(thinking: MadProcess) -> None:
             response = post(thinking)
             return response if response.status_code == 503 else None
 
-        response = _eventually(busy)
+        response = wait_for(busy, timeout=20, what="a caller told to retry")
         assert response.headers["retry-after"] == "1"
         error = response.json()["error"]
         assert error["code"] == -32000
@@ -149,13 +148,3 @@ def test_past_capacity_callers_are_told_to_retry(thinking: MadProcess) -> None:
         holder.sendall(body[5:])
         assert status_of(holder.recv(65536)) == 200
     assert post(thinking).status_code == 200
-
-
-def _eventually(attempt: Callable[[], httpx.Response | None]) -> httpx.Response:
-    deadline = time.monotonic() + 20
-    while True:
-        found = attempt()
-        if found is not None:
-            return found
-        assert time.monotonic() < deadline, "never told to retry"
-        time.sleep(0.05)

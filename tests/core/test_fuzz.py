@@ -26,8 +26,8 @@ from mads.core.cli import call as mad_cli
 from mads.core.logs import MAX_LINE
 from mads.core.mcp_client import call_tool
 from tests.grace.support import new_token
+from tests.support.group import process_group
 from tests.support.mad_process import MadProcess
-from tests.support.redis_server import RedisServer
 
 CASES = 2000
 FUZZ = settings(
@@ -71,7 +71,6 @@ VERSIONS = ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28", "1999-01-01"
 
 @dataclass
 class Group:
-    redis: RedisServer
     grace: MadProcess
     fiedler: MadProcess
     token: str
@@ -84,21 +83,13 @@ class Group:
 @pytest.fixture(scope="module")
 def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
     workdir = tmp_path_factory.mktemp("fuzz")
-    redis = RedisServer(workdir / "redis").start()
     token = new_token()
-    st_process = MadProcess("sequential_thinking", workdir / "st", {}).start()
-    env = {**redis.env, "SEQUENTIAL_THINKING_URL": f"{st_process.url}/mcp"}
     db_path = workdir / "fiedler_state.db"
-    fiedler = MadProcess("fiedler", workdir / "fiedler", {**env, "FIEDLER_DB_PATH": str(db_path)})
-    grace = MadProcess("grace", workdir / "grace", {**redis.env, "GRACE_API_TOKENS": token})
-    try:
-        fiedler.start()
-        grace.start()
-        yield Group(redis, grace, fiedler, token, db_path)
-    finally:
-        for process in (grace, fiedler, st_process):
-            process.stop()
-        redis.stop(kill=True)
+    with process_group(workdir) as processes:
+        processes.start("sequential_thinking")
+        fiedler = processes.start("fiedler", {"FIEDLER_DB_PATH": str(db_path)})
+        grace = processes.start("grace", {"GRACE_API_TOKENS": token})
+        yield Group(grace, fiedler, token, db_path)
 
 
 # -- what a hostile client sends --------------------------------------------------------

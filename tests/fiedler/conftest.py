@@ -13,32 +13,17 @@ import pytest
 
 from mads.core.mcp_client import call_tool
 from tests.fiedler.fake_llm import FakeLLM
+from tests.support.group import ProcessGroup, process_group
 from tests.support.mad_process import MadProcess
-from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
 
 
-@dataclass
-class Group:
-    redis: RedisServer
-    thinking: MadProcess
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**self.redis.env, "SEQUENTIAL_THINKING_URL": f"{self.thinking.url}/mcp"}
-
-
 @pytest.fixture(scope="module")
-def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
-    workdir = tmp_path_factory.mktemp("group")
-    redis = RedisServer(workdir / "redis").start()
-    thinking = MadProcess("sequential_thinking", workdir / "sequential_thinking", {})
-    try:
-        thinking.start()
-        yield Group(redis, thinking)
-    finally:
-        thinking.stop()
-        redis.stop(kill=True)
+def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
+    """Redis and Sequential Thinking, shared by a module's tests."""
+    with process_group(tmp_path_factory.mktemp("group")) as processes:
+        processes.start("sequential_thinking")
+        yield processes
 
 
 @pytest.fixture(scope="module")
@@ -67,20 +52,20 @@ class Fiedler:
 
 
 @pytest.fixture
-def start_fiedler(group: Group, tmp_path: Path) -> Iterator[Callable[..., Fiedler]]:
+def start_fiedler(group: ProcessGroup, tmp_path: Path) -> Iterator[Callable[..., Fiedler]]:
     """A fresh Fiedler per test: ``start_fiedler({"FIEDLER_...": ...}, wait_ready=True)``."""
     yield from _fiedlers(group, tmp_path)
 
 
 @pytest.fixture(scope="module")
 def start_fiedler_module(
-    group: Group, tmp_path_factory: pytest.TempPathFactory
+    group: ProcessGroup, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Fiedler]]:
     """One Fiedler shared by a module's tests (for tests that only read or are refused)."""
     yield from _fiedlers(group, tmp_path_factory.mktemp("fiedler"))
 
 
-def _fiedlers(group: Group, tmp_path: Path) -> Iterator[Callable[..., Fiedler]]:
+def _fiedlers(group: ProcessGroup, tmp_path: Path) -> Iterator[Callable[..., Fiedler]]:
     started: list[MadProcess] = []
 
     def start(env: dict[str, str] | None = None, wait_ready: bool = True) -> Fiedler:

@@ -6,7 +6,8 @@ import json
 import re
 from collections.abc import Callable
 
-from tests.fiedler.conftest import Fiedler, Group
+from tests.fiedler.conftest import Fiedler
+from tests.support.group import ProcessGroup
 from tests.support.waiting import wait_for
 
 STATUS_BLOCK = """[FiedlerV1 Status]
@@ -19,7 +20,9 @@ STATUS_BLOCK = """[FiedlerV1 Status]
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
-def test_step_6_logs_and_status_block(start_fiedler: Callable[..., Fiedler], group: Group) -> None:
+def test_step_6_logs_and_status_block(
+    start_fiedler: Callable[..., Fiedler], group: ProcessGroup
+) -> None:
     fiedler = start_fiedler()
     for line in (
         "Successfully connected to Rogers Conversation Bus (Redis)",

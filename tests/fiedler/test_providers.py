@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tests.fiedler.conftest import Fiedler, Group, call, wait_terminal
+from tests.fiedler.conftest import Fiedler, call, wait_terminal
 from tests.fiedler.fake_llm import FakeLLM, echo_chunks
+from tests.support.group import ProcessGroup
 
 API_KEY = "sk-test-do-not-log-4f1c9a"
 
@@ -37,7 +38,7 @@ class StreamWatcher:
     """Pattern-subscribed to ``mad.stream.*`` before the task exists (its id is not known
     until fiedler_converse answers)."""
 
-    def __init__(self, group: Group) -> None:
+    def __init__(self, group: ProcessGroup) -> None:
         self.client = aioredis.Redis(
             host="127.0.0.1", port=group.redis.port, password=group.redis.password
         )
@@ -100,7 +101,7 @@ async def test_builtin_fails_other_prompts_naming_the_variables(
 
 
 async def test_openai_streams_chunks_in_order(
-    openai_fiedler: Fiedler, fake_llm: FakeLLM, group: Group, monkeypatch: pytest.MonkeyPatch
+    openai_fiedler: Fiedler, fake_llm: FakeLLM, group: ProcessGroup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fake_llm, "delay", 0.05)  # undone after the test: fake_llm is shared
     prompt = "tell me about the streaming bus in five words"
@@ -129,7 +130,7 @@ async def test_openai_streams_chunks_in_order(
 
 
 async def test_openai_tool_call_round_trip_into_sequential_thinking(
-    openai_fiedler: Fiedler, fake_llm: FakeLLM, group: Group
+    openai_fiedler: Fiedler, fake_llm: FakeLLM, group: ProcessGroup
 ) -> None:
     fake_llm.delay = 0.0
     prompt = "think: split the rollout into stages"

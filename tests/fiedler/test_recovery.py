@@ -11,8 +11,9 @@ import httpx
 
 from mads.core.envelope import Envelope, make_envelope
 from mads.core.relay import reply_cache_key
-from tests.fiedler.conftest import Fiedler, Group, call, wait_terminal
+from tests.fiedler.conftest import Fiedler, call, wait_terminal
 from tests.fiedler.fake_llm import FakeLLM
+from tests.support.group import ProcessGroup
 from tests.support.waiting import wait_for
 
 REQUESTS = "mad.fiedler.requests"
@@ -32,21 +33,21 @@ def relayed(prompt: str, requester: str = "relay") -> Envelope:
     )
 
 
-def hand_over(group: Group, envelope: Envelope) -> None:
+def hand_over(group: ProcessGroup, envelope: Envelope) -> None:
     group.redis.client().xadd(REQUESTS, {"envelope": envelope.model_dump_json()})
 
 
-def cached_reply(group: Group, envelope: Envelope) -> dict[str, object] | None:
+def cached_reply(group: ProcessGroup, envelope: Envelope) -> dict[str, object] | None:
     raw = group.redis.client().get(reply_cache_key("fiedler", envelope.message_id))
     return json.loads(raw) if raw else None
 
 
-def unacknowledged(group: Group) -> int:
+def unacknowledged(group: ProcessGroup) -> int:
     return int(group.redis.client().xpending(REQUESTS, "owners")["pending"])
 
 
 async def test_kill_9_with_50_tasks_in_flight_loses_and_duplicates_nothing(
-    start_fiedler: Callable[..., Fiedler], fake_llm: FakeLLM, group: Group
+    start_fiedler: Callable[..., Fiedler], fake_llm: FakeLLM, group: ProcessGroup
 ) -> None:
     group.redis.client().delete(REQUESTS)
     fake_llm.delay = 0.25  # ~1 s per answer, 4 at a time: the tasks stay in flight
@@ -112,7 +113,7 @@ async def test_kill_9_with_50_tasks_in_flight_loses_and_duplicates_nothing(
 
 
 async def test_a_redelivered_request_makes_one_task(
-    start_fiedler: Callable[..., Fiedler], group: Group
+    start_fiedler: Callable[..., Fiedler], group: ProcessGroup
 ) -> None:
     group.redis.client().delete(REQUESTS)
     fiedler = start_fiedler()
@@ -134,7 +135,7 @@ async def test_a_redelivered_request_makes_one_task(
 
 
 async def test_tasks_progress_while_the_bus_is_down(
-    start_fiedler: Callable[..., Fiedler], group: Group
+    start_fiedler: Callable[..., Fiedler], group: ProcessGroup
 ) -> None:
     fiedler = start_fiedler()
     group.redis.stop(kill=True)

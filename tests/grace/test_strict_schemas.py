@@ -12,8 +12,8 @@ import pytest
 
 from mads.core.mcp_client import session
 from tests.grace.support import call, grace_session, new_token
+from tests.support.group import process_group
 from tests.support.mad_process import MadProcess
-from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
 
 
@@ -28,27 +28,13 @@ class Group:
 @pytest.fixture(scope="module")
 def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
     workdir: Path = tmp_path_factory.mktemp("strict")
-    redis = RedisServer(workdir / "redis").start()
     token = new_token()
-    thinking = MadProcess("sequential_thinking", workdir / "st", {}).start()
-    env = {**redis.env, "SEQUENTIAL_THINKING_URL": f"{thinking.url}/mcp"}
-    started = [thinking]
-    try:
-        fiedler = MadProcess(
-            "fiedler", workdir / "fiedler", {**env, "FIEDLER_DB_PATH": str(workdir / "f.db")}
-        ).start()
-        started.append(fiedler)
-        rogers = MadProcess("rogers", workdir / "rogers", env).start()
-        started.append(rogers)
-        grace = MadProcess(
-            "grace", workdir / "grace", {**redis.env, "GRACE_API_TOKENS": token}
-        ).start()
-        started.append(grace)
+    with process_group(workdir) as processes:
+        processes.start("sequential_thinking")
+        fiedler = processes.start("fiedler", {"FIEDLER_DB_PATH": str(workdir / "f.db")})
+        rogers = processes.start("rogers")
+        grace = processes.start("grace", {"GRACE_API_TOKENS": token})
         yield Group(grace, fiedler, rogers, token)
-    finally:
-        for process in reversed(started):
-            process.stop()
-        redis.stop(kill=True)
 
 
 WRONG_TYPES = [

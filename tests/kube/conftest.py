@@ -7,9 +7,8 @@ its pods are ready, exactly as a cluster would report it.
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from typing import Any
 
 import aiohttp
@@ -21,6 +20,8 @@ from madgroup import topology
 from madgroup.kube import naming
 from madgroup.kube.api import KubeApi, client_for
 from madgroup.kube.handlers import build_registry
+
+from tests.support.waiting import async_wait_for
 
 from .emulator import Apiserver
 
@@ -148,16 +149,7 @@ async def operator(apiserver: Apiserver) -> AsyncIterator[Operator]:
 
 async def eventually(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if isinstance(last, Awaitable):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return await async_wait_for(check, timeout=timeout, interval=0.02, what=what)
 
 
 async def request(

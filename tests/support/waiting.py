@@ -37,5 +37,7 @@ async def async_wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or condition}")
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what or condition} (last: {value!r})"
+            )
         await asyncio.sleep(interval)

@@ -1,0 +1,10 @@
+"""The compose substrate's tests share the packaging tests' fixtures (the repository root,
+the validators, the committed docker-compose.yml read as compose reads it)."""
+
+from tests.packaging.conftest import (  # noqa: F401 (fixtures)
+    compose,
+    compose_text,
+    dev_tool,
+    interpolated,
+    root,
+)
