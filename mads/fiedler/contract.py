@@ -15,6 +15,13 @@ TASK_STATUS_CHANNEL = "mad.fiedler.task.status"
 DATABASE_LABEL = "Database Status"
 DB_FILE = DataFile(variable="FIEDLER_DB_PATH", filename="fiedler_state.db")
 DEFAULT_DATA_DIR = "/data"
+LLM_VARIABLES = {
+    "provider": "FIEDLER_LLM_PROVIDER",
+    "base_url": "FIEDLER_LLM_BASE_URL",
+    "model": "FIEDLER_LLM_MODEL",
+    "api_key": "FIEDLER_LLM_API_KEY",
+}
+"""The variables naming Fiedler's answer provider (``builtin`` or ``openai``)."""
 
 
 class TaskStatus(StrEnum):
@@ -44,6 +51,6 @@ CONTRACT = MadContract(
         "status": "Task {task_id} status changed to {status}",
     },
     data=DB_FILE,
-    secrets=("FIEDLER_LLM_API_KEY",),
+    secrets=(LLM_VARIABLES["api_key"],),
     max_replicas=1,
 )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from madgroup.errors import CommandError, MadGroupError
+from madgroup.spec import Document
 
 SUBSTRATE_COMMANDS = (
     "madgroup.local.commands",
@@ -22,9 +23,9 @@ SUBSTRATE_COMMANDS = (
 )
 
 
-Renderer = tuple[str, Callable[[], dict[str, str]]]
+Renderer = tuple[str, Callable[[Document | None], dict[str, str]]]
 """A ``render`` target: its help, and what writes its files (paths from the repository
-root -> text)."""
+root -> text) for a MadGroup document (``-f``; None: the built-in group)."""
 
 
 def _substrate_modules() -> list[ModuleType]:
@@ -40,8 +41,8 @@ def _substrate_modules() -> list[ModuleType]:
 
 def _renderers(modules: list[ModuleType]) -> dict[str, Renderer]:
     """``render`` targets contributed by the substrates: ``RENDERERS = {name: (help, fn)}``
-    where ``fn() -> dict[path, text]`` returns the files to write (paths relative to the
-    repository root)."""
+    where ``fn(document) -> dict[path, text]`` returns the files to write (paths relative
+    to the repository root)."""
     found: dict[str, Renderer] = {}
     for module in modules:
         found.update(getattr(module, "RENDERERS", {}))
@@ -64,11 +65,20 @@ def _register_render(
         "--check", action="store_true", help="write nothing; exit 1 if a file differs"
     )
     parser.add_argument("--stdout", action="store_true", help="print instead of writing")
+    parser.add_argument(
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="a MadGroup file to render (compose); default: the built-in group",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from pathlib import Path
 
-        files = renderers[args.target][1]()
+        from madgroup.spec import read_document
+
+        document = read_document(Path(args.file)) if args.file else None
+        files = renderers[args.target][1](document)
         drifted = []
         for rel, text in files.items():
             path = Path(args.root) / rel

@@ -72,32 +72,87 @@ class Plan:
         return self.waiting_for is None and not self.apply
 
 
-def plan(order: Sequence[str], observed: Mapping[str, Observed]) -> Plan:
-    """Walk the components in order: everything ready is left alone; the first component
-    that is out of sync is applied; the first that is not ready is the gate, and nothing
-    after it is touched."""
-    for name in order:
-        obs = observed[name]
-        if not obs.in_sync:
-            return Plan(apply=(name,), waiting_for=name, message=f"applying {name}")
-        if not obs.ready:
-            if obs.stuck:
-                return Plan(
-                    apply=(),
-                    waiting_for=name,
-                    stuck=name,
-                    message=f"{name} is not progressing: {obs.stuck}",
-                )
-            return Plan(apply=(), waiting_for=name, message=f"waiting for {name}: {obs.describe()}")
-    return Plan(apply=(), waiting_for=None, message="all components ready")
+Gates = Mapping[str, Sequence[str]]
+"""What must be ready before each component may be applied (started)."""
+
+
+def chain(order: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The guide's gates: each component after every one before it."""
+    return {name: tuple(order[:i]) for i, name in enumerate(order)}
+
+
+def closure(gates: Gates) -> dict[str, set[str]]:
+    """Every component's gates, their gates, and so on."""
+    found: dict[str, set[str]] = {}
+
+    def visit(name: str) -> set[str]:
+        if name not in found:
+            found[name] = set()
+            for gate in gates.get(name, ()):
+                found[name] |= {gate, *visit(gate)}
+        return found[name]
+
+    for name in gates:
+        visit(name)
+    return found
+
+
+def plan(
+    order: Sequence[str], observed: Mapping[str, Observed], gates: Gates | None = None
+) -> Plan:
+    """What to apply now: every component that is out of sync and whose gates (and their
+    gates) are all ready; nothing else is touched. The first component in ``order`` that is
+    not ready is where the rollout waits.
+
+    With the guide's gates (the default: each component after all before it) that is the
+    guide's rule, one component at a time, the next only once the previous is ready, an
+    update halting at the first component that does not become ready. With the dependency
+    graph's gates, independent components are applied side by side."""
+    needs = closure(gates if gates is not None else chain(order))
+    ready = {name for name in order if observed[name].ready}
+    apply = tuple(
+        name for name in order if not observed[name].in_sync and needs.get(name, set()) <= ready
+    )
+    waiting = next((name for name in order if name not in ready), None)
+    if waiting is None:
+        return Plan(apply=(), waiting_for=None, message="all components ready")
+    obs = observed[waiting]
+    if not obs.in_sync:
+        message = f"applying {', '.join(apply) or waiting}"
+    elif obs.stuck and not apply:
+        return Plan(
+            apply=(),
+            waiting_for=waiting,
+            stuck=waiting,
+            message=f"{waiting} is not progressing: {obs.stuck}",
+        )
+    else:
+        message = f"waiting for {waiting}: {obs.describe()}"
+    return Plan(apply=apply, waiting_for=waiting, message=message)
 
 
 @dataclass(frozen=True)
 class Condition:
+    """A condition per the Kubernetes API conventions: what every substrate reports (the
+    operator in the MadGroup's status, ``madgroup status`` locally). The CRD's schema for
+    it is generated from this class; the attribute docstrings are its descriptions."""
+
     type: str
+    """Condition type, e.g. Ready or GraceReady."""
     status: Status
+    """True, False or Unknown."""
     reason: str
+    """One CamelCase word explaining the status."""
     message: str = ""
+    """Human-readable detail."""
+    lastTransitionTime: str | None = None
+    """When the status last changed (RFC 3339)."""
+    observedGeneration: int | None = None
+    """metadata.generation the condition was computed for."""
+
+    @classmethod
+    def of(cls, type_: str, status: Status, reason: str, message: str = "") -> Condition:
+        return cls(type_, status, reason, message)
 
 
 @dataclass
@@ -123,21 +178,21 @@ def _component_conditions(
     for name in order:
         obs = observed.get(name)
         if obs is not None and obs.ready:
-            cond = Condition(condition_type(name), "True", "Ready", obs.describe())
+            cond = Condition.of(condition_type(name), "True", "Ready", obs.describe())
         elif reached_gate or obs is None:
-            cond = Condition(
+            cond = Condition.of(
                 condition_type(name), "False", "Pending", "waiting for earlier components"
             )
         elif not obs.in_sync:
-            cond = Condition(condition_type(name), "False", "Applying", f"applying {name}")
+            cond = Condition.of(condition_type(name), "False", "Applying", f"applying {name}")
         elif not obs.rolled_out:
-            cond = Condition(
+            cond = Condition.of(
                 condition_type(name), "False", "RollingOut", f"rolling out: {obs.describe()}"
             )
         elif obs.stuck:
-            cond = Condition(condition_type(name), "False", "NotProgressing", obs.stuck)
+            cond = Condition.of(condition_type(name), "False", "NotProgressing", obs.stuck)
         else:
-            cond = Condition(condition_type(name), "False", "NotReady", obs.describe())
+            cond = Condition.of(condition_type(name), "False", "NotReady", obs.describe())
         if name == gate:
             reached_gate = True
         conditions.append(cond)
@@ -157,27 +212,27 @@ def report(
     comp_conditions, messages = _component_conditions(order, observed, the_plan.waiting_for)
     gate = the_plan.waiting_for
     if the_plan.done:
-        ready = Condition(READY, "True", "AllComponentsReady", "all components ready")
+        ready = Condition.of(READY, "True", "AllComponentsReady", "all components ready")
     elif paused:
-        ready = Condition(READY, "False", "Paused", f"paused; {the_plan.message}")
+        ready = Condition.of(READY, "False", "Paused", f"paused; {the_plan.message}")
     else:
-        ready = Condition(READY, "False", f"{camel(gate or '')}NotReady", the_plan.message)
+        ready = Condition.of(READY, "False", f"{camel(gate or '')}NotReady", the_plan.message)
     if paused:
-        reconciling = Condition(RECONCILING, "False", "Paused", "reconciliation is paused")
-        stalled = Condition(STALLED, "False", "Paused", "reconciliation is paused")
+        reconciling = Condition.of(RECONCILING, "False", "Paused", "reconciliation is paused")
+        stalled = Condition.of(STALLED, "False", "Paused", "reconciliation is paused")
     elif the_plan.stuck:
-        reconciling = Condition(RECONCILING, "False", "Stalled", the_plan.message)
-        stalled = Condition(
+        reconciling = Condition.of(RECONCILING, "False", "Stalled", the_plan.message)
+        stalled = Condition.of(
             STALLED, "True", f"{camel(the_plan.stuck)}NotProgressing", the_plan.message
         )
     elif the_plan.done:
-        reconciling = Condition(RECONCILING, "False", "Reconciled", "all components ready")
-        stalled = Condition(STALLED, "False", "Reconciled", "")
+        reconciling = Condition.of(RECONCILING, "False", "Reconciled", "all components ready")
+        stalled = Condition.of(STALLED, "False", "Reconciled", "")
     else:
         reason = "Applying" if the_plan.apply else f"WaitingFor{camel(gate or '')}"
-        reconciling = Condition(RECONCILING, "True", reason, the_plan.message)
-        stalled = Condition(STALLED, "False", "Progressing", "")
-    paused_cond = Condition(
+        reconciling = Condition.of(RECONCILING, "True", reason, the_plan.message)
+        stalled = Condition.of(STALLED, "False", "Progressing", "")
+    paused_cond = Condition.of(
         PAUSED,
         "True" if paused else "False",
         "Paused" if paused else "Active",
@@ -191,8 +246,8 @@ def report(
 def invalid_report(order: Iterable[str], message: str) -> Report:
     """The spec cannot be acted on: nothing is applied, the reason is the message."""
     conditions = [
-        Condition(READY, "False", "InvalidSpec", message),
-        Condition(RECONCILING, "False", "InvalidSpec", message),
-        Condition(STALLED, "True", "InvalidSpec", message),
+        Condition.of(READY, "False", "InvalidSpec", message),
+        Condition.of(RECONCILING, "False", "InvalidSpec", message),
+        Condition.of(STALLED, "True", "InvalidSpec", message),
     ]
     return Report(conditions, {name: "" for name in order})

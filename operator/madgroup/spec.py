@@ -1,59 +1,69 @@
-"""``MadGroup.spec`` (and the status the operator writes) as pydantic models.
+"""``MadGroup``: what a user declares about the group, the same on every substrate.
 
-The CRD's ``openAPIV3Schema`` is generated from these models (:func:`crd_manifest`), so the
-API server and the operator validate against one description. Cross-field rules live twice
-on purpose: as CEL ``x-kubernetes-validations`` (the API server refuses the object) and as
-pydantic validators (an object that slipped past the schema, e.g. created before the CRD was
-updated, is reported ``Stalled`` instead of being half-applied).
+One document — ``apiVersion: madgroup.io/v1alpha1``, ``kind: MadGroup``, ``spec`` — is
+``kubectl apply``-ed on Kubernetes, taken by ``madgroup up -f`` locally and rendered by
+``madgroup render compose -f`` for compose. This module is the substrate-neutral model of
+``spec``, validated once with one set of messages. What only one substrate can honour
+(a storage class, a Service type, resource requests) is that substrate's extension of this
+model: :mod:`madgroup.kube.crd` adds the Kubernetes fields and generates the CRD from the
+result.
+
+Secrets are referenced by name (:class:`SecretKeyRef`): on Kubernetes, a key of a Secret in
+the group's namespace; locally and on compose, the variable of that name in ``.env``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from madgroup import topology
 from madgroup.errors import UsageError
+from mads.fiedler.contract import LLM_VARIABLES
+from mads.grace.contract import TOKENS_VARIABLE
 
 GROUP = "madgroup.io"
 VERSION = "v1alpha1"
 KIND = "MadGroup"
-PLURAL = "madgroups"
-SINGULAR = "madgroup"
-SHORT_NAMES = ("mg",)
 API_VERSION = f"{GROUP}/{VERSION}"
-PAUSED_ANNOTATION = f"{GROUP}/paused"
+PASSWORD_VARIABLE = "REDIS_PASSWORD"
+"""The bus password's variable: the deployment guide's ``.env`` key."""
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 IMAGE = r"^[^\s]+$"
-RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
 
-class _Model(BaseModel):
+class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class SecretKeyRef(_Model):
-    """A key in a Secret in the MadGroup's namespace."""
+class SecretKeyRef(Model):
+    """A secret, by name: on Kubernetes the key ``key`` of the Secret ``name`` in the
+    group's namespace; locally and on compose, the ``.env`` variable ``key``."""
 
     name: str = Field(
-        description="Name of the Secret (in the MadGroup's namespace).",
+        description="Name of the Secret (Kubernetes; in the MadGroup's namespace).",
         min_length=1,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
     )
     key: str = Field(
-        description="Key inside the Secret whose value is used.",
+        description="Key inside the Secret (Kubernetes) or variable in .env (local, compose).",
         min_length=1,
         max_length=253,
         pattern=r"^[-._a-zA-Z0-9]+$",
     )
 
 
-class ImageSpec(_Model):
-    """Where the MAD images come from."""
+class ImageSpec(Model):
+    """Where the MAD images come from (compose and Kubernetes)."""
 
     repository: str = Field(
         default=topology.DEFAULT_IMAGE_REPOSITORY,
@@ -68,69 +78,23 @@ class ImageSpec(_Model):
         max_length=128,
         pattern=r"^[\w][\w.-]*$",
     )
-    pullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field(
-        default="IfNotPresent", description="imagePullPolicy of every container."
-    )
 
 
-Quantity = Annotated[str, Field(pattern=QUANTITY, description="A Kubernetes quantity.")]
-_RESOURCE_KEYS_RULE: dict[str, JsonValue] = {
-    "rule": "self.all(k, k in " + repr(list(RESOURCE_NAMES)).replace(" ", "") + ")",
-    "message": "resource names are " + ", ".join(RESOURCE_NAMES),
-}
-
-
-class Resources(_Model):
-    """Compute resources of a component's container (Kubernetes quantities)."""
-
-    requests: dict[str, Quantity] = Field(
-        default_factory=dict,
-        description="Minimum resources, e.g. {cpu: 100m, memory: 128Mi}.",
-        json_schema_extra={"x-kubernetes-validations": [_RESOURCE_KEYS_RULE]},
-    )
-    limits: dict[str, Quantity] = Field(
-        default_factory=dict,
-        description="Maximum resources, e.g. {memory: 256Mi}.",
-        json_schema_extra={"x-kubernetes-validations": [_RESOURCE_KEYS_RULE]},
-    )
-
-    @model_validator(mode="after")
-    def _quantities(self) -> Resources:
-        for which, values in (("requests", self.requests), ("limits", self.limits)):
-            for name in values:
-                if name not in RESOURCE_NAMES:
-                    raise ValueError(
-                        f"{which}.{name}: unknown resource (use {', '.join(RESOURCE_NAMES)})"
-                    )
-        return self
-
-
-class StorageSpec(_Model):
-    """The persistent volume of a stateful component."""
+class StorageSpec(Model):
+    """The persistent data of a stateful component."""
 
     size: str = Field(
         default="1Gi", description="Requested volume size (a quantity, e.g. 1Gi).", pattern=QUANTITY
     )
-    storageClassName: str | None = Field(
-        default=None,
-        description="StorageClass of the volume; the cluster default when unset.",
-        pattern=DNS_SUBDOMAIN,
-    )
-    retainOnDelete: bool = Field(
-        default=True,
-        description="Keep the PersistentVolumeClaim when the MadGroup is deleted (data survives).",
-    )
 
 
-def _component_fields(name: str) -> dict[str, Any]:
-    comp = topology.component(name)
-    replicas: dict[str, Any] = {"ge": 1}
-    if comp.max_replicas is not None:
-        replicas["le"] = comp.max_replicas
-    return replicas
+def _replicas(name: str, description: str) -> Any:
+    """``replicas`` of a component, bounded by what its contract allows."""
+    limit = topology.component(name).max_replicas
+    return Field(default=1, ge=1, le=limit or 20, description=description)
 
 
-class ComponentSpec(_Model):
+class ComponentSpec(Model):
     """Settings every component shares."""
 
     image: str | None = Field(
@@ -138,26 +102,30 @@ class ComponentSpec(_Model):
         description="Full image reference for this component, overriding spec.image.",
         pattern=IMAGE,
     )
-    replicas: int = Field(default=1, ge=1, le=20, description="Number of pods.")
-    resources: Resources | None = Field(
-        default=None, description="Container resource requests and limits."
-    )
+    replicas: int = Field(default=1, ge=1, le=20, description="Number of instances.")
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One environment variable a component gets from the declaration: a plain value, or
+    a secret each substrate resolves by reference (never rendered as its value)."""
+
+    variable: str
+    value: str | None = None
+    secret: SecretKeyRef | None = None
 
 
 class RedisSpec(ComponentSpec):
     """The Conversation Bus."""
 
-    replicas: int = Field(
-        default=1,
-        description="Number of pods: Redis runs exactly one.",
-        **_component_fields("redis"),
-    )
+    replicas: int = _replicas(topology.REDIS, "Number of instances: Redis runs exactly one.")
     passwordSecretRef: SecretKeyRef | None = Field(
         default=None,
-        description="Existing Secret key holding the Redis password; generated when unset.",
+        description="The Redis password. Unset: a generated Secret on Kubernetes, "
+        "REDIS_PASSWORD in .env locally and on compose.",
     )
     storage: StorageSpec = Field(
-        default_factory=StorageSpec, description="Volume for Redis's append-only file."
+        default_factory=StorageSpec, description="Data for Redis's append-only file."
     )
 
 
@@ -168,43 +136,27 @@ class SequentialThinkingSpec(ComponentSpec):
 class GraceSpec(ComponentSpec):
     """The front door, the one component reachable from outside the group."""
 
-    serviceType: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
-        default="ClusterIP", description="Type of Grace's Service."
-    )
     tokenSecretRef: SecretKeyRef | None = Field(
         default=None,
-        description="Secret key with the bearer tokens (comma-separated) outside clients use.",
+        description="Secret with the bearer tokens (comma-separated) outside clients use.",
     )
+
+    def bindings(self) -> list[Binding]:
+        if self.tokenSecretRef is None:
+            return []
+        return [Binding(TOKENS_VARIABLE, secret=self.tokenSecretRef)]
 
 
 class RogersSpec(ComponentSpec):
     """The bus monitor."""
 
-    replicas: int = Field(
-        default=1,
-        description="Number of pods: Rogers is the group's single view of the bus.",
-        **_component_fields("rogers"),
+    replicas: int = _replicas(
+        topology.ROGERS, "Number of instances: Rogers is the group's single view of the bus."
     )
 
 
-class LLMSpec(_Model):
+class LLMSpec(Model):
     """Where Fiedler's answers come from."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.provider != 'openai' || (has(self.baseUrl) && has(self.model))",
-                    "message": "provider openai needs baseUrl and model",
-                },
-                {
-                    "rule": "self.provider == 'openai' || !has(self.apiKeySecretRef)",
-                    "message": "apiKeySecretRef applies only to provider openai",
-                },
-            ]
-        },
-    )
 
     provider: Literal["builtin", "openai"] = Field(
         default="builtin",
@@ -218,7 +170,7 @@ class LLMSpec(_Model):
     )
     model: str | None = Field(default=None, description="Model name sent to the provider.")
     apiKeySecretRef: SecretKeyRef | None = Field(
-        default=None, description="Secret key holding the provider's API key."
+        default=None, description="Secret holding the provider's API key."
     )
 
     @model_validator(mode="after")
@@ -233,20 +185,39 @@ class LLMSpec(_Model):
 class FiedlerSpec(ComponentSpec):
     """The orchestrator (one writer of its SQLite task store)."""
 
-    replicas: int = Field(
-        default=1,
-        description="Number of pods: Fiedler runs exactly one (SQLite, one writer).",
-        **_component_fields("fiedler"),
+    replicas: int = _replicas(
+        topology.FIEDLER, "Number of instances: Fiedler runs exactly one (SQLite, one writer)."
     )
     storage: StorageSpec = Field(
-        default_factory=StorageSpec, description="Volume for the task store (task history is data)."
+        default_factory=StorageSpec, description="Data for the task store (task history)."
     )
     llm: LLMSpec = Field(default_factory=LLMSpec, description="The LLM provider.")
 
+    def bindings(self) -> list[Binding]:
+        """The provider's variables; none for the built-in responder (Fiedler's default,
+        so a ``.env`` that configures a provider keeps working with the built-in group)."""
+        llm = self.llm
+        if llm.provider == "builtin":
+            return []
+        found = [Binding(LLM_VARIABLES["provider"], value=llm.provider)]
+        if llm.baseUrl:
+            found.append(Binding(LLM_VARIABLES["base_url"], value=llm.baseUrl))
+        if llm.model:
+            found.append(Binding(LLM_VARIABLES["model"], value=llm.model))
+        if llm.apiKeySecretRef is not None:
+            found.append(Binding(LLM_VARIABLES["api_key"], secret=llm.apiKeySecretRef))
+        return found
 
-class MadGroupSpec(_Model):
+
+class MadGroupSpec(Model):
     """The desired MAD group."""
 
+    order: topology.Order = Field(
+        default="guide",
+        description="guide: start each component after the one before it (the deployment "
+        "guide's order); graph: only after what it talks to, so independent components "
+        "start side by side.",
+    )
     image: ImageSpec = Field(default_factory=ImageSpec, description="Images of the MADs.")
     redis: RedisSpec = Field(default_factory=RedisSpec, description="The Conversation Bus.")
     sequentialThinking: SequentialThinkingSpec = Field(
@@ -257,8 +228,8 @@ class MadGroupSpec(_Model):
     fiedler: FiedlerSpec = Field(default_factory=FiedlerSpec, description="The orchestrator.")
     paused: bool = Field(
         default=False,
-        description="Stop changing the group's objects (same as annotation "
-        'madgroup.io/paused: "true").',
+        description="Stop changing the group (same as annotation madgroup.io/paused: "
+        '"true" on Kubernetes).',
     )
 
     def component(self, name: str) -> ComponentSpec:
@@ -275,199 +246,171 @@ class MadGroupSpec(_Model):
             return override
         return topology.component(name).image(self.image.repository, self.image.tag)
 
+    def password(self) -> SecretKeyRef | None:
+        """The bus password's reference; None means the substrate's own default."""
+        return self.redis.passwordSecretRef
 
-# ---- status -------------------------------------------------------------------------------
-
-
-class Condition(_Model):
-    """A condition per the Kubernetes API conventions."""
-
-    type: str = Field(description="Condition type, e.g. Ready or GraceReady.")
-    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(description="One CamelCase word explaining the status.")
-    message: str = Field(default="", description="Human-readable detail.")
-    lastTransitionTime: str = Field(
-        description="When the status last changed (RFC 3339).",
-        json_schema_extra={"format": "date-time"},
-    )
-    observedGeneration: int | None = Field(
-        default=None, description="metadata.generation the condition was computed for."
-    )
-
-
-class ComponentStatus(_Model):
-    """What the operator observed of one component."""
-
-    readyReplicas: int = Field(default=0, description="Pods passing their readinessProbe.")
-    desiredReplicas: int = Field(default=0, description="Pods the spec asks for.")
-    image: str = Field(default="", description="Image the component is rolled to.")
-    message: str = Field(default="", description="Where the component's rollout stands.")
-
-
-class MadGroupStatus(_Model):
-    """Observed state, written by the operator only."""
-
-    observedGeneration: int | None = Field(
-        default=None, description="metadata.generation the status describes."
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Ready, Reconciling, Stalled, Paused and <Component>Ready.",
-    )
-    components: dict[str, ComponentStatus] = Field(
-        default_factory=dict, description="Per component (topology name): replicas and image."
-    )
+    def bindings(self, name: str) -> list[Binding]:
+        """The environment the declaration gives component ``name``: the bus password for
+        Redis and every MAD on the bus (``secret`` None: the substrate's default), then the
+        component's own."""
+        comp = topology.component(name)
+        found: list[Binding] = []
+        if comp.uses_bus or not comp.is_mad:  # the MADs on the bus, and the bus itself
+            found.append(Binding(PASSWORD_VARIABLE, secret=self.password()))
+        own = getattr(self.component(name), "bindings", None)
+        if own is not None:
+            found.extend(own())
+        return found
 
 
 # ---- validation ---------------------------------------------------------------------------
 
 
 class InvalidSpecError(UsageError, ValueError):
-    """A spec the operator will not act on; the message is one line for status and events."""
+    """A spec no substrate will act on; the message is one line (for a terminal, a status
+    condition and an event alike)."""
 
 
-def parse_spec(raw: Any) -> MadGroupSpec:
-    """Validate a raw ``spec`` into the model, or raise :class:`InvalidSpecError` naming every
-    offending field."""
+def describe(exc: ValidationError, root: str = "spec") -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{root}.{where}: {msg}" if where else f"{root}: {msg}")
+    return "; ".join(problems)
+
+
+def parse_spec(raw: Any, model: type[MadGroupSpec] = MadGroupSpec) -> MadGroupSpec:
+    """Validate a raw ``spec`` into ``model`` (a substrate's extension of it, or this one),
+    or raise :class:`InvalidSpecError` naming every offending field."""
     try:
-        return MadGroupSpec.model_validate(raw or {})
+        return model.model_validate(raw or {})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "spec"
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"spec.{where}: {msg}" if where != "spec" else f"spec: {msg}")
-        raise InvalidSpecError("; ".join(problems)) from None
+        raise InvalidSpecError(describe(exc)) from None
 
 
-# ---- CRD ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Document:
+    """A MadGroup document as read from a file."""
 
-_KEEP = {
-    "type",
-    "description",
-    "default",
-    "enum",
-    "minimum",
-    "maximum",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "format",
-    "x-kubernetes-validations",
-}
+    name: str
+    raw_spec: Mapping[str, Any]
+    path: Path | None = None
 
 
-def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    """Turn one pydantic JSON schema node into a structural OpenAPI v3 node: refs inlined,
-    ``Optional`` unwrapped, ``const`` turned into ``enum``, titles and nulls dropped."""
-    description = schema.get("description")
-    if "$ref" in schema:
-        target = defs[schema["$ref"].rsplit("/", 1)[-1]]
-        node = _structural(target, defs)
-        if description:
-            node["description"] = description
-        return node
-    if "anyOf" in schema:
-        options = [s for s in schema["anyOf"] if s.get("type") != "null"]
-        if len(options) != 1:
-            raise TypeError(f"cannot render a union in a structural schema: {schema}")
-        node = _structural(options[0], defs)
-        for key in ("description", "default"):
-            if schema.get(key) is not None:
-                node[key] = schema[key]
-        return node
-    node = {k: v for k, v in schema.items() if k in _KEEP and v is not None}
-    if "const" in schema:
-        node["enum"] = [schema["const"]]
-    if schema.get("type") == "object":
-        if "properties" in schema:
-            node["properties"] = {
-                name: _structural(sub, defs) for name, sub in schema["properties"].items()
-            }
-            required = [r for r in schema.get("required", []) if r in node["properties"]]
-            if required:
-                node["required"] = required
-        if isinstance(schema.get("additionalProperties"), dict):
-            node["additionalProperties"] = _structural(schema["additionalProperties"], defs)
-    if schema.get("type") == "array":
-        node["items"] = _structural(schema["items"], defs)
-    return node
+def read_document(path: Path) -> Document:
+    """A MadGroup file: one YAML document with ``apiVersion: madgroup.io/v1alpha1``,
+    ``kind: MadGroup``, ``metadata.name`` and ``spec``. Raises :class:`InvalidSpecError`
+    (one line) for anything else."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidSpecError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidSpecError(f"{path}: not valid YAML{where}") from None
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise InvalidSpecError(f"{path}: expected one MadGroup document")
+    doc = docs[0]
+    if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
+        raise InvalidSpecError(
+            f"{path}: not a MadGroup (apiVersion: {API_VERSION}, kind: {KIND} expected)"
+        )
+    metadata = doc.get("metadata") or {}
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not name:
+        raise InvalidSpecError(f"{path}: metadata.name is required")
+    raw = doc.get("spec") or {}
+    if not isinstance(raw, dict):
+        raise InvalidSpecError(f"{path}: spec must be a mapping")
+    return Document(name=name, raw_spec=raw, path=path)
 
 
-def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
-    raw = model.model_json_schema(mode="validation")
-    return _structural(raw, raw.get("$defs", {}))
+def default_document() -> Document:
+    """The built-in group: what ``madgroup up`` runs with no file."""
+    return Document(name="madgroup", raw_spec={})
 
 
-def crd_manifest() -> dict[str, Any]:
-    """The CustomResourceDefinition for MadGroup."""
-    spec_schema = openapi_schema(MadGroupSpec)
-    status_schema = openapi_schema(MadGroupStatus)
-    condition = status_schema["properties"]["conditions"]["items"]
-    condition["required"] = ["type", "status", "reason", "lastTransitionTime"]
-    status_schema["properties"]["conditions"]["x-kubernetes-list-type"] = "map"
-    status_schema["properties"]["conditions"]["x-kubernetes-list-map-keys"] = ["type"]
+def declared(spec: BaseModel, root: str = "spec") -> dict[str, Any]:
+    """Every field the declaration sets to something other than its default, by path
+    (``spec.grace.replicas``): what a substrate checks it can honour."""
+    found: dict[str, Any] = {}
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(inner, f"{where}.{key}")
+        else:
+            found[where] = value
+
+    walk(spec.model_dump(exclude_defaults=True), root)
+    return {path: value for path, value in found.items() if path != root}
+
+
+def secret_refs(model: BaseModel, root: str = "spec") -> dict[str, SecretKeyRef]:
+    """Every secret the declaration references, by path (``spec.grace.tokenSecretRef``)."""
+    found: dict[str, SecretKeyRef] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        where = f"{root}.{name}"
+        if isinstance(value, SecretKeyRef):
+            found[where] = value
+        elif isinstance(value, BaseModel):
+            found.update(secret_refs(value, where))
+    return found
+
+
+def resolve(spec: MadGroupSpec) -> dict[str, Any]:
+    """The declaration as plain data for the local runner's processes (which then need
+    neither pydantic nor this module): the start order and, per component, its bindings
+    (``secret`` is the ``.env`` variable holding the value; None for the bus password's
+    default, ``REDIS_PASSWORD``)."""
     return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "madgroup"},
-        },
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
-            },
-            "versions": [
+        "order": spec.order,
+        "bindings": {
+            comp.name: [
                 {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {
-                            "name": "Ready",
-                            "type": "string",
-                            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-                        },
-                        {
-                            "name": "Reason",
-                            "type": "string",
-                            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-                        },
-                        {
-                            "name": "Age",
-                            "type": "date",
-                            "jsonPath": ".metadata.creationTimestamp",
-                        },
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "A MAD group: Redis, Sequential Thinking, Grace, "
-                            "Rogers and Fiedler, rolled out in dependency order.",
-                            "properties": {
-                                "apiVersion": {
-                                    "type": "string",
-                                    "description": "Versioned schema of this object.",
-                                },
-                                "kind": {
-                                    "type": "string",
-                                    "description": "REST resource this object represents.",
-                                },
-                                "metadata": {"type": "object"},
-                                "spec": {**spec_schema, "default": {}},
-                                "status": status_schema,
-                            },
-                        }
-                    },
+                    "variable": b.variable,
+                    "value": b.value,
+                    "secret": b.secret.key if b.secret is not None else None,
                 }
-            ],
+                for b in spec.bindings(comp.name)
+            ]
+            for comp in topology.COMPONENTS
         },
     }
+
+
+def check_substrate(
+    spec: MadGroupSpec,
+    substrate: str,
+    *,
+    refused: Mapping[str, str],
+    ignored: Mapping[str, str],
+) -> list[str]:
+    """What a substrate cannot honour, said in one line each: a declared field matching a
+    ``refused`` pattern (``fnmatch``, e.g. ``spec.*.replicas``) raises
+    :class:`InvalidSpecError`; one matching ``ignored`` comes back as a note to print.
+    Nothing is dropped silently."""
+    found = declared(spec)
+    for pattern, why in refused.items():
+        hits = sorted(path for path in found if fnmatch.fnmatchcase(path, pattern))
+        if hits:
+            raise InvalidSpecError(f"{hits[0]}: {why} ({substrate})")
+    notes = []
+    for pattern, why in ignored.items():
+        for path in sorted(p for p in found if fnmatch.fnmatchcase(p, pattern)):
+            notes.append(f"{path} is ignored by {substrate}: {why}")
+    return notes
+
+
+def load(
+    path: Path | None, model: type[MadGroupSpec] = MadGroupSpec
+) -> tuple[Document, MadGroupSpec]:
+    """A MadGroup file (or, with no path, the built-in group), validated."""
+    document = read_document(path) if path is not None else default_document()
+    return document, parse_spec(document.raw_spec, model)

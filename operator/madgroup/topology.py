@@ -65,6 +65,10 @@ class Component:
     """The MAD's own contract (None for Redis)."""
 
     @property
+    def uses_bus(self) -> bool:
+        return REDIS in self.depends_on
+
+    @property
     def is_mad(self) -> bool:
         return self.name != REDIS
 
@@ -157,13 +161,26 @@ MAD_NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENTS if c.is_mad)
 DEFAULT_PORTS: dict[str, int] = {c.name: c.port for c in COMPONENTS}
 
 
-def gates(comp: Component) -> tuple[str, ...]:
-    """Everything that must be ready before ``comp`` starts: its dependencies and the
-    component before it in the guide's order."""
+Order = Literal["guide", "graph"]
+ORDERS: tuple[Order, ...] = ("guide", "graph")
+"""How components wait for each other. ``guide``: the deployment guide's order, each
+component after the one before it (and what it talks to). ``graph``: only what it talks to
+(grace after redis; rogers and fiedler after redis and sequential_thinking), so independent
+components start side by side."""
+
+
+def gates(comp: Component, order: Order = "guide") -> tuple[str, ...]:
+    """Everything that must be ready before ``comp`` starts: its dependencies and, in the
+    guide's order, the component before it."""
     names = list(comp.depends_on)
-    if comp.start_after and comp.start_after not in names:
+    if order == "guide" and comp.start_after and comp.start_after not in names:
         names.append(comp.start_after)
     return tuple(n for n in COMPONENT_NAMES if n in names)
+
+
+def gate_map(order: Order = "guide") -> dict[str, tuple[str, ...]]:
+    """``gates`` of every component, for the planner."""
+    return {comp.name: gates(comp, order) for comp in COMPONENTS}
 
 
 class UnknownComponentError(UsageError, LookupError):
@@ -172,6 +189,11 @@ class UnknownComponentError(UsageError, LookupError):
             f"unknown component {name!r}; the components are: {', '.join(COMPONENT_NAMES)}"
         )
         self.name = name
+
+
+def bus() -> Component:
+    """The Conversation Bus (Redis)."""
+    return REDIS_COMPONENT
 
 
 def component(name: str) -> Component:

@@ -48,7 +48,7 @@ async def _eventually(check: Any, what: str, timeout: float = 180.0) -> Any:
 async def test_a_madgroup_rolls_out_in_order_on_a_real_cluster(cluster):
     import kopf
     import kubernetes
-    from madgroup import spec
+    from madgroup.kube import crd as spec
     from madgroup.kube import naming
     from madgroup.kube.api import KubeApi
     from madgroup.kube.handlers import build_registry

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from madgroup import spec, topology
-from madgroup.kube import install, objects
+from madgroup import topology
+from madgroup.kube import crd, install, objects
+from madgroup.spec import InvalidSpecError
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
@@ -35,8 +36,8 @@ def _walk(node, where="spec"):
 
 
 def test_the_crd_describes_every_field_and_carries_the_cross_field_rules():
-    crd = spec.crd_manifest()
-    version = crd["spec"]["versions"][0]
+    manifest = crd.crd_manifest()
+    version = manifest["spec"]["versions"][0]
     root = version["schema"]["openAPIV3Schema"]
     for part in ("spec", "status"):
         for where, node in _walk(root["properties"][part], part):
@@ -46,8 +47,8 @@ def test_the_crd_describes_every_field_and_carries_the_cross_field_rules():
     assert any("baseUrl" in r["rule"] for r in llm["x-kubernetes-validations"])
     fiedler = root["properties"]["spec"]["properties"]["fiedler"]["properties"]["replicas"]
     assert fiedler["minimum"] == fiedler["maximum"] == 1
-    assert crd["metadata"]["name"] == "madgroups.madgroup.io"
-    assert crd["spec"]["names"]["shortNames"] == ["mg"]
+    assert manifest["metadata"]["name"] == "madgroups.madgroup.io"
+    assert manifest["spec"]["names"]["shortNames"] == ["mg"]
     assert version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Ready", "Reason", "Age"]
 
@@ -65,15 +66,15 @@ def test_the_crd_describes_every_field_and_carries_the_cross_field_rules():
     ],
 )
 def test_invalid_specs_get_one_clear_line(raw, message):
-    with pytest.raises(spec.InvalidSpecError) as err:
-        spec.parse_spec(raw)
+    with pytest.raises(InvalidSpecError) as err:
+        crd.parse(raw)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
 
 
 def _children(raw_spec):
     owner = objects.Owner("demo", "team-a", "0000-1111")
-    desired = spec.parse_spec(raw_spec)
+    desired = crd.parse(raw_spec)
     docs = [objects.password_secret(owner)]
     for name in topology.COMPONENT_NAMES:
         docs += objects.component_objects(owner, desired, name)
@@ -121,7 +122,7 @@ def test_every_manifest_validates_against_kubernetes_1_33(tmp_path):
 
 def test_the_sample_is_a_valid_spec():
     sample = yaml.safe_load((ROOT / "manifests/samples/madgroup.yaml").read_text())
-    spec.parse_spec(sample["spec"])
+    crd.parse(sample["spec"])
 
 
 def test_the_operator_runs_as_one_recreated_replica_with_a_liveness_probe():

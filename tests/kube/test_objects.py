@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from madgroup import spec, topology
-from madgroup.kube import objects
+from madgroup import topology
+from madgroup.kube import crd, objects
 
 OWNER = objects.Owner("demo", "team-a", "0000-1111")
 
 
 def _pod(name, raw=None):
-    return objects.workload(OWNER, spec.parse_spec(raw or {}), name)["spec"]["template"]["spec"]
+    return objects.workload(OWNER, crd.parse(raw or {}), name)["spec"]["template"]["spec"]
 
 
 def _env(name, raw=None):
@@ -34,7 +34,7 @@ def test_every_pod_is_locked_down():
 
 
 def test_stateful_components_are_statefulsets_with_claims():
-    desired = spec.parse_spec({})
+    desired = crd.parse({})
     kinds = {n: objects.workload(OWNER, desired, n)["kind"] for n in topology.COMPONENT_NAMES}
     assert kinds == {
         "redis": "StatefulSet",
@@ -86,7 +86,7 @@ def test_env_points_at_the_group_services_and_secrets_stay_references():
 def test_the_generated_password_is_random_and_only_in_the_secret():
     first, second = objects.password_secret(OWNER), objects.password_secret(OWNER)
     assert first["data"]["password"] != second["data"]["password"]
-    desired = spec.parse_spec({})
+    desired = crd.parse({})
     rendered = json.dumps(
         [objects.component_objects(OWNER, desired, n) for n in topology.COMPONENT_NAMES]
     )
@@ -104,7 +104,7 @@ def test_the_network_policy_fences_everything_but_grace():
 
 
 def test_children_are_owned_and_labelled():
-    desired = spec.parse_spec({})
+    desired = crd.parse({})
     for name in topology.COMPONENT_NAMES:
         for obj in objects.component_objects(OWNER, desired, name):
             meta = obj["metadata"]

@@ -221,7 +221,7 @@ def _chart_crd(root: Path) -> dict[str, Any]:
 def test_chart_crd_is_the_model_crd(root: Path) -> None:
     """Independent of how manifests/crd.yaml is formatted: the chart's CRD says exactly what
     the pydantic model of MadGroup.spec generates."""
-    from madgroup.spec import crd_manifest
+    from madgroup.kube.crd import crd_manifest
 
     assert _chart_crd(root) == json.loads(json.dumps(crd_manifest())), (
         "charts/madgroup-operator/crds/crd.yaml is out of date with madgroup.spec: "

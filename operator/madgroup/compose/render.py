@@ -6,11 +6,20 @@ check) comes from :mod:`madgroup.topology`; this module only says how compose sp
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from madgroup import topology
+from madgroup.spec import (
+    Document,
+    MadGroupSpec,
+    check_substrate,
+    default_document,
+    parse_spec,
+)
 from madgroup.topology import Component
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -72,18 +81,29 @@ HEADER = """\
 """
 
 
-def compose_argument(arg: str) -> str:
+def required(variable: str) -> str:
+    """Compose interpolation of a ``.env`` variable that must be set: compose refuses to
+    start when it is unset or empty (so Redis can never come up without a password)."""
+    return f"${{{variable}:?{variable} must be set in {ENV_FILE}}}"
+
+
+def compose_argument(arg: str, secrets: Mapping[str, str] | None = None) -> str:
     """Translate Kubernetes-style ``$(VAR)`` in a command argument into compose
-    interpolation. Compose refuses to start when the variable is unset or empty, so Redis
-    can never come up without a password."""
-    return topology.VARIABLE.sub(
-        lambda m: f"${{{m.group(1)}:?{m.group(1)} must be set in {ENV_FILE}}}", arg
-    )
+    interpolation of the ``.env`` variable that holds it (``secrets``: variable -> the
+    ``.env`` key the declaration names; by default the same name)."""
+    keys = secrets or {}
+    return topology.VARIABLE.sub(lambda m: required(keys.get(m.group(1), m.group(1))), arg)
 
 
-def compose_command(comp: Component) -> list[str]:
+def compose_command(comp: Component, declared: MadGroupSpec | None = None) -> list[str]:
     """The topology's command line, spelled for compose (same arguments)."""
-    return [compose_argument(arg) for arg in comp.command()]
+    keys = secret_keys(declared or MadGroupSpec(), comp)
+    return [compose_argument(arg, keys) for arg in comp.command()]
+
+
+def secret_keys(declared: MadGroupSpec, comp: Component) -> dict[str, str]:
+    """Variable -> the ``.env`` key holding it, for the secrets the declaration names."""
+    return {b.variable: b.secret.key for b in declared.bindings(comp.name) if b.secret is not None}
 
 
 def volume_name(comp: Component) -> str:
@@ -132,8 +152,8 @@ def readyz_probe(port: str, path: str) -> str:
     )
 
 
-def service(comp: Component) -> dict[str, Any]:
-    svc: dict[str, Any] = {"image": comp.image()}
+def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
+    svc: dict[str, Any] = {"image": declared.image_of(comp.name)}
     if comp.is_mad:
         svc["build"] = {
             "context": ".",
@@ -142,12 +162,18 @@ def service(comp: Component) -> dict[str, Any]:
             "args": list(BUILD_ARGS),
         }
         svc["init"] = True
-    svc["command"] = compose_command(comp)
+    svc["command"] = compose_command(comp, declared)
     svc["env_file"] = [ENV_FILE]
     env = topology.environment(comp, _address, allowed_hosts=[comp.name])
+    for binding in declared.bindings(comp.name):
+        if binding.value is not None:
+            env[binding.variable] = binding.value
+        elif binding.secret is not None and binding.secret.key != binding.variable:
+            # A secret by reference: compose reads it from .env, the file never holds it.
+            env[binding.variable] = required(binding.secret.key)
     if env:
         svc["environment"] = env
-    gates = topology.gates(comp)
+    gates = topology.gates(comp, declared.order)
     if gates:
         svc["depends_on"] = {name: {"condition": "service_healthy"} for name in gates}
     svc["healthcheck"] = healthcheck(comp)
@@ -168,9 +194,10 @@ def service(comp: Component) -> dict[str, Any]:
     return svc
 
 
-def compose_document() -> dict[str, Any]:
+def compose_document(declared: MadGroupSpec | None = None) -> dict[str, Any]:
+    spec = declared or MadGroupSpec()
     return {
-        "services": {comp.name: service(comp) for comp in topology.start_order()},
+        "services": {comp.name: service(comp, spec) for comp in topology.start_order()},
         "networks": {NETWORK: {"driver": "bridge"}},
         "volumes": {volume_name(c): {} for c in topology.COMPONENTS if c.data_path},
     }
@@ -183,9 +210,9 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def render_compose() -> str:
+def render_compose(declared: MadGroupSpec | None = None) -> str:
     body = yaml.dump(
-        compose_document(),
+        compose_document(declared),
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
@@ -205,5 +232,22 @@ def render_start_interval() -> str:
     return START_INTERVAL_HEADER + "\n" + body
 
 
-def render_files() -> dict[str, str]:
-    return {COMPOSE_FILE: render_compose(), START_INTERVAL_FILE: render_start_interval()}
+SUBSTRATE = "docker compose"
+REFUSED = {
+    "spec.*.replicas": "it runs one container per service; more replicas need Kubernetes",
+}
+IGNORED = {
+    "spec.*.storage.size": "a named volume has no size",
+}
+
+
+def render_files(document: Document | None = None) -> dict[str, str]:
+    """The compose files for a MadGroup document (the built-in group when None): what
+    compose cannot honour is refused, what it ignores is said on stderr."""
+    declared = parse_spec((document or default_document()).raw_spec)
+    for note in check_substrate(declared, SUBSTRATE, refused=REFUSED, ignored=IGNORED):
+        print(f"madgroup: note: {note}", file=sys.stderr)
+    return {
+        COMPOSE_FILE: render_compose(declared),
+        START_INTERVAL_FILE: render_start_interval(),
+    }

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+from madgroup.errors import UsageError
+
+if TYPE_CHECKING:
+    from madgroup.spec import Document
 import asyncio
 import logging
 
 
-def _render_crd() -> dict[str, str]:
+def _render_crd(document: Document | None) -> dict[str, str]:
     from madgroup.kube import install  # imported on use: it pulls in the whole spec model
 
+    _no_document("crd", document)
     return install.render_crd()
 
 
-def _render_manifests() -> dict[str, str]:
+def _render_manifests(document: Document | None) -> dict[str, str]:
     from madgroup.kube import install
 
+    _no_document("manifests", document)
     return install.render_manifests()
+
+
+def _no_document(target: str, document: Document | None) -> None:
+    if document is not None:
+        raise UsageError(
+            f"render {target} does not depend on a MadGroup file: kubectl apply -f it instead"
+        )
 
 
 RENDERERS = {

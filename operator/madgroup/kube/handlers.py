@@ -16,8 +16,7 @@ from typing import Any
 
 import kopf
 
-from madgroup import spec
-from madgroup.kube import naming, reconcile
+from madgroup.kube import crd, naming, reconcile
 from madgroup.kube.api import ApiError, KubeApi
 
 FINALIZER = "madgroup.io/teardown"
@@ -122,7 +121,7 @@ def build_registry(
     if login is not None:
         kopf.on.login(registry=registry)(login)
 
-    @kopf.on.event(spec.GROUP, spec.VERSION, spec.PLURAL, registry=registry)
+    @kopf.on.event(crd.GROUP, crd.VERSION, crd.PLURAL, registry=registry)
     async def group_changed(namespace: str | None, name: str | None, **_: Any) -> None:
         nudges.nudge(namespace, name)
 
@@ -133,9 +132,9 @@ def build_registry(
         kopf.on.event("apps", "v1", plural, labels=managed, registry=registry)(child_changed)
 
     @kopf.daemon(
-        spec.GROUP,
-        spec.VERSION,
-        spec.PLURAL,
+        crd.GROUP,
+        crd.VERSION,
+        crd.PLURAL,
         registry=registry,
         cancellation_backoff=5.0,
         cancellation_timeout=10.0,
@@ -172,7 +171,7 @@ def build_registry(
         finally:
             nudges.forget(namespace, name)
 
-    @kopf.on.delete(spec.GROUP, spec.VERSION, spec.PLURAL, registry=registry)
+    @kopf.on.delete(crd.GROUP, crd.VERSION, crd.PLURAL, registry=registry)
     async def teardown(
         body: kopf.Body, name: str, namespace: str | None, logger: kopf.Logger, **_: Any
     ) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from madgroup import spec, topology
-from madgroup.kube import naming, objects
+from madgroup.kube import crd, naming, objects
 
 NAMESPACE = "madgroup-system"
 OPERATOR = "madgroup-operator"
@@ -53,8 +53,8 @@ def rules() -> list[dict[str, Any]]:
     """Exactly what the operator does: watch MadGroups and their workloads, read/apply/delete
     the children by name, post events. No list/watch on Secrets."""
     return [
-        _rule([spec.GROUP], [spec.PLURAL], ["get", "list", "watch", "patch"]),
-        _rule([spec.GROUP], [f"{spec.PLURAL}/status"], ["get", "patch"]),
+        _rule([crd.GROUP], [crd.PLURAL], ["get", "list", "watch", "patch"]),
+        _rule([crd.GROUP], [f"{crd.PLURAL}/status"], ["get", "patch"]),
         _rule(
             ["apps"],
             ["deployments", "statefulsets"],
@@ -169,9 +169,9 @@ def sample() -> dict[str, Any]:
                 "repository": topology.DEFAULT_IMAGE_REPOSITORY,
                 "tag": topology.DEFAULT_IMAGE_TAG,
             },
-            "grace": {"replicas": 2, "serviceType": "ClusterIP"},
+            "order": "guide",
             "fiedler": {
-                "storage": {"size": "1Gi", "retainOnDelete": True},
+                "storage": {"size": "1Gi"},
                 "llm": {"provider": "builtin"},
             },
         },
@@ -190,7 +190,7 @@ CHART = "charts/madgroup-operator"
 
 def render_crd() -> dict[str, str]:
     """The CRD, for ``kubectl apply -f manifests/`` and, byte for byte, for the chart."""
-    text = dump([spec.crd_manifest()], "crd")
+    text = dump([crd.crd_manifest()], "crd")
     return {"manifests/crd.yaml": text, f"{CHART}/crds/crd.yaml": text}
 
 

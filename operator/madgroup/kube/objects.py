@@ -15,7 +15,8 @@ from typing import Any
 
 from madgroup import topology
 from madgroup.kube import naming
-from madgroup.spec import API_VERSION, KIND, ComponentSpec, MadGroupSpec, SecretKeyRef, StorageSpec
+from madgroup.kube.crd import KubeMadGroupSpec, KubeStorageSpec, WithResources
+from madgroup.spec import API_VERSION, KIND, SecretKeyRef
 
 PASSWORD_KEY = "password"
 POD_UID = 10001
@@ -60,10 +61,11 @@ def _metadata(owner: Owner, name: str, component: str | None) -> dict[str, Any]:
     return meta
 
 
-def password_ref(owner: Owner, spec: MadGroupSpec) -> SecretKeyRef:
+def password_ref(owner: Owner, spec: KubeMadGroupSpec) -> SecretKeyRef:
     """Where the Redis password lives: the user's Secret, or the one the operator generates."""
-    if spec.redis.passwordSecretRef is not None:
-        return spec.redis.passwordSecretRef
+    declared = spec.password()
+    if declared is not None:
+        return declared
     return SecretKeyRef(name=naming.password_secret_name(owner.name), key=PASSWORD_KEY)
 
 
@@ -74,7 +76,7 @@ def password_secret(owner: Owner) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(owner, naming.password_secret_name(owner.name), topology.REDIS),
+        "metadata": _metadata(owner, naming.password_secret_name(owner.name), topology.bus().name),
         "type": "Opaque",
         "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
     }
@@ -83,7 +85,7 @@ def password_secret(owner: Owner) -> Manifest:
 def network_policy(owner: Owner) -> Manifest:
     """Every pod of the group except Grace accepts traffic only from the group's own pods:
     Redis is reachable only inside the group, Grace is the one door from outside."""
-    grace = topology.component(topology.GRACE).dns_name
+    exposed = [c.dns_name for c in topology.COMPONENTS if c.exposed]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -92,7 +94,7 @@ def network_policy(owner: Owner) -> Manifest:
             "podSelector": {
                 "matchLabels": naming.group_labels(owner.name),
                 "matchExpressions": [
-                    {"key": naming.LABEL_COMPONENT, "operator": "NotIn", "values": [grace]}
+                    {"key": naming.LABEL_COMPONENT, "operator": "NotIn", "values": exposed}
                 ],
             },
             "policyTypes": ["Ingress"],
@@ -104,12 +106,13 @@ def network_policy(owner: Owner) -> Manifest:
 
 
 def _port_name(comp: topology.Component) -> str:
-    return "redis" if comp.name == topology.REDIS else "http"
+    """The port's protocol: ``redis`` for the bus, ``http`` for a MAD."""
+    return comp.probe.kind
 
 
-def service(owner: Owner, spec: MadGroupSpec, name: str) -> Manifest:
+def service(owner: Owner, spec: KubeMadGroupSpec, name: str) -> Manifest:
     comp = topology.component(name)
-    svc_type = spec.grace.serviceType if name == topology.GRACE else "ClusterIP"
+    svc_type = str(getattr(spec.component(name), "serviceType", "ClusterIP"))
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -140,7 +143,7 @@ def allowed_hosts(owner: Owner, name: str) -> list[str]:
     return [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"]
 
 
-def environment(owner: Owner, spec: MadGroupSpec, name: str) -> list[dict[str, Any]]:
+def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[str, Any]]:
     """The container's env: the topology's, pointing at the group's Services, plus secrets
     by reference (never by value)."""
     comp = topology.component(name)
@@ -154,18 +157,11 @@ def environment(owner: Owner, spec: MadGroupSpec, name: str) -> list[dict[str, A
             comp, address, allowed_hosts=allowed_hosts(owner, name)
         ).items()
     ]
-    env.append(_secret_env("REDIS_PASSWORD", password_ref(owner, spec)))
-    if name == topology.GRACE and spec.grace.tokenSecretRef is not None:
-        env.append(_secret_env("GRACE_API_TOKENS", spec.grace.tokenSecretRef))
-    if name == topology.FIEDLER:
-        llm = spec.fiedler.llm
-        env.append({"name": "FIEDLER_LLM_PROVIDER", "value": llm.provider})
-        if llm.baseUrl:
-            env.append({"name": "FIEDLER_LLM_BASE_URL", "value": llm.baseUrl})
-        if llm.model:
-            env.append({"name": "FIEDLER_LLM_MODEL", "value": llm.model})
-        if llm.apiKeySecretRef is not None:
-            env.append(_secret_env("FIEDLER_LLM_API_KEY", llm.apiKeySecretRef))
+    for binding in spec.bindings(name):
+        if binding.value is not None:
+            env.append({"name": binding.variable, "value": binding.value})
+        else:
+            env.append(_secret_env(binding.variable, binding.secret or password_ref(owner, spec)))
     return env
 
 
@@ -202,7 +198,7 @@ def _probes(comp: topology.Component) -> dict[str, Any]:
     }
 
 
-def _resources(settings: ComponentSpec) -> dict[str, Any]:
+def _resources(settings: WithResources) -> dict[str, Any]:
     if settings.resources is None:
         return {}
     out: dict[str, Any] = {}
@@ -213,9 +209,9 @@ def _resources(settings: ComponentSpec) -> dict[str, Any]:
     return out
 
 
-def pod_template(owner: Owner, spec: MadGroupSpec, name: str) -> dict[str, Any]:
+def pod_template(owner: Owner, spec: KubeMadGroupSpec, name: str) -> dict[str, Any]:
     comp = topology.component(name)
-    settings = spec.component(name)
+    settings = spec.kube(name)
     mounts = [{"name": "tmp", "mountPath": "/tmp"}]
     if comp.data_path:
         mounts.append({"name": "data", "mountPath": comp.data_path})
@@ -249,7 +245,7 @@ def pod_template(owner: Owner, spec: MadGroupSpec, name: str) -> dict[str, Any]:
     }
 
 
-def _claim(storage: StorageSpec) -> dict[str, Any]:
+def _claim(storage: KubeStorageSpec) -> dict[str, Any]:
     claim: dict[str, Any] = {
         "metadata": {"name": "data"},
         "spec": {
@@ -262,12 +258,11 @@ def _claim(storage: StorageSpec) -> dict[str, Any]:
     return claim
 
 
-def storage_of(spec: MadGroupSpec, name: str) -> StorageSpec | None:
-    settings = spec.component(name)
-    return getattr(settings, "storage", None)
+def storage_of(spec: KubeMadGroupSpec, name: str) -> KubeStorageSpec | None:
+    return spec.storage_of(name)
 
 
-def workload(owner: Owner, spec: MadGroupSpec, name: str) -> Manifest:
+def workload(owner: Owner, spec: KubeMadGroupSpec, name: str) -> Manifest:
     """A StatefulSet for components with data (Redis, Fiedler), a Deployment otherwise."""
     comp = topology.component(name)
     settings = spec.component(name)
@@ -296,7 +291,7 @@ def workload(owner: Owner, spec: MadGroupSpec, name: str) -> Manifest:
     }
 
 
-def claim_names(owner: Owner, spec: MadGroupSpec, name: str) -> list[str]:
+def claim_names(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[str]:
     """The PersistentVolumeClaims a component's StatefulSet creates (``data-<sts>-<i>``)."""
     if storage_of(spec, name) is None:
         return []
@@ -304,12 +299,12 @@ def claim_names(owner: Owner, spec: MadGroupSpec, name: str) -> list[str]:
     return [f"data-{sts}-{i}" for i in range(spec.component(name).replicas)]
 
 
-def component_objects(owner: Owner, spec: MadGroupSpec, name: str) -> list[Manifest]:
+def component_objects(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[Manifest]:
     """What the operator applies for one component, in order (the generated password Secret
     is created separately, once). The NetworkPolicy comes with Redis: it protects Redis
     before Redis exists."""
     out: list[Manifest] = []
-    if name == topology.REDIS:
+    if not topology.component(name).is_mad:
         out.append(network_policy(owner))
     out.append(service(owner, spec, name))
     out.append(workload(owner, spec, name))

@@ -15,7 +15,7 @@ from typing import Any
 
 from madgroup import rollout, spec, topology
 from madgroup.errors import MadGroupError
-from madgroup.kube import naming, objects
+from madgroup.kube import crd, naming, objects
 from madgroup.kube.api import ApiError, KubeApi
 
 ORDER = topology.COMPONENT_NAMES
@@ -37,7 +37,7 @@ class Outcome:
 
 
 def group_path(namespace: str, name: str) -> str:
-    return f"/apis/{spec.API_VERSION}/namespaces/{namespace}/{spec.PLURAL}/{name}"
+    return f"/apis/{spec.API_VERSION}/namespaces/{namespace}/{crd.PLURAL}/{name}"
 
 
 def now_rfc3339() -> str:
@@ -66,11 +66,11 @@ def _path(manifest: Mapping[str, Any]) -> str:
 
 
 def _generated_secret_path(
-    owner: objects.Owner, desired: spec.MadGroupSpec, name: str
+    owner: objects.Owner, desired: crd.KubeMadGroupSpec, name: str
 ) -> str | None:
     """The password Secret the operator generates, if component ``name`` has one (Redis,
     when the spec names no Secret of its own)."""
-    if name == topology.REDIS and desired.redis.passwordSecretRef is None:
+    if not topology.component(name).is_mad and desired.password() is None:
         return naming.SECRET.path(owner.namespace, naming.password_secret_name(owner.name))
     return None
 
@@ -82,7 +82,7 @@ class _Seen:
     image: str
 
 
-def _observe(api: KubeApi, owner: objects.Owner, desired: spec.MadGroupSpec, name: str) -> _Seen:
+def _observe(api: KubeApi, owner: objects.Owner, desired: crd.KubeMadGroupSpec, name: str) -> _Seen:
     manifests = objects.component_objects(owner, desired, name)
     stale: list[dict[str, Any]] = []
     workload_live: dict[str, Any] | None = None
@@ -138,15 +138,8 @@ def _apply(api: KubeApi, owner: objects.Owner, seen: _Seen) -> list[str]:
     return done
 
 
-def _missing_secrets(api: KubeApi, namespace: str, desired: spec.MadGroupSpec) -> str | None:
-    refs = {
-        "spec.redis.passwordSecretRef": desired.redis.passwordSecretRef,
-        "spec.grace.tokenSecretRef": desired.grace.tokenSecretRef,
-        "spec.fiedler.llm.apiKeySecretRef": desired.fiedler.llm.apiKeySecretRef,
-    }
-    for where, ref in refs.items():
-        if ref is None:
-            continue
+def _missing_secrets(api: KubeApi, namespace: str, desired: crd.KubeMadGroupSpec) -> str | None:
+    for where, ref in spec.secret_refs(desired).items():
         secret = api.get(naming.SECRET.path(namespace, ref.name))
         if secret is None:
             return f"{where}: Secret {ref.name!r} not found in namespace {namespace!r}"
@@ -212,13 +205,13 @@ def reconcile(
     generation = meta.get("generation")
     old_status = group.get("status") or {}
     annotations = meta.get("annotations") or {}
-    paused = annotations.get(spec.PAUSED_ANNOTATION, "").lower() == "true"
+    paused = annotations.get(crd.PAUSED_ANNOTATION, "").lower() == "true"
     owner = objects.Owner(name=name, namespace=namespace, uid=meta.get("uid", ""))
 
     components: dict[str, dict[str, Any]] = {}
     try:
         naming.check_group_name(name)
-        desired = spec.parse_spec(group.get("spec"))
+        desired = crd.parse(group.get("spec"))
         problem = _missing_secrets(api, namespace, desired)
         if problem:
             raise spec.InvalidSpecError(problem)
@@ -229,7 +222,7 @@ def reconcile(
         paused = paused or desired.paused
         seen = {n: _observe(api, owner, desired, n) for n in ORDER}
         observed = {n: s.observed for n, s in seen.items()}
-        plan = rollout.plan(ORDER, observed)
+        plan = rollout.plan(ORDER, observed, topology.gate_map(desired.order))
         if not paused:
             for comp in plan.apply:
                 kinds = _apply(api, owner, seen[comp])
@@ -271,9 +264,9 @@ def teardown(api: KubeApi, group: Mapping[str, Any], emit: Callable[[Event], Non
     meta = group["metadata"]
     owner = objects.Owner(meta["name"], meta["namespace"], meta.get("uid", ""))
     try:
-        desired = spec.parse_spec(group.get("spec"))
+        desired = crd.parse(group.get("spec"))
     except spec.InvalidSpecError:
-        desired = spec.MadGroupSpec()  # names do not depend on the spec; keep all data
+        desired = crd.KubeMadGroupSpec()  # names do not depend on the spec; keep all data
     for comp in topology.stop_order():
         manifests = objects.component_objects(owner, desired, comp.name)
         paths = [_path(m) for m in reversed(manifests)]

@@ -8,6 +8,7 @@ import contextlib
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 from madgroup import topology
 from madgroup.errors import CommandError
@@ -55,6 +56,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "need).",
     )
     p.add_argument("components", nargs="*", metavar="component", help=f"any of: {names}")
+    p.add_argument(
+        "-f",
+        "--file",
+        type=Path,
+        metavar="FILE",
+        help="a MadGroup file (apiVersion madgroup.io/v1alpha1, kind MadGroup): the same one "
+        "kubectl applies (default: the built-in group)",
+    )
+    p.add_argument(
+        "--order",
+        choices=topology.ORDERS,
+        help="guide: each component after the one before it (the default); graph: only "
+        "after what it talks to, so independent components start side by side "
+        "(overrides spec.order)",
+    )
     p.add_argument(
         "--foreground",
         action="store_true",
@@ -163,6 +179,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         args.port_offset,
         args.timeout,
         args.foreground,
+        file=args.file,
+        order=args.order,
     )
 
 
@@ -261,7 +279,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         raise CommandError(
             f"no command given; e.g. madgroup exec {comp.name} "
-            + ("redis-cli ping" if comp.name == topology.REDIS else "mad-status"),
+            + ("mad-status" if comp.is_mad else "redis-cli ping"),
             code=2,
         )
     state = ctx.running_state()
@@ -270,7 +288,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise CommandError(f"{comp.name} is not running; start it with: madgroup up {comp.name}")
     env = launcher.component_env(comp, state.ports, ctx.dotenv(), ctx.state)
     if (
-        comp.name == topology.REDIS
+        not comp.is_mad
         and argv[0] == "redis-cli"
         and not any(a in REDIS_CLI_TARGET_FLAGS for a in argv[1:])
     ):

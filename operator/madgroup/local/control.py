@@ -10,13 +10,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from madgroup import topology
+from madgroup import spec, topology
 from madgroup.errors import CommandError
-from madgroup.local import launcher, logview, ports, processes
+from madgroup.local import declaration, launcher, logview, ports, processes
 from madgroup.local.context import Context
 from madgroup.local.progress import Progress, describe
-from madgroup.local.state import FAILED, READY, STOPPED, WAITING, ComponentState, GroupState
+from madgroup.local.state import (
+    FAILED,
+    READY,
+    STOPPED,
+    WAITING,
+    ComponentState,
+    Declared,
+    GroupState,
+)
 
 FOLLOW_POLL = 0.03
 LOG_LINES_ON_FAILURE = 15
@@ -32,11 +41,26 @@ def check_names(names: list[str]) -> list[str]:
 # -- up -----------------------------------------------------------------------------------
 
 
-def up(ctx: Context, names: list[str], offset: int | None, timeout: float, foreground: bool) -> int:
+def up(
+    ctx: Context,
+    names: list[str],
+    offset: int | None,
+    timeout: float,
+    foreground: bool,
+    *,
+    file: Path | None = None,
+    order: str | None = None,
+) -> int:
     wanted = check_names(names) or list(topology.COMPONENT_NAMES)
     wanted = [c.name for c in topology.with_gates(wanted)]
+    document, declared, notes = declaration.load(file)
+    if order is not None:
+        declared = declared.model_copy(update={"order": order})
+    for note in notes:
+        print(f"madgroup: note: {note}", file=sys.stderr)
+    resolved = spec.resolve(declared)
     ctx.dotenv()
-    if topology.REDIS in wanted:
+    if any(not topology.component(n).is_mad for n in wanted):
         try:
             launcher.resolve("redis-server")
         except launcher.LaunchError as exc:
@@ -46,7 +70,16 @@ def up(ctx: Context, names: list[str], offset: int | None, timeout: float, foreg
     with sd.command_lock():
         state = sd.load()
         if sd.supervisor_running():
+            if (file is not None or order is not None) and sd.declared() != Declared.from_json(
+                resolved
+            ):
+                raise CommandError(
+                    "the group is running with another declaration: run 'madgroup down' "
+                    "first, then 'madgroup up' with the new one",
+                    code=2,
+                )
             return _up_running(ctx, state, wanted, timeout)
+        sd.save_declaration(document, resolved)
         adopted = {
             name: c for name, c in state.components.items() if processes.alive(c.pid, c.ticks)
         }

@@ -45,18 +45,36 @@ def component_env(
     comp: topology.Component, ports: Mapping[str, int], dotenv: Mapping[str, str], state: StateDir
 ) -> dict[str, str]:
     """The environment ``comp`` runs with here: this shell's, then ``.env`` (like compose's
-    ``env_file``), then the topology's environment with this machine's addresses."""
+    ``env_file``), then the topology's environment with this machine's addresses, then what
+    the declaration binds (values, and secrets read from ``.env`` by name)."""
     env = dict(os.environ)
     env.update(dotenv)
     env.update(topology.environment(comp, address(ports)))
+    env.update(bound(comp, dotenv, state))
     if comp.is_mad:
         env["MAD_HOST"] = HOST
         env["MAD_PORT"] = str(ports[comp.name])
         env["PYTHONUNBUFFERED"] = "1"
-        if "FIEDLER_DB_PATH" in comp.extra_env:
-            db_name = Path(comp.extra_env["FIEDLER_DB_PATH"]).name
-            env["FIEDLER_DB_PATH"] = str(state.data_dir(comp.name) / db_name)
+        data = comp.contract.data if comp.contract is not None else None
+        if data is not None:
+            env[data.variable] = str(state.data_dir(comp.name) / data.filename)
     env["PATH"] = os.pathsep.join([str(bin_dir()), env.get("PATH", "")])
+    return env
+
+
+def bound(comp: topology.Component, dotenv: Mapping[str, str], state: StateDir) -> dict[str, str]:
+    """The declaration's bindings for ``comp``: a value as it is; a secret from the ``.env``
+    variable it names (the bus password's default is ``REDIS_PASSWORD``)."""
+    env: dict[str, str] = {}
+    for binding in state.declared().bindings.get(comp.name, []):
+        variable = str(binding["variable"])
+        if binding.get("value") is not None:
+            env[variable] = str(binding["value"])
+            continue
+        key = str(binding.get("secret") or PASSWORD_KEY)
+        if key not in dotenv:
+            raise LaunchError(f"{key} is not set in .env (the declaration's {variable})")
+        env[variable] = dotenv[key]
     return env
 
 
@@ -109,10 +127,10 @@ def resolve(program: str) -> str:
 def command(
     comp: topology.Component, ports: Mapping[str, int], dotenv: Mapping[str, str], state: StateDir
 ) -> list[str]:
-    if comp.name == topology.REDIS:
+    if not comp.is_mad:  # the bus: its password goes into a private config file
         data_dir = state.data_dir(comp.name)
         data_dir.mkdir(parents=True, exist_ok=True)
-        secrets = {PASSWORD_KEY: dotenv.get(PASSWORD_KEY, "")}
+        secrets = bound(comp, dotenv, state)
         write_private(state.redis_conf, redis_config(comp, ports[comp.name], secrets, data_dir))
         return [resolve("redis-server"), str(state.redis_conf)]
     program, *rest = comp.command()

@@ -65,7 +65,7 @@ class Progress:
         for name in self.names:
             c = state.components.get(name)
             line = plain(c)
-            key = c.phase if c is not None else WAITING
+            key = str(c.phase if c is not None else WAITING)
             if c is not None and c.phase == WAITING:
                 key += c.message
             if self.last.get(name) != key:

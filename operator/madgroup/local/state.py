@@ -12,23 +12,43 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from madgroup.spec import Document
 
 STATE_ENV = "MADGROUP_STATE_DIR"
 DEFAULT_STATE_DIR = ".madgroup"
 
-# Phases a component goes through, as shown by ``up`` and ``status``.
-WAITING = "waiting"
-STARTING = "starting"
-READY = "ready"
-FAILED = "failed"
-EXITED = "exited"
-STOPPED = "stopped"
+
+class Phase(StrEnum):
+    """Where a component stands, as ``up`` and ``status`` show it."""
+
+    WAITING = "waiting"
+    """Wanted, not started: waiting for its gates (or for its restart backoff)."""
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    EXITED = "exited"
+    STOPPED = "stopped"
+
+
+class SupervisorStatus(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+WAITING, STARTING, READY = Phase.WAITING, Phase.STARTING, Phase.READY
+FAILED, EXITED, STOPPED = Phase.FAILED, Phase.EXITED, Phase.STOPPED
 
 
 @dataclass
@@ -39,7 +59,7 @@ class ComponentState:
     ticks: int | None = None
     """The process start time (``/proc/<pid>/stat`` field 22): a pid is ours only while it
     matches, so a reused pid is never mistaken for a component."""
-    phase: str = WAITING
+    phase: Phase = WAITING
     started_at: float | None = None
     ready_at: float | None = None
     restarts: int = 0
@@ -61,7 +81,8 @@ class GroupState:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GroupState:
         comps = {
-            name: ComponentState(**value) for name, value in data.get("components", {}).items()
+            name: ComponentState(**{**value, "phase": Phase(value.get("phase", WAITING))})
+            for name, value in data.get("components", {}).items()
         }
         return cls(
             ports={k: int(v) for k, v in data.get("ports", {}).items()},
@@ -70,6 +91,18 @@ class GroupState:
             supervisor_pid=data.get("supervisor_pid"),
             supervisor_status=data.get("supervisor_status", ""),
         )
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the supervisor and the launcher need of the declaration, as plain data."""
+
+    order: str = "guide"
+    bindings: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Declared:
+        return cls(order=str(data.get("order", "guide")), bindings=dict(data.get("bindings", {})))
 
 
 class StateDir:
@@ -104,6 +137,55 @@ class StateDir:
     @property
     def events_log(self) -> Path:
         return self.root / "events.log"
+
+    @property
+    def declaration_file(self) -> Path:
+        """The MadGroup document this group runs (``madgroup up -f``), as JSON, with its
+        resolved form (order, each component's bindings) for the supervisor."""
+        return self.root / "declaration.json"
+
+    def save_declaration(self, document: Document, resolved: dict[str, Any]) -> None:
+        self.ensure()
+        data: dict[str, Any] = {
+            "name": document.name,
+            "spec": dict(document.raw_spec),
+            "resolved": resolved,
+        }
+        if document.path is not None:
+            data["path"] = str(document.path)
+        tmp = self.declaration_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(self.declaration_file)
+
+    def _declaration_data(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.declaration_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def document(self) -> Document:
+        """The declaration the group runs: the last ``up -f``'s, else the built-in one."""
+        from madgroup.spec import Document, default_document
+
+        data = self._declaration_data()
+        if not data:
+            return default_document()
+        path = data.get("path")
+        return Document(
+            name=str(data.get("name") or "madgroup"),
+            raw_spec=dict(data.get("spec") or {}),
+            path=Path(path) if path else None,
+        )
+
+    def declared(self) -> Declared:
+        """The resolved declaration; computed from the spec when none was saved."""
+        resolved = self._declaration_data().get("resolved")
+        if not isinstance(resolved, dict):
+            from madgroup.spec import parse_spec, resolve
+
+            resolved = resolve(parse_spec(self.document().raw_spec))
+        return Declared.from_json(resolved)
 
     @property
     def supervisor_log(self) -> Path:
@@ -159,9 +241,14 @@ class StateDir:
     # -- requests from the CLI to a running supervisor --------------------------------------
 
     def request(self, action: str, name: str) -> None:
+        """Leave a request for the supervisor and wake it (SIGUSR1) to take it now."""
         self.requests.mkdir(parents=True, exist_ok=True)
         stamp = f"{time.time_ns()}"
         (self.requests / f"{stamp}-{action}-{name}").touch()
+        pid = self.load().supervisor_pid
+        if pid and self.supervisor_running():  # never signal a pid that is not ours
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
 
     def take_requests(self) -> list[tuple[str, str]]:
         taken: list[tuple[str, str]] = []

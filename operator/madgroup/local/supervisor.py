@@ -1,13 +1,18 @@
-"""The supervisor: brings the group up in order and keeps it up.
+"""The supervisor: brings the group up in order and keeps it up, driven by the planner.
 
 It runs detached (``madgroup up``) or under ``madgroup up --foreground``, holds
-``supervisor.lock`` for its whole life and writes every change to ``state.json``:
+``supervisor.lock`` for its whole life and writes every change to ``state.json``. Its loop
+is the operator's: **observe** each component (is its process running? does its readiness
+check pass?), let :func:`madgroup.rollout.plan` decide what to start (a component whose
+gates are ready and whose process is not running), **act**, and sleep until something
+happens — a child exits, a request arrives (``madgroup stop/up`` signal it), or a component
+that is starting is due for its next readiness check.
 
-- bring-up: each component starts only when all its gates (``topology.gates``) are ready,
-  and is waited on until its own readiness check passes; a component that exits or is not
-  ready in time fails the bring-up: nothing later is started and what was started is stopped;
-- then it watches: a component that dies is restarted with capped exponential backoff, and
-  only once its gates are ready again (the order holds on restart too);
+- bring-up: a component starts once all its gates are ready (the declaration's order:
+  the guide's by default, or the dependency graph's); one that exits, or is not ready in
+  time, or whose gates never become ready, fails the bring-up: what was started is stopped;
+- after that: a component that dies is restarted with capped exponential backoff, and only
+  once its gates are ready again (the planner never starts it before);
 - ``madgroup stop <c>`` / ``madgroup up <c>`` arrive as request files; SIGTERM, SIGINT or
   SIGHUP stop everything in reverse order.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -28,7 +34,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from madgroup import topology
+from madgroup import rollout, topology
 from madgroup.local import envfile, launcher, processes, readiness
 from madgroup.local.state import (
     EXITED,
@@ -38,7 +44,9 @@ from madgroup.local.state import (
     STOPPED,
     WAITING,
     ComponentState,
+    Phase,
     StateDir,
+    SupervisorStatus,
 )
 
 BACKOFF_INITIAL = 1.0
@@ -46,7 +54,10 @@ BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0
 """A component ready this long has its backoff reset."""
 POLL = 0.02
-WATCH = 0.1
+"""How often a starting component's readiness is checked (the bring-up's pace)."""
+RECHECK = 1.0
+"""How often a running component's readiness is checked again, and adopted processes are
+looked at: the longest the loop sleeps when nothing happens."""
 
 
 def backoff(streak: int) -> float:
@@ -64,6 +75,24 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+class Wakeup:
+    """Signals (a child's exit, a request, a stop) end the loop's sleep at once: their
+    handlers only note them; a byte on a pipe wakes ``select``."""
+
+    def __init__(self) -> None:
+        self.read, write = os.pipe()
+        os.set_blocking(self.read, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write)
+
+    def sleep(self, seconds: float) -> None:
+        with contextlib.suppress(InterruptedError):
+            select.select([self.read], [], [], max(0.0, seconds))
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.read, 4096):
+                pass
+
+
 class Supervisor:
     def __init__(self, state_dir: StateDir, env_file: Path, timeout: float) -> None:
         self.sd = state_dir
@@ -71,12 +100,17 @@ class Supervisor:
         self.password = envfile.require_password(self.dotenv)
         self.timeout = timeout
         self.state = state_dir.load()
+        order = state_dir.declared().order
+        self.gates = topology.gate_map("graph" if order == "graph" else "guide")
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
+        self.brought_up = False
         self.streak: dict[str, int] = {}
         self.next_try: dict[str, float] = {}
-        self.pending: dict[str, bool] = {}
-        """Components to (re)start when their gates are ready; the value: is it a restart."""
+        """When a component that died may be started again (monotonic seconds)."""
+        self.ready_cache: dict[str, tuple[bool, float]] = {}
+        self.turn: dict[str, float] = {}
+        """Since when a component has been due to start during the bring-up."""
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -89,12 +123,13 @@ class Supervisor:
         self.sd.save(self.state)
 
     def on_signal(self, signum: int, frame: object) -> None:
-        self.stopping = True
+        if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self.stopping = True
 
-    def wanted(self) -> list[topology.Component]:
-        return topology.start_order(self.state.wanted)
+    def order(self) -> list[str]:
+        return [c.name for c in topology.start_order(self.state.wanted)]
 
-    # -- probes ----------------------------------------------------------------------------
+    # -- observe ---------------------------------------------------------------------------
 
     def running(self, name: str) -> bool:
         child = self.children.get(name)
@@ -107,25 +142,33 @@ class Supervisor:
         child = self.children.get(name)
         return child.returncode if child is not None else None
 
-    def ready(self, name: str) -> bool:
+    def ready(self, name: str, now: float) -> bool:
+        """The component's readiness check: run now for a starting one, at most every
+        ``RECHECK`` seconds for one already up."""
+        cached = self.ready_cache.get(name)
+        if cached is not None and self.cs(name).phase == READY and now - cached[1] < RECHECK:
+            return cached[0]
         comp = topology.component(name)
-        return readiness.ready(comp, self.state.ports[name], self.password, timeout=0.5)
+        ok = readiness.ready(comp, self.state.ports[name], self.password, timeout=0.5)
+        self.ready_cache[name] = (ok, now)
+        return ok
 
-    def gate_ok(self, name: str) -> bool:
-        """A gate passes when its process runs and its probe passes now (a gate still marked
-        starting is marked ready first, so the events log never shows a dependent starting
-        before its gate's ``ready``)."""
-        if not (self.running(name) and self.ready(name)):
-            return False
-        if self.cs(name).phase == STARTING:
-            self.mark_ready(name)
-        return True
+    def observe(self, now: float) -> dict[str, rollout.Observed]:
+        observed = {}
+        for name in self.order():
+            c = self.cs(name)
+            if c.phase == STOPPED:
+                # Stopped on request: nothing to start, and not ready for its dependents.
+                observed[name] = rollout.Observed(in_sync=True, desired_replicas=1, rolled_out=True)
+                continue
+            running = self.running(name)
+            ready = running and self.ready(name, now)
+            observed[name] = rollout.Observed(
+                in_sync=running, ready_replicas=int(ready), desired_replicas=1, rolled_out=True
+            )
+        return observed
 
-    def gates_ready(self, comp: topology.Component) -> list[str]:
-        """The gates of ``comp`` that are not ready yet."""
-        return [g for g in topology.gates(comp) if not self.gate_ok(g)]
-
-    # -- actions ---------------------------------------------------------------------------
+    # -- act -------------------------------------------------------------------------------
 
     def start(self, comp: topology.Component, restart: bool = False) -> None:
         c = self.cs(comp.name)
@@ -138,22 +181,26 @@ class Supervisor:
         c.started_at = time.time()
         c.ready_at = None
         c.message = ""
+        self.ready_cache.pop(comp.name, None)
         if restart:
             c.restarts += 1
         self.sd.event(comp.name, "restarting" if restart else "starting", f"pid={proc.pid}")
         self.save()
 
-    def try_start(self, comp: topology.Component, restart: bool = False) -> bool:
+    def try_start(self, name: str, now: float) -> None:
+        restart = self.cs(name).phase == EXITED
         try:
-            self.start(comp, restart=restart)
+            self.start(topology.component(name), restart=restart)
         except (launcher.LaunchError, OSError) as exc:
-            c = self.cs(comp.name)
-            c.phase = FAILED
-            c.message = f"could not start: {exc}"
-            self.sd.event(comp.name, "failed", "could_not_start")
-            self.save()
-            return False
-        return True
+            self.fail(name, f"could not start: {exc}", "could_not_start")
+            self.next_try[name] = now + BACKOFF_MAX
+
+    def fail(self, name: str, message: str, event: str) -> None:
+        c = self.cs(name)
+        c.phase = FAILED
+        c.message = message
+        self.sd.event(name, "failed", event)
+        self.save()
 
     def mark_ready(self, name: str) -> None:
         c = self.cs(name)
@@ -164,7 +211,9 @@ class Supervisor:
         self.sd.event(name, "ready", f"after={took:.3f}s")
         self.save()
 
-    def stop(self, name: str, phase: str = STOPPED) -> None:
+    def stop(self, name: str, phase: Phase | None = STOPPED) -> None:
+        """Stop the process; ``phase`` None leaves the phase as it is (the next pass sees
+        the process gone and restarts it)."""
         c = self.cs(name)
         if c.pid:
             how = processes.terminate(c.pid, c.ticks, timeout=10.0)
@@ -175,7 +224,8 @@ class Supervisor:
             self.sd.event(name, "stopped", how.replace(" ", "_"))
         c.pid = None
         c.ticks = None
-        c.phase = phase
+        if phase is not None:
+            c.phase = phase
         c.ready_at = None
         self.save()
 
@@ -188,77 +238,113 @@ class Supervisor:
         with contextlib.suppress(FileNotFoundError):
             self.sd.redis_conf.unlink()
 
-    # -- bring-up --------------------------------------------------------------------------
+    def died(self, name: str, now: float) -> None:
+        """A component that was up (or starting) is gone: restart it after a backoff."""
+        c = self.cs(name)
+        streak = self.streak.get(name, 0)
+        if c.phase == READY and c.ready_at and time.time() - c.ready_at > STABLE_AFTER:
+            streak = 0
+        streak += 1
+        self.streak[name] = streak
+        delay = backoff(streak)
+        c.message = f"{describe_exit(self.exit_code(name))}; restarting in {delay:g} s"
+        self.sd.event(name, "exited", c.message.split(";")[0].replace(" ", "_"))
+        self.children.pop(name, None)
+        c.phase = EXITED
+        c.pid = None
+        c.ticks = None
+        c.ready_at = None
+        self.next_try[name] = now + delay
+        self.save()
 
-    def wait_ready(self, comp: topology.Component) -> bool:
-        c = self.cs(comp.name)
-        deadline = time.monotonic() + self.timeout
-        while not self.stopping:
-            if not self.running(comp.name):
-                c.phase = FAILED
-                c.message = f"{describe_exit(self.exit_code(comp.name))} before it was ready"
-                self.sd.event(comp.name, "failed", c.message.replace(" ", "_"))
-                self.save()
-                return False
-            if self.ready(comp.name):
-                self.mark_ready(comp.name)
-                return True
-            if time.monotonic() > deadline:
-                c.phase = FAILED
-                c.message = f"not ready after {self.timeout:g} s"
-                self.sd.event(comp.name, "failed", "timeout")
-                self.save()
-                return False
-            time.sleep(POLL)
-        return False
+    # -- one pass: observe, plan, act ------------------------------------------------------
 
-    def wait_gates(self, comp: topology.Component) -> bool:
-        deadline = time.monotonic() + self.timeout
-        c = self.cs(comp.name)
-        while not self.stopping:
-            missing = self.gates_ready(comp)
+    def step(self) -> float:
+        """One pass; returns how long the loop may sleep before the next one."""
+        now = time.monotonic()
+        sleep = RECHECK
+        # Processes that ended since the last pass.
+        for name in self.order():
+            c = self.cs(name)
+            if c.phase in (READY, STARTING) and not self.running(name):
+                if not self.brought_up:
+                    message = f"{describe_exit(self.exit_code(name))} before it was ready"
+                    self.fail(name, message, message.replace(" ", "_"))
+                    return 0.0
+                self.died(name, now)
+        observed = self.observe(now)
+        for name in self.order():
+            c = self.cs(name)
+            if c.phase == STARTING and observed[name].ready:
+                self.mark_ready(name)
+                self.turn.pop(name, None)
+            elif c.phase == STARTING:
+                sleep = POLL
+                if c.started_at and time.time() - c.started_at > self.timeout:
+                    if not self.brought_up:
+                        self.fail(name, f"not ready after {self.timeout:g} s", "timeout")
+                        return 0.0
+                    self.sd.event(name, "not_ready", f"after={self.timeout:g}s")
+                    self.stop(name, phase=None)
+        # Plan on what was just observed and recorded: a component counts as ready for its
+        # dependents only once its "ready" is in the events log.
+        the_plan = rollout.plan(self.order(), observed, self.gates)
+        for name in the_plan.apply:
+            c = self.cs(name)
+            if c.phase in (STOPPED, FAILED):
+                continue
+            due = self.next_try.get(name, 0.0)
+            if now < due:
+                sleep = min(sleep, due - now)
+                continue
+            self.try_start(name, now)
+            sleep = POLL
+        self.note_waiting(observed, the_plan, now)
+        if not self.brought_up and any(self.cs(n).phase == FAILED for n in self.order()):
+            return 0.0
+        if not self.brought_up and the_plan.done:
+            self.brought_up = True
+            self.state.supervisor_status = SupervisorStatus.RUNNING
+            self.save()
+            self.sd.event("supervisor", "all_ready")
+        return sleep
+
+    def note_waiting(
+        self, observed: dict[str, rollout.Observed], the_plan: rollout.Plan, now: float
+    ) -> None:
+        """Say what each component not started yet is waiting for; during the bring-up, one
+        whose gates never become ready fails it."""
+        for name in self.order():
+            c = self.cs(name)
+            if c.phase not in (WAITING, EXITED) or name in the_plan.apply:
+                continue
+            if c.phase == EXITED and now < self.next_try.get(name, 0.0):
+                continue  # still in its backoff: the message says when it restarts
+            missing = [g for g in self.gates.get(name, ()) if not observed[g].ready]
             if not missing:
-                c.message = ""
-                return True
+                continue
+            # The bring-up's display reads "waiting" + "for ..."; later the message is whole.
             waiting = f"for {', '.join(missing)}"
+            if self.brought_up or c.phase == EXITED:
+                waiting = f"waiting {waiting}"
             if c.message != waiting:
                 c.message = waiting
                 self.save()
-            if time.monotonic() > deadline:
-                c.phase = FAILED
-                c.message = f"its gates never became ready: {', '.join(missing)}"
-                self.save()
-                return False
-            time.sleep(POLL)
-        return False
+            if not self.brought_up:
+                since = self.turn.setdefault(name, now)
+                if now - since > self.timeout:
+                    self.fail(
+                        name, f"its gates never became ready: {', '.join(missing)}", "timeout"
+                    )
 
-    def bring_up(self) -> bool:
-        for comp in self.wanted():
-            c = self.cs(comp.name)
-            if c.phase == STOPPED and c.pid is None and comp.name not in self.pending:
-                c.phase = WAITING
-            if self.running(comp.name):
-                self.sd.event(comp.name, "adopted", f"pid={c.pid}")
-                c.phase = STARTING
-                self.save()
-            else:
-                c.pid = None
-                c.phase = WAITING
-                self.save()
-                if not self.wait_gates(comp) or not self.try_start(comp):
-                    return False
-            if not self.wait_ready(comp):
-                return False
-        return not self.stopping
-
-    # -- watching --------------------------------------------------------------------------
+    # -- requests --------------------------------------------------------------------------
 
     def handle_requests(self) -> None:
         for action, name in self.sd.take_requests():
             if name not in topology.COMPONENT_NAMES:
                 continue
             if action == "stop":
-                self.pending.pop(name, None)
+                self.next_try.pop(name, None)
                 self.stop(name)
             elif action == "start":
                 for comp in topology.with_gates([name]):
@@ -268,85 +354,50 @@ class Supervisor:
                     c = self.cs(comp.name)
                     if c.phase == STOPPED or (c.phase == WAITING and not self.running(comp.name)):
                         c.phase = WAITING
-                        self.pending[comp.name] = False
                         self.next_try[comp.name] = 0.0
                 self.save()
 
-    def watch_once(self) -> None:
-        now = time.monotonic()
-        for comp in self.wanted():
-            name = comp.name
+    def adopt(self) -> None:
+        for name in self.order():
             c = self.cs(name)
-            if c.phase in (READY, STARTING) and not self.running(name):
-                streak = self.streak.get(name, 0)
-                if c.phase == READY and c.ready_at and time.time() - c.ready_at > STABLE_AFTER:
-                    streak = 0
-                streak += 1
-                self.streak[name] = streak
-                delay = backoff(streak)
-                c.message = f"{describe_exit(self.exit_code(name))}; restarting in {delay:g} s"
-                self.sd.event(name, "exited", c.message.split(";")[0].replace(" ", "_"))
-                self.children.pop(name, None)
-                c.phase = EXITED
+            if self.running(name):
+                self.sd.event(name, "adopted", f"pid={c.pid}")
+                c.phase = STARTING
+            else:
                 c.pid = None
-                c.ticks = None
-                c.ready_at = None
-                self.pending[name] = True
-                self.next_try[name] = now + delay
-                self.save()
-            elif c.phase == STARTING:
-                if self.ready(name):
-                    self.mark_ready(name)
-                elif c.started_at and time.time() - c.started_at > self.timeout:
-                    self.sd.event(name, "not_ready", f"after={self.timeout:g}s")
-                    self.stop(name, phase=STARTING)
-            if name in self.pending and now >= self.next_try.get(name, 0.0):
-                missing = self.gates_ready(comp)
-                if missing:
-                    waiting = f"waiting for {', '.join(missing)}"
-                    if c.message != waiting:
-                        c.message = waiting
-                        self.save()
-                    continue
-                restart = self.pending.pop(name)
-                if not self.try_start(comp, restart=restart):
-                    self.pending[name] = restart
-                    self.next_try[name] = now + BACKOFF_MAX
+                c.phase = WAITING
+        self.save()
 
     # -- life ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1):
             signal.signal(sig, self.on_signal)
+        wakeup = Wakeup()
         self.state.supervisor_pid = os.getpid()
-        self.state.supervisor_status = "starting"
+        self.state.supervisor_status = SupervisorStatus.STARTING
         self.save()
         self.sd.event("supervisor", "started", f"pid={os.getpid()}")
-        if not self.bring_up():
-            failed = not self.stopping
-            self.stop_all()
-            self.state.supervisor_status = "failed" if failed else "stopped"
-            self.state.supervisor_pid = None
-            self.save()
-            self.sd.event("supervisor", "exited", self.state.supervisor_status)
-            return 1 if failed else 0
-        self.state.supervisor_status = "running"
-        self.save()
-        self.sd.event("supervisor", "all_ready")
+        self.adopt()
+        failed = False
         while not self.stopping:
             try:
                 self.handle_requests()
-                self.watch_once()
+                sleep = self.step()
             except Exception:  # a transient error (disk full...) must not end supervision
                 traceback.print_exc()
-                time.sleep(1.0)
-            time.sleep(WATCH)
+                sleep = 1.0
+            if not self.brought_up and any(self.cs(n).phase == FAILED for n in self.order()):
+                failed = True
+                break
+            wakeup.sleep(sleep)
         self.stop_all()
-        self.state.supervisor_status = "stopped"
+        status = SupervisorStatus.FAILED if failed else SupervisorStatus.STOPPED
+        self.state.supervisor_status = status
         self.state.supervisor_pid = None
         self.save()
-        self.sd.event("supervisor", "exited", "stopped")
-        return 0
+        self.sd.event("supervisor", "exited", status)
+        return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (envfile.EnvFileError, launcher.LaunchError) as exc:
             print(f"madgroup-supervisor: {exc}", file=sys.stderr)
             state = sd.load()
-            state.supervisor_status = "failed"
+            state.supervisor_status = SupervisorStatus.FAILED
             sd.save(state)
             return 2
         return supervisor.run()

@@ -1,0 +1,346 @@
+"""The MadGroup custom resource: the neutral model (:mod:`madgroup.spec`) with what only
+Kubernetes honours, the status the operator writes, and the CRD generated from both.
+
+Kubernetes adds: an image pull policy, container resources, a storage class and whether a
+volume outlives its group, and the type of Grace's Service. Cross-field rules live twice on
+purpose: as CEL ``x-kubernetes-validations`` (the API server refuses the object) and as the
+model's validators (an object that slipped past the schema, e.g. created before the CRD was
+updated, is reported ``Stalled`` instead of being half-applied).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from madgroup import rollout, spec
+from madgroup.spec import API_VERSION, GROUP, KIND, QUANTITY, VERSION, Model
+
+__all__ = ["API_VERSION", "GROUP", "KIND", "VERSION"]
+
+PLURAL = "madgroups"
+SINGULAR = "madgroup"
+SHORT_NAMES = ("mg",)
+PAUSED_ANNOTATION = f"{GROUP}/paused"
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+
+
+class KubeImageSpec(spec.ImageSpec):
+    """Where the MAD images come from."""
+
+    pullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="imagePullPolicy of every container."
+    )
+
+
+Quantity = Annotated[str, Field(pattern=QUANTITY, description="A Kubernetes quantity.")]
+_RESOURCE_KEYS_RULE: dict[str, JsonValue] = {
+    "rule": "self.all(k, k in " + repr(list(RESOURCE_NAMES)).replace(" ", "") + ")",
+    "message": "resource names are " + ", ".join(RESOURCE_NAMES),
+}
+
+
+class Resources(Model):
+    """Compute resources of a component's container (Kubernetes quantities)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Minimum resources, e.g. {cpu: 100m, memory: 128Mi}.",
+        json_schema_extra={"x-kubernetes-validations": [_RESOURCE_KEYS_RULE]},
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Maximum resources, e.g. {memory: 256Mi}.",
+        json_schema_extra={"x-kubernetes-validations": [_RESOURCE_KEYS_RULE]},
+    )
+
+    @model_validator(mode="after")
+    def _quantities(self) -> Resources:
+        for which, values in (("requests", self.requests), ("limits", self.limits)):
+            for name in values:
+                if name not in RESOURCE_NAMES:
+                    raise ValueError(
+                        f"{which}.{name}: unknown resource (use {', '.join(RESOURCE_NAMES)})"
+                    )
+        return self
+
+
+class KubeStorageSpec(spec.StorageSpec):
+    """The persistent volume of a stateful component."""
+
+    storageClassName: str | None = Field(
+        default=None,
+        description="StorageClass of the volume; the cluster default when unset.",
+        pattern=spec.DNS_SUBDOMAIN,
+    )
+    retainOnDelete: bool = Field(
+        default=True,
+        description="Keep the PersistentVolumeClaim when the MadGroup is deleted (data survives).",
+    )
+
+
+class WithResources(BaseModel):
+    resources: Resources | None = Field(
+        default=None, description="Container resource requests and limits."
+    )
+
+
+class KubeRedisSpec(spec.RedisSpec, WithResources):
+    """The Conversation Bus."""
+
+    storage: KubeStorageSpec = Field(
+        default_factory=KubeStorageSpec, description="Volume for Redis's append-only file."
+    )
+
+
+class KubeSequentialThinkingSpec(spec.SequentialThinkingSpec, WithResources):
+    """The Sequential Thinking MCP server."""
+
+
+class KubeGraceSpec(spec.GraceSpec, WithResources):
+    """The front door, the one component reachable from outside the group."""
+
+    serviceType: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Type of Grace's Service."
+    )
+
+
+class KubeRogersSpec(spec.RogersSpec, WithResources):
+    """The bus monitor."""
+
+
+class KubeLLMSpec(spec.LLMSpec):
+    """Where Fiedler's answers come from."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.provider != 'openai' || (has(self.baseUrl) && has(self.model))",
+                    "message": "provider openai needs baseUrl and model",
+                },
+                {
+                    "rule": "self.provider == 'openai' || !has(self.apiKeySecretRef)",
+                    "message": "apiKeySecretRef applies only to provider openai",
+                },
+            ]
+        },
+    )
+
+
+class KubeFiedlerSpec(spec.FiedlerSpec, WithResources):
+    """The orchestrator (one writer of its SQLite task store)."""
+
+    storage: KubeStorageSpec = Field(
+        default_factory=KubeStorageSpec,
+        description="Volume for the task store (task history is data).",
+    )
+    llm: KubeLLMSpec = Field(default_factory=KubeLLMSpec, description="The LLM provider.")
+
+
+# ``MadGroup.spec`` as the operator takes it: the neutral model plus the fields only
+# Kubernetes honours. (Each class's docstring is its description in the CRD.)
+class KubeMadGroupSpec(spec.MadGroupSpec):
+    """The desired MAD group."""
+
+    image: KubeImageSpec = Field(default_factory=KubeImageSpec, description="Images of the MADs.")
+    redis: KubeRedisSpec = Field(default_factory=KubeRedisSpec, description="The Conversation Bus.")
+    sequentialThinking: KubeSequentialThinkingSpec = Field(
+        default_factory=KubeSequentialThinkingSpec,
+        description="The Sequential Thinking MCP server.",
+    )
+    grace: KubeGraceSpec = Field(default_factory=KubeGraceSpec, description="The front door.")
+    rogers: KubeRogersSpec = Field(default_factory=KubeRogersSpec, description="The bus monitor.")
+    fiedler: KubeFiedlerSpec = Field(
+        default_factory=KubeFiedlerSpec, description="The orchestrator."
+    )
+
+    def kube(self, name: str) -> WithResources:
+        found = self.component(name)
+        assert isinstance(found, WithResources)
+        return found
+
+    def storage_of(self, name: str) -> KubeStorageSpec | None:
+        found = getattr(self.component(name), "storage", None)
+        return found if isinstance(found, KubeStorageSpec) else None
+
+
+def parse(raw: Any) -> KubeMadGroupSpec:
+    """The spec of a MadGroup object, or :class:`~madgroup.spec.InvalidSpecError`."""
+    parsed = spec.parse_spec(raw, KubeMadGroupSpec)
+    assert isinstance(parsed, KubeMadGroupSpec)
+    return parsed
+
+
+# ---- status -------------------------------------------------------------------------------
+
+
+def _condition_schema(schema: dict[str, Any]) -> None:
+    schema["description"] = "A condition per the Kubernetes API conventions."
+    schema["properties"]["lastTransitionTime"]["format"] = "date-time"
+
+
+# The conditions every substrate reports are a plain dataclass of the model; its attribute
+# docstrings describe it in the CRD.
+rollout.Condition.__pydantic_config__ = ConfigDict(  # type: ignore[attr-defined]
+    use_attribute_docstrings=True, json_schema_extra=_condition_schema
+)
+
+
+class ComponentStatus(Model):
+    """What the operator observed of one component."""
+
+    readyReplicas: int = Field(default=0, description="Pods passing their readinessProbe.")
+    desiredReplicas: int = Field(default=0, description="Pods the spec asks for.")
+    image: str = Field(default="", description="Image the component is rolled to.")
+    message: str = Field(default="", description="Where the component's rollout stands.")
+
+
+class MadGroupStatus(Model):
+    """Observed state, written by the operator only."""
+
+    observedGeneration: int | None = Field(
+        default=None, description="metadata.generation the status describes."
+    )
+    conditions: list[rollout.Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling, Stalled, Paused and <Component>Ready.",
+    )
+    components: dict[str, ComponentStatus] = Field(
+        default_factory=dict, description="Per component (topology name): replicas and image."
+    )
+
+
+# ---- CRD ----------------------------------------------------------------------------------
+
+_KEEP = {
+    "type",
+    "description",
+    "default",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "format",
+    "x-kubernetes-validations",
+}
+
+
+def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Turn one pydantic JSON schema node into a structural OpenAPI v3 node: refs inlined,
+    ``Optional`` unwrapped, ``const`` turned into ``enum``, titles and nulls dropped."""
+    description = schema.get("description")
+    if "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        node = _structural(target, defs)
+        if description:
+            node["description"] = description
+        return node
+    if "anyOf" in schema:
+        options = [s for s in schema["anyOf"] if s.get("type") != "null"]
+        if len(options) != 1:
+            raise TypeError(f"cannot render a union in a structural schema: {schema}")
+        node = _structural(options[0], defs)
+        for key in ("description", "default", "format"):
+            if schema.get(key) is not None:
+                node[key] = schema[key]
+        return node
+    node = {k: v for k, v in schema.items() if k in _KEEP and v is not None}
+    if "const" in schema:
+        node["enum"] = [schema["const"]]
+    if schema.get("type") == "object":
+        if "properties" in schema:
+            node["properties"] = {
+                name: _structural(sub, defs) for name, sub in schema["properties"].items()
+            }
+            required = [r for r in schema.get("required", []) if r in node["properties"]]
+            if required:
+                node["required"] = required
+        if isinstance(schema.get("additionalProperties"), dict):
+            node["additionalProperties"] = _structural(schema["additionalProperties"], defs)
+    if schema.get("type") == "array":
+        node["items"] = _structural(schema["items"], defs)
+    return node
+
+
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(mode="validation")
+    return _structural(raw, raw.get("$defs", {}))
+
+
+def crd_manifest() -> dict[str, Any]:
+    """The CustomResourceDefinition for MadGroup."""
+    spec_schema = openapi_schema(KubeMadGroupSpec)
+    status_schema = openapi_schema(MadGroupStatus)
+    condition = status_schema["properties"]["conditions"]["items"]
+    condition["required"] = ["type", "status", "reason", "lastTransitionTime"]
+    status_schema["properties"]["conditions"]["x-kubernetes-list-type"] = "map"
+    status_schema["properties"]["conditions"]["x-kubernetes-list-map-keys"] = ["type"]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "madgroup"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {
+                            "name": "Ready",
+                            "type": "string",
+                            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+                        },
+                        {
+                            "name": "Reason",
+                            "type": "string",
+                            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+                        },
+                        {
+                            "name": "Age",
+                            "type": "date",
+                            "jsonPath": ".metadata.creationTimestamp",
+                        },
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A MAD group: Redis, Sequential Thinking, Grace, "
+                            "Rogers and Fiedler, rolled out in dependency order.",
+                            "properties": {
+                                "apiVersion": {
+                                    "type": "string",
+                                    "description": "Versioned schema of this object.",
+                                },
+                                "kind": {
+                                    "type": "string",
+                                    "description": "REST resource this object represents.",
+                                },
+                                "metadata": {"type": "object"},
+                                "spec": {**spec_schema, "default": {}},
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
