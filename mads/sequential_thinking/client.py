@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from mads.core.mcp_client import McpUnreachableError, call_tool, list_tools
 from mads.core.service import MadService
@@ -33,6 +33,12 @@ class ThinkingClientSettings(BusSettings):
     """A MAD that also uses the Sequential Thinking MCP server."""
 
     sequential_thinking_url: str = DEFAULT_URL
+    sequential_thinking_check_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between checks of the link while it is up (readiness follows).",
+    )
 
     @field_validator("sequential_thinking_url")
     @classmethod
@@ -112,7 +118,11 @@ class ThinkingLink:
 def link(service: MadService, settings: ThinkingClientSettings) -> ThinkingLink:
     """Keep ``service`` linked to Sequential Thinking: its status line, its readiness and the
     background check come with it."""
-    thinking = ThinkingLink(settings.sequential_thinking_url, service.log)
+    thinking = ThinkingLink(
+        settings.sequential_thinking_url,
+        service.log,
+        check_interval=settings.sequential_thinking_check_s,
+    )
     service.add_status(thinking.status_line)
     service.add_readiness(LINK_NAME, lambda: thinking.connected)
     service.add_background(thinking.run)

@@ -179,7 +179,7 @@ def _component_conditions(
         obs = observed.get(name)
         if obs is not None and obs.ready:
             cond = Condition.of(condition_type(name), "True", "Ready", obs.describe())
-        elif reached_gate or obs is None:
+        elif obs is None or (reached_gate and not obs.in_sync):
             cond = Condition.of(
                 condition_type(name), "False", "Pending", "waiting for earlier components"
             )

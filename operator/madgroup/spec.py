@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from madgroup import topology
@@ -272,11 +271,21 @@ class InvalidSpecError(UsageError, ValueError):
     condition and an event alike)."""
 
 
+KUBERNETES_ONLY = frozenset(
+    {"pullPolicy", "resources", "storageClassName", "retainOnDelete", "serviceType"}
+)
+"""Fields the Kubernetes substrate adds to this model (``kube/crd.py``; a test keeps the
+two equal). Given to another substrate, they are refused with that reason, not as
+unknown."""
+
+
 def describe(exc: ValidationError, root: str = "spec") -> str:
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and str(err["loc"][-1]) in KUBERNETES_ONLY:
+            msg = "only Kubernetes honours it; remove it for docker compose and the local runner"
         problems.append(f"{root}.{where}: {msg}" if where else f"{root}: {msg}")
     return "; ".join(problems)
 
@@ -303,6 +312,8 @@ def read_document(path: Path) -> Document:
     """A MadGroup file: one YAML document with ``apiVersion: madgroup.io/v1alpha1``,
     ``kind: MadGroup``, ``metadata.name`` and ``spec``. Raises :class:`InvalidSpecError`
     (one line) for anything else."""
+    import yaml  # only a file needs it: ``madgroup up`` without -f starts without it
+
     try:
         text = path.read_text()
     except OSError as exc:

@@ -10,13 +10,22 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 
 from madgroup.errors import UsageError
 from mads.core import registry
 from mads.core.contract import MadContract
 
-ProbeKind = Literal["http", "redis"]
+
+class ProbeKind(StrEnum):
+    """A readiness check's protocol (its value also names the component's port)."""
+
+    HTTP = "http"
+    """``GET /readyz`` answering 200."""
+    REDIS_PING = "redis"
+    """An authenticated Redis ``PING`` answering ``PONG``."""
+
 
 REDIS = "redis"
 SEQUENTIAL_THINKING = "sequential_thinking"
@@ -113,7 +122,7 @@ REDIS_COMPONENT = Component(
     depends_on=(),
     start_after=None,
     description="The Conversation Bus (Redis, password required, AOF persistence).",
-    probe=Probe("redis"),
+    probe=Probe(ProbeKind.REDIS_PING),
     stateful=True,
     data_path=DATA_DIR,
     max_replicas=1,
@@ -133,7 +142,7 @@ def mad_component(contract: MadContract, start_after: str | None) -> Component:
         depends_on=depends,
         start_after=start_after,
         description=contract.description,
-        probe=Probe("http"),
+        probe=Probe(ProbeKind.HTTP),
         banner=contract.banner,
         exposed=contract.exposed,
         stateful=data is not None,
@@ -165,8 +174,8 @@ Order = Literal["guide", "graph"]
 ORDERS: tuple[Order, ...] = ("guide", "graph")
 """How components wait for each other. ``guide``: the deployment guide's order, each
 component after the one before it (and what it talks to). ``graph``: only what it talks to
-(grace after redis; rogers and fiedler after redis and sequential_thinking), so independent
-components start side by side."""
+(redis and sequential_thinking at once; grace after redis; rogers and fiedler after redis
+and sequential_thinking), so independent components start side by side."""
 
 
 def gates(comp: Component, order: Order = "guide") -> tuple[str, ...]:

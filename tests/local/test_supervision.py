@@ -32,6 +32,7 @@ def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
         tmp_path_factory.mktemp("supervision") / "project",
         env={
             "MAD_HEARTBEAT_S": "0.5",
+            "SEQUENTIAL_THINKING_CHECK_S": "0.5",
             "MADGROUP_DELAY_GRACE_S": str(GRACE_DELAY),
             "MADGROUP_DELAY_SEQUENTIAL_THINKING_S": str(THINKING_DELAY),
         },
@@ -108,6 +109,86 @@ def test_kill_9_of_a_mad_brings_it_back_and_rogers_sees_it_healthy(slow: Group) 
         return heard.timestamp() >= back - 0.5
 
     wait_for(healthy_again, timeout=30, interval=0.5, what="rogers: fiedler HEALTHY again")
+
+
+def test_kill_9_of_sequential_thinking_leaves_its_dependents_up_but_not_ready(
+    slow: Group,
+) -> None:
+    """The planner restarts the component that died and nothing else: rogers and fiedler
+    report not ready while their gate is gone, and ready again once it is back."""
+    dependents = (topology.ROGERS, topology.FIEDLER)
+    kept = {name: (slow.pid(name), component(slow, name)["restarts"]) for name in dependents}
+    others = {topology.REDIS, topology.GRACE, *dependents}
+    since = max(t for t, *_ in slow.events())
+    old = slow.pid("sequential_thinking")
+    os.kill(old, signal.SIGKILL)
+
+    def later(name: str, event: str) -> list[float]:
+        return [t for t, n, e, _ in slow.events() if n == name and e == event and t > since]
+
+    wait_for(
+        lambda: all(later(name, "not_ready") for name in dependents),
+        timeout=30,
+        what="rogers and fiedler seen not ready while sequential_thinking is down",
+    )
+    wait_for(
+        lambda: all(
+            component(slow, name)["phase"] == "ready"
+            for name in ["sequential_thinking", *dependents]
+        ),
+        timeout=60,
+        what="sequential_thinking restarted, rogers and fiedler ready again",
+    )
+    thinking = component(slow, "sequential_thinking")
+    assert thinking["pid"] != old and later("sequential_thinking", "restarting")
+    thinking_ready = min(later("sequential_thinking", "ready"))
+    for name in dependents:
+        # Not restarted: the same process, which went not ready and came back by itself,
+        # and only after its gate was ready again.
+        assert (slow.pid(name), component(slow, name)["restarts"]) == kept[name], name
+        assert min(later(name, "ready")) >= thinking_ready, name
+        assert min(later(name, "not_ready")) <= thinking_ready, name
+    for name in others:
+        assert not later(name, "restarting") and not later(name, "exited"), name
+    shown = slow.mg("status").stdout
+    assert re.search(r"^  Ready +True +AllComponentsReady", shown, re.MULTILINE), shown
+
+
+def test_status_shows_the_operators_conditions(slow: Group) -> None:
+    """A component stopped on request: its condition and everything gated on it say so,
+    in the operator's words; started again, the group is Ready."""
+    slow.mg("stop", "sequential_thinking")
+
+    def conditions() -> str:
+        return slow.mg("status").stdout
+
+    wait_for(
+        lambda: re.search(r"^  RogersReady +False +NotReady", conditions(), re.MULTILINE),
+        timeout=30,
+        what="status: RogersReady False NotReady",
+    )
+    shown = conditions()
+    for line in (
+        r"^conditions \(order: guide\):$",
+        r"^  Ready +False +SequentialThinkingNotReady - sequential_thinking is not progressing: "
+        r"stopped on request",
+        r"^  Stalled +True +SequentialThinkingNotProgressing",
+        r"^  RedisReady +True +Ready - 1/1 replicas ready$",
+        r"^  SequentialThinkingReady +False +NotProgressing - stopped on request",
+        r"^  FiedlerReady +False +NotReady - 0/1 replicas ready$",
+    ):
+        assert re.search(line, shown, re.MULTILINE), (line, shown)
+    slow.up("sequential_thinking")
+    wait_for(
+        lambda: re.search(r"^  Ready +True +AllComponentsReady", conditions(), re.MULTILINE),
+        timeout=60,
+        what="status: Ready True",
+    )
+    shown = conditions()
+    for name in topology.COMPONENT_NAMES:
+        cond = f"{''.join(p.capitalize() for p in name.split('_'))}Ready"
+        assert re.search(rf"^  {cond} +True +Ready", shown, re.MULTILINE), (cond, shown)
+    assert re.search(r"^  Reconciling +False +Reconciled", shown, re.MULTILINE), shown
 
 
 def test_a_dependent_is_not_restarted_before_its_gates_are_ready(slow: Group) -> None:

@@ -7,13 +7,22 @@ the ``render compose`` target that writes the committed ``docker-compose.yml``.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from madgroup.compose.render import render_files
+if TYPE_CHECKING:
+    from madgroup.spec import Document
+
+
+def _render_compose(document: Document | None) -> dict[str, str]:
+    from madgroup.compose.render import render_files  # on use: the CLI starts without yaml
+
+    return render_files(document)
+
 
 RENDERERS = {
     "compose": (
         "docker-compose.yml from the shared topology",
-        render_files,
+        _render_compose,
     ),
 }
 

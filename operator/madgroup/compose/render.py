@@ -124,7 +124,7 @@ def healthcheck(comp: Component) -> dict[str, Any]:
     """Readiness, the same as every substrate: ``/readyz`` for a MAD, an authenticated PING
     for Redis (the password comes from the container's environment, never the command line;
     ``$$`` keeps compose from interpolating it)."""
-    if comp.probe.kind == "redis":
+    if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         test: list[str] = [
             "CMD-SHELL",
             f'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli -p {comp.port} ping | grep -q PONG',

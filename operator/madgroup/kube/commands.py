@@ -9,7 +9,6 @@ from madgroup.errors import UsageError
 
 if TYPE_CHECKING:
     from madgroup.spec import Document
-import asyncio
 import logging
 
 
@@ -120,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
     namespaces = (
         [] if args.all_namespaces else (args.namespace or [_default_namespace(args.context)])
     )
+    import asyncio  # only the operator needs an event loop; the CLI starts without it
+
     asyncio.run(
         kopf.operator(
             registry=registry,

@@ -107,7 +107,7 @@ def network_policy(owner: Owner) -> Manifest:
 
 def _port_name(comp: topology.Component) -> str:
     """The port's protocol: ``redis`` for the bus, ``http`` for a MAD."""
-    return comp.probe.kind
+    return str(comp.probe.kind)
 
 
 def service(owner: Owner, spec: KubeMadGroupSpec, name: str) -> Manifest:
@@ -166,7 +166,7 @@ def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[st
 
 
 def _probes(comp: topology.Component) -> dict[str, Any]:
-    if comp.probe.kind == "redis":
+    if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         # The password comes from the container's env; the pod spec never holds it.
         ping = 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'
         return {

@@ -10,12 +10,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from madgroup import topology
+from madgroup import rollout, topology
 from madgroup.errors import CommandError
-from madgroup.local import control, envfile, launcher, logview, processes, readiness
+from madgroup.local import conditions, control, envfile, launcher, logview, processes, readiness
 from madgroup.local.context import Context
 from madgroup.local.smoke import smoke as run_smoke
-from madgroup.local.state import STATE_ENV
+from madgroup.local.state import STATE_ENV, Phase
 
 REDIS_CLI_TARGET_FLAGS = ("-p", "-h", "-u", "-s")
 
@@ -212,16 +212,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         password = envfile.load(ctx.env_file).get(envfile.PASSWORD_KEY)
     rows = [("COMPONENT", "PID", "PORT", "READY", "RESTARTS", "UPTIME", "STATE")]
     now = time.time()
+    observed: dict[str, rollout.Observed] = {}
     for comp in topology.COMPONENTS:
         c = state.components.get(comp.name)
         if c is None:
             rows.append((comp.name, "-", "-", "-", "0", "-", "not started"))
+            observed[comp.name] = conditions.observe(None, running=False, ready=False)
             continue
         up = processes.alive(c.pid, c.ticks)
         ready = "-"
+        ok = False
         if up:
             ok = readiness.ready(comp, c.port, password or "", timeout=1.0)
             ready = "yes" if ok else "no"
+        observed[comp.name] = conditions.observe(c.phase, running=up, ready=ok)
         rows.append(
             (
                 comp.name,
@@ -230,7 +234,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ready,
                 str(c.restarts),
                 _uptime(now - c.started_at) if up and c.started_at else "-",
-                (c.phase if up or c.phase != "ready" else "exited")
+                (c.phase if up or c.phase not in (Phase.READY, Phase.NOT_READY) else "exited")
                 + (f": {c.message}" if c.message else ""),
             )
         )
@@ -238,6 +242,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
     print(f"supervisor: {supervisor}; state: {ctx.state.root}")
+    if ctx.state.supervisor_running():
+        order = ctx.state.declared().order
+        print("\n".join(conditions.lines(conditions.report(observed, order), order)))
+    else:
+        print("conditions: none while no supervisor runs the group (madgroup up)")
     if supervisor == "not running" and any(
         processes.alive(c.pid, c.ticks) for c in state.components.values()
     ):

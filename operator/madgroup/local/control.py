@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from madgroup import spec, topology
 from madgroup.errors import CommandError
-from madgroup.local import declaration, launcher, logview, ports, processes
+from madgroup.local import declaration, detach, launcher, logview, ports, processes, watch
 from madgroup.local.context import Context
 from madgroup.local.progress import Progress, describe
 from madgroup.local.state import (
@@ -27,7 +26,8 @@ from madgroup.local.state import (
     GroupState,
 )
 
-FOLLOW_POLL = 0.03
+REDRAW = 0.25
+"""How often ``up``'s progress display redraws its elapsed times on a terminal."""
 LOG_LINES_ON_FAILURE = 15
 
 
@@ -59,7 +59,11 @@ def up(
     for note in notes:
         print(f"madgroup: note: {note}", file=sys.stderr)
     resolved = spec.resolve(declared)
-    ctx.dotenv()
+    dotenv = ctx.dotenv()
+    try:
+        launcher.check_secrets(Declared.from_json(resolved), wanted, dotenv)
+    except launcher.LaunchError as exc:
+        raise CommandError(f"{exc}; nothing was started", code=2) from None
     if any(not topology.component(n).is_mad for n in wanted):
         try:
             launcher.resolve("redis-server")
@@ -116,11 +120,10 @@ def up(
     if foreground:
         return _foreground(ctx, supervisor, wanted)
     started = time.monotonic()
-    ok = _follow(ctx, wanted, lambda: supervisor.poll() is None)
+    ok = _follow(ctx, wanted, lambda: supervisor.poll() is None, supervisor_pid=supervisor.pid)
     if not ok:
         # The supervisor stops what it had started, then exits: wait for that.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            supervisor.wait(timeout=30)
+        supervisor.wait(timeout=30)
         return _report_failure(ctx, wanted)
     state = sd.load()
     took = time.monotonic() - started
@@ -152,11 +155,10 @@ def _up_running(ctx: Context, state: GroupState, wanted: list[str], timeout: flo
     return 0
 
 
-def _spawn_supervisor(ctx: Context, timeout: float) -> subprocess.Popen[bytes]:
+def _spawn_supervisor(ctx: Context, timeout: float) -> detach.Detached:
+    from madgroup.local import supervisor
+
     argv = [
-        sys.executable,
-        "-m",
-        "madgroup.local.supervisor",
         "--state-dir",
         str(ctx.state.root),
         "--env-file",
@@ -164,15 +166,7 @@ def _spawn_supervisor(ctx: Context, timeout: float) -> subprocess.Popen[bytes]:
         "--timeout",
         f"{timeout:g}",
     ]
-    with ctx.state.supervisor_log.open("ab") as log:
-        return subprocess.Popen(
-            argv,
-            cwd=ctx.project,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return detach.spawn(lambda: supervisor.main(argv), ctx.project, ctx.state.supervisor_log)
 
 
 def _follow(
@@ -180,23 +174,30 @@ def _follow(
     names: list[str],
     supervisor_alive: Callable[[], bool],
     deadline: float | None = None,
+    supervisor_pid: int | None = None,
 ) -> bool:
-    """Show progress until every one of ``names`` is ready (True) or something failed."""
+    """Show progress until every one of ``names`` is ready (True) or something failed.
+    Sleeps until the supervisor saves a change (or exits); on a terminal, the elapsed times
+    are redrawn a few times a second meanwhile."""
     progress = Progress(names)
-    while True:
-        state = ctx.state.load()
-        progress.update(state)
-        comps = [state.components.get(n) for n in names]
-        if all(c is not None and c.phase == READY for c in comps):
-            return True
-        if any(c is not None and c.phase == FAILED for c in comps):
-            return False
-        if not supervisor_alive():
-            progress.update(ctx.state.load())
-            return all(c is not None and c.phase == READY for c in comps)
-        if deadline is not None and time.monotonic() > deadline:
-            return False
-        time.sleep(FOLLOW_POLL)
+    with ctx.state.follow() as follower:
+        while True:
+            state = ctx.state.load()
+            follower.watch_process(supervisor_pid or state.supervisor_pid)
+            progress.update(state)
+            comps = [state.components.get(n) for n in names]
+            if all(c is not None and c.phase == READY for c in comps):
+                return True
+            if any(c is not None and c.phase == FAILED for c in comps):
+                return False
+            if not supervisor_alive():
+                progress.update(ctx.state.load())
+                return all(c is not None and c.phase == READY for c in comps)
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                return False
+            sleep = REDRAW if progress.tty else watch.FALLBACK
+            follower.wait(sleep if deadline is None else min(sleep, deadline - now))
 
 
 def _report_failure(ctx: Context, names: list[str], bring_up: bool = True) -> int:
@@ -228,7 +229,7 @@ def _report_failure(ctx: Context, names: list[str], bring_up: bool = True) -> in
     raise CommandError(f"{what}{not_started}{stopped}. Full log: madgroup logs {name}")
 
 
-def _foreground(ctx: Context, supervisor: subprocess.Popen[bytes], wanted: list[str]) -> int:
+def _foreground(ctx: Context, supervisor: detach.Detached, wanted: list[str]) -> int:
     """Stream prefixed logs until Ctrl-C (or SIGTERM/SIGHUP), then stop the group."""
     files = {name: ctx.state.log_file(name) for name in wanted}
     tailer = logview.Tailer(files, from_end=True)
@@ -278,16 +279,21 @@ def stop(ctx: Context, names: list[str], timeout: float = 30.0) -> int:
     for name in names:
         ctx.state.request("stop", name)
     deadline = time.monotonic() + timeout
-    while True:
-        state = ctx.state.load()
-        pending = [
-            n for n in names if (c := state.components.get(n)) is not None and c.phase != STOPPED
-        ]
-        if not pending:
-            break
-        if time.monotonic() > deadline:
-            raise CommandError(f"still stopping after {timeout:g} s: {', '.join(pending)}")
-        time.sleep(FOLLOW_POLL)
+    with ctx.state.follow() as follower:
+        while True:
+            state = ctx.state.load()
+            pending = [
+                n
+                for n in names
+                if (c := state.components.get(n)) is not None and c.phase != STOPPED
+            ]
+            if not pending:
+                break
+            now = time.monotonic()
+            if now > deadline:
+                raise CommandError(f"still stopping after {timeout:g} s: {', '.join(pending)}")
+            follower.watch_process(state.supervisor_pid)
+            follower.wait(min(watch.FALLBACK, deadline - now))
     for name in names:
         print(f"{name} stopped (the supervisor keeps it stopped; start it: madgroup up {name})")
     return 0
@@ -331,19 +337,23 @@ def _stop_supervisor(ctx: Context, pid: int, alive: list[str], timeout: float) -
         os.kill(pid, signal.SIGTERM)
     remaining = list(alive)
     deadline = time.monotonic() + timeout
-    while remaining or ctx.state.supervisor_running():
-        state = ctx.state.load()
-        for name in list(remaining):
-            c = state.components.get(name)
-            if c is None or c.pid is None:
-                print(f"{name} stopped")
-                remaining.remove(name)
-        if time.monotonic() > deadline:
-            raise CommandError(
-                f"the supervisor (pid {pid}) did not stop within {timeout:g} s; "
-                f"still running: {', '.join(remaining) or 'the supervisor'}"
-            )
-        time.sleep(FOLLOW_POLL)
+    with ctx.state.follow() as follower:
+        follower.watch_process(pid)
+        while remaining or ctx.state.supervisor_running():
+            state = ctx.state.load()
+            for name in list(remaining):
+                c = state.components.get(name)
+                if c is None or c.pid is None:
+                    print(f"{name} stopped")
+                    remaining.remove(name)
+            now = time.monotonic()
+            if now > deadline:
+                raise CommandError(
+                    f"the supervisor (pid {pid}) did not stop within {timeout:g} s; "
+                    f"still running: {', '.join(remaining) or 'the supervisor'}"
+                )
+            if remaining or ctx.state.supervisor_running():
+                follower.wait(min(watch.FALLBACK, deadline - now))
 
 
 def _confirm_volumes(ctx: Context) -> None:

@@ -12,14 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from madgroup import topology
 from madgroup.errors import MadGroupError
 from madgroup.local.envfile import PASSWORD_KEY
 from madgroup.local.ports import HOST
-from madgroup.local.state import StateDir
+from madgroup.local.state import Declared, StateDir
 
 DELAY_ENV = "MADGROUP_DELAY_{}_S"
 """A diagnostic/test knob: seconds to wait before a component's program starts, so that it
@@ -65,8 +65,14 @@ def component_env(
 def bound(comp: topology.Component, dotenv: Mapping[str, str], state: StateDir) -> dict[str, str]:
     """The declaration's bindings for ``comp``: a value as it is; a secret from the ``.env``
     variable it names (the bus password's default is ``REDIS_PASSWORD``)."""
+    return resolve_bindings(state.declared().bindings.get(comp.name, []), dotenv)
+
+
+def resolve_bindings(
+    bindings: Iterable[Mapping[str, str | None]], dotenv: Mapping[str, str]
+) -> dict[str, str]:
     env: dict[str, str] = {}
-    for binding in state.declared().bindings.get(comp.name, []):
+    for binding in bindings:
         variable = str(binding["variable"])
         if binding.get("value") is not None:
             env[variable] = str(binding["value"])
@@ -76,6 +82,13 @@ def bound(comp: topology.Component, dotenv: Mapping[str, str], state: StateDir) 
             raise LaunchError(f"{key} is not set in .env (the declaration's {variable})")
         env[variable] = dotenv[key]
     return env
+
+
+def check_secrets(declared: Declared, names: Iterable[str], dotenv: Mapping[str, str]) -> None:
+    """Every secret the components named need is in ``.env``: checked before anything
+    starts, so a missing one stops ``up`` at once (LaunchError, one line)."""
+    for name in names:
+        resolve_bindings(declared.bindings.get(name, []), dotenv)
 
 
 def _quote(value: str) -> str:

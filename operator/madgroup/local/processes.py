@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import time
 from pathlib import Path
@@ -39,14 +40,36 @@ def alive(pid: int | None, ticks: int | None) -> bool:
 
 
 def wait_gone(pid: int, ticks: int | None, timeout: float) -> bool:
+    """Until the process is gone (True) or ``timeout`` passes (False). Sleeps on a pidfd,
+    which wakes when the process exits, where the system has them."""
     deadline = time.monotonic() + timeout
-    while alive(pid, ticks):
-        if time.monotonic() > deadline:
-            return False
-        _reap(pid)
-        time.sleep(0.02)
+    pidfd = open_pidfd(pid)
+    try:
+        while alive(pid, ticks):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            _reap(pid)
+            if pidfd is not None:
+                select.select([pidfd], [], [], min(left, 1.0))
+            else:
+                time.sleep(min(left, 0.02))
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
     _reap(pid)
     return True
+
+
+def open_pidfd(pid: int | None) -> int | None:
+    """A file descriptor that becomes readable when ``pid`` exits (Linux 5.3+), or None
+    where there is no such process or no pidfd; the caller closes it."""
+    if not pid:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def terminate(pid: int, ticks: int | None, timeout: float = 10.0) -> str:

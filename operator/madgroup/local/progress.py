@@ -10,6 +10,7 @@ from typing import TextIO
 from madgroup.local.state import (
     EXITED,
     FAILED,
+    NOT_READY,
     READY,
     STARTING,
     STOPPED,
@@ -18,7 +19,15 @@ from madgroup.local.state import (
     GroupState,
 )
 
-_MARK = {WAITING: "·", STARTING: "…", READY: "✔", FAILED: "✘", EXITED: "!", STOPPED: "-"}
+_MARK = {
+    WAITING: "·",
+    STARTING: "…",
+    READY: "✔",
+    NOT_READY: "?",
+    FAILED: "✘",
+    EXITED: "!",
+    STOPPED: "-",
+}
 
 
 def describe(c: ComponentState | None, now: float | None = None) -> str:

@@ -71,7 +71,7 @@ def http_ready(port: int, path: str = "/readyz", timeout: float = 1.0) -> bool:
 
 
 def ready(comp: topology.Component, port: int, password: str, timeout: float = 1.0) -> bool:
-    if comp.probe.kind == "redis":
+    if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         return redis_ready(port, password, timeout)
     return http_ready(port, comp.probe.path, timeout)
 

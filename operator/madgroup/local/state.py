@@ -21,6 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from madgroup.local import watch
+
 if TYPE_CHECKING:
     from madgroup.spec import Document
 
@@ -35,6 +37,9 @@ class Phase(StrEnum):
     """Wanted, not started: waiting for its gates (or for its restart backoff)."""
     STARTING = "starting"
     READY = "ready"
+    NOT_READY = "not ready"
+    """Running, and was ready, but its readiness check fails now (e.g. a gate went away);
+    it is not restarted for that, and counts as ready again once the check passes."""
     FAILED = "failed"
     EXITED = "exited"
     STOPPED = "stopped"
@@ -49,6 +54,7 @@ class SupervisorStatus(StrEnum):
 
 WAITING, STARTING, READY = Phase.WAITING, Phase.STARTING, Phase.READY
 FAILED, EXITED, STOPPED = Phase.FAILED, Phase.EXITED, Phase.STOPPED
+NOT_READY = Phase.NOT_READY
 
 
 @dataclass
@@ -133,6 +139,11 @@ class StateDir:
     @property
     def requests(self) -> Path:
         return self.root / "requests"
+
+    @property
+    def watchers(self) -> Path:
+        """One FIFO per command following the state (see :mod:`madgroup.local.watch`)."""
+        return self.root / "watchers"
 
     @property
     def events_log(self) -> Path:
@@ -222,11 +233,17 @@ class StateDir:
             return GroupState()
 
     def save(self, state: GroupState) -> None:
+        """Write ``state.json`` (atomically) and wake every command following it."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".state-", suffix=".json")
         with os.fdopen(fd, "w") as out:
             json.dump(state.to_json(), out, indent=2)
         os.replace(tmp, self.state_file)
+        watch.notify(self.watchers)
+
+    def follow(self) -> contextlib.AbstractContextManager[watch.Follower]:
+        """Sleep until the state changes: ``with sd.follow() as f: ... f.wait()``."""
+        return watch.follow(self.watchers)
 
     # -- events (timestamped, for people and for tests) -------------------------------------
 

@@ -35,10 +35,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from madgroup import rollout, topology
-from madgroup.local import envfile, launcher, processes, readiness
+from madgroup.local import conditions, envfile, launcher, processes, readiness
 from madgroup.local.state import (
     EXITED,
     FAILED,
+    NOT_READY,
     READY,
     STARTING,
     STOPPED,
@@ -100,8 +101,7 @@ class Supervisor:
         self.password = envfile.require_password(self.dotenv)
         self.timeout = timeout
         self.state = state_dir.load()
-        order = state_dir.declared().order
-        self.gates = topology.gate_map("graph" if order == "graph" else "guide")
+        self.gates = conditions.gates(state_dir.declared().order)
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
         self.brought_up = False
@@ -146,7 +146,8 @@ class Supervisor:
         """The component's readiness check: run now for a starting one, at most every
         ``RECHECK`` seconds for one already up."""
         cached = self.ready_cache.get(name)
-        if cached is not None and self.cs(name).phase == READY and now - cached[1] < RECHECK:
+        up = self.cs(name).phase in (READY, NOT_READY)
+        if cached is not None and up and now - cached[1] < RECHECK:
             return cached[0]
         comp = topology.component(name)
         ok = readiness.ready(comp, self.state.ports[name], self.password, timeout=0.5)
@@ -156,16 +157,10 @@ class Supervisor:
     def observe(self, now: float) -> dict[str, rollout.Observed]:
         observed = {}
         for name in self.order():
-            c = self.cs(name)
-            if c.phase == STOPPED:
-                # Stopped on request: nothing to start, and not ready for its dependents.
-                observed[name] = rollout.Observed(in_sync=True, desired_replicas=1, rolled_out=True)
-                continue
-            running = self.running(name)
+            phase = self.cs(name).phase
+            running = phase != STOPPED and self.running(name)
             ready = running and self.ready(name, now)
-            observed[name] = rollout.Observed(
-                in_sync=running, ready_replicas=int(ready), desired_replicas=1, rolled_out=True
-            )
+            observed[name] = conditions.observe(phase, running=running, ready=ready)
         return observed
 
     # -- act -------------------------------------------------------------------------------
@@ -204,11 +199,21 @@ class Supervisor:
 
     def mark_ready(self, name: str) -> None:
         c = self.cs(name)
+        again = c.phase == NOT_READY
         c.phase = READY
         c.ready_at = time.time()
         c.message = ""
         took = c.ready_at - (c.started_at or c.ready_at)
-        self.sd.event(name, "ready", f"after={took:.3f}s")
+        self.sd.event(name, "ready", "again" if again else f"after={took:.3f}s")
+        self.save()
+
+    def mark_not_ready(self, name: str) -> None:
+        """Up, but its readiness check fails: said, not acted on (its process is fine; what
+        it waits for, e.g. a gate being restarted, comes back by itself)."""
+        c = self.cs(name)
+        c.phase = NOT_READY
+        c.message = "its readiness check fails"
+        self.sd.event(name, "not_ready", "check_fails")
         self.save()
 
     def stop(self, name: str, phase: Phase | None = STOPPED) -> None:
@@ -242,7 +247,7 @@ class Supervisor:
         """A component that was up (or starting) is gone: restart it after a backoff."""
         c = self.cs(name)
         streak = self.streak.get(name, 0)
-        if c.phase == READY and c.ready_at and time.time() - c.ready_at > STABLE_AFTER:
+        if c.phase in (READY, NOT_READY) and c.ready_at and time.time() - c.ready_at > STABLE_AFTER:
             streak = 0
         streak += 1
         self.streak[name] = streak
@@ -266,7 +271,7 @@ class Supervisor:
         # Processes that ended since the last pass.
         for name in self.order():
             c = self.cs(name)
-            if c.phase in (READY, STARTING) and not self.running(name):
+            if c.phase in (READY, NOT_READY, STARTING) and not self.running(name):
                 if not self.brought_up:
                     message = f"{describe_exit(self.exit_code(name))} before it was ready"
                     self.fail(name, message, message.replace(" ", "_"))
@@ -275,9 +280,11 @@ class Supervisor:
         observed = self.observe(now)
         for name in self.order():
             c = self.cs(name)
-            if c.phase == STARTING and observed[name].ready:
+            if c.phase in (STARTING, NOT_READY) and observed[name].ready:
                 self.mark_ready(name)
                 self.turn.pop(name, None)
+            elif c.phase == READY and observed[name].in_sync and not observed[name].ready:
+                self.mark_not_ready(name)
             elif c.phase == STARTING:
                 sleep = POLL
                 if c.started_at and time.time() - c.started_at > self.timeout:
