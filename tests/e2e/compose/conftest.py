@@ -16,10 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.compose.harness import EventLog, GuideHost, copy_repository, trust_host_cas
+from tests.e2e.compose.harness import (
+    EventLog,
+    GuideHost,
+    copy_repository,
+    port_holder,
+    project_name,
+    remove_abandoned_projects,
+    trust_host_cas,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
+GRACE_PORT = 8001  # published by docker-compose.yml, as the guide shows
 ENGINE_HINT = "tests/e2e/compose/engine scripts/test installs and starts one"
 
 _failed: dict[str, str] = {}
@@ -82,7 +91,15 @@ def host(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guid
     cas = trust_host_cas(workdir)
     if cas:
         print(f"image builds trust this host's extra CA certificates: {', '.join(cas)}")
-    project = f"madgroup-e2e-{uuid.uuid4().hex[:8]}"
+    abandoned = remove_abandoned_projects()
+    if abandoned:
+        print(f"removed what killed earlier runs left on the engine: {', '.join(abandoned)}")
+    holder = port_holder(GRACE_PORT)
+    if holder:
+        pytest.fail(
+            f"127.0.0.1:{GRACE_PORT} is taken, and the guide publishes Grace there: {holder}"
+        )
+    project = project_name(uuid.uuid4().hex[:8])
     events = EventLog(project, workdir.parent / "docker-events.jsonl")
     guide = GuideHost(workdir=workdir, project=project, events=events)
     try:

@@ -255,3 +255,96 @@ def order_violations(
         elif action in ("die", "health_status: unhealthy"):
             healthy_ids.discard(cid)
     return problems, checked
+
+
+PROJECT_PREFIX = "madgroup-e2e-"
+
+
+def project_name(token: str) -> str:
+    """A compose project name that records which process owns it."""
+    return f"{PROJECT_PREFIX}{os.getpid()}-{token}"
+
+
+def _owner_alive(project: str) -> bool:
+    owner = project.removeprefix(PROJECT_PREFIX).split("-", 1)[0]
+    if not owner.isdigit():
+        return False
+    try:
+        os.kill(int(owner), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _labelled(kind: str) -> dict[str, list[str]]:
+    """Objects of ``kind`` (container, network, volume) by their compose project."""
+    listing = {
+        "container": ["docker", "ps", "-a", "--format", "{{.ID}}"],
+        "network": ["docker", "network", "ls", "--format", "{{.ID}}"],
+        "volume": ["docker", "volume", "ls", "--format", "{{.Name}}"],
+    }[kind]
+    ids = subprocess.run(
+        [*listing, "--filter", "label=com.docker.compose.project"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    found: dict[str, list[str]] = {}
+    for ident in ids:
+        project = subprocess.run(
+            [
+                "docker",
+                kind,
+                "inspect",
+                "--format",
+                '{{index .Labels "com.docker.compose.project"}}'
+                if kind != "container"
+                else '{{index .Config.Labels "com.docker.compose.project"}}',
+                ident,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout.strip()
+        found.setdefault(project, []).append(ident)
+    return found
+
+
+def remove_abandoned_projects() -> list[str]:
+    """Remove what earlier runs of this test left on the engine when they were killed.
+
+    A run that dies before its teardown leaves containers with ``restart:
+    unless-stopped``, and an engine started later brings them back, holding the guide's
+    ports. Only projects whose owning process is gone are removed; returns their names.
+    """
+    removed: set[str] = set()
+    for kind, remove in (
+        ("container", ["docker", "rm", "-f", "-v"]),
+        ("network", ["docker", "network", "rm"]),
+        ("volume", ["docker", "volume", "rm", "-f"]),
+    ):
+        for project, ids in _labelled(kind).items():
+            if project.startswith(PROJECT_PREFIX) and not _owner_alive(project):
+                subprocess.run([*remove, *ids], capture_output=True, timeout=120)
+                removed.add(project)
+    return sorted(removed)
+
+
+def port_holder(port: int, address: str = "127.0.0.1") -> str | None:
+    """Who holds ``address:port`` when it cannot be bound, else None."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            pass
+        else:
+            return None
+    users = subprocess.run(
+        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+    return users or "another process"
