@@ -27,11 +27,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from mads.core import channels
+from mads.core.access import SenderPolicy
 from mads.core.contract import BUS_CONNECTED_LOG
 from mads.core.envelope import Envelope, EnvelopeError, decode, encode, make_envelope
 from mads.core.errors import BusBusyError, BusCommandError, BusError, BusUnavailableError
+from mads.core.logs import quoted
 from mads.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 CONNECTED_LOG = BUS_CONNECTED_LOG
@@ -116,6 +119,8 @@ class Bus:
         port: int,
         password: str,
         sender_id: str,
+        username: str | None = None,
+        senders: SenderPolicy | None = None,
         logger: logging.Logger | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         backoff: Backoff | None = None,
@@ -128,10 +133,20 @@ class Bus:
         self.log = logger or logging.getLogger(sender_id)
         self._backoff = backoff or Backoff()
         self._check_interval = check_interval
+        self.senders = senders
+        self.sender_mismatches = 0
+        """Messages dropped because they named a MAD as sender that could not have sent
+        them (see :class:`mads.core.access.SenderPolicy`)."""
+        self._mismatches_seen: set[tuple[str, str]] = set()
         connection: dict[str, Any] = {
             "host": host,
             "port": port,
+            "username": username,
             "password": password,
+            # Nothing but what the bus user is allowed: no CLIENT SETINFO, no CLIENT
+            # MAINT_NOTIFICATIONS on connect (a least-privilege user may not run CLIENT).
+            "driver_info": None,
+            "maint_notifications_config": MaintNotificationsConfig(enabled=False),
             "socket_connect_timeout": 2.0,
             "socket_timeout": 5.0,
             "health_check_interval": 10,
@@ -263,16 +278,20 @@ class Bus:
                 if patterns:
                     await pubsub.psubscribe(*patterns)
                 while True:
+                    self._refuse_after_swallowed_cancel()
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
-                        yield self._to_bus_message(message)
+                        received = self._to_bus_message(message)
+                        if received is not None:
+                            yield received
             except CONNECTION_ERRORS as exc:
                 self.mark_down(exc)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    def _to_bus_message(self, message: dict[str, Any]) -> BusMessage:
+    def _to_bus_message(self, message: dict[str, Any]) -> BusMessage | None:
+        """The delivery as a message, or None when it is dropped as a forged sender."""
         raw = message.get("data") or b""
         if isinstance(raw, str):
             raw = raw.encode()
@@ -282,7 +301,27 @@ class Bus:
             envelope = decode(raw, self.max_message_bytes)
         except EnvelopeError as exc:
             return BusMessage(channel, pattern, raw, None, str(exc))
+        if self.senders is not None and not self.senders.allows(envelope.sender_id, channel):
+            self._mismatch(envelope.sender_id, channel, "published on")
+            return None
         return BusMessage(channel, pattern, raw, envelope, None)
+
+    def _mismatch(self, sender_id: str, where: str, how: str) -> None:
+        """Count a forged sender; say so once per sender and channel family."""
+        self.sender_mismatches += 1
+        family = where.rsplit(".", 1)[0] if where.count(".") > 2 else where
+        key = (sender_id, family)
+        if key in self._mismatches_seen or len(self._mismatches_seen) >= 1000:
+            return
+        self._mismatches_seen.add(key)
+        self.log.warning(
+            "Dropped a message claiming sender %s %s %s, which %s may not write: forged "
+            "sender; further ones are counted (mad_bus_sender_mismatches), not logged",
+            quoted(sender_id),
+            how,
+            quoted(where),
+            quoted(sender_id),
+        )
 
     # -- streams ---------------------------------------------------------------------------
 
@@ -298,7 +337,25 @@ class Bus:
         except RedisError as exc:
             raise BusCommandError(f"Conversation Bus refused a command: {_describe(exc)}") from exc
 
+    @staticmethod
+    def _refuse_after_swallowed_cancel() -> None:
+        """Raise the cancellation of the current task if one was requested and lost.
+
+        On Python 3.11, ``asyncio.wait_for`` (which redis-py uses to send a command) drops
+        a cancellation that arrives as the send completes; a serving loop would then block
+        in its next read forever, holding up a shutdown. Checked before every command that
+        blocks on the server."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+
     # -- keys, hashes, pipelines, scripts ---------------------------------------------------
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        return list(await self._call(self._redis.mget(list(keys))))
+
+    async def exists(self, key: str) -> bool:
+        return bool(await self._call(self._redis.exists(key)))
 
     async def get(self, key: str) -> bytes | None:
         return await self._call(self._redis.get(key))  # type: ignore[no-any-return]
@@ -318,9 +375,6 @@ class Bus:
 
     async def hdel(self, key: str, *fields: str) -> int:
         return int(await self._call(self._redis.hdel(key, *fields))) if fields else 0
-
-    async def hexists(self, key: str, field: str) -> bool:
-        return bool(await self._call(self._redis.hexists(key, field)))
 
     async def pipeline(
         self, commands: Sequence[tuple[Any, ...]], *, transaction: bool = False
@@ -367,6 +421,7 @@ class Bus:
     ) -> list[StreamEntry]:
         """Entries not yet delivered to any consumer of ``group`` (claim the others)."""
         try:
+            self._refuse_after_swallowed_cancel()
             reply = await self._call(
                 self._redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
             )
@@ -377,7 +432,7 @@ class Bus:
             raise
         entries: list[StreamEntry] = []
         for _name, items in reply or []:
-            entries.extend(self._to_entry(entry_id, fields) for entry_id, fields in items)
+            entries.extend(self._to_entry(stream, entry_id, fields) for entry_id, fields in items)
         return entries
 
     async def ack(self, stream: str, group: str, *entry_ids: str) -> int:
@@ -395,16 +450,22 @@ class Bus:
             )
         )
         items = reply[1] if reply else []
-        return [self._to_entry(entry_id, fields) for entry_id, fields in items if fields]
+        return [self._to_entry(stream, entry_id, fields) for entry_id, fields in items if fields]
 
-    def _to_entry(self, entry_id: Any, fields: dict[Any, Any] | None) -> StreamEntry:
+    def _to_entry(self, stream: str, entry_id: Any, fields: dict[Any, Any] | None) -> StreamEntry:
+        """An entry; a forged sender comes back without its envelope, with the reason (the
+        reader acknowledges it like any entry it cannot use)."""
         raw = (fields or {}).get(ENVELOPE_FIELD.encode()) or (fields or {}).get(ENVELOPE_FIELD)
         if raw is None:
             return StreamEntry(_text(entry_id), None, "stream entry has no envelope field")
         try:
-            return StreamEntry(_text(entry_id), decode(raw, self.max_message_bytes), None)
+            envelope = decode(raw, self.max_message_bytes)
         except EnvelopeError as exc:
             return StreamEntry(_text(entry_id), None, str(exc))
+        if self.senders is not None and not self.senders.may_write(envelope.sender_id, stream):
+            self._mismatch(envelope.sender_id, stream, "appended to")
+            return StreamEntry(_text(entry_id), None, "forged sender")
+        return StreamEntry(_text(entry_id), envelope, None)
 
 
 class BusScript:
@@ -419,11 +480,13 @@ class BusScript:
 async def heartbeat_loop(
     bus: Bus, period: float, payload: Callable[[], dict[str, Any]] | None = None
 ) -> None:
-    """Publish on ``mad.system.heartbeat`` every ``period`` seconds while connected."""
+    """Publish on ``mad.system.heartbeat.<sender>`` every ``period`` seconds while
+    connected."""
+    channel = channels.heartbeat(bus.sender_id)
     while True:
         if bus.connected:
             with contextlib.suppress(BusError):
-                await bus.publish(channels.HEARTBEAT, payload() if payload else {})
+                await bus.publish(channel, payload() if payload else {})
         await asyncio.sleep(period)
 
 

@@ -3,8 +3,18 @@
 Outside clients name their own ``mad.topic.<topic>`` channels through Grace."""
 
 HEARTBEAT = "mad.system.heartbeat"
+"""The heartbeat's channel family: each MAD beats on ``mad.system.heartbeat.<name>``, the one
+channel under it that its bus user may publish on, so a beat names its sender truly."""
+HEARTBEATS = f"{HEARTBEAT}.*"
 SYSTEM_PREFIX = "mad.system."
 ALL = "mad.*"
+TOPICS = "mad.topic.*"
+DIRECT = "mad.direct.*"
+STREAMS = "mad.stream.*"
+
+
+def heartbeat(sender_id: str) -> str:
+    return f"{HEARTBEAT}.{sender_id}"
 
 
 def direct(recipient_id: str) -> str:
@@ -13,6 +23,12 @@ def direct(recipient_id: str) -> str:
 
 def stream(task_id: str) -> str:
     return f"mad.stream.{task_id}"
+
+
+def reply(caller: str, instance: str, owner: str) -> str:
+    """Where ``owner`` answers the tool calls of one ``caller`` process: the owner's name
+    last, so that each owner's bus user may publish on its own replies only."""
+    return f"mad.direct.{caller}.{instance}.{owner}"
 
 
 def requests_stream(owner: str) -> str:

@@ -40,6 +40,28 @@ class DataFile:
 
 
 @dataclass(frozen=True)
+class BusAccess:
+    """What a MAD's own code does on the Conversation Bus, beyond what the core does for
+    every MAD on it (watch the connection, publish its heartbeat, serve or call tools over
+    streams). Its Redis ACL user is derived from this and from what the core does
+    (:mod:`mads.core.access`); nothing else grants it anything."""
+
+    publishes: tuple[str, ...] = ()
+    """Channels (Redis globs) it publishes on."""
+    subscribes: tuple[str, ...] = ()
+    """Channels it subscribes to, and patterns it pattern-subscribes to exactly as written
+    (Redis compares a PSUBSCRIBE pattern with the allowed ones literally)."""
+    keys: tuple[str, ...] = ()
+    """Keys (Redis globs) its own code reads and writes."""
+    commands: tuple[str, ...] = ()
+    """Redis commands its own code runs, those inside its Lua scripts included."""
+    serves_tools: bool = False
+    """It serves its tools to callers over the bus (``mad.<name>.requests``)."""
+    calls_tools: bool = False
+    """It calls other MADs' tools over the bus (their request streams)."""
+
+
+@dataclass(frozen=True)
 class MadContract:
     name: str
     """The MAD's name: ``MAD_NAME``, the compose service, the Kubernetes component."""
@@ -53,10 +75,10 @@ class MadContract:
     tools: tuple[str, ...] = ()
     """The MCP tools it owns (and publishes in the gateway's registry if it uses the bus)."""
     uses_bus: bool = True
+    bus: BusAccess = field(default_factory=BusAccess)
+    """What it does on the bus (when it uses it): its ACL user is derived from this."""
     peers: tuple[str, ...] = ()
     """Other MADs it calls (over MCP) and cannot be ready without."""
-    publishes: tuple[str, ...] = ()
-    """Channels (Redis glob patterns) it publishes on, besides the heartbeat."""
     status_labels: tuple[str, ...] = ()
     """The lines ``mad-status`` shows after the common ones, in order."""
     log_lines: Mapping[str, str] = field(default_factory=_frozen)

@@ -12,8 +12,10 @@ delivered twice is answered twice but executed once. Tools that must be idempote
 crash between running and caching (a call that stores a task, say) read
 :data:`current_request_id` and use it as their idempotency key.
 
-The owner also publishes its tool list in the hash ``mad.registry.tools`` so a gateway can
-list the group's tools without calling each MAD.
+The owner also publishes its tool list under ``mad.registry.tools.<owner>`` (a key only its
+bus user may write) so a gateway can list the group's tools without calling each MAD.
+Replies travel on ``mad.direct.<caller>.<instance>.<owner>``: a channel only that owner
+may publish on, so a reply cannot come from anyone else.
 """
 
 from __future__ import annotations
@@ -25,15 +27,14 @@ import json
 import logging
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from mads.core import channels
+from mads.core import access, channels
 from mads.core.bus import Bus, BusError
 from mads.core.envelope import Envelope, EnvelopeError
 from mads.core.errors import MadError
 
-TOOL_REGISTRY_KEY = "mad.registry.tools"
 GROUP = "owners"
 REPLY_TTL_S = 3600
 
@@ -73,15 +74,16 @@ class ToolRequestServer:
         self._inflight: dict[str, asyncio.Task[None]] = {}
 
     async def publish_tools(self, tools: list[dict[str, Any]]) -> None:
-        await self.bus.hset(TOOL_REGISTRY_KEY, self.owner, json.dumps(tools))
+        await self.bus.set(access.registry_key(self.owner), json.dumps(tools))
 
     async def _keep_tools_published(self, tools: list[dict[str, Any]]) -> None:
         """Publish the tool list when the registry lacks it: at start, after a Redis that
         came back without its data, after a FLUSHALL. Checked on every pass of the serving
         loop (about once a second), so a gateway never goes long without the tools."""
-        if not await self.bus.hexists(TOOL_REGISTRY_KEY, self.owner):
+        key = access.registry_key(self.owner)
+        if not await self.bus.exists(key):
             await self.publish_tools(tools)
-            self.log.info("Published %d tool(s) in %s", len(tools), TOOL_REGISTRY_KEY)
+            self.log.info("Published %d tool(s) in %s", len(tools), key)
 
     async def run(self, tools: list[dict[str, Any]] | None = None) -> None:
         """Serve for the life of the process, across bus outages and a wiped Redis."""
@@ -129,7 +131,7 @@ class ToolRequestServer:
         payload = envelope.payload
         tool = payload.get("tool")
         arguments = payload.get("arguments") or {}
-        reply_channel = payload.get("reply_channel")
+        reply_channel = self._reply_channel(envelope)
         cache_key = reply_cache_key(self.owner, envelope.message_id)
         try:
             cached = await self.bus.get(cache_key)
@@ -161,42 +163,76 @@ class ToolRequestServer:
                 )
         await self._ack(entry_id)
 
+    def _reply_channel(self, envelope: Envelope) -> str | None:
+        """Where the caller asked for the reply, if it is one of this owner's reply
+        channels for that caller (``mad.direct.<caller>.<instance>.<owner>``)."""
+        channel = envelope.payload.get("reply_channel")
+        if not isinstance(channel, str):
+            return None
+        prefix = channels.reply(envelope.sender_id, "", self.owner).removesuffix(f".{self.owner}")
+        if channel.startswith(prefix) and channel.endswith(f".{self.owner}"):
+            return channel
+        self.log.warning(
+            "Not answering request %s on %s: its reply channel is not one of %s's",
+            envelope.message_id,
+            self.stream,
+            self.owner,
+        )
+        return None
+
     async def _ack(self, entry_id: str) -> None:
         with contextlib.suppress(BusError):
             await self.bus.ack(self.stream, GROUP, entry_id)
 
 
-class RelayTimeoutError(MadError, TimeoutError):
+class RelayError(MadError):
+    pass
+
+
+class RelayTimeoutError(RelayError, TimeoutError):
     pass
 
 
 class ToolRelayClient:
     """The caller side: ``await client.call(owner, tool, arguments)``.
 
-    Replies arrive on a per-process channel ``mad.direct.<sender>.<instance>``; start
-    :meth:`run` as a background task before calling.
+    Replies from each of ``owners`` arrive on a channel of their own for this process,
+    ``mad.direct.<sender>.<instance>.<owner>``; start :meth:`run` as a background task
+    before calling.
     """
 
-    def __init__(self, bus: Bus, *, request_maxlen: int = 100_000) -> None:
+    def __init__(self, bus: Bus, owners: Sequence[str], *, request_maxlen: int = 100_000) -> None:
         self.bus = bus
-        self.reply_channel = channels.direct(f"{bus.sender_id}.{uuid.uuid4().hex[:12]}")
+        self.owners = tuple(owners)
+        self.instance = uuid.uuid4().hex[:12]
         self.request_maxlen = request_maxlen
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._waiting: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+
+    def reply_channel(self, owner: str) -> str:
+        return channels.reply(self.bus.sender_id, self.instance, owner)
 
     async def run(self) -> None:
-        async for message in self.bus.messages(channels_=[self.reply_channel]):
+        replies = [self.reply_channel(owner) for owner in self.owners]
+        async for message in self.bus.messages(channels_=replies):
             envelope = message.envelope
             if envelope is None or envelope.correlation_id is None:
                 continue
-            future = self._waiting.get(envelope.correlation_id)
-            if future is not None and not future.done():
-                future.set_result(envelope.payload)
+            waiting = self._waiting.get(envelope.correlation_id)
+            if waiting is None or envelope.sender_id != waiting[0]:
+                continue  # not ours, or not from the owner it was asked of
+            if not waiting[1].done():
+                waiting[1].set_result(envelope.payload)
 
     async def registered_tools(self) -> dict[str, list[dict[str, Any]]]:
+        """Each owner's published tool list (an owner that has published none is absent)."""
+        if not self.owners:
+            return {}
+        values = await self.bus.mget([access.registry_key(owner) for owner in self.owners])
         tools: dict[str, list[dict[str, Any]]] = {}
-        for owner, value in (await self.bus.hgetall(TOOL_REGISTRY_KEY)).items():
-            with contextlib.suppress(ValueError):
-                tools[owner] = json.loads(value)
+        for owner, value in zip(self.owners, values, strict=True):
+            if value is not None:
+                with contextlib.suppress(ValueError):
+                    tools[owner] = json.loads(value)
         return tools
 
     async def call(
@@ -216,14 +252,16 @@ class ToolRelayClient:
         fields: dict[str, Any] = {}
         if conversation_id:
             fields["conversation_id"] = conversation_id
+        if owner not in self.owners:
+            raise RelayError(f"{owner} serves no tools over the bus here")
         envelope = self.bus.envelope(
             channels.requests_stream(owner),
-            {"tool": tool, "arguments": arguments, "reply_channel": self.reply_channel},
+            {"tool": tool, "arguments": arguments, "reply_channel": self.reply_channel(owner)},
             recipient_id=owner,
             **fields,
         )
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[envelope.message_id] = future
+        self._waiting[envelope.message_id] = (owner, future)
         try:
             await self.bus.stream_append(
                 channels.requests_stream(owner), envelope, maxlen=self.request_maxlen

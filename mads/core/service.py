@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from mads.core import invoke, registry, sdk
+from mads.core.access import SenderPolicy
 from mads.core.arguments import ArgumentCheck, ToolSignature
 from mads.core.bus import Bus, heartbeat_loop
 from mads.core.contract import STARTED_LOG
@@ -140,8 +141,10 @@ class MadService:
         bus = Bus(
             host=settings.redis_host,
             port=settings.redis_port,
+            username=settings.redis_username,
             password=settings.redis_password.get_secret_value(),
             sender_id=self.name,
+            senders=SenderPolicy(registry.contracts()),
             logger=self.log,
             max_message_bytes=settings.mad_max_message_bytes,
             max_connections=settings.redis_max_connections,
@@ -161,6 +164,12 @@ class MadService:
             "mad_bus_reconnects", "Reconnections to the Conversation Bus", registry=self.metrics
         )
         reconnects.set_function(lambda: float(bus.reconnects))
+        forged = Gauge(
+            "mad_bus_sender_mismatches",
+            "Messages dropped because their sender_id named a MAD that could not have sent them",
+            registry=self.metrics,
+        )
+        forged.set_function(lambda: float(bus.sender_mismatches))
         self._startup.insert(0, bus.start)
         self._shutdown.append(bus.close)
         return bus

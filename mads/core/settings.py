@@ -57,6 +57,13 @@ class BusSettings(MadSettings):
 
     redis_host: str = "redis"
     redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_username: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="This MAD's bus user (its Redis ACL user); unset: the default user.",
+    )
     redis_password: SecretStr = Field(description="Required: the bus refuses clients without it.")
     redis_max_connections: int = Field(
         default=64,

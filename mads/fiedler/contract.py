@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from mads.core.contract import DataFile, MadContract
+from mads.core import channels
+from mads.core.contract import BusAccess, DataFile, MadContract
 from mads.sequential_thinking.contract import NAME as SEQUENTIAL_THINKING
 from mads.sequential_thinking.contract import STATUS_LABEL as THINKING_STATUS
 
@@ -43,7 +44,7 @@ CONTRACT = MadContract(
     description="The orchestrator: durable tasks answered by an LLM provider.",
     tools=("fiedler_converse", "fiedler_get_task_status", "fiedler_list_tasks"),
     peers=(SEQUENTIAL_THINKING,),
-    publishes=(TASK_STATUS_CHANNEL, "mad.stream.*"),
+    bus=BusAccess(publishes=(TASK_STATUS_CHANNEL, channels.STREAMS), serves_tools=True),
     status_labels=(THINKING_STATUS, DATABASE_LABEL),
     log_lines={
         "database": "Initialized SQLite state database at {path}...",

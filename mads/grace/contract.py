@@ -3,7 +3,8 @@ onto the bus and offers them the group's tools, behind bearer tokens."""
 
 from __future__ import annotations
 
-from mads.core.contract import MadContract
+from mads.core import channels
+from mads.core.contract import BusAccess, MadContract
 
 NAME = "grace"
 TOKENS_VARIABLE = "GRACE_API_TOKENS"
@@ -15,7 +16,22 @@ CONTRACT = MadContract(
     service="mads.grace.service:build",
     description="The front door: relays outside clients onto the bus.",
     tools=("grace_send_message", "grace_subscribe", "grace_poll_messages"),
-    publishes=("mad.topic.*", "mad.direct.*"),
+    bus=BusAccess(
+        # Outside clients' messages, always sent as grace.
+        publishes=(channels.TOPICS, channels.DIRECT),
+        # Liveness of the MADs it routes to; the fan-out to outside clients (one pattern,
+        # matched against each client's topics here).
+        subscribes=(channels.HEARTBEATS, channels.ALL),
+        # Outside clients' subscriptions and buffers, the fan-out lease.
+        keys=("mad.grace.*",),
+        commands=(
+            *("get", "set", "hget", "hset", "hgetall", "hdel", "multi", "exec", "discard"),
+            *("evalsha", "script|load"),
+            # inside its Lua scripts (buffers, the lease)
+            *("rpush", "ltrim", "lrange", "llen", "incrby", "getdel", "expire", "pexpire"),
+        ),
+        calls_tools=True,
+    ),
     secrets=(TOKENS_VARIABLE,),
     client_token_variable=TOKENS_VARIABLE,
     exposed=True,

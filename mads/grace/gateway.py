@@ -26,13 +26,14 @@ from mads.core import channels
 from mads.core.arguments import error_result
 from mads.core.bus import Bus, BusError
 from mads.core.envelope import EnvelopeError
+from mads.core.registry import contracts
 from mads.core.relay import RelayTimeoutError, ToolRelayClient
 
 REGISTRY_CACHE_S = 1.0
 
 
 class Liveness:
-    """When each MAD was last heard on ``mad.system.heartbeat``."""
+    """When each MAD was last heard on its ``mad.system.heartbeat.<name>``."""
 
     def __init__(self, bus: Bus, heartbeat_s: float) -> None:
         self.bus = bus
@@ -40,7 +41,7 @@ class Liveness:
         self._last: dict[str, float] = {}
 
     async def run(self) -> None:
-        async for message in self.bus.messages(channels_=[channels.HEARTBEAT]):
+        async for message in self.bus.messages(patterns=[channels.HEARTBEATS]):
             if message.envelope is not None and len(self._last) < 10_000:
                 self._last[message.envelope.sender_id] = time.monotonic()
 
@@ -67,7 +68,8 @@ class Gateway:
         self.timeout_s = timeout_s
         self.liveness = liveness
         self.log = logger
-        self.client = ToolRelayClient(bus)
+        owners = [c.name for c in contracts().values() if c.bus.serves_tools and c.name != own_name]
+        self.client = ToolRelayClient(bus, owners)
         self._cache: dict[str, tuple[str, Tool]] = {}
         self._cached_at = float("-inf")
 

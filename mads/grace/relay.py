@@ -1,25 +1,26 @@
 """The relay for outside clients: what they may publish, and the fan-out of bus traffic
 into their buffers.
 
-Publishing: the sender is always ``grace``; ``mad.system.*``, channels in a MAD's own
-namespace (``mad.fiedler.*`` ...) and relay reply channels (``mad.direct.<mad>.<instance>``)
-are refused, so an outside client can neither fake a heartbeat nor a tool reply. The payload
+Publishing: the sender is always ``grace``, on ``mad.topic.*`` and ``mad.direct.*`` only
+(what Grace's bus user may publish on); relay reply channels (``mad.direct.<mad>.*``) are
+refused, so an outside client can fake neither a heartbeat nor a tool reply. The payload
 is capped.
 
-Fan-out: one Grace replica at a time (a lease in Redis) pattern-subscribes to the union of
-the clients' topics and appends each delivery to the buffers of the clients whose topic
-matched. System and relay-reply channels are never delivered to outside clients.
+Fan-out: one Grace replica at a time (a lease in Redis) pattern-subscribes to ``mad.*``
+(the one pattern its bus user may listen on; Redis compares PSUBSCRIBE patterns literally)
+and appends each delivery to the buffers of the clients whose topics match it. System and
+relay-reply channels are never delivered to outside clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import json
 import logging
 import re
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 from mads.core import channels
@@ -43,20 +44,18 @@ def _is_reply_channel(channel: str) -> bool:
     return len(parts) >= 4 and parts[1] == "direct" and parts[2] in contracts()
 
 
-def _in_mad_namespace(channel: str) -> bool:
-    parts = channel.split(".")
-    return len(parts) >= 3 and parts[1] in contracts()
+CLIENT_CHANNELS = (channels.TOPICS, channels.DIRECT)
+"""Where outside clients' messages go: Grace's bus user may publish there and nowhere else
+(besides its heartbeat)."""
 
 
 def publish_problem(channel: str) -> str | None:
     """Why an outside client may not publish on ``channel``, or None."""
-    if channel.startswith(channels.SYSTEM_PREFIX) or channel == "mad.system":
+    if not any(fnmatch.fnmatchcase(channel, pattern) for pattern in CLIENT_CHANNELS):
         return (
-            f"channel {quoted(channel)} is reserved: outside clients may not publish on "
-            "mad.system.*"
+            f"channel {quoted(channel)} is not for outside clients: publish on "
+            "mad.topic.<topic> or mad.direct.<recipient>"
         )
-    if _in_mad_namespace(channel):
-        return f"channel {quoted(channel)} belongs to a MAD: outside clients may not publish on it"
     if _is_reply_channel(channel):
         return (
             f"channel {quoted(channel)} carries relay replies: outside clients may not "
@@ -104,9 +103,8 @@ class FanOut:
         self.instance = uuid.uuid4().hex
         self._renew = bus.script(RENEW)
         self._by_topic: dict[str, list[str]] = {}
+        self._matches: dict[str, tuple[str, ...]] = {}
         self._listener: asyncio.Task[None] | None = None
-        self._topics: tuple[str, ...] = ()
-        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.leading = False
 
     async def refresh(self) -> None:
@@ -116,13 +114,31 @@ class FanOut:
         for client_id, topics in subscriptions.items():
             for topic in topics:
                 by_topic.setdefault(topic, []).append(client_id)
-        self._by_topic = by_topic
-        wanted = tuple(sorted(by_topic))
-        if wanted != self._topics or (self._listener is not None and self._listener.done()):
+        if by_topic != self._by_topic:
+            self._by_topic = by_topic
+            self._matches.clear()
+        listening = self._listener is not None and not self._listener.done()
+        if by_topic and not listening:
+            self._listener = asyncio.create_task(self._listen())
+        elif not by_topic and listening:
             await self._stop_listener()
-            self._topics = wanted
-            if wanted:
-                self._listener = asyncio.create_task(self._listen(wanted))
+
+    def clients_for(self, channel: str) -> tuple[str, ...]:
+        """The clients subscribed to a topic that ``channel`` matches, each once."""
+        found = self._matches.get(channel)
+        if found is None:
+            found = tuple(
+                dict.fromkeys(
+                    client
+                    for topic, clients in self._by_topic.items()
+                    if fnmatch.fnmatchcase(channel, topic)
+                    for client in clients
+                )
+            )
+            if len(self._matches) >= 10_000:
+                self._matches.clear()
+            self._matches[channel] = found
+        return found
 
     async def run(self) -> None:
         try:
@@ -140,7 +156,6 @@ class FanOut:
                         await self.refresh()
                     else:
                         await self._stop_listener()
-                        self._topics = ()
                 except BusError:
                     pass
                 await asyncio.sleep(self.refresh_s)
@@ -154,20 +169,13 @@ class FanOut:
                 await self._listener
             self._listener = None
 
-    async def _listen(self, topics: tuple[str, ...]) -> None:
-        async for message in self.bus.messages(patterns=list(topics)):
+    async def _listen(self) -> None:
+        async for message in self.bus.messages(patterns=[channels.ALL]):
             with contextlib.suppress(BusError):
                 await self.deliver(message)
 
     async def deliver(self, message: BusMessage) -> None:
         if message.envelope is None or not deliverable(message.channel):
             return
-        clients = self._by_topic.get(message.pattern or message.channel, ())
-        for client_id in clients:
-            key = (client_id, message.envelope.message_id)
-            if key in self._recent:  # overlapping topics deliver a message once
-                continue
-            self._recent[key] = None
-            if len(self._recent) > 10_000:
-                self._recent.popitem(last=False)
+        for client_id in self.clients_for(message.channel):
             await self.buffers.push(client_id, message.raw)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from mads.core.contract import MadContract
+from mads.core import channels
+from mads.core.contract import BusAccess, MadContract
 from mads.sequential_thinking.contract import NAME as SEQUENTIAL_THINKING
 from mads.sequential_thinking.contract import STATUS_LABEL as THINKING_STATUS
 
@@ -31,6 +32,8 @@ CONTRACT = MadContract(
     description="The bus monitor: heartbeats, connections and traffic statistics.",
     tools=("rogers_get_connections", "rogers_get_stats"),
     peers=(SEQUENTIAL_THINKING,),
+    # It watches every channel; it publishes nothing of its own.
+    bus=BusAccess(subscribes=(channels.ALL,), serves_tools=True),
     status_labels=(THINKING_STATUS,),
     log_lines={"metrics": METRICS_LOG},
     max_replicas=1,

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Literal
 
 from madgroup.errors import UsageError
-from mads.core import registry
+from mads.core import access, registry
 from mads.core.contract import MadContract
 
 
@@ -80,6 +80,11 @@ class Component:
     @property
     def is_mad(self) -> bool:
         return self.name != REDIS
+
+    @property
+    def bus_user(self) -> str | None:
+        """The Redis ACL user this MAD connects as (its name), None for one off the bus."""
+        return self.name if self.is_mad and self.uses_bus else None
 
     @property
     def dns_name(self) -> str:
@@ -237,6 +242,27 @@ def with_gates(names: Iterable[str]) -> list[Component]:
 
 def stop_order(names: Iterable[str] | None = None) -> list[Component]:
     return list(reversed(start_order(names)))
+
+
+BUS_USERNAME_VARIABLE = "REDIS_USERNAME"
+"""A MAD's bus user; its password goes in ``REDIS_PASSWORD``, as the administrator's would."""
+
+
+def bus_password_variable(user: str) -> str:
+    """Where a MAD's own bus password is kept (``.env``): ``GRACE_BUS_PASSWORD``..."""
+    return f"{user.upper()}_BUS_PASSWORD"
+
+
+def bus_users() -> tuple[str, ...]:
+    """Every MAD that connects to the bus as a user of its own."""
+    return tuple(c.bus_user for c in COMPONENTS if c.bus_user is not None)
+
+
+def acl_file(admin_password: str, passwords: Mapping[str, str]) -> str:
+    """Redis's ACL file for the group: the administrator (the guide's ``REDIS_PASSWORD``,
+    the ``default`` user) and one user per MAD on the bus, each allowed what its contract
+    and the core need (:mod:`mads.core.access`). Passwords appear as SHA-256 only."""
+    return access.acl_file(admin_password, passwords, registry.contracts())
 
 
 Address = Callable[[str], tuple[str, int]]

@@ -114,13 +114,15 @@ async def test_reconnects_after_redis_restarts_on_the_same_port(
     await collector.stop()
 
 
-async def test_heartbeats_arrive_on_the_system_channel(bus: Bus) -> None:
-    collector = Collector(bus, [channels.HEARTBEAT])
+async def test_heartbeats_arrive_on_the_senders_own_system_channel(bus: Bus) -> None:
+    """Each MAD beats on a channel of its own, so its bus user alone may publish there."""
+    collector = Collector(bus, [channels.HEARTBEATS])
     beats = asyncio.create_task(heartbeat_loop(bus, 0.05, lambda: {"mad_name": "tester"}))
     await async_wait_for(lambda: len(collector.received) >= 3, timeout=10)
     beat = collector.received[0].envelope
     assert beat is not None
-    assert beat.channel == "mad.system.heartbeat"
+    assert beat.channel == "mad.system.heartbeat.tester"
+    assert collector.received[0].channel == "mad.system.heartbeat.tester"
     assert beat.sender_id == "tester"
     assert beat.payload == {"mad_name": "tester"}
     beats.cancel()

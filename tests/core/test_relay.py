@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from mads.core.bus import Bus
-from mads.core.relay import TOOL_REGISTRY_KEY, ToolRelayClient, ToolRequestServer
+from mads.core import access
+from mads.core.bus import ENVELOPE_FIELD, Bus
+from mads.core.envelope import decode
+from mads.core.relay import RelayError, ToolRelayClient, ToolRequestServer
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
 
@@ -63,7 +65,7 @@ async def test_round_trip_with_results_and_errors(buses: tuple[Bus, Bus]) -> Non
     owner_bus, caller_bus = buses
     owner = Owner()
     server = ToolRequestServer(owner_bus, "owner", owner.run_tool)
-    client = ToolRelayClient(caller_bus)
+    client = ToolRelayClient(caller_bus, ["owner"])
     async with running(server.run(TOOLS), client.run()):
         assert await client.call("owner", "add", {"a": 2, "b": 3}, timeout=10) == {
             "ok": True,
@@ -80,7 +82,7 @@ async def test_a_request_made_while_the_owner_is_down_is_served_when_it_returns(
 ) -> None:
     owner_bus, caller_bus = buses
     owner = Owner()
-    client = ToolRelayClient(caller_bus)
+    client = ToolRelayClient(caller_bus, ["owner"])
     async with running(client.run()):
         pending = asyncio.create_task(client.call("owner", "add", {"a": 1, "b": 1}, timeout=20))
         await async_wait_for(
@@ -100,7 +102,12 @@ async def test_an_unacknowledged_request_is_claimed_and_run_once(
     stream = "mad.owner.requests"
     await owner_bus.ensure_group(stream, "owners")
     request = caller_bus.envelope(
-        stream, {"tool": "add", "arguments": {"a": 4, "b": 5}, "reply_channel": "mad.direct.x"}
+        stream,
+        {
+            "tool": "add",
+            "arguments": {"a": 4, "b": 5},
+            "reply_channel": "mad.direct.caller.x.owner",
+        },
     )
     await caller_bus.stream_append(stream, request)
     # A consumer that dies after reading, before acknowledging:
@@ -134,12 +141,91 @@ async def test_the_tool_list_is_published_again_after_redis_lost_its_data(
     owner_bus, _ = buses
     server = ToolRequestServer(owner_bus, "owner", Owner().run_tool)
     async with running(server.run(TOOLS)):
-        await async_wait_for(lambda: redis_server.client().hexists(TOOL_REGISTRY_KEY, "owner"))
+        await async_wait_for(lambda: redis_server.client().exists(access.registry_key("owner")))
         redis_server.stop(kill=True)
         shutil.rmtree(redis_server.workdir / "appendonlydir", ignore_errors=True)
         redis_server.start()
         await async_wait_for(
-            lambda: redis_server.client().hexists(TOOL_REGISTRY_KEY, "owner"),
+            lambda: redis_server.client().exists(access.registry_key("owner")),
             timeout=20,
             what="the tool list published again",
         )
+
+
+async def test_a_reply_comes_only_from_the_owner_that_was_asked(
+    buses: tuple[Bus, Bus], redis_server: RedisServer
+) -> None:
+    """A reply on the owner's reply channel that names another sender is not taken."""
+    _owner_bus, caller_bus = buses
+    client = ToolRelayClient(caller_bus, ["owner"])
+    async with running(client.run()):
+        pending = asyncio.create_task(client.call("owner", "add", {"a": 1, "b": 2}, timeout=30))
+        await async_wait_for(
+            lambda: redis_server.client().xlen("mad.owner.requests"), what="the request queued"
+        )
+        [(_, [(_, fields)])] = redis_server.client().xread({"mad.owner.requests": "0"})
+        request = decode(fields[ENVELOPE_FIELD.encode()], 1 << 20)
+        forger = await connected_bus(redis_server, "forger")
+        try:
+            forged = forger.envelope(
+                client.reply_channel("owner"),
+                {"ok": True, "result": {"sum": 99}, "error": None},
+                correlation_id=request.message_id,
+            )
+            await forger.publish_envelope(forged)
+            owner = Owner()
+            owner_bus = await connected_bus(redis_server, "owner")
+            server = ToolRequestServer(owner_bus, "owner", owner.run_tool)
+            async with running(server.run()):
+                assert (await pending)["result"] == {"sum": 3}
+            await owner_bus.close()
+        finally:
+            await forger.close()
+
+
+async def test_calling_an_owner_the_client_does_not_know_is_refused(
+    buses: tuple[Bus, Bus],
+) -> None:
+    _, caller_bus = buses
+    client = ToolRelayClient(caller_bus, ["owner"])
+    with pytest.raises(RelayError, match="stranger serves no tools"):
+        await client.call("stranger", "add", {}, timeout=5)
+
+
+async def test_a_reply_channel_that_is_not_the_owners_gets_no_answer(
+    buses: tuple[Bus, Bus], redis_server: RedisServer
+) -> None:
+    """An owner answers only on its own reply channels for the caller that asked, so a
+    request cannot make it publish on someone else's channel."""
+    owner_bus, caller_bus = buses
+    stream = "mad.owner.requests"
+    owner = Owner()
+    server = ToolRequestServer(owner_bus, "owner", owner.run_tool)
+    heard: list[str] = []
+
+    async def listen() -> None:
+        async for message in caller_bus.messages(patterns=["mad.*"]):
+            heard.append(message.channel)
+
+    async def listening() -> bool:
+        await caller_bus.publish("mad.topic.listening", {})
+        return bool(heard)
+
+    async with running(server.run(), listen()):
+        await async_wait_for(listening, interval=0.2, what="the listener subscribed")
+        request = caller_bus.envelope(
+            stream,
+            {
+                "tool": "add",
+                "arguments": {"a": 1, "b": 1},
+                "reply_channel": "mad.fiedler.task.status",
+            },
+        )
+        await caller_bus.stream_append(stream, request)
+        await async_wait_for(
+            lambda: _pending_count(redis_server, stream), what="the request acknowledged"
+        )
+        await caller_bus.publish("mad.topic.done", {})
+        await async_wait_for(lambda: "mad.topic.done" in heard, what="the listener caught up")
+    assert set(heard) == {"mad.topic.listening", "mad.topic.done"}
+    assert owner.runs == [{"a": 1, "b": 1}]

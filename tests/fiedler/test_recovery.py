@@ -28,7 +28,7 @@ def relayed(prompt: str, requester: str = "relay") -> Envelope:
         payload={
             "tool": "fiedler_converse",
             "arguments": {"prompt": prompt, "requester_id": requester},
-            "reply_channel": "mad.direct.grace.test",
+            "reply_channel": "mad.direct.grace.test.fiedler",
         },
     )
 

@@ -51,8 +51,6 @@ async def test_default_sdk_client_runs_step8_through_grace(redis_server, start_m
         system = {"channel": "mad.system.x", "payload": {}}
         refused = await c.call_tool("grace_send_message", system)
         assert refused.is_error
-        assert "outside clients may not publish on mad.system.*" in error_text(
-            refused, "grace_send_message"
-        )
+        assert "is not for outside clients" in error_text(refused, "grace_send_message")
         unknown = await c.call_tool("grace_send_message", {"channel": "mad.topic.x", "x": 1})
         assert unknown.is_error and "unknown argument(s): 'x'" in error_text(unknown)

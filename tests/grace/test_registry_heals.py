@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from mads.core.access import registry_key
 from mads.core.mcp_client import result_data
 from tests.grace.support import call, grace_session, new_token, ok
 from tests.support.waiting import async_wait_for
@@ -35,13 +36,12 @@ async def test_flushall_is_healed_and_calls_complete_again(redis_server, start_m
 
     assert redis_server.client().flushall()
     wiped = time.monotonic()
-    assert not redis_server.client().exists("mad.registry.tools")
+    assert not redis_server.client().exists(registry_key("fiedler"), registry_key("rogers"))
 
     registry = redis_server.client()
     await async_wait_for(
         lambda: (
-            registry.hexists("mad.registry.tools", "fiedler")
-            and registry.hexists("mad.registry.tools", "rogers")
+            registry.exists(registry_key("fiedler")) and registry.exists(registry_key("rogers"))
         ),
         timeout=60,
         what="the owners to publish their tools again",

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import redis as redis_lib
 from madgroup import topology
 from madgroup.local import envfile, launcher, ports, processes, readiness
 from madgroup.local.state import ComponentState, GroupState, StateDir
@@ -61,14 +62,38 @@ def test_init_never_replaces_a_password_but_fills_an_empty_one(tmp_path: Path) -
     assert env.read_text().count("REDIS_PASSWORD") == 1
 
 
-def test_redis_gets_the_topology_command_as_a_private_config(tmp_path: Path) -> None:
+BUS_PASSWORDS = {topology.bus_password_variable(u): f"pw-{u}" for u in topology.bus_users()}
+
+
+def test_init_adds_each_mads_bus_password_and_never_replaces_one(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("REDIS_PASSWORD=mine\nGRACE_BUS_PASSWORD=kept\nROGERS_BUS_PASSWORD=\n")
+    users = {u: topology.bus_password_variable(u) for u in topology.bus_users()}
+    assert set(users) == {"grace", "rogers", "fiedler"}  # Sequential Thinking is off the bus
+    said = envfile.init(env, tmp_path / "missing.example", users)
+    assert said == "updated .env with new bus passwords for rogers, fiedler (mode 0600)"
+    values = envfile.parse(env.read_text())
+    assert values["REDIS_PASSWORD"] == "mine" and values["GRACE_BUS_PASSWORD"] == "kept"
+    assert len(base64.b64decode(values["ROGERS_BUS_PASSWORD"])) == 24
+    assert values["FIEDLER_BUS_PASSWORD"] != values["ROGERS_BUS_PASSWORD"]
+    assert not any(value in said for value in values.values())
+    again = envfile.init(env, tmp_path / "missing.example", users)
+    assert "already has REDIS_PASSWORD and the bus passwords; left unchanged" in again
+
+
+def test_redis_gets_the_topology_command_and_its_users_as_private_files(tmp_path: Path) -> None:
     redis = topology.component(topology.REDIS)
     state = StateDir(tmp_path / "state")
     state.ensure()
-    argv = launcher.command(redis, {"redis": 16379}, {"REDIS_PASSWORD": 'p"a\\ss'}, state)
+    dotenv = {"REDIS_PASSWORD": 'p"a\\ss', **BUS_PASSWORDS}
+    argv = launcher.command(redis, {"redis": 16379}, dotenv, state)
     assert argv[-1] == str(state.redis_conf) and len(argv) == 2
     conf = state.redis_conf.read_text()
-    assert 'requirepass "p\\"a\\\\ss"' in conf
+    assert "requirepass" not in conf and f'aclfile "{state.redis_acl}"' in conf
+    acl = state.redis_acl.read_text()
+    assert stat.S_IMODE(state.redis_acl.stat().st_mode) == 0o600
+    assert [line.split()[1] for line in acl.splitlines()] == ["default", *topology.bus_users()]
+    assert not any(secret in acl or secret in conf for secret in dotenv.values())
     assert 'port "16379"' in conf and 'bind "127.0.0.1"' in conf
     assert 'appendonly "yes"' in conf and 'appendfsync "everysec"' in conf
     assert f'dir "{state.data_dir("redis")}"' in conf
@@ -86,12 +111,17 @@ def test_the_generated_config_really_protects_redis(tmp_path: Path) -> None:
     state = StateDir(tmp_path / "state")
     state.ensure()
     port = free_port()
-    argv = launcher.command(redis, {"redis": port}, {"REDIS_PASSWORD": "pw-123"}, state)
+    dotenv = {"REDIS_PASSWORD": "pw-123", **BUS_PASSWORDS}
+    argv = launcher.command(redis, {"redis": port}, dotenv, state)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     try:
         wait_for(lambda: readiness.redis_ready(port, "pw-123"), timeout=10)
         assert readiness.redis_ping(port, None).startswith("NOAUTH")
         assert readiness.redis_ping(port, "wrong").startswith("WRONGPASS")
+        grace = redis_lib.Redis(port=port, username="grace", password="pw-grace")
+        assert grace.ping()
+        with pytest.raises(redis_lib.exceptions.NoPermissionError):
+            grace.flushall()
     finally:
         proc.terminate()
         proc.wait()
@@ -100,15 +130,21 @@ def test_the_generated_config_really_protects_redis(tmp_path: Path) -> None:
 def test_mads_get_local_addresses_and_a_db_inside_the_state_dir(tmp_path: Path) -> None:
     state = StateDir(tmp_path / "s")
     plan = ports.plan(100, list(topology.COMPONENT_NAMES))
-    env = launcher.component_env(
-        topology.component("fiedler"), plan, {"REDIS_PASSWORD": "x", "REDIS_PORT": "1"}, state
-    )
+    dotenv = {"REDIS_PASSWORD": "x", "REDIS_PORT": "1", "MAD_LOG_LEVEL": "DEBUG", **BUS_PASSWORDS}
+    env = launcher.component_env(topology.component("fiedler"), plan, dotenv, state)
     assert env["MAD_NAME"] == "fiedler" and env["MAD_PORT"] == "8103"
     assert env["MAD_HOST"] == "127.0.0.1"
     assert env["REDIS_HOST"] == "127.0.0.1" and env["REDIS_PORT"] == "6479"
     assert env["SEQUENTIAL_THINKING_URL"] == "http://127.0.0.1:8100/mcp"
     assert env["FIEDLER_DB_PATH"] == str(state.data_dir("fiedler") / "fiedler_state.db")
-    assert env["REDIS_PASSWORD"] == "x"
+    # Its own bus user, and no other secret of .env; the rest of .env as compose's env_file.
+    assert env["REDIS_USERNAME"] == "fiedler" and env["REDIS_PASSWORD"] == "pw-fiedler"
+    assert not any(key.endswith("_BUS_PASSWORD") for key in env)
+    assert env["MAD_LOG_LEVEL"] == "DEBUG"
+    thinking = launcher.component_env(
+        topology.component("sequential_thinking"), plan, dotenv, state
+    )
+    assert "REDIS_PASSWORD" not in thinking and "REDIS_USERNAME" not in thinking
 
 
 def test_port_plan_and_offset_errors() -> None:

@@ -9,12 +9,23 @@ import sys
 from pathlib import Path
 
 import httpx
+from madgroup import topology
 
 from tests.support import processes
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def bus_user(name: str, env: dict[str, str]) -> dict[str, str]:
+    """``env`` as the local runner hands it to MAD ``name``: its own bus user when ``env``
+    holds that user's password (``GRACE_BUS_PASSWORD``...), and no other bus password."""
+    own = env.get(topology.bus_password_variable(name))
+    kept = {k: v for k, v in env.items() if not k.endswith("_BUS_PASSWORD")}
+    if own:
+        kept.update(REDIS_USERNAME=name, REDIS_PASSWORD=own)
+    return kept
 
 
 class MadProcess:
@@ -31,7 +42,7 @@ class MadProcess:
             "MAD_HOST": "127.0.0.1",
             "MAD_PORT": str(self.port),
             "MAD_HEARTBEAT_S": "0.5",
-            **env,
+            **bus_user(name, env),
         }
         self.process: subprocess.Popen[bytes] | None = None
 

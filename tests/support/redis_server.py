@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import redis
+from madgroup import topology
 
 from tests.support import processes
 from tests.support.ports import free_port
@@ -15,23 +16,49 @@ from tests.support.waiting import wait_for
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        appendonly: bool = True,
+        bus_users: bool = True,
+    ) -> None:
+        """``bus_users``: Redis runs with the group's ACL file, as every substrate runs it
+        (the administrator's password, and a user per MAD that the MADs started by the
+        tests connect as); False: ``requirepass`` only."""
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (scripts/bootstrap installs it)")
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.password = secrets.token_urlsafe(24)
+        self.bus_passwords = (
+            {user: secrets.token_urlsafe(24) for user in topology.bus_users()} if bus_users else {}
+        )
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def env(self) -> dict[str, str]:
+        """For a MAD process: the administrator's password and every bus user's (as
+        ``.env`` has them); :class:`~tests.support.mad_process.MadProcess` keeps only its
+        own user's, as the local runner does."""
         return {
             "REDIS_HOST": "127.0.0.1",
             "REDIS_PORT": str(self.port),
             "REDIS_PASSWORD": self.password,
+            **{topology.bus_password_variable(u): p for u, p in self.bus_passwords.items()},
         }
+
+    def user_client(self, user: str) -> redis.Redis:
+        """A client logged in as MAD ``user``'s bus user."""
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            username=user,
+            password=self.bus_passwords[user],
+            socket_timeout=5,
+        )
 
     def client(self, authenticated: bool = True) -> redis.Redis:
         return redis.Redis(
@@ -48,8 +75,7 @@ class RedisServer:
             str(self.port),
             "--bind",
             "127.0.0.1",
-            "--requirepass",
-            self.password,
+            *self._auth(),
             "--dir",
             str(self.workdir),
             "--save",
@@ -64,6 +90,14 @@ class RedisServer:
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self._answers, timeout=15, what=f"redis-server on port {self.port}")
         return self
+
+    def _auth(self) -> list[str]:
+        if not self.bus_passwords:
+            return ["--requirepass", self.password]
+        acl = self.workdir / "users.acl"
+        acl.write_text(topology.acl_file(self.password, self.bus_passwords))
+        acl.chmod(0o600)
+        return ["--aclfile", str(acl)]
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:

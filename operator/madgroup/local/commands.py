@@ -40,9 +40,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "init",
         parents=[common],
-        help="create .env with a random REDIS_PASSWORD (guide step 1)",
-        description="Create .env from .env.example with a CSPRNG REDIS_PASSWORD (mode 0600). "
-        "An existing password is never replaced.",
+        help="create .env with a random REDIS_PASSWORD and each MAD's bus password",
+        description="Create .env from .env.example (mode 0600) with a CSPRNG REDIS_PASSWORD "
+        "(the administrator's, guide step 1) and a bus password per MAD on the bus "
+        "(GRACE_BUS_PASSWORD...: each MAD connects as a Redis ACL user of its own). Missing "
+        "or empty ones are filled in; an existing password is never replaced.",
     )
     p.set_defaults(handler=cmd_init)
 
@@ -164,7 +166,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_init(args: argparse.Namespace) -> int:
     ctx = Context.from_args(args)
     try:
-        print(envfile.init(ctx.env_file, ctx.example_file))
+        users = {user: topology.bus_password_variable(user) for user in topology.bus_users()}
+        print(envfile.init(ctx.env_file, ctx.example_file, users))
     except envfile.EnvFileError as exc:
         raise CommandError(str(exc), code=2) from None
     return 0

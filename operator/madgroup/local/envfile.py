@@ -9,6 +9,7 @@ import base64
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from madgroup.errors import UsageError
@@ -78,46 +79,73 @@ def new_password() -> str:
     return base64.b64encode(secrets.token_bytes(24)).decode("ascii")
 
 
-def init(env_path: Path, example_path: Path) -> str:
-    """Create or complete ``.env``; return what was done (never the password).
+def init(env_path: Path, example_path: Path, bus_passwords: Mapping[str, str] | None = None) -> str:
+    """Create or complete ``.env``; return what was done (never a password).
 
-    An existing non-empty ``REDIS_PASSWORD`` is never replaced; an empty one is filled in.
+    Fills in ``REDIS_PASSWORD`` (the administrator's) and each MAD's bus password
+    (``bus_passwords``: each bus user's ``.env`` variable, ``GRACE_BUS_PASSWORD``...)
+    where missing or empty; an existing
+    non-empty one is never replaced.
     """
     created = False
     if env_path.exists():
         text = env_path.read_text()
-        values = parse(text, source=env_path.name)
+        parse(text, source=env_path.name)
     else:
         if not example_path.exists():
             raise EnvFileError(
                 f"neither {env_path.name} nor {example_path.name} exists in {env_path.parent}"
             )
         text = example_path.read_text()
-        values = parse(text, source=example_path.name)
+        parse(text, source=example_path.name)
         created = True
-    if values.get(PASSWORD_KEY):
+    lines = text.splitlines()
+    added: list[str] = []
+    users = dict(bus_passwords or {})
+    for key in (PASSWORD_KEY, *users.values()):
+        if _fill(lines, key):
+            added.append(key)
+    origin = f"created {env_path.name} from {example_path.name}" if created else None
+    if not added:
         if created:
             _write_private(env_path, text)
-            return f"created {env_path.name} from {example_path.name} (mode 0600)"
+            return f"{origin} (mode 0600)"
         tightened = _tighten(env_path)
         note = "; permissions tightened to 0600" if tightened else ""
-        return f"{env_path.name} already has a {PASSWORD_KEY}; left unchanged{note}"
-    line = f"{PASSWORD_KEY}={new_password()}"
-    lines = text.splitlines()
-    empty = re.compile(rf"\s*(export\s+)?{PASSWORD_KEY}\s*=\s*(''|\"\")?\s*\Z")
-    for i, existing in enumerate(lines):
-        if empty.match(existing):
-            lines[i] = line
-            break
-    else:
-        lines.append(line)
+        has = f"{PASSWORD_KEY} and the bus passwords" if users else f"a {PASSWORD_KEY}"
+        return f"{env_path.name} already has {has}; left unchanged{note}"
     _write_private(env_path, "\n".join(lines) + "\n")
-    origin = (
-        f"created {env_path.name} from {example_path.name}"
-        if created
-        else (f"updated {env_path.name}")
-    )
-    return f"{origin} with a new random {PASSWORD_KEY} (mode 0600)"
+    what = _describe(added, users)
+    return f"{origin or f'updated {env_path.name}'} with {what} (mode 0600)"
+
+
+def _fill(lines: list[str], key: str) -> bool:
+    """Give ``key`` a new random value if it is missing or empty; whether it did."""
+    line = f"{key}={new_password()}"
+    pattern = re.compile(rf"\s*(export\s+)?{key}\s*=(.*)\Z")
+    found = False
+    for i, existing in enumerate(lines):
+        match = pattern.match(existing)
+        if match is None:
+            continue
+        found = True
+        if _value(match.group(2).strip(), "", 0):
+            return False
+        lines[i] = line
+        return True
+    if not found:
+        lines.append(line)
+    return True
+
+
+def _describe(added: list[str], users: Mapping[str, str]) -> str:
+    parts = []
+    if PASSWORD_KEY in added:
+        parts.append(f"a new random {PASSWORD_KEY}")
+    new_users = [user for user, key in users.items() if key in added]
+    if new_users:
+        parts.append(f"new bus passwords for {', '.join(new_users)}")
+    return " and ".join(parts)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -210,6 +210,11 @@ class StateDir:
     def redis_conf(self) -> Path:
         return self.root / "redis.conf"
 
+    @property
+    def redis_acl(self) -> Path:
+        """Redis's users, passwords hashed (mode 0600)."""
+        return self.root / "users.acl"
+
     def log_file(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
