@@ -50,7 +50,9 @@ def component_env(
     ``env_file``), then the topology's environment with this machine's addresses, then what
     the declaration binds (values, and secrets read from ``.env`` by name)."""
     env = dict(os.environ)
-    env.update({k: v for k, v in dotenv.items() if k not in secret_keys(state.declared())})
+    secret = secret_keys(state.declared())
+    own = set(comp.contract.secrets) if comp.contract is not None else set()
+    env.update({k: v for k, v in dotenv.items() if k not in secret or k in own})
     env.update(topology.environment(comp, address(ports)))
     env.update(bound(comp, dotenv, state))
     if comp.bus_user is not None:
@@ -105,8 +107,12 @@ def check_secrets(declared: Declared, names: Iterable[str], dotenv: Mapping[str,
 
 
 def secret_keys(declared: Declared) -> set[str]:
-    """The ``.env`` variables that hold secrets: no component gets them but by binding."""
+    """The ``.env`` variables that hold secrets: a component gets one only by binding, or
+    when its contract reads it (``GRACE_API_TOKENS`` for Grace)."""
     keys = {PASSWORD_KEY, *(topology.bus_password_variable(u) for u in topology.bus_users())}
+    for comp in topology.COMPONENTS:
+        if comp.contract is not None:
+            keys.update(comp.contract.secrets)
     for bindings in declared.bindings.values():
         keys.update(str(b["secret"]) for b in bindings if b.get("secret"))
     return keys
