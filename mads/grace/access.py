@@ -5,25 +5,34 @@
   (401 otherwise); ``/status`` and ``/metrics`` are also open to loopback so ``mad-status``
   works inside Grace's own container.
 - With no tokens, only loopback clients are served (403 for others).
+- A token's scopes and limits (:mod:`mads.grace.tokens`) are applied here, before any work:
+  a ``tools/call`` outside its scopes gets 403 naming the missing scope; over its request
+  rate or calls in flight, 429 with ``Retry-After``.
 
-Tokens are compared with :func:`hmac.compare_digest` and never logged. Refusals are logged
-at most once a minute per client address and reason.
+Tokens are known by their SHA-256 only, compared with :func:`hmac.compare_digest`, and
+never logged. Every refusal is counted in ``grace_refusals_total{token, reason}``; refusals
+are logged once per token (or client address) and reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
 import logging
-import time
-from collections import OrderedDict
 
+import pydantic_core
+from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mads.core.edge import read_body, replay
+from mads.grace.tokens import Limiter, Principal, retry_after, scope_problem
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 LOOPBACK_OPEN_PATHS = frozenset({"/status", "/metrics"})
-LOG_EVERY_S = 60.0
+SCOPE_BODY_LIMIT = 4 * 1024 * 1024
+"""Bodies read for the scope check (past it, the MCP endpoint's own limit refuses them)."""
 
 
 def is_loopback(host: str | None) -> bool:
@@ -36,11 +45,24 @@ def is_loopback(host: str | None) -> bool:
 
 
 class AccessGuard:
-    def __init__(self, app: ASGIApp, tokens: list[str], logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        principals: dict[str, Principal],
+        logger: logging.Logger,
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
         self.app = app
-        self._tokens = [t.encode() for t in tokens]
+        self._principals = dict(principals)
         self.log = logger
-        self._logged: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.limiter = Limiter()
+        self._logged: set[tuple[str, str]] = set()
+        self.refusals = Counter(
+            "grace_refusals",
+            "Requests Grace refused, by token name (or '-') and reason",
+            ["token", "reason"],
+            registry=metrics if metrics is not None else CollectorRegistry(),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
@@ -49,48 +71,80 @@ class AccessGuard:
         client = scope.get("client")
         host = client[0] if client else None
         loopback = is_loopback(host)
-        if self._tokens:
-            if not (loopback and scope.get("path") in LOOPBACK_OPEN_PATHS):
-                problem = self._token_problem(scope)
-                if problem is not None:
-                    self._refused(host, problem)
-                    await _reply(send, 401, problem, {"www-authenticate": 'Bearer realm="grace"'})
-                    return
-        elif not loopback:
-            problem = "Grace serves only loopback clients while GRACE_API_TOKENS is not set"
-            self._refused(host, "not a loopback client")
-            await _reply(send, 403, problem)
+        if not self._principals:
+            if not loopback:
+                problem = "Grace serves only loopback clients while GRACE_API_TOKENS is not set"
+                self._refused("-", host, "not_loopback", "not a loopback client")
+                await _reply(send, 403, problem)
+                return
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if loopback and scope.get("path") in LOOPBACK_OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        principal, problem = self._principal(scope)
+        if principal is None:
+            self._refused("-", host, "unauthenticated", problem)
+            await _reply(send, 401, problem, {"www-authenticate": 'Bearer realm="grace"'})
+            return
+        if not principal.unrestricted and scope.get("method") == "POST":
+            body, read = await read_body(receive, SCOPE_BODY_LIMIT)
+            if read == "complete":
+                try:
+                    message = pydantic_core.from_json(body)
+                except ValueError:
+                    message = None  # the MCP endpoint answers a malformed body itself
+                missing = scope_problem(principal, message)
+                if missing is not None:
+                    self._refused(principal.name, host, "scope", missing)
+                    await _reply(send, 403, missing)
+                    return
+            receive = replay(body, read == "complete", receive)
+        over = self.limiter.admit(principal)
+        if over is not None:
+            reason, wait = over
+            kind = "concurrency" if "in flight" in reason else "rate"
+            self._refused(principal.name, host, kind, reason)
+            await _reply(send, 429, reason, {"retry-after": retry_after(wait)})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.limiter.release(principal)
 
-    def _token_problem(self, scope: Scope) -> str | None:
+    def _principal(self, scope: Scope) -> tuple[Principal | None, str]:
         header = b""
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 header = value
                 break
         if not header:
-            return "missing bearer token (send 'Authorization: Bearer <token>')"
+            return None, "missing bearer token (send 'Authorization: Bearer <token>')"
         scheme, _, presented = header.partition(b" ")
         if scheme.lower() != b"bearer" or not presented.strip():
-            return "the Authorization header must read 'Bearer <token>'"
-        presented = presented.strip()
-        matched = False
-        for token in self._tokens:  # no early exit: the time does not say which one matched
-            matched |= hmac.compare_digest(presented, token)
-        return None if matched else "invalid bearer token"
+            return None, "the Authorization header must read 'Bearer <token>'"
+        presented_digest = hashlib.sha256(presented.strip()).hexdigest().encode()
+        found: Principal | None = None
+        for known, principal in self._principals.items():
+            # no early exit: the time does not say which one matched
+            if hmac.compare_digest(presented_digest, known.encode()):
+                found = principal
+        return (found, "") if found is not None else (None, "invalid bearer token")
 
-    def _refused(self, host: str | None, reason: str) -> None:
-        key = (host or "?", reason)
-        now = time.monotonic()
-        last = self._logged.get(key)
-        if last is not None and now - last < LOG_EVERY_S:
+    def _refused(self, token: str, host: str | None, reason: str, detail: str) -> None:
+        self.refusals.labels(token=token, reason=reason).inc()
+        key = (token if token != "-" else host or "?", reason)
+        if key in self._logged or len(self._logged) >= 10_000:
             return
-        self._logged[key] = now
-        self._logged.move_to_end(key)
-        while len(self._logged) > 1000:
-            self._logged.popitem(last=False)
-        self.log.warning("Refused request from %s: %s", host or "unknown address", reason)
+        self._logged.add(key)
+        who = f"token {token!r}" if token != "-" else "a client"
+        self.log.warning(
+            "Refused a request from %s at %s: %s (further ones are counted in "
+            "grace_refusals_total, not logged)",
+            who,
+            host or "unknown address",
+            detail,
+        )
 
 
 async def _reply(

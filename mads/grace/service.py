@@ -6,8 +6,8 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from mads.core.service import MadService
-from mads.core.settings import load_settings
-from mads.grace import tools
+from mads.core.settings import ConfigurationError, load_settings
+from mads.grace import tokens, tools
 from mads.grace.access import AccessGuard
 from mads.grace.buffers import ClientBuffers
 from mads.grace.gateway import Gateway, Liveness
@@ -28,11 +28,19 @@ class GraceService(MadService):
             "messages (grace_*) and call the group's tools (fiedler_*, rogers_*), relayed "
             "to the MAD that owns them.",
         )
-        self.tokens = settings.api_tokens
+        self.principals = tokens.from_api_tokens(settings.api_tokens)
+        if settings.grace_tokens_file is not None:
+            try:
+                named = tokens.load_file(settings.grace_tokens_file)
+            except tokens.TokenFileError as exc:
+                raise ConfigurationError(str(exc)) from None
+            self.principals.update(named)
 
     def app(self) -> Starlette:
         app = super().app()
-        app.add_middleware(AccessGuard, tokens=self.tokens, logger=self.log)
+        app.add_middleware(
+            AccessGuard, principals=self.principals, logger=self.log, metrics=self.metrics
+        )
         return app
 
 
@@ -55,10 +63,17 @@ def build() -> MadService:
     service.add_background(gateway.run)
 
     async def announce_access() -> None:
-        if service.tokens:
+        if service.principals:
+            limited = sum(
+                not p.unrestricted
+                or p.requests_per_second is not None
+                or p.concurrent_calls is not None
+                for p in service.principals.values()
+            )
             service.log.info(
-                "Access: bearer token required on /mcp (%d token(s) configured)",
-                len(service.tokens),
+                "Access: bearer token required on /mcp (%d token(s) configured%s)",
+                len(service.principals),
+                f", {limited} scoped or limited" if limited else "",
             )
         else:
             service.log.warning(

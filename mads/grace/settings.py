@@ -1,5 +1,7 @@
 """Grace's configuration: the bus settings and its own ``GRACE_*`` knobs."""
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr, field_validator
 
 from mads.core.settings import BusSettings
@@ -12,6 +14,11 @@ class GraceSettings(BusSettings):
         default=SecretStr(""),
         description="Comma-separated bearer tokens accepted from outside clients. "
         "Unset: loopback clients only.",
+    )
+    grace_tokens_file: Path | None = Field(
+        default=None,
+        description="JSON file of named tokens (stored as SHA-256) with scopes and limits; "
+        "see mads.grace.tokens. Used together with GRACE_API_TOKENS.",
     )
     grace_max_buffer: int = Field(default=1000, ge=1, le=1_000_000)
     grace_max_payload_bytes: int = Field(default=64 * 1024, ge=64, le=1024 * 1024)

@@ -9,6 +9,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from mads.grace.access import AccessGuard
+from mads.grace.tokens import from_api_tokens
 
 TOKEN = "t0ken-for-the-access-test-0123456789"
 
@@ -19,7 +20,9 @@ def app(tokens: list[str]) -> Starlette:
 
     routes = [Route(path, ok, methods=["GET", "POST"]) for path in ("/mcp", "/healthz", "/status")]
     application = Starlette(routes=routes)
-    application.add_middleware(AccessGuard, tokens=tokens, logger=logging.getLogger("grace"))
+    application.add_middleware(
+        AccessGuard, principals=from_api_tokens(tokens), logger=logging.getLogger("grace")
+    )
     return application
 
 

@@ -1,0 +1,239 @@
+"""Who holds which front-door token, what it may do, and how fast.
+
+Tokens come from two places:
+
+- ``GRACE_API_TOKENS`` — comma-separated tokens, each allowed everything without limits
+  (the deployment guide's shorthand); named ``api-token-1``, ``api-token-2``...
+- ``GRACE_TOKENS_FILE`` — a JSON file of named tokens, stored as the SHA-256 of the token
+  (the file never holds a token itself)::
+
+      {"tokens": [
+        {"name": "dashboard",
+         "sha256": "<hex sha256 of the token>",
+         "scopes": {"tools": ["fiedler_get_task_status", "rogers_*"],
+                    "topics": ["mad.topic.dashboard.*"]},
+         "limits": {"requests_per_second": 5, "concurrent_calls": 2}}
+      ]}
+
+  ``tools`` are globs over tool names (default ``["*"]``); ``topics`` are globs over the
+  channels a token may publish on and the topics it may subscribe to through
+  ``grace_send_message`` / ``grace_subscribe`` (default ``["*"]``). ``limits`` are off
+  unless given: ``requests_per_second`` is a token bucket holding one second's worth,
+  ``concurrent_calls`` counts requests in flight.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mads.core.errors import MadError
+
+ALL = ("*",)
+SHA256_HEX = r"^[0-9a-f]{64}$"
+TOPIC_TOOLS = {"grace_send_message": "channel", "grace_subscribe": "topics"}
+"""Grace's own tools whose arguments name channels: the token's topic scope applies."""
+
+
+class TokenFileError(MadError, ValueError):
+    """A tokens file that cannot be used, as one line (never with a token or hash)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Scopes(_Model):
+    tools: list[str] = Field(default_factory=lambda: list(ALL), min_length=1, max_length=1000)
+    topics: list[str] = Field(default_factory=lambda: list(ALL), min_length=1, max_length=1000)
+
+
+class _Limits(_Model):
+    requests_per_second: float | None = Field(default=None, gt=0, le=1_000_000)
+    concurrent_calls: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class _Entry(_Model):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    sha256: str = Field(pattern=SHA256_HEX)
+    scopes: _Scopes = Field(default_factory=_Scopes)
+    limits: _Limits = Field(default_factory=_Limits)
+
+
+class _File(_Model):
+    tokens: list[_Entry] = Field(max_length=10_000)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """What one token may do."""
+
+    name: str
+    tools: tuple[str, ...] = ALL
+    topics: tuple[str, ...] = ALL
+    requests_per_second: float | None = None
+    concurrent_calls: int | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.tools == ALL and self.topics == ALL
+
+    def may_call(self, tool: str) -> bool:
+        return any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.tools)
+
+    def may_use_topic(self, topic: str) -> bool:
+        return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics)
+
+
+def digest(token: str | bytes) -> str:
+    raw = token.encode() if isinstance(token, str) else token
+    return hashlib.sha256(raw).hexdigest()
+
+
+def from_api_tokens(tokens: Iterable[str]) -> dict[str, Principal]:
+    """``GRACE_API_TOKENS``: every token may do everything."""
+    return {digest(t): Principal(f"api-token-{i}") for i, t in enumerate(tokens, start=1)}
+
+
+def load_file(path: Path) -> dict[str, Principal]:
+    """The principals of a tokens file, by the SHA-256 of their token."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TokenFileError(f"GRACE_TOKENS_FILE {path} cannot be read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise TokenFileError(f"GRACE_TOKENS_FILE {path} is not JSON ({exc})") from None
+    try:
+        parsed = _File.model_validate(data)
+    except ValidationError as exc:
+        raise TokenFileError(f"GRACE_TOKENS_FILE {path}: {_describe(exc)}") from None
+    found: dict[str, Principal] = {}
+    names: set[str] = set()
+    for entry in parsed.tokens:
+        if entry.name in names:
+            raise TokenFileError(f"GRACE_TOKENS_FILE {path}: token name {entry.name!r} twice")
+        if entry.sha256 in found:
+            raise TokenFileError(
+                f"GRACE_TOKENS_FILE {path}: tokens {found[entry.sha256].name!r} and "
+                f"{entry.name!r} have the same sha256"
+            )
+        names.add(entry.name)
+        found[entry.sha256] = Principal(
+            name=entry.name,
+            tools=tuple(entry.scopes.tools),
+            topics=tuple(entry.scopes.topics),
+            requests_per_second=entry.limits.requests_per_second,
+            concurrent_calls=entry.limits.concurrent_calls,
+        )
+    return found
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first problem, where it is in the file (``tokens[0].sha256``), never its value."""
+    error = exc.errors()[0]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where.lstrip('.') or 'the file'}: {error['msg']}{more}"
+
+
+def scope_problem(principal: Principal, message: Any) -> str | None:
+    """Why ``principal`` may not send this JSON-RPC message (or batch), or None."""
+    if principal.unrestricted:
+        return None
+    for item in message if isinstance(message, list) else [message]:
+        if not isinstance(item, Mapping) or item.get("method") != "tools/call":
+            continue
+        params = item.get("params")
+        if not isinstance(params, Mapping) or not isinstance(params.get("name"), str):
+            continue
+        tool = params["name"]
+        if not principal.may_call(tool):
+            return f"token {principal.name!r} lacks the scope for tool {tool!r}"
+        argument = TOPIC_TOOLS.get(tool)
+        arguments = params.get("arguments")
+        if argument is None or not isinstance(arguments, Mapping):
+            continue
+        value = arguments.get(argument)
+        topics = value if isinstance(value, list) else [value]
+        for topic in topics:
+            if isinstance(topic, str) and not principal.may_use_topic(topic):
+                return f"token {principal.name!r} lacks the scope for topic {topic!r}"
+    return None
+
+
+@dataclass
+class _Usage:
+    tokens: float
+    updated: float
+    in_flight: int = 0
+
+
+@dataclass
+class Limiter:
+    """Each principal's request rate and calls in flight (used from one event loop, so
+    without a lock)."""
+
+    clock: Any = time.monotonic
+    _usage: dict[str, _Usage] = field(default_factory=dict)
+
+    def _for(self, principal: Principal) -> _Usage:
+        usage = self._usage.get(principal.name)
+        if usage is None:
+            capacity = max(1.0, principal.requests_per_second or 1.0)
+            usage = self._usage[principal.name] = _Usage(capacity, self.clock())
+        return usage
+
+    def admit(self, principal: Principal) -> tuple[str, float] | None:
+        """Take one request for ``principal``; if over a limit, (the reason, seconds to
+        wait) and nothing taken."""
+        usage = self._for(principal)
+        if principal.concurrent_calls is not None and usage.in_flight >= principal.concurrent_calls:
+            return (
+                f"token {principal.name!r} has {usage.in_flight} calls in flight, its limit",
+                1.0,
+            )
+        rate = principal.requests_per_second
+        if rate is not None:
+            now = self.clock()
+            capacity = max(1.0, rate)
+            usage.tokens = min(capacity, usage.tokens + (now - usage.updated) * rate)
+            usage.updated = now
+            if usage.tokens < 1.0:
+                wait = (1.0 - usage.tokens) / rate
+                return (f"token {principal.name!r} is over its limit of {rate:g} requests/s", wait)
+            usage.tokens -= 1.0
+        usage.in_flight += 1
+        return None
+
+    def release(self, principal: Principal) -> None:
+        usage = self._usage.get(principal.name)
+        if usage is not None and usage.in_flight > 0:
+            usage.in_flight -= 1
+
+
+def retry_after(seconds: float) -> str:
+    """The ``Retry-After`` header: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))
+
+
+__all__ = [
+    "Limiter",
+    "Principal",
+    "TokenFileError",
+    "digest",
+    "from_api_tokens",
+    "load_file",
+    "retry_after",
+    "scope_problem",
+]
