@@ -39,6 +39,10 @@ class DataFile:
     filename: str
 
 
+INTERNAL_TOKEN_VARIABLE = "MAD_INTERNAL_TOKEN"
+"""The group's internal credential (see :mod:`mads.core.internal_access`)."""
+
+
 @dataclass(frozen=True)
 class BusAccess:
     """What a MAD's own code does on the Conversation Bus, beyond what the core does for

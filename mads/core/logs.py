@@ -23,7 +23,8 @@ MAX_LINE = 2000
 MAX_QUOTED = 80
 """The most characters of one client-supplied value a log line shows."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters, and everything else ``str.splitlines`` breaks a line at."""
 
 
 def one_line(message: str, limit: int = MAX_LINE) -> str:

@@ -44,6 +44,7 @@ from mads.core.contract import STARTED_LOG
 from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
 from mads.core.errors import MadError
+from mads.core.internal_access import InternalGuard
 from mads.core.logs import quoted
 from mads.core.settings import BusSettings, MadSettings
 from mads.core.status import StatusLine, StatusReport, connected_line
@@ -79,6 +80,10 @@ def allowed_origin_patterns(extra_hosts: list[str]) -> list[str]:
 
 
 class MadService:
+    front_door = False
+    """The front door guards itself; every other MAD requires the group's internal
+    credential when one is set (:mod:`mads.core.internal_access`)."""
+
     def __init__(
         self,
         name: str,
@@ -268,6 +273,10 @@ class MadService:
                     body_limit=MCP_BODY_LIMIT,
                 )
             )
+        token = self.settings.mad_internal_token.get_secret_value()
+        if token and not self.front_door:
+            guard = Middleware(InternalGuard, token=token, logger=self.log, metrics=self.metrics)
+            middleware.insert(0, guard)
         return Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
 
     async def _healthz(self, request: Request) -> Response:

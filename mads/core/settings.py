@@ -47,6 +47,18 @@ class MadSettings(BaseSettings):
         "(see mads.core.direct_calls); false sends every request through the SDK.",
     )
 
+    mad_internal_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="The group's internal credential: when set, a MAD that is not the front "
+        "door answers MCP only to requests bearing it (peers and mad-cli present it).",
+    )
+
+    @property
+    def internal_headers(self) -> dict[str, str]:
+        """What a MAD sends a peer's MCP endpoint: the internal credential, when set."""
+        token = self.mad_internal_token.get_secret_value()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     @property
     def allowed_hosts(self) -> list[str]:
         return [h.strip() for h in self.mad_allowed_hosts.split(",") if h.strip()]

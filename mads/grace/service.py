@@ -20,6 +20,8 @@ NAME = "grace"
 class GraceService(MadService):
     """A MAD whose whole HTTP app sits behind :class:`AccessGuard`."""
 
+    front_door = True
+
     def __init__(self, settings: GraceSettings) -> None:
         super().__init__(
             NAME,

@@ -57,8 +57,10 @@ class ThinkingLink:
         check_interval: float = 5.0,
         retry_interval: float = 1.0,
         timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.headers = dict(headers or {})
         self.log = logger
         self.check_interval = check_interval
         self.retry_interval = retry_interval
@@ -72,7 +74,7 @@ class ThinkingLink:
 
     async def check(self) -> bool:
         try:
-            tools = await list_tools(self.url, timeout=self.timeout)
+            tools = await list_tools(self.url, timeout=self.timeout, headers=self.headers)
         except McpUnreachableError as exc:
             return self._down(exc.reason)
         except Exception as exc:  # a broken peer must not take this MAD down
@@ -109,7 +111,9 @@ class ThinkingLink:
     async def think(self, arguments: Mapping[str, Any]) -> Any:
         """Call ``sequentialthinking``; marks the link down if the server is unreachable."""
         try:
-            return await call_tool(self.url, TOOL_NAME, arguments, timeout=self.timeout)
+            return await call_tool(
+                self.url, TOOL_NAME, arguments, timeout=self.timeout, headers=self.headers
+            )
         except McpUnreachableError as exc:
             self._down(exc.reason)
             raise
@@ -122,6 +126,7 @@ def link(service: MadService, settings: ThinkingClientSettings) -> ThinkingLink:
         settings.sequential_thinking_url,
         service.log,
         check_interval=settings.sequential_thinking_check_s,
+        headers=settings.internal_headers,
     )
     service.add_status(thinking.status_line)
     service.add_readiness(LINK_NAME, lambda: thinking.connected)

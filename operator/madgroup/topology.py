@@ -15,6 +15,7 @@ from typing import Literal
 
 from madgroup.errors import UsageError
 from mads.core import access, registry
+from mads.core import contract as contract_module
 from mads.core.contract import MadContract
 
 
@@ -242,6 +243,16 @@ def with_gates(names: Iterable[str]) -> list[Component]:
 
 def stop_order(names: Iterable[str] | None = None) -> list[Component]:
     return list(reversed(start_order(names)))
+
+
+INTERNAL_TOKEN_VARIABLE = contract_module.INTERNAL_TOKEN_VARIABLE
+
+
+def needs_internal_token(comp: Component) -> bool:
+    """Whether ``comp`` holds the group's internal credential: every MAD behind the front
+    door (it requires it) and every MAD that calls a peer over MCP (it presents it)."""
+    contract = comp.contract
+    return contract is not None and (not contract.exposed or bool(contract.peers))
 
 
 BUS_USERNAME_VARIABLE = "REDIS_USERNAME"

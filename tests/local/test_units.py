@@ -63,6 +63,7 @@ def test_init_never_replaces_a_password_but_fills_an_empty_one(tmp_path: Path) -
 
 
 BUS_PASSWORDS = {topology.bus_password_variable(u): f"pw-{u}" for u in topology.bus_users()}
+BUS_PASSWORDS["MAD_INTERNAL_TOKEN"] = "internal-credential"
 
 
 def test_init_adds_each_mads_bus_password_and_never_replaces_one(tmp_path: Path) -> None:
@@ -78,7 +79,7 @@ def test_init_adds_each_mads_bus_password_and_never_replaces_one(tmp_path: Path)
     assert values["FIEDLER_BUS_PASSWORD"] != values["ROGERS_BUS_PASSWORD"]
     assert not any(value in said for value in values.values())
     again = envfile.init(env, tmp_path / "missing.example", users)
-    assert "already has REDIS_PASSWORD and the bus passwords; left unchanged" in again
+    assert "already has REDIS_PASSWORD and the other secrets; left unchanged" in again
 
 
 def test_redis_gets_the_topology_command_and_its_users_as_private_files(tmp_path: Path) -> None:

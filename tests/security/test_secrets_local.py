@@ -30,9 +30,10 @@ def test_no_secret_is_visible_outside_the_process_that_needs_it(group: Group) ->
     secrets = {
         key: value
         for key, value in envfile.load(group.root / ".env").items()
-        if key == "REDIS_PASSWORD" or key.endswith("_BUS_PASSWORD") or key == "GRACE_API_TOKENS"
+        if key in ("REDIS_PASSWORD", "GRACE_API_TOKENS", "MAD_INTERNAL_TOKEN")
+        or key.endswith("_BUS_PASSWORD")
     }
-    assert len(secrets) == 2 + len(topology.bus_users())
+    assert len(secrets) == 3 + len(topology.bus_users())
     up = group.up()
     smoke = group.mg("smoke", timeout=180)
     assert "FAIL" not in smoke.stdout, smoke.stdout
@@ -71,4 +72,6 @@ def test_no_secret_is_visible_outside_the_process_that_needs_it(group: Group) ->
         own = {topology.bus_password_variable(name)} if name in topology.bus_users() else set()
         if name == topology.GRACE:
             own.add("GRACE_API_TOKENS")
+        if topology.needs_internal_token(topology.component(name)):
+            own.add("MAD_INTERNAL_TOKEN")
         assert held == own, name

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from mads.core.cli.target import TargetError, base_url, checked_token, seconds
+from mads.core.contract import INTERNAL_TOKEN_VARIABLE
 from mads.core.errors import MadError
-from mads.core.logs import quoted
+from mads.core.logs import one_line, quoted
 from mads.core.registry import contracts
 
 MAX_ARGUMENT_BYTES = 4 * 1024 * 1024
@@ -32,7 +33,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``mad-cli: ...``) and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
+        print(f"{self.prog}: {one_line(message)} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -65,7 +66,8 @@ def parse_arguments(text: str | None) -> dict[str, Any]:
 def bearer_token(explicit: str | None) -> str | None:
     """``--token``, else ``$MAD_API_TOKEN``, else the first of the tokens this MAD's
     contract says its clients present (so ``mad-cli`` inside Grace's own container works
-    when Grace requires tokens)."""
+    when Grace requires tokens), else the group's internal credential (so it works inside
+    every other MAD's)."""
     if explicit:
         return checked_token(explicit)
     if os.environ.get("MAD_API_TOKEN"):
@@ -73,7 +75,10 @@ def bearer_token(explicit: str | None) -> str | None:
     own = contracts().get(os.environ.get("MAD_NAME", "").strip())
     variable = own.client_token_variable if own else None
     tokens = [t.strip() for t in os.environ.get(variable or "", "").split(",") if t.strip()]
-    return checked_token(tokens[0]) if tokens else None
+    if tokens:
+        return checked_token(tokens[0])
+    internal = os.environ.get(INTERNAL_TOKEN_VARIABLE, "").strip()
+    return checked_token(internal) if internal else None
 
 
 async def call(

@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="create .env with a random REDIS_PASSWORD and each MAD's bus password",
         description="Create .env from .env.example (mode 0600) with a CSPRNG REDIS_PASSWORD "
         "(the administrator's, guide step 1) and a bus password per MAD on the bus "
-        "(GRACE_BUS_PASSWORD...: each MAD connects as a Redis ACL user of its own). Missing "
+        "(GRACE_BUS_PASSWORD...: each MAD connects as a Redis ACL user of its own) and the "
+        "group's internal credential (MAD_INTERNAL_TOKEN: the MADs behind Grace answer MCP "
+        "only to it). Missing "
         "or empty ones are filled in; an existing password is never replaced.",
     )
     p.set_defaults(handler=cmd_init)
@@ -167,7 +169,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     ctx = Context.from_args(args)
     try:
         users = {user: topology.bus_password_variable(user) for user in topology.bus_users()}
-        print(envfile.init(ctx.env_file, ctx.example_file, users))
+        internal = topology.INTERNAL_TOKEN_VARIABLE
+        print(envfile.init(ctx.env_file, ctx.example_file, users, internal))
     except envfile.EnvFileError as exc:
         raise CommandError(str(exc), code=2) from None
     return 0

@@ -79,12 +79,18 @@ def new_password() -> str:
     return base64.b64encode(secrets.token_bytes(24)).decode("ascii")
 
 
-def init(env_path: Path, example_path: Path, bus_passwords: Mapping[str, str] | None = None) -> str:
+def init(
+    env_path: Path,
+    example_path: Path,
+    bus_passwords: Mapping[str, str] | None = None,
+    internal_token: str | None = None,
+) -> str:
     """Create or complete ``.env``; return what was done (never a password).
 
     Fills in ``REDIS_PASSWORD`` (the administrator's) and each MAD's bus password
     (``bus_passwords``: each bus user's ``.env`` variable, ``GRACE_BUS_PASSWORD``...)
-    where missing or empty; an existing
+    and the group's internal credential (``internal_token``, the variable) where missing or
+    empty; an existing
     non-empty one is never replaced.
     """
     created = False
@@ -102,7 +108,8 @@ def init(env_path: Path, example_path: Path, bus_passwords: Mapping[str, str] | 
     lines = text.splitlines()
     added: list[str] = []
     users = dict(bus_passwords or {})
-    for key in (PASSWORD_KEY, *users.values()):
+    extra = (internal_token,) if internal_token else ()
+    for key in (PASSWORD_KEY, *users.values(), *extra):
         if _fill(lines, key):
             added.append(key)
     origin = f"created {env_path.name} from {example_path.name}" if created else None
@@ -112,7 +119,7 @@ def init(env_path: Path, example_path: Path, bus_passwords: Mapping[str, str] | 
             return f"{origin} (mode 0600)"
         tightened = _tighten(env_path)
         note = "; permissions tightened to 0600" if tightened else ""
-        has = f"{PASSWORD_KEY} and the bus passwords" if users else f"a {PASSWORD_KEY}"
+        has = f"{PASSWORD_KEY} and the other secrets" if users else f"a {PASSWORD_KEY}"
         return f"{env_path.name} already has {has}; left unchanged{note}"
     _write_private(env_path, "\n".join(lines) + "\n")
     what = _describe(added, users)
@@ -145,6 +152,9 @@ def _describe(added: list[str], users: Mapping[str, str]) -> str:
     new_users = [user for user, key in users.items() if key in added]
     if new_users:
         parts.append(f"new bus passwords for {', '.join(new_users)}")
+    others = [key for key in added if key != PASSWORD_KEY and key not in users.values()]
+    if others:
+        parts.append(f"a new {', '.join(others)}")
     return " and ".join(parts)
 
 

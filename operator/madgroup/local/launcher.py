@@ -58,6 +58,8 @@ def component_env(
     if comp.bus_user is not None:
         env[topology.BUS_USERNAME_VARIABLE] = comp.bus_user
         env[PASSWORD_KEY] = bus_password(comp.bus_user, dotenv)
+    if topology.needs_internal_token(comp):
+        env[topology.INTERNAL_TOKEN_VARIABLE] = internal_token(dotenv)
     if comp.is_mad:
         env["MAD_HOST"] = HOST
         env["MAD_PORT"] = str(ports[comp.name])
@@ -104,18 +106,31 @@ def check_secrets(declared: Declared, names: Iterable[str], dotenv: Mapping[str,
             users = topology.bus_users()
         for user in users:
             bus_password(user, dotenv)
+        if topology.needs_internal_token(comp):
+            internal_token(dotenv)
 
 
 def secret_keys(declared: Declared) -> set[str]:
     """The ``.env`` variables that hold secrets: a component gets one only by binding, or
     when its contract reads it (``GRACE_API_TOKENS`` for Grace)."""
     keys = {PASSWORD_KEY, *(topology.bus_password_variable(u) for u in topology.bus_users())}
+    keys.add(topology.INTERNAL_TOKEN_VARIABLE)
     for comp in topology.COMPONENTS:
         if comp.contract is not None:
             keys.update(comp.contract.secrets)
     for bindings in declared.bindings.values():
         keys.update(str(b["secret"]) for b in bindings if b.get("secret"))
     return keys
+
+
+def internal_token(dotenv: Mapping[str, str]) -> str:
+    value = dotenv.get(topology.INTERNAL_TOKEN_VARIABLE, "")
+    if not value:
+        raise LaunchError(
+            f"{topology.INTERNAL_TOKEN_VARIABLE} is not set in .env (the group's internal "
+            "credential); add it with: madgroup init"
+        )
+    return value
 
 
 def bus_password(user: str, dotenv: Mapping[str, str]) -> str:

@@ -1,0 +1,87 @@
+"""The group-internal credential: no way around the front door.
+
+A MAD other than the front door serves MCP only to requests bearing the group's internal
+credential (``MAD_INTERNAL_TOKEN``), which its peers and ``mad-cli`` present; anything else
+on the host or the pod network gets 401. ``/healthz`` and ``/readyz`` stay open (probes),
+``/status`` and ``/metrics`` stay open to loopback (``mad-status`` inside the MAD's own
+container or environment). Refusals are counted (``mad_internal_refusals_total``) and
+logged once per client address; the credential is never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from prometheus_client import CollectorRegistry, Counter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mads.core.contract import INTERNAL_TOKEN_VARIABLE
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+LOOPBACK_OPEN_PATHS = frozenset({"/status", "/metrics"})
+REFUSED = (
+    "this MAD serves the group only: present the group's internal credential "
+    f"(Authorization: Bearer ${INTERNAL_TOKEN_VARIABLE}), or call its tools through Grace"
+)
+
+
+def _loopback(host: str | None) -> bool:
+    return host in ("127.0.0.1", "::1") or bool(host and host.startswith("127."))
+
+
+class InternalGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        logger: logging.Logger,
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+        self.log = logger
+        self._logged: set[str] = set()
+        self.refusals = Counter(
+            "mad_internal_refusals",
+            "Requests refused for lack of the group's internal credential",
+            registry=metrics if metrics is not None else CollectorRegistry(),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path")
+        if scope["type"] != "http" or path in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        host = client[0] if client else None
+        if path in LOOPBACK_OPEN_PATHS and _loopback(host):
+            await self.app(scope, receive, send)
+            return
+        presented = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+        if hmac.compare_digest(presented, self._expected):
+            await self.app(scope, receive, send)
+            return
+        self.refusals.inc()
+        where = host or "unknown address"
+        if where not in self._logged and len(self._logged) < 10_000:
+            self._logged.add(where)
+            self.log.warning(
+                "Refused a request from %s without the group's internal credential "
+                "(further ones are counted in mad_internal_refusals_total, not logged)",
+                where,
+            )
+        body = json.dumps({"error": REFUSED}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="madgroup-internal"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
