@@ -146,6 +146,12 @@ def group_permissions(group: Mapping[str, MadContract]) -> dict[str, Permissions
     return found
 
 
+def uses_internal_token(contract: MadContract) -> bool:
+    """Whether a MAD holds the group's internal credential: every MAD behind the front door
+    (it requires it) and every MAD that calls a peer over MCP (it presents it)."""
+    return not contract.exposed or bool(contract.peers)
+
+
 def password_sha256(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 

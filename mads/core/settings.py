@@ -7,9 +7,10 @@ stops the process at start with one line naming the variable, never a traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mads.core.errors import MadError
@@ -53,6 +54,31 @@ class MadSettings(BaseSettings):
         "door answers MCP only to requests bearing it (peers and mad-cli present it).",
     )
 
+    mad_internal_token_file: Path | None = Field(
+        default=None,
+        description="A file holding MAD_INTERNAL_TOKEN (used when that is unset or empty).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """``<SECRET>_FILE`` names a file holding a secret that is unset or empty in the
+        environment, so a substrate can hand it over without putting it in one."""
+        if not isinstance(data, dict):
+            return data
+        for field_name in list(data):
+            if not field_name.endswith("_file") or not data[field_name]:
+                continue
+            secret = field_name.removesuffix("_file")
+            if secret in cls.model_fields and not data.get(secret):
+                try:
+                    data[secret] = Path(data[field_name]).read_text().strip()
+                except OSError as exc:
+                    raise ValueError(
+                        f"{field_name.upper()} {data[field_name]} cannot be read ({exc.strerror})"
+                    ) from None
+        return data
+
     @property
     def internal_headers(self) -> dict[str, str]:
         """What a MAD sends a peer's MCP endpoint: the internal credential, when set."""
@@ -77,6 +103,10 @@ class BusSettings(MadSettings):
         description="This MAD's bus user (its Redis ACL user); unset: the default user.",
     )
     redis_password: SecretStr = Field(description="Required: the bus refuses clients without it.")
+    redis_password_file: Path | None = Field(
+        default=None,
+        description="A file holding REDIS_PASSWORD (used when that is unset or empty).",
+    )
     redis_max_connections: int = Field(
         default=64,
         ge=2,
@@ -108,7 +138,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     if error.get("type") == "missing":
         return f"{variable} is required but not set"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{variable} is invalid: {message}"
+    return f"{variable} is invalid: {message}" if variable else message
 
 
 def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:

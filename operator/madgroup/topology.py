@@ -249,10 +249,9 @@ INTERNAL_TOKEN_VARIABLE = contract_module.INTERNAL_TOKEN_VARIABLE
 
 
 def needs_internal_token(comp: Component) -> bool:
-    """Whether ``comp`` holds the group's internal credential: every MAD behind the front
-    door (it requires it) and every MAD that calls a peer over MCP (it presents it)."""
-    contract = comp.contract
-    return contract is not None and (not contract.exposed or bool(contract.peers))
+    """Whether ``comp`` holds the group's internal credential
+    (:func:`mads.core.access.uses_internal_token`)."""
+    return comp.contract is not None and access.uses_internal_token(comp.contract)
 
 
 BUS_USERNAME_VARIABLE = "REDIS_USERNAME"

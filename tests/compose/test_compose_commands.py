@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +41,16 @@ def _replace_after(args: list[str], flag: str, value: str) -> list[str]:
 
 def test_each_service_runs_the_topology_command(compose: dict[str, Any], interpolated) -> None:
     """The argv compose starts equals ``Component.command()``, which the local runner and the
-    operator run too (Redis's ``$(REDIS_PASSWORD)`` expanded the same way on each side)."""
+    operator run too, except that Redis reads its users from the ACL file the credentials
+    service writes instead of ``--requirepass`` (no password on its command line)."""
     for comp in topology.COMPONENTS:
-        expected = [a.replace("$(REDIS_PASSWORD)", PASSWORD) for a in comp.command()]
+        expected = comp.command()
+        if "--requirepass" in expected:
+            at = expected.index("--requirepass")
+            expected[at : at + 2] = ["--aclfile", "/run/madgroup/users.acl"]
         got = interpolated(compose["services"][comp.name]["command"], {"REDIS_PASSWORD": PASSWORD})
         assert got == expected, comp.name
+        assert PASSWORD not in got
     for name in topology.MAD_NAMES:
         assert compose["services"][name]["command"] == ["mad-run", name]
 
@@ -57,9 +63,21 @@ def compose_redis(
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         pytest.fail("redis-server/redis-cli not installed (scripts/bootstrap installs them)")
     port = free_port()
+    credentials = tmp_path / "credentials"
+    # What the compose file's credentials service runs, with the same command.
+    one_shot = compose["services"]["bus_users"]["command"]
+    written = subprocess.run(
+        [str(Path(sys.executable).parent / one_shot[0]), str(credentials)],
+        env={**os.environ, "REDIS_PASSWORD": PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert written.returncode == 0, written.stderr
     argv = interpolated(compose["services"]["redis"]["command"], {"REDIS_PASSWORD": PASSWORD})
     argv = _replace_after(argv, "--port", str(port))
     argv = _replace_after(argv, "--dir", str(tmp_path))
+    argv = _replace_after(argv, "--aclfile", str(credentials / "redis" / "users.acl"))
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(
@@ -90,6 +108,7 @@ def test_redis_refuses_clients_without_the_password(compose_redis) -> None:
     assert _cli(port, "--no-auth-warning", "--pass", PASSWORD, "ping") == "PONG"
     appendonly = _cli(port, "--no-auth-warning", "--pass", PASSWORD, "config", "get", "appendonly")
     assert appendonly.split() == ["appendonly", "yes"]
+    assert "WRONGPASS" in _cli(port, "--no-auth-warning", "--pass", "wrong", "ping")
 
 
 def _run_redis_healthcheck(port: int, svc: dict[str, Any], password: str, interpolated) -> int:

@@ -26,6 +26,9 @@ GUIDE_GATES = {
     "fiedler": {"redis", "sequential_thinking", "rogers"},
 }
 PASSWORD = "s3cret-Pass/word+=="
+ONE_SHOT = "bus_users"
+"""Writes the MADs' credentials and Redis's ACL file, then exits (before Redis starts)."""
+CREDENTIALS = "/run/madgroup"
 
 
 def test_committed_file_is_rendered_from_the_topology(compose_text: str) -> None:
@@ -81,13 +84,20 @@ def test_the_compose_spec_check_rejects_a_broken_file(
     assert _check_jsonschema(dev_tool("check-jsonschema"), path).returncode != 0
 
 
-def test_five_services_with_the_guide_names(compose: dict[str, Any]) -> None:
-    assert list(compose["services"]) == GUIDE_SERVICES
+def test_the_guides_five_services_after_the_credentials_one_shot(compose: dict[str, Any]) -> None:
+    assert list(compose["services"]) == [ONE_SHOT, *GUIDE_SERVICES]
+    one_shot = compose["services"][ONE_SHOT]
+    assert one_shot["command"] == ["mad-bus-users", CREDENTIALS]
+    assert one_shot["network_mode"] == "none" and one_shot["restart"] == "no"
+    assert one_shot["cap_drop"] == ["ALL"] and one_shot["cap_add"] == ["CHOWN", "DAC_OVERRIDE"]
+    assert one_shot["read_only"] is True
 
 
 def test_depends_on_encodes_the_guide_start_order(compose: dict[str, Any]) -> None:
     for name, gates in GUIDE_GATES.items():
-        depends = compose["services"][name].get("depends_on", {})
+        depends = dict(compose["services"][name].get("depends_on", {}))
+        if name == "redis":
+            assert depends.pop(ONE_SHOT) == {"condition": "service_completed_successfully"}
         assert set(depends) == gates, name
         assert all(d == {"condition": "service_healthy"} for d in depends.values()), name
         assert set(depends) == set(topology.gates(topology.component(name)))
@@ -96,7 +106,8 @@ def test_depends_on_encodes_the_guide_start_order(compose: dict[str, Any]) -> No
 def test_every_service_reads_env_file_and_restarts(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
         assert svc["env_file"] == [".env"], name
-        assert svc["restart"] in ("unless-stopped", "always"), name
+        if name != ONE_SHOT:
+            assert svc["restart"] in ("unless-stopped", "always"), name
 
 
 def test_guide_log_rotation_on_every_service(compose: dict[str, Any]) -> None:
@@ -110,21 +121,33 @@ def test_guide_log_rotation_on_every_service(compose: dict[str, Any]) -> None:
 def test_redis_requires_the_password_from_env(compose: dict[str, Any], interpolated) -> None:
     command = compose["services"]["redis"]["command"]
     expanded = interpolated(command, {"REDIS_PASSWORD": PASSWORD})
-    i = expanded.index("--requirepass")
-    assert expanded[i + 1] == PASSWORD
+    assert expanded[expanded.index("--aclfile") + 1] == f"{CREDENTIALS}/users.acl"
+    assert PASSWORD not in expanded and "--requirepass" not in expanded
     assert expanded[expanded.index("--appendonly") + 1] == "yes"
     # Unset or empty, compose refuses to start rather than run Redis without a password.
+    one_shot = compose["services"][ONE_SHOT]["environment"]
+    assert interpolated(one_shot, {"REDIS_PASSWORD": PASSWORD}) == {"REDIS_PASSWORD": PASSWORD}
     for env in ({}, {"REDIS_PASSWORD": ""}):
         with pytest.raises(ValueError, match="REDIS_PASSWORD"):
-            interpolated(command, env)
+            interpolated(one_shot, env)
 
 
 def test_named_volumes_for_fiedler_and_redis(compose: dict[str, Any]) -> None:
-    assert compose["services"]["fiedler"]["volumes"] == ["fiedler_data:/data"]
-    assert compose["services"]["redis"]["volumes"] == ["redis_data:/data"]
-    assert set(compose["volumes"]) == {"fiedler_data", "redis_data"}
+    services = compose["services"]
+    assert services["fiedler"]["volumes"] == [
+        "fiedler_data:/data",
+        f"fiedler_credentials:{CREDENTIALS}:ro",
+    ]
+    assert services["redis"]["volumes"] == ["redis_data:/data", f"bus_acl:{CREDENTIALS}:ro"]
+    credentials = {f"{name}_credentials" for name in GUIDE_SERVICES[1:]}
+    assert set(compose["volumes"]) == {"fiedler_data", "redis_data", "bus_acl", *credentials}
     for name in ("sequential_thinking", "grace", "rogers"):
-        assert "volumes" not in compose["services"][name], name
+        assert services[name]["volumes"] == [f"{name}_credentials:{CREDENTIALS}:ro"], name
+    # Each MAD sees only its own credentials; the one-shot writes them all.
+    assert services[ONE_SHOT]["volumes"] == [
+        f"bus_acl:{CREDENTIALS}/redis",
+        *(f"{name}_credentials:{CREDENTIALS}/{name}" for name in GUIDE_SERVICES[1:]),
+    ]
     fiedler_env = compose["services"]["fiedler"]["environment"]
     assert fiedler_env["FIEDLER_DB_PATH"] == "/data/fiedler_state.db"
 
@@ -134,8 +157,8 @@ def test_only_grace_is_published_on_loopback_by_default(
 ) -> None:
     published = {n for n, s in compose["services"].items() if s.get("ports")}
     assert published == {"grace"}
-    for svc in compose["services"].values():
-        assert "network_mode" not in svc
+    for name, svc in compose["services"].items():
+        assert "network_mode" not in svc or name == ONE_SHOT
         assert "expose" not in svc
     ports = compose["services"]["grace"]["ports"]
     assert interpolated(ports, {}) == ["127.0.0.1:8001:8001"]
@@ -146,6 +169,9 @@ def test_all_services_share_one_private_network(compose: dict[str, Any]) -> None
     assert len(compose["networks"]) == 1
     (network,) = compose["networks"]
     for name, svc in compose["services"].items():
+        if name == ONE_SHOT:
+            assert "networks" not in svc  # it needs none
+            continue
         assert svc["networks"] == [network], name
 
 
@@ -158,7 +184,15 @@ def test_mads_reach_each_other_by_service_name(compose: dict[str, Any]) -> None:
         assert env["REDIS_PORT"] == "6379"
         assert env["SEQUENTIAL_THINKING_URL"] == "http://sequential_thinking:8000/mcp"
         assert name in env["MAD_ALLOWED_HOSTS"].split(",")
-        assert "REDIS_PASSWORD" not in env, "the password comes from .env only"
+        # Not the administrator's password (from .env): each MAD's own, from a file.
+        assert env["REDIS_PASSWORD"] == "", name
+        if name == "sequential_thinking":
+            assert "REDIS_USERNAME" not in env and "REDIS_PASSWORD_FILE" not in env
+        else:
+            assert env["REDIS_USERNAME"] == name
+            assert env["REDIS_PASSWORD_FILE"] == f"{CREDENTIALS}/bus_password"
+        internal = env.get("MAD_INTERNAL_TOKEN_FILE")
+        assert internal == (None if name == "grace" else f"{CREDENTIALS}/internal_token"), name
 
 
 def test_mads_build_their_own_image(root: Path, compose: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mads.core.cli import call as mad_cli
@@ -358,6 +358,11 @@ def test_mad_cli(group: Group) -> None:
     codes: dict[int, int] = {}
 
     @FUZZ
+    # Each outcome at least once, whatever the generated cases: a call that succeeds, one
+    # that cannot reach its MAD, and a usage error.
+    @example(tool="fiedler_list_tasks", args="{}", flags=[])
+    @example(tool="fiedler_list_tasks", args="{}", flags=[("--url", "http://127.0.0.1:1")])
+    @example(tool="fiedler_list_tasks", args="[", flags=[])
     @given(
         tool=st.sampled_from(TOOLS) | cli_text,
         args=st.one_of(st.none(), cli_text, arguments.map(json.dumps)),

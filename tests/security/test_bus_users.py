@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import stat
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -218,3 +223,65 @@ async def test_the_group_does_all_its_work_as_its_own_users(
     }
     assert users == set(USERS)
     assert admin.acl_log() == []
+
+
+def test_mad_bus_users_makes_credentials_once_and_the_acl_file_every_run(
+    tmp_path: Path,
+) -> None:
+    """What the compose one-shot runs: passwords and the internal credential are made once
+    and kept; the ACL file follows the administrator's password; nothing secret printed."""
+    out = tmp_path / "credentials"
+    tool = str(Path(sys.executable).parent / "mad-bus-users")
+
+    def run(admin: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_PASSWORD"}
+        if admin is not None:
+            env["REDIS_PASSWORD"] = admin
+        return subprocess.run([tool, str(out)], env=env, capture_output=True, text=True)
+
+    missing = run(None)
+    assert missing.returncode == 2 and "REDIS_PASSWORD is not set" in missing.stderr
+    first = run("admin-one")
+    assert first.returncode == 0, first.stderr
+    made = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
+    passwords = {p.parent.name: v for p, v in made.items() if p.name == "bus_password"}
+    assert set(passwords) == set(USERS)
+    tokens = {v for p, v in made.items() if p.name == "internal_token"}
+    assert len(tokens) == 1
+    assert {p.parent.name for p in made if p.name == "internal_token"} == {
+        "sequential_thinking",
+        "rogers",
+        "fiedler",
+    }
+    for path in made:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o444 if path.name == "users.acl" else 0o400), path
+    assert not any(value in first.stdout + first.stderr for value in made.values())
+    acl = (out / "redis" / "users.acl").read_text()
+    assert access.password_sha256("admin-one") in acl
+    assert all(access.password_sha256(p) in acl for p in passwords.values())
+
+    assert run("admin-two").returncode == 0
+    again = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
+    assert {p: v for p, v in again.items() if p.name != "users.acl"} == {
+        p: v for p, v in made.items() if p.name != "users.acl"
+    }
+    assert access.password_sha256("admin-two") in again[out / "redis" / "users.acl"]
+
+
+def test_a_secret_can_come_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mads.core.settings import BusSettings, ConfigurationError, load_settings
+
+    secret = tmp_path / "bus_password"
+    secret.write_text("from-the-file-0123456789\n")
+    monkeypatch.setenv("MAD_NAME", "fiedler")
+    monkeypatch.setenv("REDIS_PASSWORD", "")
+    monkeypatch.setenv("REDIS_PASSWORD_FILE", str(secret))
+    settings = load_settings(BusSettings)
+    assert settings.redis_password.get_secret_value() == "from-the-file-0123456789"
+    monkeypatch.setenv("REDIS_PASSWORD", "from-the-environment")
+    assert load_settings(BusSettings).redis_password.get_secret_value() == "from-the-environment"
+    monkeypatch.setenv("REDIS_PASSWORD", "")
+    monkeypatch.setenv("REDIS_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match=r"REDIS_PASSWORD_FILE .* cannot be read"):
+        load_settings(BusSettings)

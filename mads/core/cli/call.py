@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from mads.core.cli.target import TargetError, base_url, checked_token, seconds
@@ -78,6 +80,9 @@ def bearer_token(explicit: str | None) -> str | None:
     if tokens:
         return checked_token(tokens[0])
     internal = os.environ.get(INTERNAL_TOKEN_VARIABLE, "").strip()
+    if not internal and os.environ.get(f"{INTERNAL_TOKEN_VARIABLE}_FILE"):
+        with contextlib.suppress(OSError):
+            internal = Path(os.environ[f"{INTERNAL_TOKEN_VARIABLE}_FILE"]).read_text().strip()
     return checked_token(internal) if internal else None
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from madgroup import topology
 from madgroup.spec import (
+    PASSWORD_VARIABLE,
     Document,
     MadGroupSpec,
     check_substrate,
@@ -34,6 +35,24 @@ LOGGING: dict[str, Any] = {
     "options": {"max-size": "10m", "max-file": "3"},
 }
 """The deployment guide's log rotation (5.2.3), on every service."""
+
+CREDENTIALS_SERVICE = "bus_users"
+"""A one-shot service that runs before Redis: ``mad-bus-users`` writes each MAD's bus
+password and the group's internal credential (made once, kept in a volume per MAD) and
+Redis's ACL file (hashes only), so no generated secret is in any container's environment
+or command line and the guide's ``.env`` still holds just ``REDIS_PASSWORD``."""
+CREDENTIALS_DIR = "/run/madgroup"
+ACL_VOLUME = "bus_acl"
+
+
+def credentials_volume(comp: Component) -> str:
+    return f"{comp.name}_credentials"
+
+
+def holds_credentials(comp: Component) -> bool:
+    """Whether ``comp`` is handed files by the credentials service."""
+    return comp.bus_user is not None or topology.needs_internal_token(comp)
+
 
 BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
 """Passed to the image build from ``.env`` or the shell (unset: pip's defaults), for hosts
@@ -96,9 +115,15 @@ def compose_argument(arg: str, secrets: Mapping[str, str] | None = None) -> str:
 
 
 def compose_command(comp: Component, declared: MadGroupSpec | None = None) -> list[str]:
-    """The topology's command line, spelled for compose (same arguments)."""
+    """The topology's command line, spelled for compose (same arguments), except that Redis
+    takes its users from the ACL file the credentials service writes instead of a
+    ``--requirepass`` (which ``docker inspect`` and ``ps`` would show)."""
     keys = secret_keys(declared or MadGroupSpec(), comp)
-    return [compose_argument(arg, keys) for arg in comp.command()]
+    args = comp.command()
+    if "--requirepass" in args:
+        at = args.index("--requirepass")
+        args = [*args[:at], "--aclfile", f"{CREDENTIALS_DIR}/users.acl", *args[at + 2 :]]
+    return [compose_argument(arg, keys) for arg in args]
 
 
 def secret_keys(declared: MadGroupSpec, comp: Component) -> dict[str, str]:
@@ -173,17 +198,33 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
             env[binding.variable] = required(binding.secret.key)
     if env:
         svc["environment"] = env
+    if comp.is_mad:
+        env[PASSWORD_VARIABLE] = ""  # not the administrator's: see below
+    if comp.bus_user is not None:
+        env[topology.BUS_USERNAME_VARIABLE] = comp.bus_user
+        env[f"{PASSWORD_VARIABLE}_FILE"] = f"{CREDENTIALS_DIR}/bus_password"
+    if topology.needs_internal_token(comp):
+        env[f"{topology.INTERNAL_TOKEN_VARIABLE}_FILE"] = f"{CREDENTIALS_DIR}/internal_token"
     gates = topology.gates(comp, declared.order)
-    if gates:
-        svc["depends_on"] = {name: {"condition": "service_healthy"} for name in gates}
+    depends: dict[str, dict[str, str]] = {}
+    if not comp.is_mad:
+        depends[CREDENTIALS_SERVICE] = {"condition": "service_completed_successfully"}
+    depends.update({name: {"condition": "service_healthy"} for name in gates})
+    if depends:
+        svc["depends_on"] = depends
     svc["healthcheck"] = healthcheck(comp)
     svc["restart"] = RESTART_POLICY
     if comp.exposed:
         svc["ports"] = [
             f"${{{PUBLISH_ADDRESS_VARIABLE}:-{DEFAULT_PUBLISH_ADDRESS}}}:{comp.port}:{comp.port}"
         ]
-    if comp.data_path:
-        svc["volumes"] = [f"{volume_name(comp)}:{comp.data_path}"]
+    volumes = [f"{volume_name(comp)}:{comp.data_path}"] if comp.data_path else []
+    if not comp.is_mad:
+        volumes.append(f"{ACL_VOLUME}:{CREDENTIALS_DIR}:ro")
+    elif holds_credentials(comp):
+        volumes.append(f"{credentials_volume(comp)}:{CREDENTIALS_DIR}:ro")
+    if volumes:
+        svc["volumes"] = volumes
     if comp.is_mad:
         svc["read_only"] = True
         svc["tmpfs"] = ["/tmp"]
@@ -194,13 +235,58 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
     return svc
 
 
+def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
+    """The one-shot that writes the credentials (as root, for the files' ownership: every
+    capability dropped but CHOWN and DAC_OVERRIDE — to keep files it made for the MADs'
+    user —, no network, read-only, exits when done)."""
+    first = next(c for c in topology.start_order() if c.is_mad)
+    volumes = [f"{ACL_VOLUME}:{CREDENTIALS_DIR}/redis"]
+    volumes += [
+        f"{credentials_volume(c)}:{CREDENTIALS_DIR}/{c.name}"
+        for c in topology.start_order()
+        if c.is_mad and holds_credentials(c)
+    ]
+    return {
+        "image": declared.image_of(first.name),
+        "build": {
+            "context": ".",
+            "dockerfile": DOCKERFILE,
+            "target": build_target(first),
+            "args": list(BUILD_ARGS),
+        },
+        "command": ["mad-bus-users", CREDENTIALS_DIR],
+        "env_file": [ENV_FILE],
+        # compose refuses to start the group without it, as before
+        "environment": {PASSWORD_VARIABLE: required(PASSWORD_VARIABLE)},
+        "user": "0:0",
+        "volumes": volumes,
+        "network_mode": "none",
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "cap_add": ["CHOWN", "DAC_OVERRIDE"],
+        "security_opt": ["no-new-privileges:true"],
+        "healthcheck": {"disable": True},
+        "restart": "no",
+        "logging": LOGGING,
+    }
+
+
 def compose_document(declared: MadGroupSpec | None = None) -> dict[str, Any]:
     spec = declared or MadGroupSpec()
-    return {
-        "services": {comp.name: service(comp, spec) for comp in topology.start_order()},
-        "networks": {NETWORK: {"driver": "bridge"}},
-        "volumes": {volume_name(c): {} for c in topology.COMPONENTS if c.data_path},
+    services = {CREDENTIALS_SERVICE: credentials_service(spec)}
+    services.update({comp.name: service(comp, spec) for comp in topology.start_order()})
+    volumes: dict[str, dict[str, Any]] = {
+        volume_name(c): {} for c in topology.COMPONENTS if c.data_path
     }
+    volumes[ACL_VOLUME] = {}
+    volumes.update(
+        {
+            credentials_volume(c): {}
+            for c in topology.COMPONENTS
+            if c.is_mad and holds_credentials(c)
+        }
+    )
+    return {"services": services, "networks": {NETWORK: {"driver": "bridge"}}, "volumes": volumes}
 
 
 class _Dumper(yaml.SafeDumper):

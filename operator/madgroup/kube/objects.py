@@ -168,7 +168,7 @@ def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[st
 def _probes(comp: topology.Component) -> dict[str, Any]:
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         # The password comes from the container's env; the pod spec never holds it.
-        ping = 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'
+        ping = 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'
         return {
             "readinessProbe": {
                 "exec": {"command": ["sh", "-c", ping]},

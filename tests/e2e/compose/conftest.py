@@ -23,6 +23,7 @@ from tests.e2e.compose.harness import (
     port_holder,
     project_name,
     remove_abandoned_projects,
+    remove_project_images,
     trust_host_cas,
 )
 
@@ -91,6 +92,9 @@ def host(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guid
     cas = trust_host_cas(workdir)
     if cas:
         print(f"image builds trust this host's extra CA certificates: {', '.join(cas)}")
+    stale = remove_project_images(ROOT / "docker-compose.yml")
+    if stale:
+        print(f"removed images an earlier run built, as on a fresh host: {', '.join(stale)}")
     abandoned = remove_abandoned_projects()
     if abandoned:
         print(f"removed what killed earlier runs left on the engine: {', '.join(abandoned)}")

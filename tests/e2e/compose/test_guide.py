@@ -347,6 +347,65 @@ def test_restart_redis_everyone_reconnects(host: GuideHost) -> None:
     assert_step7(host)
 
 
+# --- least privilege ---------------------------------------------------------------------
+
+REDIS_ADMIN = "docker-compose exec -T redis sh -c 'REDISCLI_AUTH=\"$REDIS_PASSWORD\" redis-cli {}'"
+NO_TOKEN_CALL = (
+    "import urllib.request,urllib.error\n"
+    "r=urllib.request.Request('http://fiedler:8003/mcp',data=b'{}',method='POST',"
+    "headers={'Content-Type':'application/json','Accept':'application/json, text/event-stream'})\n"
+    "try:\n urllib.request.urlopen(r,timeout=5);print(200)\n"
+    "except urllib.error.HTTPError as e:\n print(e.code)"
+)
+
+
+def test_each_mad_is_its_own_bus_user_and_no_secret_shows(host: GuideHost) -> None:
+    """Every MAD connects as its own Redis user and Redis denied nothing; the generated
+    credentials are in no container's configuration (``docker inspect``), the
+    administrator's password in none of the MADs', and a caller on the compose network
+    without the internal credential is refused by Fiedler."""
+    generated = {}
+    for service in ("grace", "rogers", "fiedler"):
+        generated[f"{service} bus password"] = host.sh(
+            f"docker-compose exec -T {service} cat /run/madgroup/bus_password < /dev/null"
+        ).output.strip()
+    generated["internal credential"] = host.sh(
+        "docker-compose exec -T fiedler cat /run/madgroup/internal_token < /dev/null"
+    ).output.strip()
+    assert all(len(value) == 32 for value in generated.values()), "credentials not readable"
+    assert len(set(generated.values())) == len(generated)
+    host.secrets.extend(generated.values())
+
+    clients = host.sh(REDIS_ADMIN.format("client list") + " < /dev/null").output
+    users = set(re.findall(r" user=(\S+)", clients)) - {"default"}
+    assert users == {"grace", "rogers", "fiedler"}, clients
+    assert host.sh(REDIS_ADMIN.format("acl log") + " < /dev/null").output.strip() == ""
+
+    ids = host.sh("docker-compose ps -q").output.split()
+    raw = subprocess.run(
+        ["docker", "inspect", *ids], capture_output=True, text=True, check=True
+    ).stdout
+    inspected = {item["Name"]: json.dumps(item) for item in json.loads(raw)}
+    leaks = [
+        f"{what} in {name}"
+        for name, text in inspected.items()
+        for what, value in generated.items()
+        if value in text
+    ]
+    admin = host.secrets[0]
+    leaks += [
+        f"REDIS_PASSWORD in {name}"
+        for name, text in inspected.items()
+        if admin in text and "_redis_" not in name and "_bus_users_" not in name
+    ]
+    assert leaks == []
+    redis_args = next(json.loads(t)["Args"] for n, t in inspected.items() if "_redis_" in n)
+    assert "--aclfile" in redis_args and admin not in " ".join(redis_args)
+
+    refused = host.sh(f'docker-compose exec -T grace python -c "{NO_TOKEN_CALL}" < /dev/null')
+    assert refused.output.strip() == "401", refused.output
+
+
 # --- the images -------------------------------------------------------------------------
 
 

@@ -1,0 +1,121 @@
+"""``mad-bus-users DIR``: give each MAD its bus credentials, for a substrate without a
+secret store of its own (docker compose runs it as a one-shot service before Redis).
+
+For every MAD with a bus user, ``DIR/<mad>/bus_password`` (created once from a CSPRNG, kept
+across runs, mode 0400, owned by the MADs' uid); for every MAD that uses the group's
+internal credential, ``DIR/<mad>/internal_token`` (one value for the group); and
+``DIR/redis/users.acl``, Redis's ACL file, rewritten on every run from ``$REDIS_PASSWORD``
+(the administrator's) and the users' passwords — hashes only, mode 0444 for the Redis
+user. Nothing secret is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from mads.core import access
+from mads.core.registry import contracts
+
+OWNER_UID = 10001
+"""The MAD images' user (docker/Dockerfile)."""
+PASSWORD_FILE = "bus_password"
+INTERNAL_TOKEN_FILE = "internal_token"
+ACL_FILE = "users.acl"
+ACL_DIR = "redis"
+
+
+def _new_secret() -> str:
+    return base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+def _write(path: Path, text: str, mode: int, owner: int | None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, mode)  # before the chown: on compose root holds no FOWNER
+    if owner is not None and os.geteuid() == 0:
+        os.chown(tmp, owner, owner)
+    os.replace(tmp, path)
+
+
+def _kept(path: Path, mode: int, owner: int | None) -> str:
+    """The secret in ``path``, created if it is not there yet."""
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if not value:
+        value = _new_secret()
+        _write(path, value, mode, owner)
+    return value
+
+
+def provide(out: Path, admin_password: str, owner: int | None = OWNER_UID) -> list[str]:
+    """Write every file; return what it wrote or kept, as ``<dir>/<file>`` names."""
+    group = contracts()
+    users = access.group_permissions(group)
+    internal = [c.name for c in group.values() if access.uses_internal_token(c)]
+    passwords = {}
+    internal_token: str | None = None
+    done = []
+    for name in sorted(set(users) | set(internal)):
+        directory = out / name
+        directory.mkdir(parents=True, exist_ok=True)
+        if name in users:
+            passwords[name] = _kept(directory / PASSWORD_FILE, 0o400, owner)
+            done.append(f"{name}/{PASSWORD_FILE}")
+        if name in internal:
+            path = directory / INTERNAL_TOKEN_FILE
+            if internal_token is None:
+                internal_token = _existing_token(out, internal) or _new_secret()
+            if not path.exists() or path.read_text().strip() != internal_token:
+                _write(path, internal_token, 0o400, owner)
+            done.append(f"{name}/{INTERNAL_TOKEN_FILE}")
+    acl_dir = out / ACL_DIR
+    acl_dir.mkdir(parents=True, exist_ok=True)
+    _write(acl_dir / ACL_FILE, access.acl_file(admin_password, passwords, group), 0o444, None)
+    done.append(f"{ACL_DIR}/{ACL_FILE}")
+    return done
+
+
+def _existing_token(out: Path, names: list[str]) -> str | None:
+    for name in names:
+        try:
+            value = (out / name / INTERNAL_TOKEN_FILE).read_text().strip()
+        except OSError:
+            continue
+        if value:
+            return value
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mad-bus-users",
+        description="Write each MAD's bus password and the group's internal credential "
+        "(kept once made) and Redis's ACL file (hashes only) under DIR. The "
+        "administrator's password is read from $REDIS_PASSWORD.",
+    )
+    parser.add_argument("dir", type=Path, help="where the files go (one folder per MAD)")
+    args = parser.parse_args(argv)
+    admin = os.environ.get("REDIS_PASSWORD", "")
+    if not admin:
+        print("mad-bus-users: REDIS_PASSWORD is not set (the administrator's)", file=sys.stderr)
+        return 2
+    try:
+        done = provide(args.dir, admin)
+    except OSError as exc:
+        print(f"mad-bus-users: cannot write under {args.dir}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"mad-bus-users: {len(done)} file(s) in place: {', '.join(done)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
