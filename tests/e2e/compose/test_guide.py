@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from madgroup import topology
 from packaging.markers import Marker
 
 from tests.e2e.compose.harness import GuideHost, order_violations
@@ -404,6 +405,43 @@ def test_each_mad_is_its_own_bus_user_and_no_secret_shows(host: GuideHost) -> No
 
     refused = host.sh(f'docker-compose exec -T grace python -c "{NO_TOKEN_CALL}" < /dev/null')
     assert refused.output.strip() == "401", refused.output
+
+    # Nor in any log, /status or /metrics (read raw: the harness masks what it knows).
+    everything = {**generated, "REDIS_PASSWORD": admin}
+    seen = {"logs": _raw(host, ["docker-compose", "logs", "--no-color"])}
+    for service in MADS:
+        port = topology.component(service).port
+        for page in ("/status", "/metrics"):
+            code = (
+                "import urllib.request;print(urllib.request.urlopen("
+                f"'http://127.0.0.1:{port}{page}',timeout=5).read().decode())"
+            )
+            seen[f"{service} {page}"] = _raw(
+                host, ["docker-compose", "exec", "-T", service, "python", "-c", code]
+            )
+    assert all(seen.values())
+    hits = [
+        f"{what} in {where}"
+        for where, text in seen.items()
+        for what, value in everything.items()
+        if value in text
+    ]
+    assert hits == []
+
+
+def _raw(host: GuideHost, argv: list[str]) -> str:
+    """A command's output as it is (not masked), for a scan that must see a secret."""
+    done = subprocess.run(
+        argv,
+        cwd=host.workdir,
+        env=host.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
 
 
 # --- the images -------------------------------------------------------------------------
