@@ -34,7 +34,7 @@ from mads.core.access import SenderPolicy
 from mads.core.contract import BUS_CONNECTED_LOG
 from mads.core.envelope import Envelope, EnvelopeError, decode, encode, make_envelope
 from mads.core.errors import BusBusyError, BusCommandError, BusError, BusUnavailableError
-from mads.core.logs import quoted
+from mads.core.logs import FirstTime, quoted
 from mads.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 CONNECTED_LOG = BUS_CONNECTED_LOG
@@ -137,7 +137,7 @@ class Bus:
         self.sender_mismatches = 0
         """Messages dropped because they named a MAD as sender that could not have sent
         them (see :class:`mads.core.access.SenderPolicy`)."""
-        self._mismatches_seen: set[tuple[str, str]] = set()
+        self._first_mismatch = FirstTime(limit=1000)
         connection: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -310,10 +310,8 @@ class Bus:
         """Count a forged sender; say so once per sender and channel family."""
         self.sender_mismatches += 1
         family = where.rsplit(".", 1)[0] if where.count(".") > 2 else where
-        key = (sender_id, family)
-        if key in self._mismatches_seen or len(self._mismatches_seen) >= 1000:
+        if not self._first_mismatch((sender_id, family)):
             return
-        self._mismatches_seen.add(key)
         self.log.warning(
             "Dropped a message claiming sender %s %s %s, which %s may not write: forged "
             "sender; further ones are counted (mad_bus_sender_mismatches), not logged",

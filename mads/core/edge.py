@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -31,6 +32,21 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mads.core.logs import quoted
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+"""Always served: probes come from the node, not from loopback."""
+LOOPBACK_OPEN_PATHS = frozenset({"/status", "/metrics"})
+"""Served to loopback without credentials, so ``mad-status`` works beside its MAD."""
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 BUSY_CODE = -32000
 """JSON-RPC "server error" (the implementation-defined range): busy, retry later."""

@@ -18,17 +18,13 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mads.core.contract import INTERNAL_TOKEN_VARIABLE
+from mads.core.edge import LOOPBACK_OPEN_PATHS, OPEN_PATHS, is_loopback
+from mads.core.logs import FirstTime
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-LOOPBACK_OPEN_PATHS = frozenset({"/status", "/metrics"})
 REFUSED = (
     "this MAD serves the group only: present the group's internal credential "
     f"(Authorization: Bearer ${INTERNAL_TOKEN_VARIABLE}), or call its tools through Grace"
 )
-
-
-def _loopback(host: str | None) -> bool:
-    return host in ("127.0.0.1", "::1") or bool(host and host.startswith("127."))
 
 
 class InternalGuard:
@@ -42,7 +38,7 @@ class InternalGuard:
         self.app = app
         self._expected = f"Bearer {token}".encode()
         self.log = logger
-        self._logged: set[str] = set()
+        self._first = FirstTime()
         self.refusals = Counter(
             "mad_internal_refusals",
             "Requests refused for lack of the group's internal credential",
@@ -56,7 +52,7 @@ class InternalGuard:
             return
         client = scope.get("client")
         host = client[0] if client else None
-        if path in LOOPBACK_OPEN_PATHS and _loopback(host):
+        if path in LOOPBACK_OPEN_PATHS and is_loopback(host):
             await self.app(scope, receive, send)
             return
         presented = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
@@ -65,8 +61,7 @@ class InternalGuard:
             return
         self.refusals.inc()
         where = host or "unknown address"
-        if where not in self._logged and len(self._logged) < 10_000:
-            self._logged.add(where)
+        if self._first(where):
             self.log.warning(
                 "Refused a request from %s without the group's internal credential "
                 "(further ones are counted in mad_internal_refusals_total, not logged)",

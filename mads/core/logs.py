@@ -45,6 +45,23 @@ def quoted(value: object, limit: int = MAX_QUOTED) -> str:
     return text
 
 
+class FirstTime:
+    """Which keys have been seen: for what is logged once per key (a refusal per client,
+    a forged sender per channel family) and counted thereafter. Remembers at most
+    ``limit`` keys, so a flood of new keys cannot grow it; past that nothing more is logged."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._seen: set[object] = set()
+
+    def __call__(self, key: object) -> bool:
+        """True the first time ``key`` is seen (while there is room)."""
+        if key in self._seen or len(self._seen) >= self.limit:
+            return False
+        self._seen.add(key)
+        return True
+
+
 class LineFormatter(logging.Formatter):
     """``LEVEL:name:message``, the message on one line and capped."""
 

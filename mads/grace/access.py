@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 
@@ -26,22 +25,12 @@ import pydantic_core
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mads.core.edge import read_body, replay
+from mads.core.edge import LOOPBACK_OPEN_PATHS, OPEN_PATHS, is_loopback, read_body, replay
+from mads.core.logs import FirstTime
 from mads.grace.tokens import Limiter, Principal, retry_after, scope_problem
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-LOOPBACK_OPEN_PATHS = frozenset({"/status", "/metrics"})
 SCOPE_BODY_LIMIT = 4 * 1024 * 1024
 """Bodies read for the scope check (past it, the MCP endpoint's own limit refuses them)."""
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class AccessGuard:
@@ -56,7 +45,7 @@ class AccessGuard:
         self._principals = dict(principals)
         self.log = logger
         self.limiter = Limiter()
-        self._logged: set[tuple[str, str]] = set()
+        self._first = FirstTime()
         self.refusals = Counter(
             "grace_refusals",
             "Requests Grace refused, by token name (or '-') and reason",
@@ -133,10 +122,8 @@ class AccessGuard:
 
     def _refused(self, token: str, host: str | None, reason: str, detail: str) -> None:
         self.refusals.labels(token=token, reason=reason).inc()
-        key = (token if token != "-" else host or "?", reason)
-        if key in self._logged or len(self._logged) >= 10_000:
+        if not self._first((token if token != "-" else host or "?", reason)):
             return
-        self._logged.add(key)
         who = f"token {token!r}" if token != "-" else "a client"
         self.log.warning(
             "Refused a request from %s at %s: %s (further ones are counted in "
