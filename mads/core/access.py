@@ -54,10 +54,6 @@ def registry_key(owner: str) -> str:
     return f"mad.registry.tools.{owner}"
 
 
-def requests_stream(owner: str) -> str:
-    return channels.requests_stream(owner)
-
-
 def reply_cache(owner: str) -> str:
     return f"mad.{owner}.replies.*"
 
@@ -112,14 +108,14 @@ def permissions(contract: MadContract, group: Mapping[str, MadContract]) -> Perm
     publishes = [channels.heartbeat(contract.name), *access.publishes]
     if access.serves_tools:
         commands += SERVE_COMMANDS
-        keys += [requests_stream(contract.name), reply_cache(contract.name)]
+        keys += [channels.requests_stream(contract.name), reply_cache(contract.name)]
         keys.append(registry_key(contract.name))
         callers = [c.name for c in on_bus if c.bus.calls_tools and c.name != contract.name]
         publishes += [channels.reply(caller, "*", contract.name) for caller in callers]
     if access.calls_tools:
         commands += CALL_COMMANDS
         owners = [c.name for c in on_bus if c.bus.serves_tools and c.name != contract.name]
-        write_keys += [requests_stream(owner) for owner in owners]
+        write_keys += [channels.requests_stream(owner) for owner in owners]
         read_keys += [reply_cache(owner) for owner in owners]
         read_keys += [registry_key(owner) for owner in owners]
         subscribes += [channels.reply(contract.name, "*", owner) for owner in owners]

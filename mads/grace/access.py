@@ -91,10 +91,8 @@ class AccessGuard:
             receive = replay(body, read == "complete", receive)
         over = self.limiter.admit(principal)
         if over is not None:
-            reason, wait = over
-            kind = "concurrency" if "in flight" in reason else "rate"
-            self._refused(principal.name, host, kind, reason)
-            await _reply(send, 429, reason, {"retry-after": retry_after(wait)})
+            self._refused(principal.name, host, over.kind, over.reason)
+            await _reply(send, 429, over.reason, {"retry-after": retry_after(over.wait_s)})
             return
         try:
             await self.app(scope, receive, send)

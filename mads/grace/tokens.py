@@ -29,7 +29,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,12 +179,21 @@ class _Usage:
     in_flight: int = 0
 
 
+@dataclass(frozen=True)
+class OverLimit:
+    """A refused request: which limit (``rate`` or ``concurrency``), why, how long to wait."""
+
+    kind: str
+    reason: str
+    wait_s: float
+
+
 @dataclass
 class Limiter:
     """Each principal's request rate and calls in flight (used from one event loop, so
     without a lock)."""
 
-    clock: Any = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     _usage: dict[str, _Usage] = field(default_factory=dict)
 
     def _for(self, principal: Principal) -> _Usage:
@@ -194,15 +203,13 @@ class Limiter:
             usage = self._usage[principal.name] = _Usage(capacity, self.clock())
         return usage
 
-    def admit(self, principal: Principal) -> tuple[str, float] | None:
-        """Take one request for ``principal``; if over a limit, (the reason, seconds to
-        wait) and nothing taken."""
+    def admit(self, principal: Principal) -> OverLimit | None:
+        """Take one request for ``principal``; if over a limit, which and why, and nothing
+        taken."""
         usage = self._for(principal)
         if principal.concurrent_calls is not None and usage.in_flight >= principal.concurrent_calls:
-            return (
-                f"token {principal.name!r} has {usage.in_flight} calls in flight, its limit",
-                1.0,
-            )
+            reason = f"token {principal.name!r} has {usage.in_flight} calls in flight, its limit"
+            return OverLimit("concurrency", reason, 1.0)
         rate = principal.requests_per_second
         if rate is not None:
             now = self.clock()
@@ -210,8 +217,8 @@ class Limiter:
             usage.tokens = min(capacity, usage.tokens + (now - usage.updated) * rate)
             usage.updated = now
             if usage.tokens < 1.0:
-                wait = (1.0 - usage.tokens) / rate
-                return (f"token {principal.name!r} is over its limit of {rate:g} requests/s", wait)
+                reason = f"token {principal.name!r} is over its limit of {rate:g} requests/s"
+                return OverLimit("rate", reason, (1.0 - usage.tokens) / rate)
             usage.tokens -= 1.0
         usage.in_flight += 1
         return None
@@ -229,6 +236,7 @@ def retry_after(seconds: float) -> str:
 
 __all__ = [
     "Limiter",
+    "OverLimit",
     "Principal",
     "TokenFileError",
     "digest",

@@ -92,19 +92,24 @@ class Component:
         """The name as a DNS label (Kubernetes object names forbid underscores)."""
         return self.name.replace("_", "-")
 
-    def command(self) -> list[str]:
+    def command(self, users_file: str | None = None) -> list[str]:
         """The command line the component runs, the same on every substrate.
 
-        Redis reads its password from ``$REDIS_PASSWORD``: compose and Kubernetes expand it
-        from the environment, the local runner substitutes it before starting the process.
+        Redis reads its password from ``$(REDIS_PASSWORD)`` (Kubernetes expands it from the
+        environment) or, given a ``users_file``, its users from that ACL file (the local
+        runner and compose, which write it: :func:`acl_file`).
         """
         if self.name == REDIS:
+            auth = (
+                ["--aclfile", users_file]
+                if users_file is not None
+                else ["--requirepass", "$(REDIS_PASSWORD)"]
+            )
             return [
                 "redis-server",
                 "--port",
                 str(self.port),
-                "--requirepass",
-                "$(REDIS_PASSWORD)",
+                *auth,
                 "--appendonly",
                 "yes",
                 "--appendfsync",

@@ -72,13 +72,15 @@ def test_the_rate_limit_is_a_bucket_of_one_seconds_worth() -> None:
             limiter.release(five)
     assert admitted == 5
     refusal = limiter.admit(five)
-    assert refusal is not None and "over its limit of 5 requests/s" in refusal[0]
-    assert tokens.retry_after(refusal[1]) == "1"
+    assert refusal is not None and refusal.kind == "rate"
+    assert "over its limit of 5 requests/s" in refusal.reason
+    assert tokens.retry_after(refusal.wait_s) == "1"
     now[0] += 1.0
     assert sum(limiter.admit(five) is None for _ in range(50)) == 5
     two = tokens.Principal("two", concurrent_calls=2)
     assert limiter.admit(two) is None and limiter.admit(two) is None
-    assert "2 calls in flight" in (limiter.admit(two) or ("", 0))[0]
+    over = limiter.admit(two)
+    assert over is not None and over.kind == "concurrency" and "2 calls in flight" in over.reason
     limiter.release(two)
     assert limiter.admit(two) is None
 

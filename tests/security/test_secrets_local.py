@@ -15,6 +15,7 @@ from madgroup.local import envfile
 
 from tests.local.conftest import Group
 from tests.local.conftest import group as group  # the fixture
+from tests.support.secrets import exposures
 
 
 def _environment(pid: int) -> dict[str, str]:
@@ -56,13 +57,7 @@ def test_no_secret_is_visible_outside_the_process_that_needs_it(group: Group) ->
         for page in ("/status", "/metrics"):
             places[f"{name} {page}"] = httpx.get(base + page, headers=headers, timeout=10).text
     assert "users.acl" in " ".join(places) and "logs/fiedler.log" in " ".join(places)
-    hits = [
-        f"{key} in {where}"
-        for where, text in places.items()
-        for key, value in secrets.items()
-        if value in text
-    ]
-    assert hits == []
+    assert exposures(places, secrets) == []
 
     # Each MAD holds its own secrets only (Sequential Thinking, off the bus, none).
     state = group.state()

@@ -44,12 +44,17 @@ def _write(path: Path, text: str, mode: int, owner: int | None) -> None:
     os.replace(tmp, path)
 
 
+def _read(path: Path) -> str:
+    """What ``path`` holds, or "" when it is not there yet."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def _kept(path: Path, mode: int, owner: int | None) -> str:
     """The secret in ``path``, created if it is not there yet."""
-    try:
-        value = path.read_text().strip()
-    except FileNotFoundError:
-        value = ""
+    value = _read(path)
     if not value:
         value = _new_secret()
         _write(path, value, mode, owner)
@@ -62,7 +67,9 @@ def provide(out: Path, admin_password: str, owner: int | None = OWNER_UID) -> li
     users = access.group_permissions(group)
     internal = [c.name for c in group.values() if access.uses_internal_token(c)]
     passwords = {}
-    internal_token: str | None = None
+    # One credential for the group: the one a MAD already holds, else a new one.
+    held = (_read(out / name / INTERNAL_TOKEN_FILE) for name in internal)
+    internal_token = next((value for value in held if value), None) or _new_secret()
     done = []
     for name in sorted(set(users) | set(internal)):
         directory = out / name
@@ -72,9 +79,7 @@ def provide(out: Path, admin_password: str, owner: int | None = OWNER_UID) -> li
             done.append(f"{name}/{PASSWORD_FILE}")
         if name in internal:
             path = directory / INTERNAL_TOKEN_FILE
-            if internal_token is None:
-                internal_token = _existing_token(out, internal) or _new_secret()
-            if not path.exists() or path.read_text().strip() != internal_token:
+            if _read(path) != internal_token:
                 _write(path, internal_token, 0o400, owner)
             done.append(f"{name}/{INTERNAL_TOKEN_FILE}")
     acl_dir = out / ACL_DIR
@@ -82,17 +87,6 @@ def provide(out: Path, admin_password: str, owner: int | None = OWNER_UID) -> li
     _write(acl_dir / ACL_FILE, access.acl_file(admin_password, passwords, group), 0o444, None)
     done.append(f"{ACL_DIR}/{ACL_FILE}")
     return done
-
-
-def _existing_token(out: Path, names: list[str]) -> str | None:
-    for name in names:
-        try:
-            value = (out / name / INTERNAL_TOKEN_FILE).read_text().strip()
-        except OSError:
-            continue
-        if value:
-            return value
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

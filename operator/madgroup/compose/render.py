@@ -119,10 +119,7 @@ def compose_command(comp: Component, declared: MadGroupSpec | None = None) -> li
     takes its users from the ACL file the credentials service writes instead of a
     ``--requirepass`` (which ``docker inspect`` and ``ps`` would show)."""
     keys = secret_keys(declared or MadGroupSpec(), comp)
-    args = comp.command()
-    if "--requirepass" in args:
-        at = args.index("--requirepass")
-        args = [*args[:at], "--aclfile", f"{CREDENTIALS_DIR}/users.acl", *args[at + 2 :]]
+    args = comp.command(users_file=f"{CREDENTIALS_DIR}/users.acl")
     return [compose_argument(arg, keys) for arg in args]
 
 
