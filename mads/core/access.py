@@ -54,6 +54,12 @@ def registry_key(owner: str) -> str:
     return f"mad.registry.tools.{owner}"
 
 
+def password_variable(user: str) -> str:
+    """The variable that holds a MAD's own bus password where one place keeps them all
+    (``.env`` locally, the Redis pod's environment on Kubernetes): ``GRACE_BUS_PASSWORD``."""
+    return f"{user.upper()}_BUS_PASSWORD"
+
+
 def reply_cache(owner: str) -> str:
     return f"mad.{owner}.replies.*"
 
@@ -77,7 +83,11 @@ class Permissions:
 
     def acl_rule(self, password_sha256: str) -> str:
         """The ``user`` line of an ACL file (the password as its SHA-256, never itself)."""
-        parts = [f"user {self.user} on #{password_sha256} resetkeys resetchannels -@all"]
+        return f"user {self.user} on #{password_sha256} {self.rules()}"
+
+    def rules(self) -> str:
+        """What the user may do: everything on its ACL line after the password."""
+        parts = ["resetkeys resetchannels -@all"]
         parts += [f"+{command}" for command in self.commands]
         parts += [f"~{key}" for key in self.keys]
         parts += [f"%R~{key}" for key in self.read_keys]
@@ -167,6 +177,33 @@ def acl_file(
     for name, perms in group_permissions(group).items():
         lines.append(perms.acl_rule(password_sha256(passwords[name])))
     return "\n".join(lines) + "\n"
+
+
+def acl_script(group: Mapping[str, MadContract], path: str) -> str:
+    """A POSIX ``sh`` script that writes :func:`acl_file` to ``path`` from the passwords in
+    its environment (``$REDIS_PASSWORD``, each ``$<MAD>_BUS_PASSWORD``), for a Redis
+    container, which has a shell and ``sha256sum`` but no Python. A password reaches
+    ``sha256sum`` on its standard input, never on a command line."""
+
+    def line(user: str, variable: str, rules: str) -> str:
+        assert "'" not in rules
+        return f"""printf '%s #%s %s\\n' 'user {user} on' "$(sha "${variable}")" '{rules}'"""
+
+    script = [
+        "set -eu",
+        "umask 077",
+        """sha() { printf '%s' "$1" | sha256sum | cut -d ' ' -f 1; }""",
+    ]
+    users = group_permissions(group)
+    variables = ["REDIS_PASSWORD", *(password_variable(u) for u in users)]
+    script += [f': "${{{v}:?{v} is not set}}"' for v in variables]
+    body = [line(ADMIN_USER, "REDIS_PASSWORD", "~* &* +@all")]
+    body += [line(u, password_variable(u), perms.rules()) for u, perms in users.items()]
+    script.append("{")
+    script += [f"  {b}" for b in body]
+    script.append(f"}} > '{path}.tmp'")
+    script.append(f"mv '{path}.tmp' '{path}'")
+    return "\n".join(script) + "\n"
 
 
 class SenderPolicy:

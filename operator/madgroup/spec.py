@@ -272,7 +272,14 @@ class InvalidSpecError(UsageError, ValueError):
 
 
 KUBERNETES_ONLY = frozenset(
-    {"pullPolicy", "resources", "storageClassName", "retainOnDelete", "serviceType"}
+    {
+        "pullPolicy",
+        "resources",
+        "storageClassName",
+        "retainOnDelete",
+        "serviceType",
+        "busPasswordSecretRef",
+    }
 )
 """Fields the Kubernetes substrate adds to this model (``kube/crd.py``; a test keeps the
 two equal). Given to another substrate, they are refused with that reason, not as

@@ -250,6 +250,12 @@ def stop_order(names: Iterable[str] | None = None) -> list[Component]:
     return list(reversed(start_order(names)))
 
 
+def tools_component() -> Component:
+    """The MAD whose image runs the group's one-shot tools (``mad-bus-users``): the first
+    to start, so its image is there before Redis is."""
+    return next(c for c in start_order() if c.is_mad)
+
+
 INTERNAL_TOKEN_VARIABLE = contract_module.INTERNAL_TOKEN_VARIABLE
 
 
@@ -265,7 +271,7 @@ BUS_USERNAME_VARIABLE = "REDIS_USERNAME"
 
 def bus_password_variable(user: str) -> str:
     """Where a MAD's own bus password is kept (``.env``): ``GRACE_BUS_PASSWORD``..."""
-    return f"{user.upper()}_BUS_PASSWORD"
+    return access.password_variable(user)
 
 
 def bus_users() -> tuple[str, ...]:
@@ -278,6 +284,12 @@ def acl_file(admin_password: str, passwords: Mapping[str, str]) -> str:
     the ``default`` user) and one user per MAD on the bus, each allowed what its contract
     and the core need (:mod:`mads.core.access`). Passwords appear as SHA-256 only."""
     return access.acl_file(admin_password, passwords, registry.contracts())
+
+
+def acl_script(path: str) -> str:
+    """A ``sh`` script writing :func:`acl_file` to ``path`` from the passwords in its
+    environment (for a substrate whose secret store already holds them)."""
+    return access.acl_script(registry.contracts(), path)
 
 
 Address = Callable[[str], tuple[str, int]]

@@ -249,6 +249,15 @@ def has_condition(
     return check
 
 
+def generated_secrets(group: str) -> list[str]:
+    """The Secrets the operator makes for a group that references none: the administrator's
+    password, each bus user's, the internal credential."""
+    users = [naming.bus_secret_name(group, u) for u in topology.bus_users()]
+    return sorted(
+        [naming.password_secret_name(group), naming.internal_token_secret_name(group), *users]
+    )
+
+
 def children(apiserver: Apiserver, ns: str = NS) -> dict[str, list[str]]:
     """Every object the operator could create, by resource."""
     return {

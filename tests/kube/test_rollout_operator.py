@@ -22,6 +22,7 @@ from .conftest import (
     condition,
     create_group,
     eventually,
+    generated_secrets,
     group,
     group_path,
     has_condition,
@@ -40,7 +41,7 @@ async def test_components_come_up_one_at_a_time_in_dependency_order(apiserver, o
 
     # Only Redis's objects exist until Redis is ready.
     assert children(apiserver) == {
-        SECRETS: ["demo-redis-password"],
+        SECRETS: generated_secrets("demo"),
         SERVICES: ["demo-redis"],
         DEPLOYMENTS: [],
         STATEFULSETS: ["demo-redis"],
@@ -262,7 +263,10 @@ async def test_a_missing_secret_reference_is_stalled_until_it_exists(apiserver, 
         "name": "REDIS_PASSWORD",
         "valueFrom": {"secretKeyRef": {"name": "bus", "key": "pw"}},
     } in env
-    assert children(apiserver)[SECRETS] == ["bus"]  # no generated password
+    # no generated administrator's password
+    assert children(apiserver)[SECRETS] == sorted(
+        ["bus", *(n for n in generated_secrets("demo") if n != "demo-redis-password")]
+    )
 
 
 async def test_an_operator_restart_mid_rollout_resumes_without_duplicates(apiserver, operator):
@@ -271,7 +275,7 @@ async def test_an_operator_restart_mid_rollout_resumes_without_duplicates(apiser
         await eventually(lambda c=comp: workload(apiserver, "demo", c), f"{comp} applied")
         await mark_ready(apiserver, "demo", comp)
     await eventually(lambda: workload(apiserver, "demo", "grace"), "grace applied")
-    secret = apiserver.live(SECRETS, NS, "demo-redis-password")
+    made = {n: apiserver.live(SECRETS, NS, n)["data"] for n in generated_secrets("demo")}
     await operator.stop()
 
     await mark_ready(apiserver, "demo", "grace")  # happens while no operator runs
@@ -283,13 +287,13 @@ async def test_an_operator_restart_mid_rollout_resumes_without_duplicates(apiser
     await eventually(has_condition(apiserver, "demo", "Ready", "True"), "Ready=True")
 
     assert children(apiserver) == {
-        SECRETS: ["demo-redis-password"],
+        SECRETS: generated_secrets("demo"),
         SERVICES: sorted(naming.child_name("demo", c) for c in topology.COMPONENT_NAMES),
         DEPLOYMENTS: ["demo-grace", "demo-rogers", "demo-sequential-thinking"],
         STATEFULSETS: ["demo-fiedler", "demo-redis"],
         POLICIES: ["demo-internal"],
     }
-    # Created exactly once each: no second create, the password never regenerated.
+    # Created exactly once each: no second create, no credential ever regenerated.
     creates = [
         r
         for r in apiserver.served
@@ -297,8 +301,9 @@ async def test_an_operator_restart_mid_rollout_resumes_without_duplicates(apiser
         and r.resource is not None
         and r.resource.plural not in ("events", "madgroups")
     ]
-    assert len(creates) == 1  # the generated Secret; everything else is server-side applied
-    assert apiserver.live(SECRETS, NS, "demo-redis-password")["data"] == secret["data"]
+    # the generated Secrets; everything else is server-side applied
+    assert len(creates) == len(generated_secrets("demo"))
+    assert {n: apiserver.live(SECRETS, NS, n)["data"] for n in made} == made
     for (res, _ns, _name), obj in list(apiserver.objects.items()):
         if res.plural in ("deployments", "statefulsets"):
             assert sum(1 for v in obj.history if v is None) == 0, f"{_name} was recreated"
@@ -351,18 +356,22 @@ async def test_deletion_removes_volumes_when_the_spec_says_so(apiserver, operato
     assert pvc_deletes == ["data-demo-fiedler-0"]
 
 
-async def test_the_password_never_reaches_status_events_or_logs(apiserver, operator, caplog):
+async def test_no_credential_reaches_status_events_or_logs(apiserver, operator, caplog):
     caplog.set_level("DEBUG")
     await create_group(apiserver, "demo")
     await roll_out(apiserver, "demo")
-    encoded = apiserver.live(SECRETS, NS, "demo-redis-password")["data"]["password"]
-    password = base64.b64decode(encoded).decode()
-    assert len(password) >= 32
+    values = []
+    for name in generated_secrets("demo"):
+        (encoded,) = apiserver.live(SECRETS, NS, name)["data"].values()
+        value = base64.b64decode(encoded).decode()
+        assert len(value) >= 32, name
+        values += [value, encoded]
+    assert len(set(values)) == len(values), "two generated credentials are the same"
     for (res, _ns, name), obj in list(apiserver.objects.items()):
         if res.plural == "secrets" or obj.deleted:
             continue
         text = json.dumps(obj.raw)
-        assert password not in text and encoded not in text, f"{res.plural}/{name} leaks it"
+        assert not [v for v in values if v in text], f"{res.plural}/{name} leaks a credential"
     events = apiserver.names("v1/events", NS)
     assert events, "the operator posted no events"
-    assert password not in caplog.text and encoded not in caplog.text
+    assert not [v for v in values if v in caplog.text]

@@ -236,7 +236,7 @@ def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
     """The one-shot that writes the credentials (as root, for the files' ownership: every
     capability dropped but CHOWN and DAC_OVERRIDE — to keep files it made for the MADs'
     user —, no network, read-only, exits when done)."""
-    first = next(c for c in topology.start_order() if c.is_mad)
+    first = topology.tools_component()
     volumes = [f"{ACL_VOLUME}:{CREDENTIALS_DIR}/redis"]
     volumes += [
         f"{credentials_volume(c)}:{CREDENTIALS_DIR}/{c.name}"

@@ -2,7 +2,8 @@
 Kubernetes honours, the status the operator writes, and the CRD generated from both.
 
 Kubernetes adds: an image pull policy, container resources, a storage class and whether a
-volume outlives its group, and the type of Grace's Service. Cross-field rules live twice on
+volume outlives its group, the type of Grace's Service, and a referenced Secret for a MAD's
+bus password (elsewhere the substrate makes and keeps it). Cross-field rules live twice on
 purpose: as CEL ``x-kubernetes-validations`` (the API server refuses the object) and as the
 model's validators (an object that slipped past the schema, e.g. created before the CRD was
 updated, is reported ``Stalled`` instead of being half-applied).
@@ -86,6 +87,14 @@ class WithResources(BaseModel):
     )
 
 
+class WithBusUser(BaseModel):
+    busPasswordSecretRef: spec.SecretKeyRef | None = Field(
+        default=None,
+        description="This MAD's own bus password (its Redis ACL user). Unset: a Secret "
+        "the operator generates once, <group>-<component>-bus.",
+    )
+
+
 class KubeRedisSpec(spec.RedisSpec, WithResources):
     """The Conversation Bus."""
 
@@ -98,7 +107,7 @@ class KubeSequentialThinkingSpec(spec.SequentialThinkingSpec, WithResources):
     """The Sequential Thinking MCP server."""
 
 
-class KubeGraceSpec(spec.GraceSpec, WithResources):
+class KubeGraceSpec(spec.GraceSpec, WithResources, WithBusUser):
     """The front door, the one component reachable from outside the group."""
 
     serviceType: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
@@ -106,7 +115,7 @@ class KubeGraceSpec(spec.GraceSpec, WithResources):
     )
 
 
-class KubeRogersSpec(spec.RogersSpec, WithResources):
+class KubeRogersSpec(spec.RogersSpec, WithResources, WithBusUser):
     """The bus monitor."""
 
 
@@ -130,7 +139,7 @@ class KubeLLMSpec(spec.LLMSpec):
     )
 
 
-class KubeFiedlerSpec(spec.FiedlerSpec, WithResources):
+class KubeFiedlerSpec(spec.FiedlerSpec, WithResources, WithBusUser):
     """The orchestrator (one writer of its SQLite task store)."""
 
     storage: KubeStorageSpec = Field(
@@ -161,6 +170,11 @@ class KubeMadGroupSpec(spec.MadGroupSpec):
         found = self.component(name)
         assert isinstance(found, WithResources)
         return found
+
+    def bus_password(self, user: str) -> spec.SecretKeyRef | None:
+        """The Secret a bus user's password is referenced from; None: the generated one."""
+        found = self.component(user)
+        return found.busPasswordSecretRef if isinstance(found, WithBusUser) else None
 
     def storage_of(self, name: str) -> KubeStorageSpec | None:
         found = getattr(self.component(name), "storage", None)

@@ -61,6 +61,16 @@ def password_secret_name(group: str) -> str:
     return f"{group}-redis-password"
 
 
+def bus_secret_name(group: str, user: str) -> str:
+    """The generated Secret of one MAD's bus password."""
+    return f"{group}-{topology.component(user).dns_name}-bus"
+
+
+def internal_token_secret_name(group: str) -> str:
+    """The generated Secret of the group's internal credential."""
+    return f"{group}-internal-token"
+
+
 def network_policy_name(group: str) -> str:
     return f"{group}-internal"
 

@@ -16,9 +16,14 @@ from typing import Any
 from madgroup import topology
 from madgroup.kube import naming
 from madgroup.kube.crd import KubeMadGroupSpec, KubeStorageSpec, WithResources
-from madgroup.spec import API_VERSION, KIND, SecretKeyRef
+from madgroup.spec import API_VERSION, KIND, PASSWORD_VARIABLE, SecretKeyRef
 
 PASSWORD_KEY = "password"
+TOKEN_KEY = "token"
+CREDENTIALS_DIR = "/run/madgroup"
+"""Where Redis's init container writes the ACL file (an in-memory emptyDir) for Redis."""
+ACL_VOLUME = "bus-acl"
+ACL_PATH = f"{CREDENTIALS_DIR}/users.acl"
 POD_UID = 10001
 CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
@@ -69,17 +74,57 @@ def password_ref(owner: Owner, spec: KubeMadGroupSpec) -> SecretKeyRef:
     return SecretKeyRef(name=naming.password_secret_name(owner.name), key=PASSWORD_KEY)
 
 
+@dataclass(frozen=True)
+class GeneratedSecret:
+    """A Secret the operator makes once (a fresh CSPRNG value) and never re-renders onto
+    an existing one: that would change a credential under running pods."""
+
+    name: str
+    key: str
+
+    def ref(self) -> SecretKeyRef:
+        return SecretKeyRef(name=self.name, key=self.key)
+
+    def manifest(self, owner: Owner) -> Manifest:
+        value = secrets.token_urlsafe(32)
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _metadata(owner, self.name, topology.bus().name),
+            "type": "Opaque",
+            "data": {self.key: base64.b64encode(value.encode()).decode()},
+        }
+
+
+def _admin_secret(owner: Owner) -> GeneratedSecret:
+    return GeneratedSecret(naming.password_secret_name(owner.name), PASSWORD_KEY)
+
+
+def _bus_secret(owner: Owner, user: str) -> GeneratedSecret:
+    return GeneratedSecret(naming.bus_secret_name(owner.name, user), PASSWORD_KEY)
+
+
+def _internal_secret(owner: Owner) -> GeneratedSecret:
+    return GeneratedSecret(naming.internal_token_secret_name(owner.name), TOKEN_KEY)
+
+
 def password_secret(owner: Owner) -> Manifest:
-    """A new Secret holding a fresh CSPRNG password. Created once, never re-rendered onto an
-    existing Secret (that would change the password under running pods)."""
-    password = secrets.token_urlsafe(32)
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _metadata(owner, naming.password_secret_name(owner.name), topology.bus().name),
-        "type": "Opaque",
-        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
-    }
+    """A new administrator's password Secret."""
+    return _admin_secret(owner).manifest(owner)
+
+
+def generated_secrets(owner: Owner, spec: KubeMadGroupSpec) -> list[GeneratedSecret]:
+    """What the operator generates for the group, created with Redis (whose ACL file needs
+    every bus password): the administrator's password and each MAD's bus password unless
+    the spec references a Secret of its own, and the group's internal credential."""
+    found = [] if spec.password() is not None else [_admin_secret(owner)]
+    found += [_bus_secret(owner, u) for u in topology.bus_users() if spec.bus_password(u) is None]
+    found.append(_internal_secret(owner))
+    return found
+
+
+def bus_password_ref(owner: Owner, spec: KubeMadGroupSpec, user: str) -> SecretKeyRef:
+    return spec.bus_password(user) or _bus_secret(owner, user).ref()
 
 
 def network_policy(owner: Owner) -> Manifest:
@@ -158,11 +203,38 @@ def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[st
         ).items()
     ]
     for binding in spec.bindings(name):
+        if comp.is_mad and binding.variable == PASSWORD_VARIABLE:
+            continue  # a MAD connects as its own bus user, never as the administrator
         if binding.value is not None:
             env.append({"name": binding.variable, "value": binding.value})
         else:
             env.append(_secret_env(binding.variable, binding.secret or password_ref(owner, spec)))
+    if comp.bus_user is not None:
+        env.append({"name": topology.BUS_USERNAME_VARIABLE, "value": comp.bus_user})
+        env.append(_secret_env(PASSWORD_VARIABLE, bus_password_ref(owner, spec, comp.bus_user)))
+    if topology.needs_internal_token(comp):
+        env.append(_secret_env(topology.INTERNAL_TOKEN_VARIABLE, _internal_secret(owner).ref()))
     return env
+
+
+def _acl_writer(owner: Owner, spec: KubeMadGroupSpec) -> dict[str, Any]:
+    """Redis's init container: a shell script in Redis's own image (so a new MAD image
+    never restarts the bus) writes the ACL file, hashes of the administrator's and every
+    bus user's password, read from their Secrets (:func:`mads.core.access.acl_script`)."""
+    env = [_secret_env(PASSWORD_VARIABLE, password_ref(owner, spec))]
+    env += [
+        _secret_env(topology.bus_password_variable(u), bus_password_ref(owner, spec, u))
+        for u in topology.bus_users()
+    ]
+    return {
+        "name": "bus-users",
+        "image": spec.image_of(topology.bus().name),
+        "imagePullPolicy": spec.image.pullPolicy,
+        "command": ["sh", "-c", topology.acl_script(ACL_PATH)],
+        "env": env,
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+        "volumeMounts": [{"name": ACL_VOLUME, "mountPath": CREDENTIALS_DIR}],
+    }
 
 
 def _probes(comp: topology.Component) -> dict[str, Any]:
@@ -212,14 +284,22 @@ def _resources(settings: WithResources) -> dict[str, Any]:
 def pod_template(owner: Owner, spec: KubeMadGroupSpec, name: str) -> dict[str, Any]:
     comp = topology.component(name)
     settings = spec.kube(name)
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     if comp.data_path:
         mounts.append({"name": "data", "mountPath": comp.data_path})
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
+    ]
+    init: list[dict[str, Any]] = []
+    if not comp.is_mad:
+        mounts.append({"name": ACL_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True})
+        volumes.append({"name": ACL_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+        init.append(_acl_writer(owner, spec))
     container: dict[str, Any] = {
         "name": comp.dns_name,
         "image": spec.image_of(name),
         "imagePullPolicy": spec.image.pullPolicy,
-        "command": comp.command(),
+        "command": comp.command(users_file=ACL_PATH),
         "ports": [{"name": _port_name(comp), "containerPort": comp.port, "protocol": "TCP"}],
         "env": environment(owner, spec, name),
         **_probes(comp),
@@ -227,22 +307,22 @@ def pod_template(owner: Owner, spec: KubeMadGroupSpec, name: str) -> dict[str, A
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
         "volumeMounts": mounts,
     }
-    return {
-        "metadata": {"labels": naming.labels(owner.name, name)},
-        "spec": {
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": POD_UID,
-                "runAsGroup": POD_UID,
-                "fsGroup": POD_UID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": POD_UID,
+            "runAsGroup": POD_UID,
+            "fsGroup": POD_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+    if init:
+        pod["initContainers"] = init
+    pod["containers"] = [container]
+    pod["volumes"] = volumes
+    return {"metadata": {"labels": naming.labels(owner.name, name)}, "spec": pod}
 
 
 def _claim(storage: KubeStorageSpec) -> dict[str, Any]:

@@ -65,14 +65,18 @@ def _path(manifest: Mapping[str, Any]) -> str:
     return naming.KINDS[manifest["kind"]].path(meta["namespace"], meta["name"])
 
 
-def _generated_secret_path(
+def _generated(
     owner: objects.Owner, desired: crd.KubeMadGroupSpec, name: str
-) -> str | None:
-    """The password Secret the operator generates, if component ``name`` has one (Redis,
-    when the spec names no Secret of its own)."""
-    if not topology.component(name).is_mad and desired.password() is None:
-        return naming.SECRET.path(owner.namespace, naming.password_secret_name(owner.name))
-    return None
+) -> list[objects.GeneratedSecret]:
+    """The Secrets the operator generates, made with component ``name``: all of them with
+    Redis (its ACL file needs every bus password, and it starts first)."""
+    if topology.component(name).is_mad:
+        return []
+    return objects.generated_secrets(owner, desired)
+
+
+def _secret_path(owner: objects.Owner, secret: objects.GeneratedSecret) -> str:
+    return naming.SECRET.path(owner.namespace, secret.name)
 
 
 @dataclass
@@ -93,9 +97,10 @@ def _observe(api: KubeApi, owner: objects.Owner, desired: crd.KubeMadGroupSpec, 
         if manifest["kind"] in ("Deployment", "StatefulSet"):
             workload_live = live
     wanted = desired.component(name).replicas
-    secret_path = _generated_secret_path(owner, desired, name)
-    if secret_path is not None and api.get(secret_path) is None:
-        stale.insert(0, {"kind": "Secret", "generate": True})
+    missing = [
+        g for g in _generated(owner, desired, name) if api.get(_secret_path(owner, g)) is None
+    ]
+    stale[:0] = [{"kind": "Secret", "generate": g} for g in missing]
     ready = 0
     rolled_out = False
     stuck = None
@@ -125,9 +130,10 @@ def _observe(api: KubeApi, owner: objects.Owner, desired: crd.KubeMadGroupSpec, 
 def _apply(api: KubeApi, owner: objects.Owner, seen: _Seen) -> list[str]:
     done = []
     for manifest in seen.stale:
-        if manifest.get("generate"):
+        generate = manifest.get("generate")
+        if isinstance(generate, objects.GeneratedSecret):
             try:
-                api.create(naming.SECRET.path(owner.namespace), objects.password_secret(owner))
+                api.create(naming.SECRET.path(owner.namespace), generate.manifest(owner))
             except ApiError as exc:
                 if exc.status != 409:  # created meanwhile: keep that one
                     raise
@@ -276,9 +282,7 @@ def teardown(api: KubeApi, group: Mapping[str, Any], emit: Callable[[Event], Non
                 naming.PVC.path(owner.namespace, claim)
                 for claim in objects.claim_names(owner, desired, comp.name)
             ]
-        secret_path = _generated_secret_path(owner, desired, comp.name)
-        if secret_path is not None:
-            paths.append(secret_path)
+        paths += [_secret_path(owner, g) for g in _generated(owner, desired, comp.name)]
         deleted = [p for p in paths if api.delete(p)]
         if deleted:
             emit(Event("Normal", "Deleting", f"{comp.name}: deleting {len(deleted)} objects"))
