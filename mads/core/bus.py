@@ -127,6 +127,7 @@ class Bus:
         check_interval: float = 1.0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+        tls_ca_file: str | None = None,
     ) -> None:
         self.sender_id = sender_id
         self.max_message_bytes = max_message_bytes
@@ -155,13 +156,27 @@ class Bus:
             # while its command was being retried could stay stuck, never finishing.
             "retry": Retry(NoBackoff(), retries=1),
         }
+        if tls_ca_file is not None:
+            # rediss://: the server's certificate is verified against the group's CA and
+            # must name the host connected to.
+            connection.update(
+                ssl_ca_certs=tls_ca_file, ssl_cert_reqs="required", ssl_check_hostname=True
+            )
+            connection_class: type[aioredis.Connection] = aioredis.SSLConnection
+        else:
+            connection_class = aioredis.Connection
         self._redis = aioredis.Redis(
             connection_pool=_BoundedPool(
-                max_connections=max_connections, timeout=pool_timeout_s, **connection
+                max_connections=max_connections,
+                timeout=pool_timeout_s,
+                connection_class=connection_class,
+                **connection,
             )
         )
         # The watcher and the subscriptions: never queued behind busy commands.
-        self._control = aioredis.Redis(**connection)
+        self._control = aioredis.Redis(
+            connection_pool=aioredis.ConnectionPool(connection_class=connection_class, **connection)
+        )
         self._connected = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
         self.reconnects = 0

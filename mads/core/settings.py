@@ -107,6 +107,11 @@ class BusSettings(MadSettings):
         default=None,
         description="A file holding REDIS_PASSWORD (used when that is unset or empty).",
     )
+    redis_tls_ca_file: Path | None = Field(
+        default=None,
+        description="Set: the bus speaks TLS (rediss://) and its certificate must be signed by "
+        "this CA.",
+    )
     redis_max_connections: int = Field(
         default=64,
         ge=2,

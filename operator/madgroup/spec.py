@@ -208,6 +208,17 @@ class FiedlerSpec(ComponentSpec):
         return found
 
 
+class TLSSpec(Model):
+    """Encryption of the group's own traffic."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Redis speaks TLS only (its plaintext port is closed; client "
+        "certificates optional) and every MAD connects with rediss://, verifying Redis's "
+        "certificate against the group's private CA.",
+    )
+
+
 class MadGroupSpec(Model):
     """The desired MAD group."""
 
@@ -225,6 +236,7 @@ class MadGroupSpec(Model):
     grace: GraceSpec = Field(default_factory=GraceSpec, description="The front door.")
     rogers: RogersSpec = Field(default_factory=RogersSpec, description="The bus monitor.")
     fiedler: FiedlerSpec = Field(default_factory=FiedlerSpec, description="The orchestrator.")
+    tls: TLSSpec = Field(default_factory=TLSSpec, description="Encryption of the bus.")
     paused: bool = Field(
         default=False,
         description="Stop changing the group (same as annotation madgroup.io/paused: "
@@ -389,6 +401,7 @@ def resolve(spec: MadGroupSpec) -> dict[str, Any]:
     default, ``REDIS_PASSWORD``)."""
     return {
         "order": spec.order,
+        "tls": spec.tls.enabled,
         "bindings": {
             comp.name: [
                 {

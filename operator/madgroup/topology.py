@@ -55,6 +55,15 @@ VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """Where a TLS server finds its certificate, key and the group's CA on a substrate."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Component:
     """One service of the group."""
 
@@ -92,12 +101,13 @@ class Component:
         """The name as a DNS label (Kubernetes object names forbid underscores)."""
         return self.name.replace("_", "-")
 
-    def command(self, users_file: str | None = None) -> list[str]:
+    def command(self, users_file: str | None = None, tls: TlsFiles | None = None) -> list[str]:
         """The command line the component runs, the same on every substrate.
 
         Redis reads its password from ``$(REDIS_PASSWORD)`` (Kubernetes expands it from the
-        environment) or, given a ``users_file``, its users from that ACL file (the local
-        runner and compose, which write it: :func:`acl_file`).
+        environment) or, given a ``users_file``, its users from that ACL file (which each
+        substrate writes: :func:`acl_file`). With ``tls`` it listens on its port with TLS
+        only (``--port 0``: no plaintext), client certificates optional.
         """
         if self.name == REDIS:
             auth = (
@@ -105,10 +115,25 @@ class Component:
                 if users_file is not None
                 else ["--requirepass", "$(REDIS_PASSWORD)"]
             )
+            listen = ["--port", str(self.port)]
+            if tls is not None:
+                listen = [
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    str(self.port),
+                    "--tls-cert-file",
+                    tls.cert,
+                    "--tls-key-file",
+                    tls.key,
+                    "--tls-ca-cert-file",
+                    tls.ca,
+                    "--tls-auth-clients",
+                    "optional",
+                ]
             return [
                 "redis-server",
-                "--port",
-                str(self.port),
+                *listen,
                 *auth,
                 "--appendonly",
                 "yes",
@@ -290,6 +315,21 @@ def acl_script(path: str) -> str:
     """A ``sh`` script writing :func:`acl_file` to ``path`` from the passwords in its
     environment (for a substrate whose secret store already holds them)."""
     return access.acl_script(registry.contracts(), path)
+
+
+TLS_CA_VARIABLE = "REDIS_TLS_CA_FILE"
+"""Set for a MAD on the bus when the bus speaks TLS: the CA its certificate is checked
+against (:class:`mads.core.settings.BusSettings`)."""
+
+
+def tls_servers() -> dict[str, Component]:
+    """The components that serve TLS when the declaration asks for it, by certificate name."""
+    return {REDIS: REDIS_COMPONENT}
+
+
+def tls_environment(comp: Component, ca_file: str) -> dict[str, str]:
+    """What ``comp`` needs to speak TLS to the bus (nothing for a MAD off the bus)."""
+    return {TLS_CA_VARIABLE: ca_file} if comp.is_mad and comp.uses_bus else {}
 
 
 Address = Callable[[str], tuple[str, int]]

@@ -318,6 +318,7 @@ def render_start_interval() -> str:
 SUBSTRATE = "docker compose"
 REFUSED = {
     "spec.*.replicas": "it runs one container per service; more replicas need Kubernetes",
+    "spec.tls.*": "TLS is not rendered for compose yet; use the local runner",
 }
 IGNORED = {
     "spec.*.storage.size": "a named volume has no size",

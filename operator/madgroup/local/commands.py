@@ -10,9 +10,18 @@ import subprocess
 import time
 from pathlib import Path
 
-from madgroup import rollout, topology
+from madgroup import rollout, spec, topology
 from madgroup.errors import CommandError
-from madgroup.local import conditions, control, envfile, launcher, logview, processes, readiness
+from madgroup.local import (
+    certificates,
+    conditions,
+    control,
+    envfile,
+    launcher,
+    logview,
+    processes,
+    readiness,
+)
 from madgroup.local.context import Context
 from madgroup.local.smoke import smoke as run_smoke
 from madgroup.local.state import STATE_ENV, Phase
@@ -46,7 +55,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(GRACE_BUS_PASSWORD...: each MAD connects as a Redis ACL user of its own) and the "
         "group's internal credential (MAD_INTERNAL_TOKEN: the MADs behind Grace answer MCP "
         "only to it). Missing "
-        "or empty ones are filled in; an existing password is never replaced.",
+        "or empty ones are filled in; an existing password is never replaced. With --tls, "
+        "also the group's private CA and Redis's certificate (in the state directory's tls/; "
+        "kept, and renewed when due).",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="also create the private CA and certificates 'madgroup up --tls' uses",
+    )
+    p.add_argument(
+        "--renew",
+        action="store_true",
+        help="with --tls: issue every server certificate again (the CA stays); a running "
+        "Redis picks its new one up without a restart",
     )
     p.set_defaults(handler=cmd_init)
 
@@ -74,6 +96,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="guide: each component after the one before it (the default); graph: only "
         "after what it talks to, so independent components start side by side "
         "(overrides spec.order)",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="encrypt the bus: Redis serves TLS only and the MADs verify it against the "
+        "group's private CA, made by 'madgroup init --tls' or here (same as spec.tls.enabled)",
     )
     p.add_argument(
         "--foreground",
@@ -166,6 +195,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.renew and not args.tls:
+        raise CommandError("--renew renews the TLS certificates: use it with --tls", code=2)
     ctx = Context.from_args(args)
     try:
         users = {user: topology.bus_password_variable(user) for user in topology.bus_users()}
@@ -173,7 +204,33 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(envfile.init(ctx.env_file, ctx.example_file, users, internal))
     except envfile.EnvFileError as exc:
         raise CommandError(str(exc), code=2) from None
+    if args.tls:
+        ctx.state.ensure()
+        try:
+            written = certificates.ensure(ctx.state, spec.default_document().name, renew=args.renew)
+        except OSError as exc:
+            raise CommandError(f"cannot write {ctx.state.tls_dir}: {exc.strerror}") from None
+        where = ctx.state.tls_dir
+        said = f"wrote {', '.join(written)}" if written else "certificates are current"
+        print(f"TLS: {said} in {where} (CA: {where / 'ca.crt'}); start with: madgroup up --tls")
+        if written:
+            _reload_running_redis(ctx)
     return 0
+
+
+def _reload_running_redis(ctx: Context) -> None:
+    """A renewed certificate reaches a Redis that is running with TLS at once."""
+    state = ctx.state.load()
+    redis = state.components.get(topology.bus().name)
+    files = certificates.tls_files(ctx.state, topology.bus().name)
+    if redis is None or files is None or not processes.alive(redis.pid, redis.ticks):
+        return
+    password = ctx.dotenv().get(envfile.PASSWORD_KEY, "")
+    try:
+        certificates.reload_redis(redis.port, password, files)
+    except certificates.ReloadError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"TLS: the running Redis (port {redis.port}) now serves its new certificate")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -187,6 +244,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         args.foreground,
         file=args.file,
         order=args.order,
+        tls=args.tls,
     )
 
 
@@ -229,7 +287,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         ready = "-"
         ok = False
         if up:
-            ok = readiness.ready(comp, c.port, password or "", timeout=1.0)
+            ok = readiness.ready(
+                comp, c.port, password or "", timeout=1.0, ca_file=certificates.ca_file(ctx.state)
+            )
             ready = "yes" if ok else "no"
         observed[comp.name] = conditions.observe(c.phase, running=up, ready=ok)
         rows.append(

@@ -13,7 +13,16 @@ from pathlib import Path
 
 from madgroup import spec, topology
 from madgroup.errors import CommandError
-from madgroup.local import declaration, detach, launcher, logview, ports, processes, watch
+from madgroup.local import (
+    certificates,
+    declaration,
+    detach,
+    launcher,
+    logview,
+    ports,
+    processes,
+    watch,
+)
 from madgroup.local.context import Context
 from madgroup.local.progress import Progress, describe
 from madgroup.local.state import (
@@ -50,12 +59,15 @@ def up(
     *,
     file: Path | None = None,
     order: str | None = None,
+    tls: bool | None = None,
 ) -> int:
     wanted = check_names(names) or list(topology.COMPONENT_NAMES)
     wanted = [c.name for c in topology.with_gates(wanted)]
     document, declared, notes = declaration.load(file)
     if order is not None:
         declared = declared.model_copy(update={"order": order})
+    if tls:
+        declared = declared.model_copy(update={"tls": spec.TLSSpec(enabled=True)})
     for note in notes:
         print(f"madgroup: note: {note}", file=sys.stderr)
     resolved = spec.resolve(declared)
@@ -74,9 +86,8 @@ def up(
     with sd.command_lock():
         state = sd.load()
         if sd.supervisor_running():
-            if (file is not None or order is not None) and sd.declared() != Declared.from_json(
-                resolved
-            ):
+            chosen = file is not None or order is not None or tls is not None
+            if chosen and sd.declared() != Declared.from_json(resolved):
                 raise CommandError(
                     "the group is running with another declaration: run 'madgroup down' "
                     "first, then 'madgroup up' with the new one",
@@ -84,6 +95,11 @@ def up(
                 )
             return _up_running(ctx, state, wanted, timeout)
         sd.save_declaration(document, resolved)
+        if declared.tls.enabled:
+            try:
+                certificates.ensure(sd, document.name)
+            except OSError as exc:
+                raise CommandError(f"cannot write {sd.tls_dir}: {exc.strerror}") from None
         adopted = {
             name: c for name, c in state.components.items() if processes.alive(c.pid, c.ticks)
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 from typing import Any
 
 from madgroup import topology
@@ -17,16 +18,31 @@ def _bulk(text: str) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-def redis_ping(port: int, password: str | None, timeout: float = 0.5) -> str:
+def _connect(port: int, timeout: float, ca_file: str | None) -> socket.socket:
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    if ca_file is None:
+        return sock
+    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        return context.wrap_socket(sock, server_hostname=HOST)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def redis_ping(
+    port: int, password: str | None, timeout: float = 0.5, ca_file: str | None = None
+) -> str:
     """Send ``AUTH`` (if a password is given) and ``PING``; return Redis's last reply line
-    (``PONG`` when ready, e.g. ``NOAUTH ...`` or ``LOADING ...`` otherwise)."""
+    (``PONG`` when ready, e.g. ``NOAUTH ...`` or ``LOADING ...`` otherwise). With a
+    ``ca_file``, over TLS, Redis's certificate checked against that CA."""
     request = b""
     replies = 1
     if password is not None:
         request += b"*2\r\n" + _bulk("AUTH") + _bulk(password)
         replies += 1
     request += b"*1\r\n" + _bulk("PING")
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+    with _connect(port, timeout, ca_file) as sock:
         sock.sendall(request)
         buffer = b""
         while buffer.count(b"\r\n") < replies:
@@ -41,9 +57,9 @@ def redis_ping(port: int, password: str | None, timeout: float = 0.5) -> str:
     return (failed or lines[-1]).lstrip("+-")
 
 
-def redis_ready(port: int, password: str, timeout: float = 0.5) -> bool:
+def redis_ready(port: int, password: str, timeout: float = 0.5, ca_file: str | None = None) -> bool:
     try:
-        return redis_ping(port, password, timeout) == "PONG"
+        return redis_ping(port, password, timeout, ca_file) == "PONG"
     except OSError:
         return False
 
@@ -70,9 +86,16 @@ def http_ready(port: int, path: str = "/readyz", timeout: float = 1.0) -> bool:
         return False
 
 
-def ready(comp: topology.Component, port: int, password: str, timeout: float = 1.0) -> bool:
+def ready(
+    comp: topology.Component,
+    port: int,
+    password: str,
+    timeout: float = 1.0,
+    ca_file: str | None = None,
+) -> bool:
+    """``ca_file``: the bus speaks TLS, its certificate signed by that CA."""
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
-        return redis_ready(port, password, timeout)
+        return redis_ready(port, password, timeout, ca_file)
     return http_ready(port, comp.probe.path, timeout)
 
 

@@ -17,7 +17,7 @@ from typing import Any, TextIO, TypeVar
 
 from madgroup import topology
 from madgroup.errors import MadGroupError
-from madgroup.local import launcher, readiness
+from madgroup.local import certificates, launcher, readiness
 from madgroup.local.context import Context
 from madgroup.local.envfile import PASSWORD_KEY
 from madgroup.local.state import GroupState
@@ -133,21 +133,35 @@ class Smoke:
 
     def step2(self) -> str:
         port = str(self.ports[topology.REDIS])
+        ca = certificates.ca_file(self.ctx.state)
+        # With TLS on, the guide's redis-cli needs --tls and the group's CA; a plaintext
+        # client must be refused first.
+        tls = ["--tls", "--cacert", ca] if ca is not None else []
+        plain = ""
+        if ca is not None:
+            refused = self.run(
+                topology.REDIS,
+                ["redis-cli", "-p", port, "ping"],
+                extra={"REDISCLI_AUTH": self.dotenv[PASSWORD_KEY]},
+            )
+            if refused.stdout.strip() == "PONG":
+                raise StepFailed("a plaintext redis-cli got PONG although TLS is on")
+            plain = "; plaintext refused (TLS only)"
         no_pass = self.run(
-            topology.REDIS, ["redis-cli", "-p", port, "ping"], drop=("REDISCLI_AUTH",)
+            topology.REDIS, ["redis-cli", *tls, "-p", port, "ping"], drop=("REDISCLI_AUTH",)
         )
         said = (no_pass.stdout + no_pass.stderr).strip()
         if "NOAUTH Authentication required" not in said:
             raise StepFailed(f"redis-cli ping without the password said {said!r}, not NOAUTH")
         with_pass = self.run(
             topology.REDIS,
-            ["redis-cli", "-p", port, "ping"],
+            ["redis-cli", *tls, "-p", port, "ping"],
             extra={"REDISCLI_AUTH": self.dotenv[PASSWORD_KEY]},
         )
         if with_pass.stdout.strip() != "PONG":
             raise StepFailed(f"redis-cli ping with the password said {with_pass.stdout!r}")
         self.wait_log(topology.REDIS, ["Ready to accept connections"])
-        return "NOAUTH without the password, PONG with it; 'Ready to accept connections'"
+        return f"NOAUTH without the password, PONG with it; 'Ready to accept connections'{plain}"
 
     def step3(self) -> str:
         port = self.ports[topology.SEQUENTIAL_THINKING]

@@ -105,10 +105,15 @@ class Declared:
 
     order: str = "guide"
     bindings: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)
+    tls: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Declared:
-        return cls(order=str(data.get("order", "guide")), bindings=dict(data.get("bindings", {})))
+        return cls(
+            order=str(data.get("order", "guide")),
+            bindings=dict(data.get("bindings", {})),
+            tls=bool(data.get("tls", False)),
+        )
 
 
 class StateDir:
@@ -214,6 +219,11 @@ class StateDir:
     def redis_acl(self) -> Path:
         """Redis's users, passwords hashed (mode 0600)."""
         return self.root / "users.acl"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The group's private CA and server certificates (``madgroup init --tls``)."""
+        return self.root / "tls"
 
     def log_file(self, name: str) -> Path:
         return self.logs / f"{name}.log"

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from madgroup import rollout, topology
-from madgroup.local import conditions, envfile, launcher, processes, readiness
+from madgroup.local import certificates, conditions, envfile, launcher, processes, readiness
 from madgroup.local.state import (
     EXITED,
     FAILED,
@@ -102,6 +102,7 @@ class Supervisor:
         self.timeout = timeout
         self.state = state_dir.load()
         self.gates = conditions.gates(state_dir.declared().order)
+        self.ca_file = certificates.ca_file(state_dir)
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
         self.brought_up = False
@@ -150,7 +151,9 @@ class Supervisor:
         if cached is not None and up and now - cached[1] < RECHECK:
             return cached[0]
         comp = topology.component(name)
-        ok = readiness.ready(comp, self.state.ports[name], self.password, timeout=0.5)
+        ok = readiness.ready(
+            comp, self.state.ports[name], self.password, timeout=0.5, ca_file=self.ca_file
+        )
         self.ready_cache[name] = (ok, now)
         return ok
 
