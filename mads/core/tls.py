@@ -129,12 +129,14 @@ def issue(ca: Pair, server: str, hosts: Iterable[str]) -> Pair:
     return Pair(cert, key)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def _write(path: Path, data: bytes, mode: int, owner: int | None = None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
     os.chmod(tmp, mode)
+    if owner is not None and os.geteuid() == 0:
+        os.chown(tmp, owner, owner)
     os.replace(tmp, path)
 
 
@@ -167,11 +169,19 @@ def _still_good(pair: Pair, ca: Pair, hosts: Iterable[str]) -> bool:
 
 
 def ensure(
-    directory: Path, group: str, servers: Mapping[str, Iterable[str]], *, renew: bool = False
+    directory: Path,
+    group: str,
+    servers: Mapping[str, Iterable[str]],
+    *,
+    renew: bool = False,
+    server_dirs: Mapping[str, Path] | None = None,
+    owners: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """Make the CA (once) and each server's certificate and key in ``directory`` where
-    missing or due (all of them with ``renew``); return the file names written. Keys are
-    mode 0600, certificates 0644."""
+    """Make the CA (once) and each server's certificate and key where missing or due (all
+    of them with ``renew``); return the file names written. The CA lives in ``directory``;
+    a server's files go there too unless ``server_dirs`` names another place (then with a
+    copy of the CA's certificate), owned by ``owners[server]`` when running as root. Keys
+    are mode 0600 (0400 for another owner), certificates 0644."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     ca = _load(directory, CA_CERT, CA_KEY)
@@ -182,11 +192,26 @@ def ensure(
         written += [CA_CERT, CA_KEY]
     for server, hosts in servers.items():
         hosts = list(hosts)
-        pair = _load(directory, cert_file(server), key_file(server))
+        place = (server_dirs or {}).get(server, directory)
+        owner = (owners or {}).get(server)
+        if place != directory and copy_ca(directory, place, owner):
+            written.append(f"{server}/{CA_CERT}")
+        pair = _load(place, cert_file(server), key_file(server))
         if not renew and pair is not None and _still_good(pair, ca, hosts):
             continue
         pair = issue(ca, server, hosts)
-        _write(directory / key_file(server), pair.key_pem(), 0o600)
-        _write(directory / cert_file(server), pair.cert_pem(), 0o644)
+        _write(place / key_file(server), pair.key_pem(), 0o400 if owner else 0o600, owner)
+        _write(place / cert_file(server), pair.cert_pem(), 0o644, owner)
         written += [cert_file(server), key_file(server)]
     return written
+
+
+def copy_ca(directory: Path, to: Path, owner: int | None = None) -> bool:
+    """Put the CA's certificate (never its key) in ``to``; True when it was not there."""
+    data = (directory / CA_CERT).read_bytes()
+    target = to / CA_CERT
+    if target.exists() and target.read_bytes() == data:
+        return False
+    to.mkdir(parents=True, exist_ok=True)
+    _write(target, data, 0o644, owner)
+    return True

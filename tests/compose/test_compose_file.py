@@ -230,3 +230,27 @@ def test_image_builds_take_the_proxy_arguments(compose: dict[str, Any], root: Pa
     for arg in args:
         assert f"\nARG {arg}=\n" in dockerfile, arg
         assert f"# {arg}=" in example, f"{arg} is not documented in .env.example"
+
+
+def test_tls_renders_a_tls_only_redis_and_the_ca_for_every_bus_user():
+    from madgroup.compose.render import compose_document
+    from madgroup.spec import parse_spec
+
+    doc = compose_document(parse_spec({"tls": {"enabled": True}}))
+    services = doc["services"]
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--port") + 1] == "0"
+    assert command[command.index("--tls-port") + 1] == "6379"
+    assert "--tls --cacert /run/madgroup/ca.crt" in redis["healthcheck"]["test"][1]
+    for name, svc in services.items():
+        env = svc.get("environment", {})
+        on_bus = name in ("grace", "rogers", "fiedler")
+        assert (env.get("REDIS_TLS_CA_FILE") == "/run/madgroup/ca.crt") == on_bus, name
+        holds_ca_key = any(v.startswith("tls_ca:") for v in svc.get("volumes", []))
+        assert holds_ca_key == (name == "bus_users"), name
+    assert services["bus_users"]["command"][-2:] == ["--tls", "redis,localhost,127.0.0.1"]
+    assert "tls_ca" in doc["volumes"]
+    plain = compose_document(parse_spec({}))
+    assert "tls_ca" not in plain["volumes"]
+    assert "--tls-port" not in plain["services"]["redis"]["command"]

@@ -109,14 +109,21 @@ def _decoded(manifest: dict) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in manifest["data"].items()}
 
 
+@pytest.mark.parametrize("tls_on", [False, True], ids=["plain", "tls"])
 def test_the_redis_pod_runs_with_its_users_and_each_mad_pod_connects_as_its_own(
-    tmp_path: Path,
+    tmp_path: Path, tls_on: bool
 ) -> None:
-    declared = crd.parse({})
+    raw = {"tls": {"enabled": True}} if tls_on else {}
+    declared = crd.parse(raw)
     secrets = {
         s.name: _decoded(s.manifest(OWNER)) for s in objects.generated_secrets(OWNER, declared)
     }
-    pod = _pod("redis")
+    pod = _pod("redis", raw)
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    if tls_on:  # the kubelet projects the TLS Secret's keys as files
+        for key, value in secrets[naming.tls_secret_name("demo", "redis")].items():
+            (tls_dir / key).write_text(value)
     run_dir, data_dir = tmp_path / "run", tmp_path / "data"
     run_dir.mkdir()
     data_dir.mkdir()
@@ -146,10 +153,13 @@ def test_the_redis_pod_runs_with_its_users_and_each_mad_pod_connects_as_its_own(
 
     port = free_port()
     command = [
-        arg.replace(objects.CREDENTIALS_DIR, str(run_dir)).replace(topology.DATA_DIR, str(data_dir))
+        arg.replace(objects.TLS_DIR, str(tls_dir))
+        .replace(objects.CREDENTIALS_DIR, str(run_dir))
+        .replace(topology.DATA_DIR, str(data_dir))
         for arg in pod["containers"][0]["command"]
     ]
-    command[command.index("--port") + 1] = str(port)
+    command[command.index("--tls-port" if tls_on else "--port") + 1] = str(port)
+    tls_client = {"ssl": True, "ssl_ca_certs": str(tls_dir / "ca.crt")} if tls_on else {}
     server = subprocess.Popen(
         [*command, "--bind", "127.0.0.1", "--save", ""],
         stdout=subprocess.DEVNULL,
@@ -157,7 +167,9 @@ def test_the_redis_pod_runs_with_its_users_and_each_mad_pod_connects_as_its_own(
     )
     try:
         admin_env = _resolve(pod["containers"][0], secrets)
-        admin = redis.Redis(port=port, password=admin_env["REDIS_PASSWORD"], socket_timeout=5)
+        admin = redis.Redis(
+            port=port, password=admin_env["REDIS_PASSWORD"], socket_timeout=5, **tls_client
+        )
 
         def answers() -> bool:
             try:
@@ -167,9 +179,19 @@ def test_the_redis_pod_runs_with_its_users_and_each_mad_pod_connects_as_its_own(
 
         wait_for(answers, timeout=15, what="redis-server with the pod's ACL file")
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=port, socket_timeout=5).ping()
+            redis.Redis(port=port, socket_timeout=5, **tls_client).ping()
+        if tls_on:
+            with pytest.raises(redis.ConnectionError):  # plaintext: refused
+                redis.Redis(
+                    port=port, password=admin_env["REDIS_PASSWORD"], socket_timeout=5
+                ).ping()
         for name in topology.MAD_NAMES:
-            mad_env = _resolve(_pod(name)["containers"][0], secrets)
+            mad_pod = _pod(name, raw)
+            mad_env = _resolve(mad_pod["containers"][0], secrets)
+            if tls_on and "REDIS_USERNAME" in mad_env:
+                (volume,) = [v for v in mad_pod["volumes"] if "secret" in v]
+                assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+                assert mad_env["REDIS_TLS_CA_FILE"] == f"{objects.TLS_DIR}/ca.crt"
             if "REDIS_USERNAME" not in mad_env:
                 continue
             mad = redis.Redis(
@@ -177,6 +199,7 @@ def test_the_redis_pod_runs_with_its_users_and_each_mad_pod_connects_as_its_own(
                 username=mad_env["REDIS_USERNAME"],
                 password=mad_env["REDIS_PASSWORD"],
                 socket_timeout=5,
+                **tls_client,
             )
             assert mad.ping() is True, name
             for refused in (mad.flushall, lambda m=mad: m.config_get("*")):
@@ -192,3 +215,23 @@ def test_every_bus_user_and_only_they_can_reference_a_bus_secret():
     for name in topology.MAD_NAMES:
         has_field = "busPasswordSecretRef" in type(declared.component(name)).model_fields
         assert has_field == (name in topology.bus_users()), name
+
+
+def test_with_tls_the_redis_probe_and_certificate_fit_the_service():
+    raw = {"tls": {"enabled": True}}
+    redis_pod = _pod("redis", raw)
+    probe = " ".join(redis_pod["containers"][0]["readinessProbe"]["exec"]["command"])
+    assert f"--tls --cacert {objects.TLS_DIR}/ca.crt" in probe
+    (secret,) = [s for s in objects.generated_secrets(OWNER, crd.parse(raw)) if "tls" in s.name]
+    manifest = secret.manifest(OWNER)
+    assert manifest["type"] == "kubernetes.io/tls"
+    assert set(manifest["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(base64.b64decode(manifest["data"]["tls.crt"]))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(objects.allowed_hosts(OWNER, "redis")) <= set(
+        names.get_values_for_type(x509.DNSName)
+    )
+    # Sequential Thinking is off the bus: no TLS Secret mounted.
+    assert not [v for v in _pod("sequential_thinking", raw)["volumes"] if "secret" in v]

@@ -41,7 +41,8 @@ def test_compose_job_runs_the_compose_end_to_end_tests(root: Path) -> None:
     """The GitHub job runs what .ci/run runs, and that replays the guide's commands."""
     text = (root / WORKFLOW).read_text()
     assert "run: scripts/test tests/e2e/compose" in text
-    e2e = (root / "tests" / "e2e" / "compose" / "test_guide.py").read_text()
+    folder = root / "tests" / "e2e" / "compose"
+    e2e = (folder / "test_guide.py").read_text() + (folder / "steps.py").read_text()
     for command in (
         "docker-compose up -d redis",
         "docker-compose exec redis redis-cli ping",

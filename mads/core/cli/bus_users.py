@@ -7,6 +7,11 @@ internal credential, ``DIR/<mad>/internal_token`` (one value for the group); and
 ``DIR/redis/users.acl``, Redis's ACL file, rewritten on every run from ``$REDIS_PASSWORD``
 (the administrator's) and the users' passwords — hashes only, mode 0444 for the Redis
 user. Nothing secret is printed.
+
+With ``--tls HOSTS`` it also keeps the group's private CA in ``DIR/ca/`` (made once; its key
+never leaves that folder), Redis's certificate for ``HOSTS`` and its key in ``DIR/redis/``
+(owned by the Redis image's user; issued again when due, or with ``--renew``), and the CA's
+certificate in each bus user's folder (``ca.crt``, for ``REDIS_TLS_CA_FILE``).
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ import secrets
 import sys
 from pathlib import Path
 
-from mads.core import access
+from mads.core import access, tls
 from mads.core.registry import contracts
 
 OWNER_UID = 10001
 """The MAD images' user (docker/Dockerfile)."""
+REDIS_UID = 999
+"""The Redis image's user (redis:7.2-alpine and its local stand-in)."""
+CA_DIR = "ca"
 PASSWORD_FILE = "bus_password"
 INTERNAL_TOKEN_FILE = "internal_token"
 ACL_FILE = "users.acl"
@@ -89,6 +97,28 @@ def provide(out: Path, admin_password: str, owner: int | None = OWNER_UID) -> li
     return done
 
 
+def provide_tls(out: Path, hosts: list[str], *, renew: bool = False) -> list[str]:
+    """The CA, Redis's certificate and each bus user's copy of the CA's certificate."""
+    done = tls.ensure(
+        out / CA_DIR,
+        "madgroup",
+        {ACL_DIR: hosts},
+        renew=renew,
+        server_dirs={ACL_DIR: out / ACL_DIR},
+        owners={ACL_DIR: REDIS_UID},
+    )
+    done = [
+        name
+        if "/" in name
+        else f"{CA_DIR if name in (tls.CA_CERT, tls.CA_KEY) else ACL_DIR}/{name}"
+        for name in done
+    ]
+    for user in access.group_permissions(contracts()):
+        if tls.copy_ca(out / CA_DIR, out / user, OWNER_UID):
+            done.append(f"{user}/{tls.CA_CERT}")
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mad-bus-users",
@@ -97,13 +127,28 @@ def main(argv: list[str] | None = None) -> int:
         "administrator's password is read from $REDIS_PASSWORD.",
     )
     parser.add_argument("dir", type=Path, help="where the files go (one folder per MAD)")
+    parser.add_argument(
+        "--tls",
+        metavar="HOSTS",
+        help="also the group's CA and Redis's TLS certificate for these comma-separated "
+        "host names (e.g. redis,localhost,127.0.0.1)",
+    )
+    parser.add_argument(
+        "--renew", action="store_true", help="with --tls: issue Redis's certificate again"
+    )
     args = parser.parse_args(argv)
+    if args.renew and not args.tls:
+        print("mad-bus-users: --renew needs --tls", file=sys.stderr)
+        return 2
     admin = os.environ.get("REDIS_PASSWORD", "")
     if not admin:
         print("mad-bus-users: REDIS_PASSWORD is not set (the administrator's)", file=sys.stderr)
         return 2
     try:
         done = provide(args.dir, admin)
+        if args.tls:
+            hosts = [h.strip() for h in args.tls.split(",") if h.strip()]
+            done += provide_tls(args.dir, hosts, renew=args.renew)
     except OSError as exc:
         print(f"mad-bus-users: cannot write under {args.dir}: {exc.strerror}", file=sys.stderr)
         return 1

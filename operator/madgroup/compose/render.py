@@ -43,6 +43,20 @@ Redis's ACL file (hashes only), so no generated secret is in any container's env
 or command line and the guide's ``.env`` still holds just ``REDIS_PASSWORD``."""
 CREDENTIALS_DIR = "/run/madgroup"
 ACL_VOLUME = "bus_acl"
+CA_VOLUME = "tls_ca"
+"""With TLS: the group's private CA (its key), mounted in the credentials service only."""
+TLS_HOSTS = ("localhost", "127.0.0.1")
+"""Besides its service name: what Redis's certificate names (the healthcheck's address)."""
+
+
+def tls_files(comp: Component) -> topology.TlsFiles:
+    """Where a TLS server's files are in its container (written by the credentials
+    service into the volume it mounts on ``CREDENTIALS_DIR``)."""
+    return topology.TlsFiles(
+        ca=f"{CREDENTIALS_DIR}/ca.crt",
+        cert=f"{CREDENTIALS_DIR}/{comp.name}.crt",
+        key=f"{CREDENTIALS_DIR}/{comp.name}.key",
+    )
 
 
 def credentials_volume(comp: Component) -> str:
@@ -118,8 +132,10 @@ def compose_command(comp: Component, declared: MadGroupSpec | None = None) -> li
     """The topology's command line, spelled for compose (same arguments), except that Redis
     takes its users from the ACL file the credentials service writes instead of a
     ``--requirepass`` (which ``docker inspect`` and ``ps`` would show)."""
-    keys = secret_keys(declared or MadGroupSpec(), comp)
-    args = comp.command(users_file=f"{CREDENTIALS_DIR}/users.acl")
+    spec = declared or MadGroupSpec()
+    keys = secret_keys(spec, comp)
+    tls = tls_files(comp) if spec.tls.enabled else None
+    args = comp.command(users_file=f"{CREDENTIALS_DIR}/users.acl", tls=tls)
     return [compose_argument(arg, keys) for arg in args]
 
 
@@ -142,14 +158,15 @@ def _address(name: str) -> tuple[str, int]:
     return name, topology.component(name).port
 
 
-def healthcheck(comp: Component) -> dict[str, Any]:
+def healthcheck(comp: Component, tls: bool = False) -> dict[str, Any]:
     """Readiness, the same as every substrate: ``/readyz`` for a MAD, an authenticated PING
     for Redis (the password comes from the container's environment, never the command line;
-    ``$$`` keeps compose from interpolating it)."""
+    ``$$`` keeps compose from interpolating it; over TLS with the group's CA)."""
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
+        over = f"--tls --cacert {tls_files(comp).ca} " if tls else ""
         test: list[str] = [
             "CMD-SHELL",
-            f'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli -p {comp.port} ping | grep -q PONG',
+            f'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli {over}-p {comp.port} ping | grep -q PONG',
         ]
     else:
         test = ["CMD", "python", "-I", "-S", "-c", readyz_probe(str(comp.port), comp.probe.path)]
@@ -202,6 +219,8 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
         env[f"{PASSWORD_VARIABLE}_FILE"] = f"{CREDENTIALS_DIR}/bus_password"
     if topology.needs_internal_token(comp):
         env[f"{topology.INTERNAL_TOKEN_VARIABLE}_FILE"] = f"{CREDENTIALS_DIR}/internal_token"
+    if declared.tls.enabled:
+        env.update(topology.tls_environment(comp, tls_files(comp).ca))
     gates = topology.gates(comp, declared.order)
     depends: dict[str, dict[str, str]] = {}
     if not comp.is_mad:
@@ -209,7 +228,7 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
     depends.update({name: {"condition": "service_healthy"} for name in gates})
     if depends:
         svc["depends_on"] = depends
-    svc["healthcheck"] = healthcheck(comp)
+    svc["healthcheck"] = healthcheck(comp, declared.tls.enabled)
     svc["restart"] = RESTART_POLICY
     if comp.exposed:
         svc["ports"] = [
@@ -237,7 +256,12 @@ def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
     capability dropped but CHOWN and DAC_OVERRIDE — to keep files it made for the MADs'
     user —, no network, read-only, exits when done)."""
     first = topology.tools_component()
-    volumes = [f"{ACL_VOLUME}:{CREDENTIALS_DIR}/redis"]
+    bus = topology.bus()
+    volumes = [f"{ACL_VOLUME}:{CREDENTIALS_DIR}/{bus.name}"]
+    command = ["mad-bus-users", CREDENTIALS_DIR]
+    if declared.tls.enabled:
+        volumes.append(f"{CA_VOLUME}:{CREDENTIALS_DIR}/ca")
+        command += ["--tls", ",".join([bus.name, *TLS_HOSTS])]
     volumes += [
         f"{credentials_volume(c)}:{CREDENTIALS_DIR}/{c.name}"
         for c in topology.start_order()
@@ -251,7 +275,7 @@ def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
             "target": build_target(first),
             "args": list(BUILD_ARGS),
         },
-        "command": ["mad-bus-users", CREDENTIALS_DIR],
+        "command": command,
         "env_file": [ENV_FILE],
         # compose refuses to start the group without it, as before
         "environment": {PASSWORD_VARIABLE: required(PASSWORD_VARIABLE)},
@@ -276,6 +300,8 @@ def compose_document(declared: MadGroupSpec | None = None) -> dict[str, Any]:
         volume_name(c): {} for c in topology.COMPONENTS if c.data_path
     }
     volumes[ACL_VOLUME] = {}
+    if spec.tls.enabled:
+        volumes[CA_VOLUME] = {}
     volumes.update(
         {
             credentials_volume(c): {}
@@ -318,7 +344,6 @@ def render_start_interval() -> str:
 SUBSTRATE = "docker compose"
 REFUSED = {
     "spec.*.replicas": "it runs one container per service; more replicas need Kubernetes",
-    "spec.tls.*": "TLS is not rendered for compose yet; use the local runner",
 }
 IGNORED = {
     "spec.*.storage.size": "a named volume has no size",

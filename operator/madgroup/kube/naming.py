@@ -66,6 +66,11 @@ def bus_secret_name(group: str, user: str) -> str:
     return f"{group}-{topology.component(user).dns_name}-bus"
 
 
+def tls_secret_name(group: str, component: str) -> str:
+    """The TLS Secret of a component that serves TLS (cert-manager's layout)."""
+    return f"{child_name(group, component)}-tls"
+
+
 def internal_token_secret_name(group: str) -> str:
     """The generated Secret of the group's internal credential."""
     return f"{group}-internal-token"

@@ -17,6 +17,7 @@ from madgroup import topology
 from madgroup.kube import naming
 from madgroup.kube.crd import KubeMadGroupSpec, KubeStorageSpec, WithResources
 from madgroup.spec import API_VERSION, KIND, PASSWORD_VARIABLE, SecretKeyRef
+from mads.core import tls
 
 PASSWORD_KEY = "password"
 TOKEN_KEY = "token"
@@ -85,15 +86,58 @@ class GeneratedSecret:
     def ref(self) -> SecretKeyRef:
         return SecretKeyRef(name=self.name, key=self.key)
 
+    def values(self) -> dict[str, bytes]:
+        return {self.key: secrets.token_urlsafe(32).encode()}
+
     def manifest(self, owner: Owner) -> Manifest:
-        value = secrets.token_urlsafe(32)
         return {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": _metadata(owner, self.name, topology.bus().name),
             "type": "Opaque",
-            "data": {self.key: base64.b64encode(value.encode()).decode()},
+            "data": {k: base64.b64encode(v).decode() for k, v in self.values().items()},
         }
+
+
+TLS_CA_KEY = "ca.crt"
+TLS_CERT_KEY = "tls.crt"
+TLS_KEY_KEY = "tls.key"
+TLS_DIR = "/run/madgroup-tls"
+TLS_VOLUME = "bus-tls"
+"""Where a pod mounts the bus's TLS Secret (Redis: all three keys; a MAD: ``ca.crt``)."""
+
+
+@dataclass(frozen=True)
+class TlsSecret(GeneratedSecret):
+    """Redis's certificate, its key and the CA that signed it, laid out as cert-manager
+    writes a Certificate's Secret (``ca.crt``, ``tls.crt``, ``tls.key``). The CA is made
+    for this one certificate and its key is dropped: nothing else can ever be signed by
+    it. Renewal: delete the Secret; the operator makes a new one."""
+
+    hosts: tuple[str, ...] = ()
+
+    def values(self) -> dict[str, bytes]:
+        ca = tls.new_ca(self.name)
+        server = tls.issue(ca, topology.bus().name, self.hosts)
+        return {
+            TLS_CA_KEY: ca.cert_pem(),
+            TLS_CERT_KEY: server.cert_pem(),
+            TLS_KEY_KEY: server.key_pem(),
+        }
+
+    def manifest(self, owner: Owner) -> Manifest:
+        out = super().manifest(owner)
+        out["type"] = "kubernetes.io/tls"
+        return out
+
+
+def tls_secret(owner: Owner) -> TlsSecret:
+    bus = topology.bus().name
+    return TlsSecret(
+        naming.tls_secret_name(owner.name, bus),
+        TLS_CA_KEY,
+        hosts=(*allowed_hosts(owner, bus), "localhost", "127.0.0.1"),
+    )
 
 
 def _admin_secret(owner: Owner) -> GeneratedSecret:
@@ -120,6 +164,8 @@ def generated_secrets(owner: Owner, spec: KubeMadGroupSpec) -> list[GeneratedSec
     found = [] if spec.password() is not None else [_admin_secret(owner)]
     found += [_bus_secret(owner, u) for u in topology.bus_users() if spec.bus_password(u) is None]
     found.append(_internal_secret(owner))
+    if spec.tls.enabled:
+        found.append(tls_secret(owner))
     return found
 
 
@@ -209,6 +255,11 @@ def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[st
             env.append({"name": binding.variable, "value": binding.value})
         else:
             env.append(_secret_env(binding.variable, binding.secret or password_ref(owner, spec)))
+    if spec.tls.enabled:
+        env += [
+            {"name": k, "value": v}
+            for k, v in topology.tls_environment(comp, _tls_files().ca).items()
+        ]
     if comp.bus_user is not None:
         env.append({"name": topology.BUS_USERNAME_VARIABLE, "value": comp.bus_user})
         env.append(_secret_env(PASSWORD_VARIABLE, bus_password_ref(owner, spec, comp.bus_user)))
@@ -237,10 +288,19 @@ def _acl_writer(owner: Owner, spec: KubeMadGroupSpec) -> dict[str, Any]:
     }
 
 
-def _probes(comp: topology.Component) -> dict[str, Any]:
+def _tls_files() -> topology.TlsFiles:
+    return topology.TlsFiles(
+        ca=f"{TLS_DIR}/{TLS_CA_KEY}",
+        cert=f"{TLS_DIR}/{TLS_CERT_KEY}",
+        key=f"{TLS_DIR}/{TLS_KEY_KEY}",
+    )
+
+
+def _probes(comp: topology.Component, tls_on: bool = False) -> dict[str, Any]:
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         # The password comes from the container's env; the pod spec never holds it.
-        ping = 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'
+        over = f"--tls --cacert {_tls_files().ca} " if tls_on else ""
+        ping = f'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli {over}ping | grep -q PONG'
         return {
             "readinessProbe": {
                 "exec": {"command": ["sh", "-c", ping]},
@@ -295,14 +355,22 @@ def pod_template(owner: Owner, spec: KubeMadGroupSpec, name: str) -> dict[str, A
         mounts.append({"name": ACL_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True})
         volumes.append({"name": ACL_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
         init.append(_acl_writer(owner, spec))
+    tls_on = spec.tls.enabled and (not comp.is_mad or comp.uses_bus)
+    if tls_on:
+        # Redis gets its certificate and key; a MAD on the bus only the CA's certificate.
+        source: dict[str, Any] = {"secretName": tls_secret(owner).name, "defaultMode": 0o440}
+        if comp.is_mad:
+            source["items"] = [{"key": TLS_CA_KEY, "path": TLS_CA_KEY}]
+        mounts.append({"name": TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": True})
+        volumes.append({"name": TLS_VOLUME, "secret": source})
     container: dict[str, Any] = {
         "name": comp.dns_name,
         "image": spec.image_of(name),
         "imagePullPolicy": spec.image.pullPolicy,
-        "command": comp.command(users_file=ACL_PATH),
+        "command": comp.command(users_file=ACL_PATH, tls=_tls_files() if tls_on else None),
         "ports": [{"name": _port_name(comp), "containerPort": comp.port, "protocol": "TCP"}],
         "env": environment(owner, spec, name),
-        **_probes(comp),
+        **_probes(comp, tls_on),
         "resources": _resources(settings),
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
         "volumeMounts": mounts,

@@ -218,8 +218,6 @@ def reconcile(
     try:
         naming.check_group_name(name)
         desired = crd.parse(group.get("spec"))
-        if desired.tls.enabled:
-            raise spec.InvalidSpecError("spec.tls.enabled: not available on Kubernetes yet")
         problem = _missing_secrets(api, namespace, desired)
         if problem:
             raise spec.InvalidSpecError(problem)

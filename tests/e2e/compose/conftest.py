@@ -33,6 +33,9 @@ GRACE_PORT = 8001  # published by docker-compose.yml, as the guide shows
 ENGINE_HINT = "tests/e2e/compose/engine scripts/test installs and starts one"
 
 _failed: dict[str, str] = {}
+_fresh_host: list[str] = []
+"""Set once the images an earlier run built were removed: once per session, so a second
+module (the guide with TLS) reuses what the first one built."""
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
@@ -92,7 +95,8 @@ def host(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guid
     cas = trust_host_cas(workdir)
     if cas:
         print(f"image builds trust this host's extra CA certificates: {', '.join(cas)}")
-    stale = remove_project_images(ROOT / "docker-compose.yml")
+    stale = [] if _fresh_host else remove_project_images(ROOT / "docker-compose.yml")
+    _fresh_host.append("done")
     if stale:
         print(f"removed images an earlier run built, as on a fresh host: {', '.join(stale)}")
     abandoned = remove_abandoned_projects()

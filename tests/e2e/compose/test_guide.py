@@ -16,155 +16,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from madgroup import topology
 from packaging.markers import Marker
 
-from tests.e2e.compose.harness import GuideHost, order_violations
+from tests.e2e.compose.harness import GuideHost
+from tests.e2e.compose.steps import (
+    BUS_LINE,
+    HEALTHY,
+    IMAGES,
+    MADS,
+    NO_TOKEN_CALL,
+    OPERATOR_IMAGE,
+    REDIS_ADMIN,
+    THINKING_LINE,
+    assert_completed,
+    assert_start_order,
+    assert_status_block,
+    assert_step7,
+    converse,
+    task_status,
+    wait_healthy,
+    wait_log,
+)
 from tests.support.secrets import exposures
 
 pytestmark = pytest.mark.timeout(900)
 
 ROOT = Path(__file__).resolve().parents[3]
-MADS = ("sequential_thinking", "grace", "rogers", "fiedler")
-IMAGES = {
-    "sequential_thinking": "ghcr.io/madgroup/sequential-thinking:0.1.0",
-    "grace": "ghcr.io/madgroup/grace:0.1.0",
-    "rogers": "ghcr.io/madgroup/rogers:0.1.0",
-    "fiedler": "ghcr.io/madgroup/fiedler:0.1.0",
-}
-OPERATOR_IMAGE = "ghcr.io/madgroup/operator:0.1.0"
-BUS_LINE = "Successfully connected to Rogers Conversation Bus (Redis)"
-THINKING_LINE = "Successfully connected to Sequential Thinking MCP server"
-PROMPT = "System check, please respond with OK."
-STATUS_BLOCKS = {
-    "grace": [
-        "[GraceV0 Status]",
-        "- MAD Name: grace",
-        "- Status: HEALTHY",
-        "- Conversation Bus Connected: True",
-    ],
-    "rogers": [
-        "[RogersV1 Status]",
-        "- MAD Name: rogers",
-        "- Status: HEALTHY",
-        "- Conversation Bus Connected: True",
-        "- Sequential Thinking Connected: True",
-    ],
-    "fiedler": [
-        "[FiedlerV1 Status]",
-        "- MAD Name: fiedler",
-        "- Status: HEALTHY",
-        "- Conversation Bus Connected: True",
-        "- Sequential Thinking Connected: True",
-        "- Database Status: OK",
-    ],
-}
-HEALTHY = re.compile(r"\b(Up|running) \(healthy\)")
-
-
-def depends_on(host: GuideHost) -> dict[str, list[str]]:
-    doc = yaml.safe_load((host.workdir / "docker-compose.yml").read_text())
-    return {name: list(svc.get("depends_on", {})) for name, svc in doc["services"].items()}
-
-
-def wait_healthy(host: GuideHost, service: str, timeout: float = 180) -> str:
-    def attempt() -> str | None:
-        out = host.sh(f"docker-compose ps {service}").output
-        return out if HEALTHY.search(out) else None
-
-    return host.until(attempt, timeout=timeout, what=f"{service} to be running (healthy)")
-
-
-def wait_log(host: GuideHost, service: str, *needles: str, timeout: float = 60) -> str:
-    def attempt() -> str | None:
-        out = host.sh(f"docker-compose logs {service}").output
-        return out if all(n in out for n in needles) else None
-
-    return host.until(attempt, timeout=timeout, what=f"{service} logs to show {needles}")
-
-
-def status_block(host: GuideHost, service: str) -> list[str]:
-    out = host.sh(f"docker-compose exec {service} mad-status", tty=True).output
-    return [line.rstrip() for line in out.strip().splitlines()]
-
-
-def assert_status_block(host: GuideHost, service: str) -> None:
-    """The guide's expected output, line for line, at the top of ``mad-status``."""
-    expected = STATUS_BLOCKS[service]
-    lines = host.until(
-        lambda: (b := status_block(host, service))[: len(expected)] == expected and b,
-        timeout=60,
-        what=f"{service} mad-status to print the guide's block",
-    )
-    assert lines[: len(expected)] == expected
-
-
-def connections(host: GuideHost) -> dict[str, str]:
-    doc = host.json("docker-compose exec rogers mad-cli rogers_get_connections")
-    assert doc["status"] == "success"
-    return {c["mad_id"]: c["status"] for c in doc["connections"]}
-
-
-def assert_step7(host: GuideHost) -> None:
-    seen = host.until(
-        lambda: (
-            (c := connections(host)).get("grace") == "HEALTHY"
-            and c.get("fiedler") == "HEALTHY"
-            and c
-        ),
-        timeout=90,
-        what="rogers_get_connections to list grace and fiedler HEALTHY",
-    )
-    print(f"step 7: {seen}")
-
-
-def converse(host: GuideHost) -> str:
-    created = host.json(
-        "docker-compose exec fiedler mad-cli fiedler_converse "
-        '\'{"prompt": "System check, please respond with OK.", "requester_id": "ops-team"}\''
-    )
-    assert set(created) == {"status", "task_id", "stream_topic"}
-    assert created["status"] == "pending"
-    assert created["stream_topic"] == f"mad.stream.{created['task_id']}"
-    return str(created["task_id"])
-
-
-def task_status(host: GuideHost, task_id: str) -> dict[str, Any]:
-    return dict(
-        host.json(
-            f"docker-compose exec fiedler mad-cli fiedler_get_task_status "
-            f'\'{{"task_id": "{task_id}"}}\''
-        )
-    )
-
-
-def assert_completed(host: GuideHost, task_id: str) -> None:
-    final = host.until(
-        lambda: (s := task_status(host, task_id))["status"] not in ("PENDING", "RUNNING") and s,
-        timeout=60,
-        what=f"task {task_id} to finish",
-    )
-    guide = {
-        "task_id": task_id,
-        "status": "COMPLETED",
-        "prompt": PROMPT,
-        "result_payload": "OK",
-        "error_details": None,
-    }
-    assert {key: final.get(key) for key in guide} == guide
-    # The guide's fields, plus the two timestamps docs/fiedler.md adds.
-    assert set(final) - set(guide) == {"created_at", "updated_at"}
-
-
-def assert_start_order(host: GuideHost) -> int:
-    assert host.events is not None
-    problems, checked = order_violations(host.events.events(), depends_on(host))
-    assert checked > 0, "docker events recorded no container creation"
-    assert not problems, "start order broken: " + "; ".join(problems)
-    return checked
-
-
 # --- Part 1 ---------------------------------------------------------------------------
 
 
@@ -351,15 +229,6 @@ def test_restart_redis_everyone_reconnects(host: GuideHost) -> None:
 
 # --- least privilege ---------------------------------------------------------------------
 
-REDIS_ADMIN = "docker-compose exec -T redis sh -c 'REDISCLI_AUTH=\"$REDIS_PASSWORD\" redis-cli {}'"
-NO_TOKEN_CALL = (
-    "import urllib.request,urllib.error\n"
-    "r=urllib.request.Request('http://fiedler:8003/mcp',data=b'{}',method='POST',"
-    "headers={'Content-Type':'application/json','Accept':'application/json, text/event-stream'})\n"
-    "try:\n urllib.request.urlopen(r,timeout=5);print(200)\n"
-    "except urllib.error.HTTPError as e:\n print(e.code)"
-)
-
 
 def test_each_mad_is_its_own_bus_user_and_no_secret_shows(host: GuideHost) -> None:
     """Every MAD connects as its own Redis user and Redis denied nothing; the generated
@@ -404,7 +273,7 @@ def test_each_mad_is_its_own_bus_user_and_no_secret_shows(host: GuideHost) -> No
 
     # Nor in any log, /status or /metrics (read raw: the harness masks what it knows).
     everything = {**generated, "REDIS_PASSWORD": admin}
-    seen = {"logs": _raw(host, ["docker-compose", "logs", "--no-color"])}
+    seen = {"logs": raw(host, ["docker-compose", "logs", "--no-color"])}
     for service in MADS:
         port = topology.component(service).port
         for page in ("/status", "/metrics"):
@@ -412,26 +281,15 @@ def test_each_mad_is_its_own_bus_user_and_no_secret_shows(host: GuideHost) -> No
                 "import urllib.request;print(urllib.request.urlopen("
                 f"'http://127.0.0.1:{port}{page}',timeout=5).read().decode())"
             )
-            seen[f"{service} {page}"] = _raw(
+            seen[f"{service} {page}"] = raw(
                 host, ["docker-compose", "exec", "-T", service, "python", "-c", code]
             )
+    # Nor on any process's command line: every container's processes are the host's too.
+    seen["ps"] = subprocess.run(
+        ["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True
+    ).stdout
     assert all(seen.values())
     assert exposures(seen, everything) == []
-
-
-def _raw(host: GuideHost, argv: list[str]) -> str:
-    """A command's output as it is (not masked), for a scan that must see a secret."""
-    done = subprocess.run(
-        argv,
-        cwd=host.workdir,
-        env=host.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 # --- the images -------------------------------------------------------------------------

@@ -1,0 +1,180 @@
+"""The deployment guide with TLS on the bus, with docker-compose on a real Docker engine.
+
+The compose file is rendered from a MadGroup declaration with ``spec.tls.enabled: true``
+(``madgroup render compose -f``); the guide's commands run against it, step 2 with
+``redis-cli --tls --cacert /run/madgroup/ca.crt`` (the group's private CA, made by the
+credentials service). A plaintext client is refused, every MAD connects over TLS as its own
+user, and a renewed certificate is served without restarting anything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.compose.harness import GuideHost
+from tests.e2e.compose.steps import (
+    MADS,
+    assert_completed,
+    assert_status_block,
+    assert_step7,
+    converse,
+    raw,
+    task_status,
+    wait_healthy,
+    wait_log,
+)
+from tests.support.secrets import exposures
+
+pytestmark = pytest.mark.timeout(900)
+
+MADGROUP = str(Path(sys.executable).parent / "madgroup")
+DECLARATION = """\
+apiVersion: madgroup.io/v1alpha1
+kind: MadGroup
+metadata:
+  name: madgroup
+spec:
+  tls:
+    enabled: true
+"""
+CA = "/run/madgroup/ca.crt"
+PASS = "--pass $(grep REDIS_PASSWORD .env | cut -d '=' -f2)"
+ADMIN_TLS = (
+    "docker-compose exec -T redis sh -c "
+    f"'REDISCLI_AUTH=\"$REDIS_PASSWORD\" redis-cli --tls --cacert {CA} {{}}' < /dev/null"
+)
+PEER_CERTIFICATE = (
+    "import hashlib,socket,ssl\n"
+    f"c=ssl.create_default_context(cafile='{CA}')\n"
+    "s=c.wrap_socket(socket.create_connection(('redis',6379),5),server_hostname='redis')\n"
+    "print(hashlib.sha256(s.getpeercert(True)).hexdigest())"
+)
+
+
+def served_certificate(host: GuideHost) -> str:
+    """The SHA-256 of the certificate Redis presents to a MAD, checked against the CA."""
+    return host.sh(
+        f'docker-compose exec -T fiedler python -c "{PEER_CERTIFICATE}" < /dev/null'
+    ).output.strip()
+
+
+def test_render_the_tls_declaration_and_configure(host: GuideHost) -> None:
+    (host.workdir / "madgroup-tls.yaml").write_text(DECLARATION)
+    rendered = host.sh(f"{MADGROUP} render compose -f madgroup-tls.yaml")
+    assert "wrote docker-compose.yml" in rendered.output
+    compose = (host.workdir / "docker-compose.yml").read_text()
+    assert "--tls-port" in compose and "REDIS_TLS_CA_FILE" in compose
+    host.sh(
+        "cp .env.example .env\n"
+        "REDIS_PASS=$(openssl rand -base64 24)\n"
+        'echo "REDIS_PASSWORD=${REDIS_PASS}" >> .env'
+    )
+    password = next(
+        line.split("=", 1)[1]
+        for line in (host.workdir / ".env").read_text().splitlines()
+        if line.startswith("REDIS_PASSWORD=")
+    )
+    host.secrets.append(password)
+
+
+def test_the_group_comes_up_over_tls(host: GuideHost) -> None:
+    host.sh("docker-compose up -d --build", timeout=900)
+    for service in ("redis", *MADS):
+        wait_healthy(host, service)
+    wait_log(host, "redis", "Ready to accept connections")
+
+
+def test_step2_over_tls_and_plaintext_is_refused(host: GuideHost) -> None:
+    plain = host.sh(f"docker-compose exec -T redis redis-cli {PASS} ping < /dev/null", check=False)
+    assert "PONG" not in plain.output, str(plain)
+    refused = host.sh(
+        f"docker-compose exec -T redis redis-cli --tls --cacert {CA} ping < /dev/null",
+        check=False,
+    )
+    assert "NOAUTH Authentication required" in refused.output, str(refused)
+    answered = host.sh(
+        f"docker-compose exec -T redis redis-cli --tls --cacert {CA} {PASS} ping < /dev/null"
+    )
+    assert answered.output.strip().splitlines()[-1] == "PONG", str(answered)
+    ports = host.sh(ADMIN_TLS.format("config get *port")).output.split()
+    settings = dict(zip(ports[::2], ports[1::2], strict=True))
+    assert settings["port"] == "0" and settings["tls-port"] == "6379", settings
+
+
+def test_every_mad_connects_over_tls_and_the_guide_passes(host: GuideHost) -> None:
+    for service in ("grace", "rogers", "fiedler"):
+        assert_status_block(host, service)
+    clients = host.sh(ADMIN_TLS.format("client list")).output
+    users = {part.split("=", 1)[1] for part in clients.split() if part.startswith("user=")}
+    assert users - {"default"} == {"grace", "rogers", "fiedler"}, clients
+    assert host.sh(ADMIN_TLS.format("acl log")).output.strip() == ""
+    assert_step7(host)
+    host.task_id = converse(host)
+    assert_completed(host, host.task_id)
+
+
+def test_the_private_keys_show_nowhere(host: GuideHost) -> None:
+    key = host.sh("docker-compose exec -T redis cat /run/madgroup/redis.key < /dev/null").output
+    assert "PRIVATE KEY" in key
+    body = "".join(line for line in key.splitlines() if "PRIVATE KEY" not in line)
+    secrets = {"redis.key": body.strip()}
+    ids = host.sh("docker-compose ps -q").output.split()
+    inspected = subprocess.run(
+        ["docker", "inspect", *ids], capture_output=True, text=True, check=True
+    ).stdout
+    seen = {
+        "docker inspect": inspected,
+        "logs": raw(host, ["docker-compose", "logs", "--no-color"]),
+        "ps": subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout,
+    }
+    assert exposures(seen, secrets) == []
+    for service in MADS:
+        listing = host.sh(f"docker-compose exec -T {service} ls /run/madgroup < /dev/null")
+        assert "ca.key" not in listing.output and ".key" not in listing.output, service
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(host: GuideHost) -> None:
+    before = served_certificate(host)
+    started = {
+        s: host.sh(
+            f"docker inspect -f '{{{{.State.StartedAt}}}}' $(docker-compose ps -q {s})"
+        ).output.strip()
+        for s in ("redis", *MADS)
+    }
+    renewed = host.sh(
+        "docker-compose run --rm -T bus_users "
+        "mad-bus-users /run/madgroup --tls redis,localhost,127.0.0.1 --renew < /dev/null"
+    )
+    assert "redis/redis.crt" in renewed.output, str(renewed)
+    reload = ADMIN_TLS.format(
+        "config set tls-cert-file /run/madgroup/redis.crt tls-key-file /run/madgroup/redis.key"
+    )
+    assert host.sh(reload).output.strip() == "OK"
+    after = served_certificate(host)
+    assert after != before
+    assert task_status(host, host.task_id)["status"] == "COMPLETED"
+    assert_completed(host, converse(host))
+    for service, when in started.items():
+        now = host.sh(
+            f"docker inspect -f '{{{{.State.StartedAt}}}}' $(docker-compose ps -q {service})"
+        ).output.strip()
+        assert now == when, f"{service} was restarted"
+    status = json.loads(
+        host.sh("docker-compose exec -T rogers mad-cli rogers_get_connections < /dev/null").output
+    )
+    healthy = {c["mad_id"] for c in status["connections"] if c["status"] == "HEALTHY"}
+    assert {"grace", "fiedler"} <= healthy
+
+
+def test_down_volumes_leaves_nothing(host: GuideHost) -> None:
+    host.sh("docker-compose down --volumes", timeout=300)
+    left = host.sh(
+        f"docker ps -aq --filter label=com.docker.compose.project={host.project}; "
+        f"docker volume ls -q --filter label=com.docker.compose.project={host.project}"
+    ).output.split()
+    assert left == []
