@@ -59,10 +59,15 @@ def _reason(exc: BaseException) -> str | None:
 
 @contextlib.asynccontextmanager
 async def session(
-    url: str, *, headers: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    verify: str | bool = True,
 ) -> AsyncIterator[ClientSession]:
-    """An initialized client session; transport failures raise :class:`McpUnreachableError`."""
-    client = httpx2.AsyncClient(headers=dict(headers or {}), timeout=timeout)
+    """An initialized client session; transport failures raise :class:`McpUnreachableError`.
+    ``verify``: a CA file an HTTPS server's certificate must chain to (or the system's)."""
+    client = httpx2.AsyncClient(headers=dict(headers or {}), timeout=timeout, verify=verify)
     try:
         async with (
             client,

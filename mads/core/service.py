@@ -44,6 +44,7 @@ from mads.core.contract import STARTED_LOG
 from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
 from mads.core.errors import MadError
+from mads.core.https import certificate_reloader
 from mads.core.internal_access import InternalGuard
 from mads.core.logs import quoted
 from mads.core.settings import BusSettings, MadSettings
@@ -340,6 +341,7 @@ class MadService:
         # uvicorn binds the port itself: handing it a pre-bound socket measured at less than
         # half the request rate with the same app.
         self.check_port_free()
+        cert, key = self.settings.mad_tls_cert_file, self.settings.mad_tls_key_file
         config = uvicorn.Config(
             self.app(),
             host=self.settings.mad_host,
@@ -349,6 +351,8 @@ class MadService:
             lifespan="on",
             timeout_graceful_shutdown=5,
             log_config=None,
+            ssl_certfile=str(cert) if cert else None,
+            ssl_keyfile=str(key) if key else None,
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
@@ -356,7 +360,16 @@ class MadService:
             await asyncio.sleep(0.02)
         if server.started:
             self.log.info(STARTED_LOG.format(port=self.port))
-        await task
+        reload: asyncio.Task[None] | None = None
+        if server.started and config.ssl is not None and cert and key:
+            reload = asyncio.create_task(
+                certificate_reloader(config.ssl, cert, key, self.log), name="tls-reload"
+            )
+        try:
+            await task
+        finally:
+            if reload is not None:
+                reload.cancel()
 
 
 async def _guarded(factory: Callable[[], Awaitable[None]], log: logging.Logger) -> None:

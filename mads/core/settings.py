@@ -59,6 +59,26 @@ class MadSettings(BaseSettings):
         description="A file holding MAD_INTERNAL_TOKEN (used when that is unset or empty).",
     )
 
+    mad_tls_cert_file: Path | None = Field(
+        default=None,
+        description="Serve HTTPS with this certificate (and MAD_TLS_KEY_FILE); a changed "
+        "file is picked up while running.",
+    )
+    mad_tls_key_file: Path | None = Field(default=None, description="The certificate's key.")
+    mad_tls_ca_file: Path | None = Field(
+        default=None,
+        description="The CA that signed the group's certificates: what mad-status and "
+        "mad-cli verify this MAD's HTTPS against.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> MadSettings:
+        if (self.mad_tls_cert_file is None) != (self.mad_tls_key_file is None):
+            raise ValueError(
+                "MAD_TLS_CERT_FILE and MAD_TLS_KEY_FILE go together: set both or neither"
+            )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _secrets_from_files(cls, data: Any) -> Any:

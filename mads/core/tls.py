@@ -140,6 +140,15 @@ def _write(path: Path, data: bytes, mode: int, owner: int | None = None) -> None
     os.replace(tmp, path)
 
 
+def load_pair(cert_pem: bytes, key_pem: bytes) -> Pair:
+    """A certificate and its key from PEM; ValueError when they are not an EC pair."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    key = serialization.load_pem_private_key(key_pem, None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("not an EC private key")
+    return Pair(cert, key)
+
+
 def _load(directory: Path, cert_name: str, key_name: str) -> Pair | None:
     try:
         cert = x509.load_pem_x509_certificate((directory / cert_name).read_bytes())

@@ -215,7 +215,7 @@ class TLSSpec(Model):
         default=False,
         description="Redis speaks TLS only (its plaintext port is closed; client "
         "certificates optional) and every MAD connects with rediss://, verifying Redis's "
-        "certificate against the group's private CA.",
+        "certificate against the group's private CA; Grace serves HTTPS.",
     )
 
 
@@ -291,6 +291,7 @@ KUBERNETES_ONLY = frozenset(
         "retainOnDelete",
         "serviceType",
         "busPasswordSecretRef",
+        "issuerRef",
     }
 )
 """Fields the Kubernetes substrate adds to this model (``kube/crd.py``; a test keeps the

@@ -97,6 +97,13 @@ class Component:
         return self.name if self.is_mad and self.uses_bus else None
 
     @property
+    def reloads_certificates(self) -> bool:
+        """Whether a renewed TLS certificate is taken up while running (a MAD serving
+        HTTPS: :mod:`mads.core.https`); Redis reads its certificate at start, or on
+        ``CONFIG SET`` of its TLS files."""
+        return self.is_mad
+
+    @property
     def dns_name(self) -> str:
         """The name as a DNS label (Kubernetes object names forbid underscores)."""
         return self.name.replace("_", "-")
@@ -323,13 +330,26 @@ against (:class:`mads.core.settings.BusSettings`)."""
 
 
 def tls_servers() -> dict[str, Component]:
-    """The components that serve TLS when the declaration asks for it, by certificate name."""
-    return {REDIS: REDIS_COMPONENT}
+    """The components that serve TLS when the declaration asks for it, by certificate
+    name: the bus, and the front door's published port."""
+    return {c.name: c for c in COMPONENTS if not c.is_mad or c.exposed}
 
 
-def tls_environment(comp: Component, ca_file: str) -> dict[str, str]:
-    """What ``comp`` needs to speak TLS to the bus (nothing for a MAD off the bus)."""
-    return {TLS_CA_VARIABLE: ca_file} if comp.is_mad and comp.uses_bus else {}
+def serves_tls(comp: Component) -> bool:
+    return comp.name in tls_servers()
+
+
+def tls_environment(comp: Component, ca_file: str, own: TlsFiles | None = None) -> dict[str, str]:
+    """What a MAD needs when TLS is on: the CA to check the bus against (a MAD on the bus)
+    and, for one that serves HTTPS, its own certificate and key (``own``)."""
+    env: dict[str, str] = {}
+    if not comp.is_mad:
+        return env
+    if comp.uses_bus:
+        env[TLS_CA_VARIABLE] = ca_file
+    if own is not None and serves_tls(comp):
+        env.update(MAD_TLS_CERT_FILE=own.cert, MAD_TLS_KEY_FILE=own.key, MAD_TLS_CA_FILE=own.ca)
+    return env
 
 
 Address = Callable[[str], tuple[str, int]]

@@ -249,7 +249,16 @@ def test_tls_renders_a_tls_only_redis_and_the_ca_for_every_bus_user():
         assert (env.get("REDIS_TLS_CA_FILE") == "/run/madgroup/ca.crt") == on_bus, name
         holds_ca_key = any(v.startswith("tls_ca:") for v in svc.get("volumes", []))
         assert holds_ca_key == (name == "bus_users"), name
-    assert services["bus_users"]["command"][-2:] == ["--tls", "redis,localhost,127.0.0.1"]
+    assert services["bus_users"]["command"][2:] == [
+        "--tls",
+        "redis=redis,localhost,127.0.0.1",
+        "--tls",
+        "grace=grace,localhost,127.0.0.1",
+    ]
+    grace = services["grace"]
+    assert grace["environment"]["MAD_TLS_CERT_FILE"] == "/run/madgroup/grace.crt"
+    assert "wrap_socket" in grace["healthcheck"]["test"][-1]
+    assert "wrap_socket" not in services["rogers"]["healthcheck"]["test"][-1]
     assert "tls_ca" in doc["volumes"]
     plain = compose_document(parse_spec({}))
     assert "tls_ca" not in plain["volumes"]

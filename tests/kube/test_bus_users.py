@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 from madgroup import topology
-from madgroup.kube import crd, naming, objects
+from madgroup.kube import certificates, crd, naming, objects
 
 from tests.support import processes
 from tests.support.ports import free_port
@@ -109,15 +109,26 @@ def _decoded(manifest: dict) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in manifest["data"].items()}
 
 
+def _made(declared: crd.KubeMadGroupSpec) -> dict[str, dict[str, str]]:
+    """Every generated Secret's values, made as the operator makes them (a server's
+    certificate from the group's CA, made first)."""
+    ca = None
+    made = {}
+    for secret in objects.generated_secrets(OWNER, declared):
+        manifest = secret.manifest(OWNER, ca)
+        if isinstance(secret, certificates.CaSecret):
+            ca = certificates.load_ca(manifest)
+        made[secret.name] = _decoded(manifest)
+    return made
+
+
 @pytest.mark.parametrize("tls_on", [False, True], ids=["plain", "tls"])
 def test_the_redis_pod_runs_with_its_users_and_each_mad_pod_connects_as_its_own(
     tmp_path: Path, tls_on: bool
 ) -> None:
     raw = {"tls": {"enabled": True}} if tls_on else {}
     declared = crd.parse(raw)
-    secrets = {
-        s.name: _decoded(s.manifest(OWNER)) for s in objects.generated_secrets(OWNER, declared)
-    }
+    secrets = _made(declared)
     pod = _pod("redis", raw)
     tls_dir = tmp_path / "tls"
     tls_dir.mkdir()
@@ -153,7 +164,7 @@ def test_the_redis_pod_runs_with_its_users_and_each_mad_pod_connects_as_its_own(
 
     port = free_port()
     command = [
-        arg.replace(objects.TLS_DIR, str(tls_dir))
+        arg.replace(certificates.TLS_DIR, str(tls_dir))
         .replace(objects.CREDENTIALS_DIR, str(run_dir))
         .replace(topology.DATA_DIR, str(data_dir))
         for arg in pod["containers"][0]["command"]
@@ -190,8 +201,12 @@ def test_the_redis_pod_runs_with_its_users_and_each_mad_pod_connects_as_its_own(
             mad_env = _resolve(mad_pod["containers"][0], secrets)
             if tls_on and "REDIS_USERNAME" in mad_env:
                 (volume,) = [v for v in mad_pod["volumes"] if "secret" in v]
-                assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
-                assert mad_env["REDIS_TLS_CA_FILE"] == f"{objects.TLS_DIR}/ca.crt"
+                if topology.serves_tls(topology.component(name)):  # Grace: its own Secret
+                    assert volume["secret"]["secretName"] == f"demo-{name}-tls"
+                    assert "items" not in volume["secret"]
+                else:  # only the CA's certificate, never a key
+                    assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+                assert mad_env["REDIS_TLS_CA_FILE"] == f"{certificates.TLS_DIR}/ca.crt"
             if "REDIS_USERNAME" not in mad_env:
                 continue
             mad = redis.Redis(
@@ -221,14 +236,15 @@ def test_with_tls_the_redis_probe_and_certificate_fit_the_service():
     raw = {"tls": {"enabled": True}}
     redis_pod = _pod("redis", raw)
     probe = " ".join(redis_pod["containers"][0]["readinessProbe"]["exec"]["command"])
-    assert f"--tls --cacert {objects.TLS_DIR}/ca.crt" in probe
-    (secret,) = [s for s in objects.generated_secrets(OWNER, crd.parse(raw)) if "tls" in s.name]
-    manifest = secret.manifest(OWNER)
-    assert manifest["type"] == "kubernetes.io/tls"
-    assert set(manifest["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    assert f"--tls --cacert {certificates.TLS_DIR}/ca.crt" in probe
+    made = _made(crd.parse(raw))
+    assert set(made) >= {"demo-ca", "demo-redis-tls", "demo-grace-tls"}
+    assert set(made["demo-redis-tls"]) == {"ca.crt", "tls.crt", "tls.key"}
+    assert made["demo-redis-tls"]["ca.crt"] == made["demo-grace-tls"]["ca.crt"]  # one CA
+    assert made["demo-ca"]["tls.crt"] == made["demo-redis-tls"]["ca.crt"]
     from cryptography import x509
 
-    cert = x509.load_pem_x509_certificate(base64.b64decode(manifest["data"]["tls.crt"]))
+    cert = x509.load_pem_x509_certificate(made["demo-redis-tls"]["tls.crt"].encode())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(objects.allowed_hosts(OWNER, "redis")) <= set(
         names.get_values_for_type(x509.DNSName)

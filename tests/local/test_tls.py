@@ -19,6 +19,7 @@ from cryptography import x509
 
 from mads.core import tls
 from tests.local.conftest import Group
+from tests.support.waiting import wait_for
 
 
 def _served_serial(port: int, ca: Path) -> int:
@@ -43,7 +44,12 @@ def _redis_cli(group: Group, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _reconnects(group: Group, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{group.port(name)}/metrics", timeout=5) as r:
+    scheme, context = "http", None
+    if name == "grace":  # the front door serves HTTPS
+        scheme = "https"
+        context = ssl.create_default_context(cafile=str(group.state_dir / "tls" / tls.CA_CERT))
+    url = f"{scheme}://127.0.0.1:{group.port(name)}/metrics"
+    with urllib.request.urlopen(url, timeout=5, context=context) as r:
         text = r.read().decode()
     found = re.search(r"^mad_bus_reconnects (\S+)$", text, re.MULTILINE)
     assert found, f"{name} exports no mad_bus_reconnects"
@@ -65,6 +71,17 @@ def test_the_guide_passes_with_tls_and_plaintext_is_refused(group: Group) -> Non
         assert f"PASS  step {step} " in smoke.stdout, smoke.stdout
     assert "plaintext refused (TLS only)" in smoke.stdout
 
+    # Grace's published port speaks HTTPS, with a certificate from the same CA.
+    context = ssl.create_default_context(cafile=str(ca))
+    with urllib.request.urlopen(
+        f"https://127.0.0.1:{group.port('grace')}/healthz", timeout=5, context=context
+    ) as answer:
+        assert answer.status == 200
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{group.port('grace')}/healthz", timeout=5)
+    health = group.mg("health")
+    assert "Service grace is HEALTHY." in health.stdout
+
     plain = _redis_cli(group)
     assert plain.stdout.strip() != "PONG", plain.stdout
     assert _redis_cli(group, "--tls", "--cacert", str(ca)).stdout.strip() == "PONG"
@@ -82,12 +99,21 @@ def test_the_guide_passes_with_tls_and_plaintext_is_refused(group: Group) -> Non
     # Renewal: the running Redis serves the new certificate, no MAD reconnects, and the
     # task made before it is still there while a new one completes.
     before = _served_serial(group.port("redis"), ca)
+    grace_before = _served_serial(group.port("grace"), ca)
     reconnects = {name: _reconnects(group, name) for name in ("grace", "rogers", "fiedler")}
     renewed = group.mg("init", "--tls", "--renew")
     assert "now serves its new certificate" in renewed.stdout
     on_disk = x509.load_pem_x509_certificate((tls_dir / tls.cert_file("redis")).read_bytes())
     after = _served_serial(group.port("redis"), ca)
     assert after == on_disk.serial_number != before
+    grace_cert = x509.load_pem_x509_certificate((tls_dir / tls.cert_file("grace")).read_bytes())
+    assert grace_cert.serial_number != grace_before
+    wait_for(
+        lambda: _served_serial(group.port("grace"), ca) == grace_cert.serial_number,
+        timeout=60,
+        what="Grace to serve its renewed certificate",
+    )
+    assert "Serving the renewed TLS certificate" in group.log("grace")
     first_task = next(
         line.split("task ")[1].split()[0]
         for line in smoke.stdout.splitlines()

@@ -8,10 +8,11 @@ internal credential, ``DIR/<mad>/internal_token`` (one value for the group); and
 (the administrator's) and the users' passwords — hashes only, mode 0444 for the Redis
 user. Nothing secret is printed.
 
-With ``--tls HOSTS`` it also keeps the group's private CA in ``DIR/ca/`` (made once; its key
-never leaves that folder), Redis's certificate for ``HOSTS`` and its key in ``DIR/redis/``
-(owned by the Redis image's user; issued again when due, or with ``--renew``), and the CA's
-certificate in each bus user's folder (``ca.crt``, for ``REDIS_TLS_CA_FILE``).
+With ``--tls NAME=HOSTS`` (repeatable) it also keeps the group's private CA in ``DIR/ca/``
+(made once; its key never leaves that folder), server NAME's certificate for ``HOSTS`` and
+its key in ``DIR/NAME/`` (owned by whoever runs that server: Redis's user for ``redis``;
+issued again when due, or with ``--renew``), and the CA's certificate in each bus user's
+folder (``ca.crt``, for ``REDIS_TLS_CA_FILE``).
 """
 
 from __future__ import annotations
@@ -97,26 +98,42 @@ def provide(out: Path, admin_password: str, owner: int | None = OWNER_UID) -> li
     return done
 
 
-def provide_tls(out: Path, hosts: list[str], *, renew: bool = False) -> list[str]:
-    """The CA, Redis's certificate and each bus user's copy of the CA's certificate."""
+def server_owner(server: str) -> int:
+    """Who reads a TLS server's key: Redis's user for the bus, the MADs' for a MAD."""
+    return REDIS_UID if server == ACL_DIR else OWNER_UID
+
+
+def provide_tls(out: Path, servers: dict[str, list[str]], *, renew: bool = False) -> list[str]:
+    """The CA (``DIR/ca``), each server's certificate in its own folder, and each bus
+    user's copy of the CA's certificate."""
     done = tls.ensure(
         out / CA_DIR,
         "madgroup",
-        {ACL_DIR: hosts},
+        servers,
         renew=renew,
-        server_dirs={ACL_DIR: out / ACL_DIR},
-        owners={ACL_DIR: REDIS_UID},
+        server_dirs={name: out / name for name in servers},
+        owners={name: server_owner(name) for name in servers},
     )
-    done = [
-        name
-        if "/" in name
-        else f"{CA_DIR if name in (tls.CA_CERT, tls.CA_KEY) else ACL_DIR}/{name}"
-        for name in done
-    ]
+    places = {tls.CA_CERT: CA_DIR, tls.CA_KEY: CA_DIR}
+    for name in servers:
+        places[tls.cert_file(name)] = places[tls.key_file(name)] = name
+    done = [name if "/" in name else f"{places[name]}/{name}" for name in done]
     for user in access.group_permissions(contracts()):
         if tls.copy_ca(out / CA_DIR, out / user, OWNER_UID):
             done.append(f"{user}/{tls.CA_CERT}")
     return done
+
+
+def _servers(specs: list[str]) -> dict[str, list[str]]:
+    """``NAME=HOST,HOST`` -> {NAME: [HOST, HOST]}; ValueError names a malformed one."""
+    found = {}
+    for spec in specs:
+        name, sep, hosts = spec.partition("=")
+        listed = [h.strip() for h in hosts.split(",") if h.strip()]
+        if not sep or not name.isidentifier() or not listed:
+            raise ValueError(f"--tls {spec!r} is not NAME=HOST[,HOST...]")
+        found[name] = listed
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,16 +146,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dir", type=Path, help="where the files go (one folder per MAD)")
     parser.add_argument(
         "--tls",
-        metavar="HOSTS",
-        help="also the group's CA and Redis's TLS certificate for these comma-separated "
-        "host names (e.g. redis,localhost,127.0.0.1)",
+        metavar="NAME=HOSTS",
+        action="append",
+        default=[],
+        help="also the group's CA and a TLS certificate for server NAME (its folder) naming "
+        "these comma-separated hosts, e.g. redis=redis,localhost,127.0.0.1 (repeatable)",
     )
     parser.add_argument(
-        "--renew", action="store_true", help="with --tls: issue Redis's certificate again"
+        "--renew", action="store_true", help="with --tls: issue every certificate again"
     )
     args = parser.parse_args(argv)
     if args.renew and not args.tls:
         print("mad-bus-users: --renew needs --tls", file=sys.stderr)
+        return 2
+    try:
+        servers = _servers(args.tls)
+    except ValueError as exc:
+        print(f"mad-bus-users: {exc}", file=sys.stderr)
         return 2
     admin = os.environ.get("REDIS_PASSWORD", "")
     if not admin:
@@ -146,9 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         done = provide(args.dir, admin)
-        if args.tls:
-            hosts = [h.strip() for h in args.tls.split(",") if h.strip()]
-            done += provide_tls(args.dir, hosts, renew=args.renew)
+        if servers:
+            done += provide_tls(args.dir, servers, renew=args.renew)
     except OSError as exc:
         print(f"mad-bus-users: cannot write under {args.dir}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mads.core.cli.target import TargetError, base_url, checked_token, seconds
+from mads.core.cli.target import TargetError, base_url, checked_token, seconds, tls_verify
 from mads.core.contract import INTERNAL_TOKEN_VARIABLE
 from mads.core.errors import MadError
 from mads.core.logs import one_line, quoted
@@ -92,7 +92,7 @@ async def call(
     from mads.core.mcp_client import error_text, result_data, session  # the SDK: ~0.4 s
 
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    async with session(url, timeout=timeout, headers=headers) as s:
+    async with session(url, timeout=timeout, headers=headers, verify=tls_verify()) as s:
         tools = sorted(t.name for t in (await s.list_tools()).tools)
         if tool not in tools:
             raise UsageError(

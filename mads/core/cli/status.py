@@ -10,7 +10,7 @@ import httpx
 from pydantic import ValidationError
 
 from mads.core.cli.call import OneLineParser
-from mads.core.cli.target import TargetError, base_url, seconds
+from mads.core.cli.target import TargetError, base_url, seconds, tls_verify
 from mads.core.status import StatusReport
 
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mad-status: {exc}", file=sys.stderr)
         return 2
     try:
-        response = httpx.get(url, timeout=args.timeout)
+        response = httpx.get(url, timeout=args.timeout, verify=tls_verify())
         response.raise_for_status()
         report = StatusReport.model_validate(response.json())
     except httpx.ConnectError:

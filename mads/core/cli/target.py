@@ -49,6 +49,8 @@ def checked_url(url: str) -> str:
 
 
 def base_url(explicit: str | None) -> str:
+    """``--url``, else this MAD on loopback: ``https`` when it serves TLS
+    (``MAD_TLS_CERT_FILE`` is set in its environment), ``http`` otherwise."""
     if explicit:
         return checked_url(explicit)
     port = os.environ.get("MAD_PORT", "").strip()
@@ -63,7 +65,15 @@ def base_url(explicit: str | None) -> str:
             raise TargetError(
                 "no MAD to talk to: set MAD_NAME or MAD_PORT, or pass --url http://HOST:PORT"
             )
-    return f"http://127.0.0.1:{port_number(port, 'MAD_PORT')}"
+    scheme = "https" if os.environ.get("MAD_TLS_CERT_FILE", "").strip() else "http"
+    return f"{scheme}://127.0.0.1:{port_number(port, 'MAD_PORT')}"
+
+
+def tls_verify() -> str | bool:
+    """What an HTTPS MAD's certificate is checked against: the group's CA when this
+    environment names one (``MAD_TLS_CA_FILE``), else the system's trust store."""
+    ca = os.environ.get("MAD_TLS_CA_FILE", "").strip()
+    return ca or True
 
 
 def seconds(text: str) -> float:

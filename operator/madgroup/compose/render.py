@@ -169,19 +169,28 @@ def healthcheck(comp: Component, tls: bool = False) -> dict[str, Any]:
             f'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli {over}-p {comp.port} ping | grep -q PONG',
         ]
     else:
-        test = ["CMD", "python", "-I", "-S", "-c", readyz_probe(str(comp.port), comp.probe.path)]
+        ca = tls_files(comp).ca if tls and topology.serves_tls(comp) else None
+        probe = readyz_probe(str(comp.port), comp.probe.path, ca)
+        test = ["CMD", "python", "-I", "-S", "-c", probe]
     return {"test": test, **HEALTHCHECK_TIMING}
 
 
-def readyz_probe(port: str, path: str) -> str:
+def readyz_probe(port: str, path: str, ca: str | None = None) -> str:
     """A healthcheck that costs a bare interpreter's start (``-I -S``: no site-packages,
     nothing imported but ``socket``) and one HTTP/1.0 request, instead of importing urllib.
     Exits 0 on a 200, else 1 with one line saying why (no traceback in ``docker inspect``).
-    ``port`` is Python: a literal, or ``int(os.environ['MAD_PORT'])`` in the Dockerfile."""
+    ``port`` is Python: a literal, or ``int(os.environ['MAD_PORT'])`` in the Dockerfile.
+    With a ``ca``: over TLS, the certificate checked against it."""
+    wrap = (
+        f" s=ssl.create_default_context(cafile='{ca}').wrap_socket(s,server_hostname='127.0.0.1')\n"
+        if ca
+        else ""
+    )
     return (
-        "import os,socket,sys\n"
+        f"import os,socket,sys{',ssl' if ca else ''}\n"
         "try:\n"
         f" s=socket.create_connection(('127.0.0.1',{port}),3)\n"
+        f"{wrap}"
         f" s.sendall(b'GET {path} HTTP/1.0\\r\\n\\r\\n')\n"
         " r=s.makefile('rb').readline()\n"
         "except OSError as e:\n"
@@ -220,7 +229,7 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
     if topology.needs_internal_token(comp):
         env[f"{topology.INTERNAL_TOKEN_VARIABLE}_FILE"] = f"{CREDENTIALS_DIR}/internal_token"
     if declared.tls.enabled:
-        env.update(topology.tls_environment(comp, tls_files(comp).ca))
+        env.update(topology.tls_environment(comp, tls_files(comp).ca, tls_files(comp)))
     gates = topology.gates(comp, declared.order)
     depends: dict[str, dict[str, str]] = {}
     if not comp.is_mad:
@@ -261,7 +270,8 @@ def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
     command = ["mad-bus-users", CREDENTIALS_DIR]
     if declared.tls.enabled:
         volumes.append(f"{CA_VOLUME}:{CREDENTIALS_DIR}/ca")
-        command += ["--tls", ",".join([bus.name, *TLS_HOSTS])]
+        for name in topology.tls_servers():
+            command += ["--tls", f"{name}={','.join([name, *TLS_HOSTS])}"]
     volumes += [
         f"{credentials_volume(c)}:{CREDENTIALS_DIR}/{c.name}"
         for c in topology.start_order()

@@ -149,6 +149,29 @@ class KubeFiedlerSpec(spec.FiedlerSpec, WithResources, WithBusUser):
     llm: KubeLLMSpec = Field(default_factory=KubeLLMSpec, description="The LLM provider.")
 
 
+class IssuerRef(Model):
+    """A cert-manager issuer (a CA or self-signed one: the Secrets it writes must hold
+    ``ca.crt``)."""
+
+    name: str = Field(
+        description="Name of the Issuer or ClusterIssuer.", pattern=spec.DNS_SUBDOMAIN
+    )
+    kind: Literal["Issuer", "ClusterIssuer"] = Field(default="Issuer", description="Its kind.")
+    group: Literal["cert-manager.io"] = Field(
+        default="cert-manager.io", description="Its API group."
+    )
+
+
+class KubeTLSSpec(spec.TLSSpec):
+    """Encryption of the group's own traffic."""
+
+    issuerRef: IssuerRef | None = Field(
+        default=None,
+        description="cert-manager issues the certificates (Certificate objects) instead of "
+        "the operator's own CA.",
+    )
+
+
 # ``MadGroup.spec`` as the operator takes it: the neutral model plus the fields only
 # Kubernetes honours. (Each class's docstring is its description in the CRD.)
 class KubeMadGroupSpec(spec.MadGroupSpec):
@@ -165,6 +188,7 @@ class KubeMadGroupSpec(spec.MadGroupSpec):
     fiedler: KubeFiedlerSpec = Field(
         default_factory=KubeFiedlerSpec, description="The orchestrator."
     )
+    tls: KubeTLSSpec = Field(default_factory=KubeTLSSpec, description="Encryption of the bus.")
 
     def kube(self, name: str) -> WithResources:
         found = self.component(name)

@@ -40,7 +40,10 @@ PVC = Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims")
 DEPLOYMENT = Kind("Deployment", "apps/v1", "deployments")
 STATEFULSET = Kind("StatefulSet", "apps/v1", "statefulsets")
 NETWORKPOLICY = Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
-KINDS = {k.kind: k for k in (SECRET, SERVICE, PVC, DEPLOYMENT, STATEFULSET, NETWORKPOLICY)}
+CERTIFICATE = Kind("Certificate", "cert-manager.io/v1", "certificates")
+KINDS = {
+    k.kind: k for k in (SECRET, SERVICE, PVC, DEPLOYMENT, STATEFULSET, NETWORKPOLICY, CERTIFICATE)
+}
 
 
 def check_group_name(group: str) -> None:
@@ -64,6 +67,11 @@ def password_secret_name(group: str) -> str:
 def bus_secret_name(group: str, user: str) -> str:
     """The generated Secret of one MAD's bus password."""
     return f"{group}-{topology.component(user).dns_name}-bus"
+
+
+def ca_secret_name(group: str) -> str:
+    """The group's private CA, when the operator makes the certificates itself."""
+    return f"{group}-ca"
 
 
 def tls_secret_name(group: str, component: str) -> str:

@@ -7,20 +7,20 @@ schemas offline.
 
 from __future__ import annotations
 
-import base64
 import copy
-import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from madgroup import topology
-from madgroup.kube import naming
+from madgroup.kube import certificates, credentials, naming
 from madgroup.kube.crd import KubeMadGroupSpec, KubeStorageSpec, WithResources
-from madgroup.spec import API_VERSION, KIND, PASSWORD_VARIABLE, SecretKeyRef
-from mads.core import tls
+from madgroup.kube.credentials import PASSWORD_KEY, GeneratedSecret, bus_password_ref, password_ref
+from madgroup.kube.meta import Manifest, Owner, allowed_hosts
+from madgroup.kube.meta import metadata as _metadata
+from madgroup.spec import PASSWORD_VARIABLE, SecretKeyRef
 
-PASSWORD_KEY = "password"
-TOKEN_KEY = "token"
+__all__ = ["PASSWORD_KEY", "Manifest", "Owner", "allowed_hosts", "generated_secrets"]
+
 CREDENTIALS_DIR = "/run/madgroup"
 """Where Redis's init container writes the ACL file (an in-memory emptyDir) for Redis."""
 ACL_VOLUME = "bus-acl"
@@ -34,143 +34,18 @@ CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 }
 """Every container's securityContext (the MADs', Redis's and the operator's); use a
 ``copy.deepcopy`` of it so that no two manifests share objects (no YAML anchors)."""
-Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The MadGroup the children belong to."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    def reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-
-
-def _metadata(owner: Owner, name: str, component: str | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "name": name,
-        "namespace": owner.namespace,
-        "labels": naming.labels(owner.name, component),
-    }
-    if owner.uid:
-        meta["ownerReferences"] = [owner.reference()]
-    return meta
-
-
-def password_ref(owner: Owner, spec: KubeMadGroupSpec) -> SecretKeyRef:
-    """Where the Redis password lives: the user's Secret, or the one the operator generates."""
-    declared = spec.password()
-    if declared is not None:
-        return declared
-    return SecretKeyRef(name=naming.password_secret_name(owner.name), key=PASSWORD_KEY)
-
-
-@dataclass(frozen=True)
-class GeneratedSecret:
-    """A Secret the operator makes once (a fresh CSPRNG value) and never re-renders onto
-    an existing one: that would change a credential under running pods."""
-
-    name: str
-    key: str
-
-    def ref(self) -> SecretKeyRef:
-        return SecretKeyRef(name=self.name, key=self.key)
-
-    def values(self) -> dict[str, bytes]:
-        return {self.key: secrets.token_urlsafe(32).encode()}
-
-    def manifest(self, owner: Owner) -> Manifest:
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": _metadata(owner, self.name, topology.bus().name),
-            "type": "Opaque",
-            "data": {k: base64.b64encode(v).decode() for k, v in self.values().items()},
-        }
-
-
-TLS_CA_KEY = "ca.crt"
-TLS_CERT_KEY = "tls.crt"
-TLS_KEY_KEY = "tls.key"
-TLS_DIR = "/run/madgroup-tls"
-TLS_VOLUME = "bus-tls"
-"""Where a pod mounts the bus's TLS Secret (Redis: all three keys; a MAD: ``ca.crt``)."""
-
-
-@dataclass(frozen=True)
-class TlsSecret(GeneratedSecret):
-    """Redis's certificate, its key and the CA that signed it, laid out as cert-manager
-    writes a Certificate's Secret (``ca.crt``, ``tls.crt``, ``tls.key``). The CA is made
-    for this one certificate and its key is dropped: nothing else can ever be signed by
-    it. Renewal: delete the Secret; the operator makes a new one."""
-
-    hosts: tuple[str, ...] = ()
-
-    def values(self) -> dict[str, bytes]:
-        ca = tls.new_ca(self.name)
-        server = tls.issue(ca, topology.bus().name, self.hosts)
-        return {
-            TLS_CA_KEY: ca.cert_pem(),
-            TLS_CERT_KEY: server.cert_pem(),
-            TLS_KEY_KEY: server.key_pem(),
-        }
-
-    def manifest(self, owner: Owner) -> Manifest:
-        out = super().manifest(owner)
-        out["type"] = "kubernetes.io/tls"
-        return out
-
-
-def tls_secret(owner: Owner) -> TlsSecret:
-    bus = topology.bus().name
-    return TlsSecret(
-        naming.tls_secret_name(owner.name, bus),
-        TLS_CA_KEY,
-        hosts=(*allowed_hosts(owner, bus), "localhost", "127.0.0.1"),
-    )
-
-
-def _admin_secret(owner: Owner) -> GeneratedSecret:
-    return GeneratedSecret(naming.password_secret_name(owner.name), PASSWORD_KEY)
-
-
-def _bus_secret(owner: Owner, user: str) -> GeneratedSecret:
-    return GeneratedSecret(naming.bus_secret_name(owner.name, user), PASSWORD_KEY)
-
-
-def _internal_secret(owner: Owner) -> GeneratedSecret:
-    return GeneratedSecret(naming.internal_token_secret_name(owner.name), TOKEN_KEY)
 
 
 def password_secret(owner: Owner) -> Manifest:
     """A new administrator's password Secret."""
-    return _admin_secret(owner).manifest(owner)
+    return credentials.admin_secret(owner).manifest(owner)
 
 
 def generated_secrets(owner: Owner, spec: KubeMadGroupSpec) -> list[GeneratedSecret]:
     """What the operator generates for the group, created with Redis (whose ACL file needs
-    every bus password): the administrator's password and each MAD's bus password unless
-    the spec references a Secret of its own, and the group's internal credential."""
-    found = [] if spec.password() is not None else [_admin_secret(owner)]
-    found += [_bus_secret(owner, u) for u in topology.bus_users() if spec.bus_password(u) is None]
-    found.append(_internal_secret(owner))
-    if spec.tls.enabled:
-        found.append(tls_secret(owner))
-    return found
-
-
-def bus_password_ref(owner: Owner, spec: KubeMadGroupSpec, user: str) -> SecretKeyRef:
-    return spec.bus_password(user) or _bus_secret(owner, user).ref()
+    every bus password, and which starts first): the credentials, and with TLS on the CA
+    and every server's certificate unless cert-manager issues them."""
+    return [*credentials.generated(owner, spec), *certificates.generated(owner, spec)]
 
 
 def network_policy(owner: Owner) -> Manifest:
@@ -227,13 +102,6 @@ def _secret_env(var: str, ref: SecretKeyRef) -> dict[str, Any]:
     return {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
-def allowed_hosts(owner: Owner, name: str) -> list[str]:
-    """The names a client inside the cluster may use to reach a MAD's Service."""
-    svc = naming.child_name(owner.name, name)
-    ns = owner.namespace
-    return [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"]
-
-
 def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[str, Any]]:
     """The container's env: the topology's, pointing at the group's Services, plus secrets
     by reference (never by value)."""
@@ -255,16 +123,14 @@ def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[st
             env.append({"name": binding.variable, "value": binding.value})
         else:
             env.append(_secret_env(binding.variable, binding.secret or password_ref(owner, spec)))
-    if spec.tls.enabled:
-        env += [
-            {"name": k, "value": v}
-            for k, v in topology.tls_environment(comp, _tls_files().ca).items()
-        ]
+    env += [{"name": k, "value": v} for k, v in certificates.environment(spec, comp).items()]
     if comp.bus_user is not None:
         env.append({"name": topology.BUS_USERNAME_VARIABLE, "value": comp.bus_user})
         env.append(_secret_env(PASSWORD_VARIABLE, bus_password_ref(owner, spec, comp.bus_user)))
     if topology.needs_internal_token(comp):
-        env.append(_secret_env(topology.INTERNAL_TOKEN_VARIABLE, _internal_secret(owner).ref()))
+        env.append(
+            _secret_env(topology.INTERNAL_TOKEN_VARIABLE, credentials.internal_secret(owner).ref())
+        )
     return env
 
 
@@ -288,18 +154,12 @@ def _acl_writer(owner: Owner, spec: KubeMadGroupSpec) -> dict[str, Any]:
     }
 
 
-def _tls_files() -> topology.TlsFiles:
-    return topology.TlsFiles(
-        ca=f"{TLS_DIR}/{TLS_CA_KEY}",
-        cert=f"{TLS_DIR}/{TLS_CERT_KEY}",
-        key=f"{TLS_DIR}/{TLS_KEY_KEY}",
-    )
-
-
 def _probes(comp: topology.Component, tls_on: bool = False) -> dict[str, Any]:
+    """Readiness and liveness; with TLS on, Redis's ping is over TLS and a server's HTTP
+    probes use HTTPS (the kubelet does not check the certificate)."""
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         # The password comes from the container's env; the pod spec never holds it.
-        over = f"--tls --cacert {_tls_files().ca} " if tls_on else ""
+        over = f"--tls --cacert {certificates.files().ca} " if tls_on else ""
         ping = f'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli {over}ping | grep -q PONG'
         return {
             "readinessProbe": {
@@ -314,15 +174,16 @@ def _probes(comp: topology.Component, tls_on: bool = False) -> dict[str, Any]:
                 "periodSeconds": 10,
             },
         }
+    scheme = {"scheme": "HTTPS"} if tls_on and topology.serves_tls(comp) else {}
     return {
         "readinessProbe": {
-            "httpGet": {"path": comp.probe.path, "port": _port_name(comp)},
+            "httpGet": {"path": comp.probe.path, "port": _port_name(comp), **scheme},
             "periodSeconds": 5,
             "timeoutSeconds": 3,
             "failureThreshold": 3,
         },
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": _port_name(comp)},
+            "httpGet": {"path": "/healthz", "port": _port_name(comp), **scheme},
             "initialDelaySeconds": 10,
             "periodSeconds": 10,
             "timeoutSeconds": 3,
@@ -341,7 +202,11 @@ def _resources(settings: WithResources) -> dict[str, Any]:
     return out
 
 
-def pod_template(owner: Owner, spec: KubeMadGroupSpec, name: str) -> dict[str, Any]:
+def pod_template(
+    owner: Owner, spec: KubeMadGroupSpec, name: str, tls_revision: str | None = None
+) -> dict[str, Any]:
+    """``tls_revision``: which certificate a server that reads it only at start runs with
+    (a renewed one changes the template, so the pods roll)."""
     comp = topology.component(name)
     settings = spec.kube(name)
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
@@ -355,19 +220,17 @@ def pod_template(owner: Owner, spec: KubeMadGroupSpec, name: str) -> dict[str, A
         mounts.append({"name": ACL_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True})
         volumes.append({"name": ACL_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
         init.append(_acl_writer(owner, spec))
-    tls_on = spec.tls.enabled and (not comp.is_mad or comp.uses_bus)
+    tls_on = certificates.uses_tls(spec, comp)
     if tls_on:
-        # Redis gets its certificate and key; a MAD on the bus only the CA's certificate.
-        source: dict[str, Any] = {"secretName": tls_secret(owner).name, "defaultMode": 0o440}
-        if comp.is_mad:
-            source["items"] = [{"key": TLS_CA_KEY, "path": TLS_CA_KEY}]
-        mounts.append({"name": TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": True})
-        volumes.append({"name": TLS_VOLUME, "secret": source})
+        mounts.append(
+            {"name": certificates.VOLUME, "mountPath": certificates.TLS_DIR, "readOnly": True}
+        )
+        volumes.append(certificates.volume(owner, spec, comp))
     container: dict[str, Any] = {
         "name": comp.dns_name,
         "image": spec.image_of(name),
         "imagePullPolicy": spec.image.pullPolicy,
-        "command": comp.command(users_file=ACL_PATH, tls=_tls_files() if tls_on else None),
+        "command": comp.command(users_file=ACL_PATH, tls=certificates.files() if tls_on else None),
         "ports": [{"name": _port_name(comp), "containerPort": comp.port, "protocol": "TCP"}],
         "env": environment(owner, spec, name),
         **_probes(comp, tls_on),
@@ -390,7 +253,10 @@ def pod_template(owner: Owner, spec: KubeMadGroupSpec, name: str) -> dict[str, A
         pod["initContainers"] = init
     pod["containers"] = [container]
     pod["volumes"] = volumes
-    return {"metadata": {"labels": naming.labels(owner.name, name)}, "spec": pod}
+    meta: dict[str, Any] = {"labels": naming.labels(owner.name, name)}
+    if tls_revision is not None:
+        meta["annotations"] = {certificates.REVISION_ANNOTATION: tls_revision}
+    return {"metadata": meta, "spec": pod}
 
 
 def _claim(storage: KubeStorageSpec) -> dict[str, Any]:
@@ -410,14 +276,16 @@ def storage_of(spec: KubeMadGroupSpec, name: str) -> KubeStorageSpec | None:
     return spec.storage_of(name)
 
 
-def workload(owner: Owner, spec: KubeMadGroupSpec, name: str) -> Manifest:
+def workload(
+    owner: Owner, spec: KubeMadGroupSpec, name: str, tls_revision: str | None = None
+) -> Manifest:
     """A StatefulSet for components with data (Redis, Fiedler), a Deployment otherwise."""
     comp = topology.component(name)
     settings = spec.component(name)
     body: dict[str, Any] = {
         "replicas": settings.replicas,
         "selector": {"matchLabels": naming.selector_labels(owner.name, name)},
-        "template": pod_template(owner, spec, name),
+        "template": pod_template(owner, spec, name, tls_revision),
     }
     storage = storage_of(spec, name)
     if comp.stateful and storage is not None:
@@ -447,13 +315,22 @@ def claim_names(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[str]:
     return [f"data-{sts}-{i}" for i in range(spec.component(name).replicas)]
 
 
-def component_objects(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[Manifest]:
-    """What the operator applies for one component, in order (the generated password Secret
-    is created separately, once). The NetworkPolicy comes with Redis: it protects Redis
-    before Redis exists."""
+def component_objects(
+    owner: Owner,
+    spec: KubeMadGroupSpec,
+    name: str,
+    tls_revisions: Mapping[str, str] | None = None,
+) -> list[Manifest]:
+    """What the operator applies for one component, in order (the generated Secrets are
+    created separately, once). The NetworkPolicy comes with Redis: it protects Redis
+    before Redis exists; a cert-manager Certificate comes before the pods that mount its
+    Secret. ``tls_revisions``: which certificate each TLS server's live Secret holds."""
+    comp = topology.component(name)
     out: list[Manifest] = []
-    if not topology.component(name).is_mad:
+    if not comp.is_mad:
         out.append(network_policy(owner))
+    out += certificates.certificates(owner, spec, name)
     out.append(service(owner, spec, name))
-    out.append(workload(owner, spec, name))
+    revision = (tls_revisions or {}).get(name) if not comp.reloads_certificates else None
+    out.append(workload(owner, spec, name, revision))
     return out

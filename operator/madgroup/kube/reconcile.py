@@ -15,8 +15,9 @@ from typing import Any
 
 from madgroup import rollout, spec, topology
 from madgroup.errors import MadGroupError
-from madgroup.kube import crd, naming, objects
+from madgroup.kube import certificates, crd, naming, objects
 from madgroup.kube.api import ApiError, KubeApi
+from madgroup.kube.credentials import GeneratedSecret
 
 ORDER = topology.COMPONENT_NAMES
 
@@ -67,7 +68,7 @@ def _path(manifest: Mapping[str, Any]) -> str:
 
 def _generated(
     owner: objects.Owner, desired: crd.KubeMadGroupSpec, name: str
-) -> list[objects.GeneratedSecret]:
+) -> list[GeneratedSecret]:
     """The Secrets the operator generates, made with component ``name``: all of them with
     Redis (its ACL file needs every bus password, and it starts first)."""
     if topology.component(name).is_mad:
@@ -75,7 +76,7 @@ def _generated(
     return objects.generated_secrets(owner, desired)
 
 
-def _secret_path(owner: objects.Owner, secret: objects.GeneratedSecret) -> str:
+def _secret_path(owner: objects.Owner, secret: GeneratedSecret) -> str:
     return naming.SECRET.path(owner.namespace, secret.name)
 
 
@@ -86,8 +87,31 @@ class _Seen:
     image: str
 
 
-def _observe(api: KubeApi, owner: objects.Owner, desired: crd.KubeMadGroupSpec, name: str) -> _Seen:
-    manifests = objects.component_objects(owner, desired, name)
+def _tls_revisions(
+    api: KubeApi, owner: objects.Owner, desired: crd.KubeMadGroupSpec
+) -> dict[str, str]:
+    """Which certificate each TLS server's live Secret holds."""
+    if not desired.tls.enabled:
+        return {}
+    found = {}
+    for server in topology.tls_servers():
+        live = api.get(
+            naming.SECRET.path(owner.namespace, naming.tls_secret_name(owner.name, server))
+        )
+        revision = certificates.revision(live)
+        if revision is not None:
+            found[server] = revision
+    return found
+
+
+def _observe(
+    api: KubeApi,
+    owner: objects.Owner,
+    desired: crd.KubeMadGroupSpec,
+    name: str,
+    revisions: dict[str, str],
+) -> _Seen:
+    manifests = objects.component_objects(owner, desired, name, revisions)
     stale: list[dict[str, Any]] = []
     workload_live: dict[str, Any] | None = None
     for manifest in manifests:
@@ -127,17 +151,34 @@ def _observe(api: KubeApi, owner: objects.Owner, desired: crd.KubeMadGroupSpec, 
     return _Seen(observed, stale, desired.image_of(name))
 
 
-def _apply(api: KubeApi, owner: objects.Owner, seen: _Seen) -> list[str]:
+def _create_secret(api: KubeApi, owner: objects.Owner, secret: GeneratedSecret) -> None:
+    ca = None
+    if isinstance(secret, certificates.ServerSecret):  # issued from the group's CA
+        live_ca = api.get(_secret_path(owner, certificates.ca_secret(owner)))
+        ca = certificates.load_ca(live_ca) if live_ca is not None else None
+    try:
+        api.create(naming.SECRET.path(owner.namespace), secret.manifest(owner, ca))
+    except ApiError as exc:
+        if exc.status != 409:  # created meanwhile: keep that one
+            raise
+
+
+def _apply(
+    api: KubeApi, owner: objects.Owner, desired: crd.KubeMadGroupSpec, name: str, seen: _Seen
+) -> list[str]:
+    """Create the component's missing Secrets, then apply its stale objects. A new TLS
+    Secret changes what the workload pins, so the objects are rendered again after it."""
     done = []
-    for manifest in seen.stale:
-        generate = manifest.get("generate")
-        if isinstance(generate, objects.GeneratedSecret):
-            try:
-                api.create(naming.SECRET.path(owner.namespace), generate.manifest(owner))
-            except ApiError as exc:
-                if exc.status != 409:  # created meanwhile: keep that one
-                    raise
-            done.append("Secret")
+    stale = seen.stale
+    made = [m["generate"] for m in stale if isinstance(m.get("generate"), GeneratedSecret)]
+    for secret in made:
+        _create_secret(api, owner, secret)
+        done.append("Secret")
+    if made:
+        fresh = objects.component_objects(owner, desired, name, _tls_revisions(api, owner, desired))
+        stale = [m for m in fresh if not contains(api.get(_path(m)), m)]
+    for manifest in stale:
+        if "generate" in manifest:
             continue
         api.apply(_path(manifest), manifest)
         done.append(manifest["kind"])
@@ -226,12 +267,13 @@ def reconcile(
         components = old_status.get("components") or {}
     else:
         paused = paused or desired.paused
-        seen = {n: _observe(api, owner, desired, n) for n in ORDER}
+        revisions = _tls_revisions(api, owner, desired)
+        seen = {n: _observe(api, owner, desired, n, revisions) for n in ORDER}
         observed = {n: s.observed for n, s in seen.items()}
         plan = rollout.plan(ORDER, observed, topology.gate_map(desired.order))
         if not paused:
             for comp in plan.apply:
-                kinds = _apply(api, owner, seen[comp])
+                kinds = _apply(api, owner, desired, comp, seen[comp])
                 outcome.applied.append(comp)
                 outcome.events.append(
                     Event("Normal", "Applied", f"{comp}: applied {', '.join(kinds)}")

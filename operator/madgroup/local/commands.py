@@ -384,7 +384,9 @@ def cmd_health(args: argparse.Namespace) -> int:
     for name in topology.MAD_NAMES:
         print(f"Checking service: {name}")
         port = state.ports.get(name, topology.component(name).port)
-        report = readiness.mad_status(port, timeout=10.0)
+        comp = topology.component(name)
+        https = certificates.ca_file(ctx.state) if topology.serves_tls(comp) else None
+        report = readiness.mad_status(port, timeout=10.0, ca_file=https)
         if report is not None and report.get("status") == "HEALTHY":
             print(f"Service {name} is HEALTHY.")
         else:

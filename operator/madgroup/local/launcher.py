@@ -63,7 +63,7 @@ def component_env(
         env[topology.INTERNAL_TOKEN_VARIABLE] = internal_token(dotenv)
     ca = ca_file(state)
     if ca is not None:
-        env.update(topology.tls_environment(comp, ca))
+        env.update(topology.tls_environment(comp, ca, tls_files(state, comp.name)))
     if comp.is_mad:
         env["MAD_HOST"] = HOST
         env["MAD_PORT"] = str(ports[comp.name])

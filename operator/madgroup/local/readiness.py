@@ -64,8 +64,16 @@ def redis_ready(port: int, password: str, timeout: float = 0.5, ca_file: str | N
         return False
 
 
-def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+def http_get(
+    port: int, path: str, timeout: float = 1.0, ca_file: str | None = None
+) -> tuple[int, Any]:
+    """``GET path``; over HTTPS, checked against ``ca_file``, when one is given."""
+    conn: http.client.HTTPConnection
+    if ca_file is not None:
+        context = ssl.create_default_context(cafile=ca_file)
+        conn = http.client.HTTPSConnection(HOST, port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"Host": f"127.0.0.1:{port}"})
         response = conn.getresponse()
@@ -79,9 +87,11 @@ def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, Any]:
     return response.status, data
 
 
-def http_ready(port: int, path: str = "/readyz", timeout: float = 1.0) -> bool:
+def http_ready(
+    port: int, path: str = "/readyz", timeout: float = 1.0, ca_file: str | None = None
+) -> bool:
     try:
-        return http_get(port, path, timeout)[0] == 200
+        return http_get(port, path, timeout, ca_file)[0] == 200
     except (OSError, http.client.HTTPException):
         return False
 
@@ -96,13 +106,17 @@ def ready(
     """``ca_file``: the bus speaks TLS, its certificate signed by that CA."""
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         return redis_ready(port, password, timeout, ca_file)
-    return http_ready(port, comp.probe.path, timeout)
+    https = ca_file if topology.serves_tls(comp) else None
+    return http_ready(port, comp.probe.path, timeout, https)
 
 
-def mad_status(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
-    """The MAD's ``/status`` report (what ``mad-status`` prints), or None if unreachable."""
+def mad_status(
+    port: int, timeout: float = 5.0, ca_file: str | None = None
+) -> dict[str, Any] | None:
+    """The MAD's ``/status`` report (what ``mad-status`` prints), or None if unreachable;
+    ``ca_file``: it serves HTTPS with a certificate signed by that CA."""
     try:
-        code, data = http_get(port, "/status", timeout)
+        code, data = http_get(port, "/status", timeout, ca_file)
     except (OSError, http.client.HTTPException):
         return None
     return data if code == 200 and isinstance(data, dict) else None

@@ -34,6 +34,7 @@ from tests.e2e.compose.steps import (
     assert_status_block,
     assert_step7,
     converse,
+    raw,
     task_status,
     wait_healthy,
     wait_log,
@@ -253,10 +254,10 @@ def test_each_mad_is_its_own_bus_user_and_no_secret_shows(host: GuideHost) -> No
     assert host.sh(REDIS_ADMIN.format("acl log") + " < /dev/null").output.strip() == ""
 
     ids = host.sh("docker-compose ps -q").output.split()
-    raw = subprocess.run(
+    described = subprocess.run(
         ["docker", "inspect", *ids], capture_output=True, text=True, check=True
     ).stdout
-    inspected = {item["Name"]: json.dumps(item) for item in json.loads(raw)}
+    inspected = {item["Name"]: json.dumps(item) for item in json.loads(described)}
     admin = host.secrets[0]
     without_admin = {
         name: text

@@ -10,6 +10,8 @@ user, and a renewed certificate is served without restarting anything.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +65,19 @@ def served_certificate(host: GuideHost) -> str:
     ).output.strip()
 
 
+def grace_certificate(host: GuideHost) -> bytes:
+    """What Grace presents on the published port, verified against the group's CA."""
+    ca = host.sh("docker-compose exec -T grace cat /run/madgroup/ca.crt < /dev/null").output
+    context = ssl.create_default_context(cadata=ca.strip())
+    with (
+        socket.create_connection(("127.0.0.1", 8001), timeout=5) as raw_socket,
+        context.wrap_socket(raw_socket, server_hostname="localhost") as tls_socket,
+    ):
+        der = tls_socket.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
 def test_render_the_tls_declaration_and_configure(host: GuideHost) -> None:
     (host.workdir / "madgroup-tls.yaml").write_text(DECLARATION)
     rendered = host.sh(f"{MADGROUP} render compose -f madgroup-tls.yaml")
@@ -114,6 +129,13 @@ def test_every_mad_connects_over_tls_and_the_guide_passes(host: GuideHost) -> No
     assert users - {"default"} == {"grace", "rogers", "fiedler"}, clients
     assert host.sh(ADMIN_TLS.format("acl log")).output.strip() == ""
     assert_step7(host)
+    assert grace_certificate(host)  # the published port speaks HTTPS, from the group's CA
+    plain = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8001/healthz"],
+        capture_output=True,
+        text=True,
+    )
+    assert plain.stdout != "200", "Grace answered plaintext HTTP"
     host.task_id = converse(host)
     assert_completed(host, host.task_id)
 
@@ -133,9 +155,10 @@ def test_the_private_keys_show_nowhere(host: GuideHost) -> None:
         "ps": subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout,
     }
     assert exposures(seen, secrets) == []
-    for service in MADS:
+    for service in MADS:  # the CA's key is with the one-shot only; a MAD holds its own key
         listing = host.sh(f"docker-compose exec -T {service} ls /run/madgroup < /dev/null")
-        assert "ca.key" not in listing.output and ".key" not in listing.output, service
+        keys = {name for name in listing.output.split() if name.endswith(".key")}
+        assert keys == ({"grace.key"} if service == "grace" else set()), (service, keys)
 
 
 def test_a_renewed_certificate_is_served_without_a_restart(host: GuideHost) -> None:
@@ -148,15 +171,23 @@ def test_a_renewed_certificate_is_served_without_a_restart(host: GuideHost) -> N
     }
     renewed = host.sh(
         "docker-compose run --rm -T bus_users "
-        "mad-bus-users /run/madgroup --tls redis,localhost,127.0.0.1 --renew < /dev/null"
+        "mad-bus-users /run/madgroup --tls redis=redis,localhost,127.0.0.1 "
+        "--tls grace=grace,localhost,127.0.0.1 --renew < /dev/null"
     )
     assert "redis/redis.crt" in renewed.output, str(renewed)
+    assert "grace/grace.crt" in renewed.output, str(renewed)
     reload = ADMIN_TLS.format(
         "config set tls-cert-file /run/madgroup/redis.crt tls-key-file /run/madgroup/redis.key"
     )
     assert host.sh(reload).output.strip() == "OK"
     after = served_certificate(host)
     assert after != before
+    fresh = host.sh("docker-compose exec -T grace cat /run/madgroup/grace.crt < /dev/null").output
+    host.until(
+        lambda: grace_certificate(host) == ssl.PEM_cert_to_DER_cert(fresh.strip()),
+        timeout=60,
+        what="Grace to serve its renewed certificate on the published port",
+    )
     assert task_status(host, host.task_id)["status"] == "COMPLETED"
     assert_completed(host, converse(host))
     for service, when in started.items():
