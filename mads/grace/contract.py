@@ -8,6 +8,8 @@ from mads.core.contract import BusAccess, MadContract
 
 NAME = "grace"
 TOKENS_VARIABLE = "GRACE_API_TOKENS"
+TOKENS_FILE_VARIABLE = "GRACE_TOKENS_FILE"
+"""Where Grace reads its named, scoped tokens (hashes only; see mads.grace.tokens)."""
 
 CONTRACT = MadContract(
     name=NAME,

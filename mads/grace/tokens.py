@@ -49,28 +49,65 @@ class TokenFileError(MadError, ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
-class _Scopes(_Model):
-    tools: list[str] = Field(default_factory=lambda: list(ALL), min_length=1, max_length=1000)
-    topics: list[str] = Field(default_factory=lambda: list(ALL), min_length=1, max_length=1000)
+class TokenScopes(_Model):
+    """What a token may use."""
+
+    tools: list[str] = Field(
+        default_factory=lambda: list(ALL),
+        min_length=1,
+        max_length=1000,
+        description="Globs over the tool names it may call (default: all).",
+    )
+    topics: list[str] = Field(
+        default_factory=lambda: list(ALL),
+        min_length=1,
+        max_length=1000,
+        description="Globs over the channels it may publish on and subscribe to (default: all).",
+    )
 
 
-class _Limits(_Model):
-    requests_per_second: float | None = Field(default=None, gt=0, le=1_000_000)
-    concurrent_calls: int | None = Field(default=None, ge=1, le=1_000_000)
+class TokenLimits(_Model):
+    """How fast a token may go (unset: no limit)."""
+
+    requests_per_second: float | None = Field(
+        default=None, gt=0, le=1_000_000, description="A token bucket of one second's worth."
+    )
+    concurrent_calls: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Requests in flight at once."
+    )
 
 
-class _Entry(_Model):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    sha256: str = Field(pattern=SHA256_HEX)
-    scopes: _Scopes = Field(default_factory=_Scopes)
-    limits: _Limits = Field(default_factory=_Limits)
+class TokenEntry(_Model):
+    """One named front-door token, stored as its SHA-256 (never the token itself)."""
+
+    name: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Its name."
+    )
+    sha256: str = Field(pattern=SHA256_HEX, description="Hex SHA-256 of the token.")
+    scopes: TokenScopes = Field(default_factory=TokenScopes, description="What it may use.")
+    limits: TokenLimits = Field(default_factory=TokenLimits, description="How fast.")
 
 
-class _File(_Model):
-    tokens: list[_Entry] = Field(max_length=10_000)
+class TokenFile(_Model):
+    """What ``GRACE_TOKENS_FILE`` holds."""
+
+    tokens: list[TokenEntry] = Field(max_length=10_000)
+
+    def check_unique(self) -> None:
+        """TokenFileError (without the file's name) when a name or hash repeats."""
+        names: dict[str, str] = {}
+        hashes: dict[str, str] = {}
+        for entry in self.tokens:
+            if entry.name in names:
+                raise TokenFileError(f"token name {entry.name!r} twice")
+            if entry.sha256 in hashes:
+                raise TokenFileError(
+                    f"tokens {hashes[entry.sha256]!r} and {entry.name!r} have the same sha256"
+                )
+            names[entry.name] = hashes[entry.sha256] = entry.name
 
 
 @dataclass(frozen=True)
@@ -115,20 +152,14 @@ def load_file(path: Path) -> dict[str, Principal]:
     except ValueError as exc:
         raise TokenFileError(f"GRACE_TOKENS_FILE {path} is not JSON ({exc})") from None
     try:
-        parsed = _File.model_validate(data)
+        parsed = TokenFile.model_validate(data)
+        parsed.check_unique()
     except ValidationError as exc:
         raise TokenFileError(f"GRACE_TOKENS_FILE {path}: {_describe(exc)}") from None
+    except TokenFileError as exc:
+        raise TokenFileError(f"GRACE_TOKENS_FILE {path}: {exc}") from None
     found: dict[str, Principal] = {}
-    names: set[str] = set()
     for entry in parsed.tokens:
-        if entry.name in names:
-            raise TokenFileError(f"GRACE_TOKENS_FILE {path}: token name {entry.name!r} twice")
-        if entry.sha256 in found:
-            raise TokenFileError(
-                f"GRACE_TOKENS_FILE {path}: tokens {found[entry.sha256].name!r} and "
-                f"{entry.name!r} have the same sha256"
-            )
-        names.add(entry.name)
         found[entry.sha256] = Principal(
             name=entry.name,
             tools=tuple(entry.scopes.tools),

@@ -15,6 +15,7 @@ the group's namespace; locally and on compose, the variable of that name in ``.e
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from madgroup import topology
 from madgroup.errors import UsageError
 from mads.fiedler.contract import LLM_VARIABLES
-from mads.grace.contract import TOKENS_VARIABLE
+from mads.grace.contract import TOKENS_FILE_VARIABLE, TOKENS_VARIABLE
+from mads.grace.tokens import TokenEntry, TokenFile, TokenFileError
 
 GROUP = "madgroup.io"
 VERSION = "v1alpha1"
@@ -112,6 +114,8 @@ class Binding:
     variable: str
     value: str | None = None
     secret: SecretKeyRef | None = None
+    file: str | None = None
+    """Content for a file the substrate writes (not a secret); the variable holds its path."""
 
 
 class RedisSpec(ComponentSpec):
@@ -139,11 +143,31 @@ class GraceSpec(ComponentSpec):
         default=None,
         description="Secret with the bearer tokens (comma-separated) outside clients use.",
     )
+    tokens: list[TokenEntry] | None = Field(
+        default=None,
+        description="Named front-door tokens with scopes and limits, each as the SHA-256 of "
+        "the token (the declaration never holds a token); Grace reads them as "
+        "GRACE_TOKENS_FILE.",
+        max_length=10_000,
+    )
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> GraceSpec:
+        if self.tokens is not None:
+            try:
+                TokenFile(tokens=self.tokens).check_unique()
+            except TokenFileError as exc:
+                raise ValueError(f"tokens: {exc}") from None
+        return self
 
     def bindings(self) -> list[Binding]:
-        if self.tokenSecretRef is None:
-            return []
-        return [Binding(TOKENS_VARIABLE, secret=self.tokenSecretRef)]
+        found = []
+        if self.tokenSecretRef is not None:
+            found.append(Binding(TOKENS_VARIABLE, secret=self.tokenSecretRef))
+        if self.tokens is not None:
+            document = TokenFile(tokens=self.tokens).model_dump(exclude_none=True)
+            found.append(Binding(TOKENS_FILE_VARIABLE, file=json.dumps(document, indent=2)))
+        return found
 
 
 class RogersSpec(ComponentSpec):
@@ -409,6 +433,7 @@ def resolve(spec: MadGroupSpec) -> dict[str, Any]:
                     "variable": b.variable,
                     "value": b.value,
                     "secret": b.secret.key if b.secret is not None else None,
+                    "file": b.file,
                 }
                 for b in spec.bindings(comp.name)
             ]

@@ -126,7 +126,7 @@ def test_redis_requires_the_password_from_env(compose: dict[str, Any], interpola
     assert expanded[expanded.index("--appendonly") + 1] == "yes"
     # Unset or empty, compose refuses to start rather than run Redis without a password.
     one_shot = compose["services"][ONE_SHOT]["environment"]
-    assert interpolated(one_shot, {"REDIS_PASSWORD": PASSWORD}) == {"REDIS_PASSWORD": PASSWORD}
+    assert interpolated(one_shot, {"REDIS_PASSWORD": PASSWORD})["REDIS_PASSWORD"] == PASSWORD
     for env in ({}, {"REDIS_PASSWORD": ""}):
         with pytest.raises(ValueError, match="REDIS_PASSWORD"):
             interpolated(one_shot, env)
@@ -263,3 +263,41 @@ def test_tls_renders_a_tls_only_redis_and_the_ca_for_every_bus_user():
     plain = compose_document(parse_spec({}))
     assert "tls_ca" not in plain["volumes"]
     assert "--tls-port" not in plain["services"]["redis"]["command"]
+
+
+def test_each_container_holds_only_its_own_secrets_from_env_file():
+    """``env_file: .env`` hands every container the whole file; each service's
+    ``environment`` (which wins) blanks every secret of .env it does not use."""
+    from madgroup.compose.render import compose_document
+    from madgroup.spec import parse_spec
+
+    declared = parse_spec(
+        {
+            "fiedler": {
+                "llm": {
+                    "provider": "openai",
+                    "baseUrl": "http://llm:8080/v1",
+                    "model": "m",
+                    "apiKeySecretRef": {"name": "llm", "key": "OPENAI_KEY"},
+                }
+            },
+            "grace": {"tokenSecretRef": {"name": "t", "key": "FRONT_DOOR_TOKENS"}},
+        }
+    )
+    services = compose_document(declared)["services"]
+    secrets = {"REDIS_PASSWORD", "OPENAI_KEY", "FRONT_DOOR_TOKENS", "GRACE_API_TOKENS"}
+    own = {
+        "bus_users": {"REDIS_PASSWORD"},
+        "redis": {"REDIS_PASSWORD"},
+        "sequential_thinking": set(),
+        "grace": {"GRACE_API_TOKENS", "FRONT_DOOR_TOKENS"},
+        "rogers": set(),
+        "fiedler": {"OPENAI_KEY"},
+    }
+    for name, svc in services.items():
+        assert svc["env_file"] == [".env"], name
+        env = svc.get("environment", {})
+        for key in secrets - own[name]:
+            assert env.get(key) == "", (name, key)
+        for key in own[name] - {"REDIS_PASSWORD"}:
+            assert env.get(key) != "", (name, key)

@@ -36,6 +36,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "v1/events": {"kind": "Event", "namespaced": True},
     "v1/secrets": {"kind": "Secret", "namespaced": True},
     "v1/services": {"kind": "Service", "namespaced": True},
+    "v1/configmaps": {"kind": "ConfigMap", "namespaced": True},
     "v1/persistentvolumeclaims": {"kind": "PersistentVolumeClaim", "namespaced": True},
     "apps/v1/deployments": {"kind": "Deployment", "namespaced": True, "sub": ["status"]},
     "apps/v1/statefulsets": {"kind": "StatefulSet", "namespaced": True, "sub": ["status"]},

@@ -6,6 +6,7 @@ in what any of them writes; an invalid file gets the same one line everywhere.""
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,69 @@ def test_a_secret_missing_from_env_stops_up_before_anything_starts(tmp_path: Pat
         "FIEDLER_LLM_API_KEY); nothing was started\n"
     )
     assert not (local.state_dir / "state.json").exists()
+
+
+async def test_the_tokens_declared_once_reach_grace_on_every_substrate(tmp_path: Path) -> None:
+    """Named, scoped tokens in the declaration (hashes only) become Grace's tokens file on
+    every substrate; locally Grace then refuses the scoped token out of its scope."""
+    from mads.grace import tokens as grace_tokens
+    from tests.support.tool_calls import ToolCallClient
+
+    token = secrets.token_urlsafe(24)
+    entry = {
+        "name": "status-only",
+        "sha256": grace_tokens.digest(token),
+        "scopes": {"tools": ["fiedler_get_task_status"]},
+        "limits": {"requests_per_second": 5},
+    }
+    path = sample_with(tmp_path, {"grace": {"tokens": [entry]}})
+
+    def principals(text: str) -> dict[str, grace_tokens.Principal]:
+        written = tmp_path / "tokens.json"
+        written.write_text(text)
+        return grace_tokens.load_file(written)
+
+    expected = {entry["sha256"]: principals(json.dumps({"tokens": [entry]}))[entry["sha256"]]}
+
+    # compose: a rendered file, mounted read-only, named by GRACE_TOKENS_FILE
+    files = render_files(read_document(path))
+    grace = yaml.safe_load(files["docker-compose.yml"])["services"]["grace"]
+    assert grace["environment"]["GRACE_TOKENS_FILE"] == "/run/madgroup-files/GRACE_TOKENS_FILE"
+    mount = "./madgroup-files/grace/GRACE_TOKENS_FILE:/run/madgroup-files/GRACE_TOKENS_FILE:ro"
+    assert mount in grace["volumes"]
+    assert principals(files["madgroup-files/grace/GRACE_TOKENS_FILE"]) == expected
+
+    # Kubernetes: a ConfigMap, mounted, and a template digest so a change rolls Grace
+    declared = crd.parse(read_document(path).raw_spec)
+    owner = objects.Owner("demo", "default", "uid")
+    children = {m["kind"]: m for m in objects.component_objects(owner, declared, "grace")}
+    assert principals(children["ConfigMap"]["data"]["GRACE_TOKENS_FILE"]) == expected
+    template = children["Deployment"]["spec"]["template"]
+    assert objects.FILES_ANNOTATION in template["metadata"]["annotations"]
+    assert {"name": "files", "configMap": {"name": "demo-grace-files"}} in template["spec"][
+        "volumes"
+    ]
+
+    # local: Grace runs with it and refuses the token outside its scope
+    local = Group(tmp_path / "project", env={"MAD_HEARTBEAT_S": "0.5"})
+    local.mg("init")
+    try:
+        local.up("-f", str(path), "grace")
+        client = ToolCallClient(f"http://127.0.0.1:{local.port('grace')}/mcp", token=token)
+        try:
+            done, said = await client.call("fiedler_converse", {"prompt": "x", "requester_id": "t"})
+        finally:
+            await client.close()
+        assert not done and "HTTP 403" in str(said)
+        assert "lacks the scope for tool" in str(said)
+        written = (local.state_dir / "files" / "grace" / "GRACE_TOKENS_FILE").read_text()
+        assert principals(written) == expected and token not in written
+    finally:
+        local.cleanup()
+
+
+def test_a_repeated_token_in_the_declaration_is_one_line_everywhere(tmp_path: Path) -> None:
+    entry = {"name": "a", "sha256": "0" * 64}
+    path = sample_with(tmp_path, {"grace": {"tokens": [entry, {**entry, "sha256": "1" * 64}]}})
+    with pytest.raises(InvalidSpecError, match="token name 'a' twice"):
+        crd.parse(read_document(path).raw_spec)

@@ -59,6 +59,17 @@ def tls_files(comp: Component) -> topology.TlsFiles:
     )
 
 
+FILES_DIR = "madgroup-files"
+"""Where ``render compose`` writes the files a declaration gives a service (next to
+docker-compose.yml; hashes and settings only, never a secret), mounted read-only."""
+FILES_MOUNT = "/run/madgroup-files"
+
+
+def declared_file(comp: Component, variable: str) -> str:
+    """The rendered file of a ``file`` binding, relative to the project."""
+    return f"{FILES_DIR}/{comp.name}/{variable}"
+
+
 def credentials_volume(comp: Component) -> str:
     return f"{comp.name}_credentials"
 
@@ -139,6 +150,30 @@ def compose_command(comp: Component, declared: MadGroupSpec | None = None) -> li
     return [compose_argument(arg, keys) for arg in args]
 
 
+def env_file_secrets(declared: MadGroupSpec) -> set[str]:
+    """Every ``.env`` variable that holds a secret: the administrator's password, what a
+    MAD's contract reads as a secret, and what the declaration names."""
+    found = {PASSWORD_VARIABLE}
+    for comp in topology.COMPONENTS:
+        if comp.contract is not None:
+            found.update(comp.contract.secrets)
+        found.update(b.secret.key for b in declared.bindings(comp.name) if b.secret is not None)
+    return found
+
+
+def foreign_secrets(declared: MadGroupSpec, comp: Component) -> list[str]:
+    """The ``.env`` secrets ``comp`` does not use: blanked in its ``environment`` (which
+    wins over ``env_file``), so each container holds only its own (``env_file`` stays, as
+    the guide's troubleshooting expects)."""
+    own = set(comp.contract.secrets) if comp.contract is not None else {PASSWORD_VARIABLE}
+    for binding in declared.bindings(comp.name):
+        if binding.secret is not None and not (
+            comp.is_mad and binding.variable == PASSWORD_VARIABLE
+        ):
+            own.update({binding.secret.key, binding.variable})
+    return sorted(env_file_secrets(declared) - own)
+
+
 def secret_keys(declared: MadGroupSpec, comp: Component) -> dict[str, str]:
     """Variable -> the ``.env`` key holding it, for the secrets the declaration names."""
     return {b.variable: b.secret.key for b in declared.bindings(comp.name) if b.secret is not None}
@@ -213,16 +248,19 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
     svc["command"] = compose_command(comp, declared)
     svc["env_file"] = [ENV_FILE]
     env = topology.environment(comp, _address, allowed_hosts=[comp.name])
+    files = []
     for binding in declared.bindings(comp.name):
-        if binding.value is not None:
+        if binding.file is not None:
+            env[binding.variable] = f"{FILES_MOUNT}/{binding.variable}"
+            files.append(f"./{declared_file(comp, binding.variable)}:{env[binding.variable]}:ro")
+        elif binding.value is not None:
             env[binding.variable] = binding.value
         elif binding.secret is not None and binding.secret.key != binding.variable:
             # A secret by reference: compose reads it from .env, the file never holds it.
             env[binding.variable] = required(binding.secret.key)
-    if env:
-        svc["environment"] = env
-    if comp.is_mad:
-        env[PASSWORD_VARIABLE] = ""  # not the administrator's: see below
+    svc["environment"] = env  # filled in below; dropped if it stays empty
+    for key in foreign_secrets(declared, comp):
+        env.setdefault(key, "")  # REDIS_PASSWORD for a MAD: not the administrator's
     if comp.bus_user is not None:
         env[topology.BUS_USERNAME_VARIABLE] = comp.bus_user
         env[f"{PASSWORD_VARIABLE}_FILE"] = f"{CREDENTIALS_DIR}/bus_password"
@@ -230,6 +268,8 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
         env[f"{topology.INTERNAL_TOKEN_VARIABLE}_FILE"] = f"{CREDENTIALS_DIR}/internal_token"
     if declared.tls.enabled:
         env.update(topology.tls_environment(comp, tls_files(comp).ca, tls_files(comp)))
+    if not env:
+        del svc["environment"]
     gates = topology.gates(comp, declared.order)
     depends: dict[str, dict[str, str]] = {}
     if not comp.is_mad:
@@ -248,6 +288,7 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
         volumes.append(f"{ACL_VOLUME}:{CREDENTIALS_DIR}:ro")
     elif holds_credentials(comp):
         volumes.append(f"{credentials_volume(comp)}:{CREDENTIALS_DIR}:ro")
+    volumes += files
     if volumes:
         svc["volumes"] = volumes
     if comp.is_mad:
@@ -287,8 +328,11 @@ def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
         },
         "command": command,
         "env_file": [ENV_FILE],
-        # compose refuses to start the group without it, as before
-        "environment": {PASSWORD_VARIABLE: required(PASSWORD_VARIABLE)},
+        # compose refuses to start the group without it, as before; nothing else secret
+        "environment": {
+            PASSWORD_VARIABLE: required(PASSWORD_VARIABLE),
+            **{k: "" for k in sorted(env_file_secrets(declared) - {PASSWORD_VARIABLE})},
+        },
         "user": "0:0",
         "volumes": volumes,
         "network_mode": "none",
@@ -366,7 +410,12 @@ def render_files(document: Document | None = None) -> dict[str, str]:
     declared = parse_spec((document or default_document()).raw_spec)
     for note in check_substrate(declared, SUBSTRATE, refused=REFUSED, ignored=IGNORED):
         print(f"madgroup: note: {note}", file=sys.stderr)
-    return {
+    rendered = {
         COMPOSE_FILE: render_compose(declared),
         START_INTERVAL_FILE: render_start_interval(),
     }
+    for comp in topology.COMPONENTS:
+        for binding in declared.bindings(comp.name):
+            if binding.file is not None:
+                rendered[declared_file(comp, binding.variable)] = binding.file + "\n"
+    return rendered

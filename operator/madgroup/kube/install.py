@@ -60,7 +60,7 @@ def rules() -> list[dict[str, Any]]:
             ["deployments", "statefulsets"],
             ["get", "list", "watch", "create", "patch", "delete"],
         ),
-        _rule([""], ["services"], ["get", "create", "patch", "delete"]),
+        _rule([""], ["services", "configmaps"], ["get", "create", "patch", "delete"]),
         _rule([""], ["secrets"], ["get", "create", "delete"]),
         _rule([""], ["persistentvolumeclaims"], ["get", "delete"]),
         _rule(["networking.k8s.io"], ["networkpolicies"], ["get", "create", "patch", "delete"]),

@@ -41,8 +41,10 @@ DEPLOYMENT = Kind("Deployment", "apps/v1", "deployments")
 STATEFULSET = Kind("StatefulSet", "apps/v1", "statefulsets")
 NETWORKPOLICY = Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
 CERTIFICATE = Kind("Certificate", "cert-manager.io/v1", "certificates")
+CONFIGMAP = Kind("ConfigMap", "v1", "configmaps")
 KINDS = {
-    k.kind: k for k in (SECRET, SERVICE, PVC, DEPLOYMENT, STATEFULSET, NETWORKPOLICY, CERTIFICATE)
+    k.kind: k
+    for k in (SECRET, SERVICE, PVC, DEPLOYMENT, STATEFULSET, NETWORKPOLICY, CERTIFICATE, CONFIGMAP)
 }
 
 
@@ -82,6 +84,11 @@ def tls_secret_name(group: str, component: str) -> str:
 def internal_token_secret_name(group: str) -> str:
     """The generated Secret of the group's internal credential."""
     return f"{group}-internal-token"
+
+
+def files_name(group: str, component: str) -> str:
+    """The ConfigMap of the files a declaration gives a component."""
+    return f"{child_name(group, component)}-files"
 
 
 def network_policy_name(group: str) -> str:

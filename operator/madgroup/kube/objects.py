@@ -8,6 +8,8 @@ schemas offline.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +27,11 @@ CREDENTIALS_DIR = "/run/madgroup"
 """Where Redis's init container writes the ACL file (an in-memory emptyDir) for Redis."""
 ACL_VOLUME = "bus-acl"
 ACL_PATH = f"{CREDENTIALS_DIR}/users.acl"
+FILES_DIR = "/run/madgroup-files"
+"""Where a pod mounts the ConfigMap of the files its declaration gives it."""
+FILES_ANNOTATION = "madgroup.io/files-sha256"
+"""On a pod template: which files it runs with, so changed ones roll the pods (the MADs
+read them at start)."""
 POD_UID = 10001
 CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
@@ -119,7 +126,9 @@ def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[st
     for binding in spec.bindings(name):
         if comp.is_mad and binding.variable == PASSWORD_VARIABLE:
             continue  # a MAD connects as its own bus user, never as the administrator
-        if binding.value is not None:
+        if binding.file is not None:
+            env.append({"name": binding.variable, "value": f"{FILES_DIR}/{binding.variable}"})
+        elif binding.value is not None:
             env.append({"name": binding.variable, "value": binding.value})
         else:
             env.append(_secret_env(binding.variable, binding.secret or password_ref(owner, spec)))
@@ -220,6 +229,12 @@ def pod_template(
         mounts.append({"name": ACL_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True})
         volumes.append({"name": ACL_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
         init.append(_acl_writer(owner, spec))
+    files = declared_files(spec, name)
+    if files:
+        mounts.append({"name": "files", "mountPath": FILES_DIR, "readOnly": True})
+        volumes.append(
+            {"name": "files", "configMap": {"name": naming.files_name(owner.name, name)}}
+        )
     tls_on = certificates.uses_tls(spec, comp)
     if tls_on:
         mounts.append(
@@ -254,9 +269,32 @@ def pod_template(
     pod["containers"] = [container]
     pod["volumes"] = volumes
     meta: dict[str, Any] = {"labels": naming.labels(owner.name, name)}
+    annotations = {}
     if tls_revision is not None:
-        meta["annotations"] = {certificates.REVISION_ANNOTATION: tls_revision}
+        annotations[certificates.REVISION_ANNOTATION] = tls_revision
+    if files:
+        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        annotations[FILES_ANNOTATION] = digest[:16]
+    if annotations:
+        meta["annotations"] = annotations
     return {"metadata": meta, "spec": pod}
+
+
+def declared_files(spec: KubeMadGroupSpec, name: str) -> dict[str, str]:
+    """The files the declaration gives component ``name``: variable -> content."""
+    return {b.variable: b.file for b in spec.bindings(name) if b.file is not None}
+
+
+def files_config_map(owner: Owner, spec: KubeMadGroupSpec, name: str) -> Manifest | None:
+    files = declared_files(spec, name)
+    if not files:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(owner, naming.files_name(owner.name, name), name),
+        "data": files,
+    }
 
 
 def _claim(storage: KubeStorageSpec) -> dict[str, Any]:
@@ -330,6 +368,9 @@ def component_objects(
     if not comp.is_mad:
         out.append(network_policy(owner))
     out += certificates.certificates(owner, spec, name)
+    files = files_config_map(owner, spec, name)
+    if files is not None:
+        out.append(files)
     out.append(service(owner, spec, name))
     revision = (tls_revisions or {}).get(name) if not comp.reloads_certificates else None
     out.append(workload(owner, spec, name, revision))

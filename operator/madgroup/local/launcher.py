@@ -77,8 +77,18 @@ def component_env(
 
 def bound(comp: topology.Component, dotenv: Mapping[str, str], state: StateDir) -> dict[str, str]:
     """The declaration's bindings for ``comp``: a value as it is; a secret from the ``.env``
-    variable it names (the bus password's default is ``REDIS_PASSWORD``)."""
-    return resolve_bindings(state.declared().bindings.get(comp.name, []), dotenv)
+    variable it names (the bus password's default is ``REDIS_PASSWORD``); a file's content
+    written to the state directory, the variable holding its path."""
+    bindings = state.declared().bindings.get(comp.name, [])
+    env = resolve_bindings(bindings, dotenv)
+    for binding in bindings:
+        content = binding.get("file")
+        if content is not None:
+            path = state.files_dir(comp.name) / str(binding["variable"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_private(path, str(content))
+            env[str(binding["variable"])] = str(path)
+    return env
 
 
 def resolve_bindings(
@@ -87,6 +97,8 @@ def resolve_bindings(
     env: dict[str, str] = {}
     for binding in bindings:
         variable = str(binding["variable"])
+        if binding.get("file") is not None:
+            continue  # a file the launcher writes (see bound)
         if binding.get("value") is not None:
             env[variable] = str(binding["value"])
             continue

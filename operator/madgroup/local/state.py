@@ -220,6 +220,10 @@ class StateDir:
         """Redis's users, passwords hashed (mode 0600)."""
         return self.root / "users.acl"
 
+    def files_dir(self, name: str) -> Path:
+        """Files the declaration gives component ``name`` (Grace's tokens file...)."""
+        return self.root / "files" / name
+
     @property
     def tls_dir(self) -> Path:
         """The group's private CA and server certificates (``madgroup init --tls``)."""
