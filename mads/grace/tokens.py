@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,16 +52,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
+Glob = Annotated[str, Field(min_length=1, max_length=200, description="A glob (fnmatch).")]
+
+
 class TokenScopes(_Model):
     """What a token may use."""
 
-    tools: list[str] = Field(
+    tools: list[Glob] = Field(
         default_factory=lambda: list(ALL),
         min_length=1,
         max_length=1000,
         description="Globs over the tool names it may call (default: all).",
     )
-    topics: list[str] = Field(
+    topics: list[Glob] = Field(
         default_factory=lambda: list(ALL),
         min_length=1,
         max_length=1000,

@@ -110,19 +110,30 @@ def test_redis_refuses_clients_without_the_password(compose_redis) -> None:
     assert "WRONGPASS" in _cli(port, "--no-auth-warning", "--pass", "wrong", "ping")
 
 
-def _run_redis_healthcheck(port: int, svc: dict[str, Any], password: str, interpolated) -> int:
+def _run_redis_healthcheck(
+    port: int, svc: dict[str, Any], password: str, interpolated, tmp_path: Path
+) -> int:
+    """The healthcheck as the container runs it: the password from the file the credentials
+    service writes (here in ``tmp_path``), never from the environment."""
     kind, script = svc["healthcheck"]["test"]
     assert kind == "CMD-SHELL"
-    script = interpolated(script, {}).replace("-p 6379", f"-p {port}")
-    env = {**os.environ, "REDIS_PASSWORD": password}
+    (tmp_path / "admin_password").write_text(password)
+    script = (
+        interpolated(script, {})
+        .replace("-p 6379", f"-p {port}")
+        .replace("/run/madgroup/admin_password", str(tmp_path / "admin_password"))
+    )
+    env = {**os.environ, "REDIS_PASSWORD": "not this one"}
     env.pop("REDISCLI_AUTH", None)
     return subprocess.run(["sh", "-c", script], env=env, timeout=10).returncode
 
 
-def test_redis_healthcheck_passes_only_with_the_password(compose_redis, interpolated) -> None:
+def test_redis_healthcheck_passes_only_with_the_password(
+    compose_redis, interpolated, tmp_path: Path
+) -> None:
     port, svc = compose_redis
-    assert _run_redis_healthcheck(port, svc, PASSWORD, interpolated) == 0
-    assert _run_redis_healthcheck(port, svc, "wrong", interpolated) != 0
+    assert _run_redis_healthcheck(port, svc, PASSWORD, interpolated, tmp_path) == 0
+    assert _run_redis_healthcheck(port, svc, "wrong", interpolated, tmp_path) != 0
 
 
 class _Readyz(http.server.BaseHTTPRequestHandler):

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from madgroup import topology
 from madgroup.compose.render import (
@@ -87,7 +86,13 @@ def test_the_compose_spec_check_rejects_a_broken_file(
 def test_the_guides_five_services_after_the_credentials_one_shot(compose: dict[str, Any]) -> None:
     assert list(compose["services"]) == [ONE_SHOT, *GUIDE_SERVICES]
     one_shot = compose["services"][ONE_SHOT]
-    assert one_shot["command"] == ["mad-bus-users", CREDENTIALS]
+    assert one_shot["command"] == [
+        "mad-bus-users",
+        CREDENTIALS,
+        "--env-file",
+        "/run/madgroup-env/.env",
+    ]
+    assert "env_file" not in one_shot and "environment" not in one_shot
     assert one_shot["network_mode"] == "none" and one_shot["restart"] == "no"
     assert one_shot["cap_drop"] == ["ALL"] and one_shot["cap_add"] == ["CHOWN", "DAC_OVERRIDE"]
     assert one_shot["read_only"] is True
@@ -105,9 +110,11 @@ def test_depends_on_encodes_the_guide_start_order(compose: dict[str, Any]) -> No
 
 def test_every_service_reads_env_file_and_restarts(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
+        if name == ONE_SHOT:  # reads the administrator's password from .env, mounted
+            assert "./.env:/run/madgroup-env/.env:ro" in svc["volumes"]
+            continue
         assert svc["env_file"] == [".env"], name
-        if name != ONE_SHOT:
-            assert svc["restart"] in ("unless-stopped", "always"), name
+        assert svc["restart"] in ("unless-stopped", "always"), name
 
 
 def test_guide_log_rotation_on_every_service(compose: dict[str, Any]) -> None:
@@ -124,12 +131,12 @@ def test_redis_requires_the_password_from_env(compose: dict[str, Any], interpola
     assert expanded[expanded.index("--aclfile") + 1] == f"{CREDENTIALS}/users.acl"
     assert PASSWORD not in expanded and "--requirepass" not in expanded
     assert expanded[expanded.index("--appendonly") + 1] == "yes"
-    # Unset or empty, compose refuses to start rather than run Redis without a password.
-    one_shot = compose["services"][ONE_SHOT]["environment"]
-    assert interpolated(one_shot, {"REDIS_PASSWORD": PASSWORD})["REDIS_PASSWORD"] == PASSWORD
-    for env in ({}, {"REDIS_PASSWORD": ""}):
-        with pytest.raises(ValueError, match="REDIS_PASSWORD"):
-            interpolated(one_shot, env)
+    # Redis holds no password in its environment; unset or empty in .env, the credentials
+    # service exits non-zero (tests/security/test_bus_users.py) and Redis never starts.
+    assert compose["services"]["redis"]["environment"]["REDIS_PASSWORD"] == ""
+    assert compose["services"]["redis"]["depends_on"][ONE_SHOT] == {
+        "condition": "service_completed_successfully"
+    }
 
 
 def test_named_volumes_for_fiedler_and_redis(compose: dict[str, Any]) -> None:
@@ -146,6 +153,7 @@ def test_named_volumes_for_fiedler_and_redis(compose: dict[str, Any]) -> None:
     # Each MAD sees only its own credentials; the one-shot writes them all.
     assert services[ONE_SHOT]["volumes"] == [
         f"bus_acl:{CREDENTIALS}/redis",
+        "./.env:/run/madgroup-env/.env:ro",
         *(f"{name}_credentials:{CREDENTIALS}/{name}" for name in GUIDE_SERVICES[1:]),
     ]
     fiedler_env = compose["services"]["fiedler"]["environment"]
@@ -216,7 +224,8 @@ def test_healthchecks_gate_on_readyz(compose: dict[str, Any]) -> None:
         assert "GET /readyz HTTP/1.0" in test[-1]
     redis_test = compose["services"]["redis"]["healthcheck"]["test"]
     assert redis_test[0] == "CMD-SHELL"
-    assert "$$REDIS_PASSWORD" in redis_test[1], "the password must not be interpolated by compose"
+    # the password from a file the credentials service writes; $$: not compose's to expand
+    assert 'REDISCLI_AUTH="$$(cat /run/madgroup/admin_password)"' in redis_test[1]
     assert "ping" in redis_test[1]
 
 
@@ -249,7 +258,7 @@ def test_tls_renders_a_tls_only_redis_and_the_ca_for_every_bus_user():
         assert (env.get("REDIS_TLS_CA_FILE") == "/run/madgroup/ca.crt") == on_bus, name
         holds_ca_key = any(v.startswith("tls_ca:") for v in svc.get("volumes", []))
         assert holds_ca_key == (name == "bus_users"), name
-    assert services["bus_users"]["command"][2:] == [
+    assert services["bus_users"]["command"][4:] == [
         "--tls",
         "redis=redis,localhost,127.0.0.1",
         "--tls",
@@ -295,8 +304,11 @@ def test_each_container_holds_only_its_own_secrets_from_env_file():
         "fiedler": {"OPENAI_KEY"},
     }
     for name, svc in services.items():
-        assert svc["env_file"] == [".env"], name
         env = svc.get("environment", {})
+        if name == "bus_users":  # no env_file: it reads .env mounted, as a file
+            assert "env_file" not in svc and env == {}
+            continue
+        assert svc["env_file"] == [".env"], name
         for key in secrets - own[name]:
             assert env.get(key) == "", (name, key)
         for key in own[name] - {"REDIS_PASSWORD"}:

@@ -261,12 +261,42 @@ def test_mad_bus_users_makes_credentials_once_and_the_acl_file_every_run(
     assert access.password_sha256("admin-one") in acl
     assert all(access.password_sha256(p) in acl for p in passwords.values())
 
+    assert made[out / "redis" / "admin_password"] == "admin-one"  # Redis's healthcheck's
+
     assert run("admin-two").returncode == 0
     again = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
-    assert {p: v for p, v in again.items() if p.name != "users.acl"} == {
-        p: v for p, v in made.items() if p.name != "users.acl"
+    follows_admin = ("users.acl", "admin_password")
+    assert {p: v for p, v in again.items() if p.name not in follows_admin} == {
+        p: v for p, v in made.items() if p.name not in follows_admin
     }
     assert access.password_sha256("admin-two") in again[out / "redis" / "users.acl"]
+    assert again[out / "redis" / "admin_password"] == "admin-two"
+
+    # From the guide's .env, mounted read-only (compose): its REDIS_PASSWORD line, the
+    # value after the first "="; absent or empty, nothing is written and the exit is 2.
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nLOG_LEVEL=INFO\nREDIS_PASSWORD=abc=def+/==\n")
+    plain_env = {k: v for k, v in os.environ.items() if k != "REDIS_PASSWORD"}
+    from_file = subprocess.run(
+        [tool, str(out), "--env-file", str(env_file)], env=plain_env, capture_output=True, text=True
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    assert (out / "redis" / "admin_password").read_text() == "abc=def+/=="
+    assert "abc=def" not in from_file.stdout + from_file.stderr
+    before = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
+    for content in ("LOG_LEVEL=INFO\n", "REDIS_PASSWORD=\n"):
+        env_file.write_text(content)
+        refused = subprocess.run(
+            [tool, str(out), "--env-file", str(env_file)],
+            env=plain_env,
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 2 and f"REDIS_PASSWORD is not set in {env_file}" in (
+            refused.stderr
+        )
+        assert "Traceback" not in refused.stderr
+    assert {p: p.read_text() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_a_secret_can_come_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

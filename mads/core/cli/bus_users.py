@@ -4,9 +4,11 @@ secret store of its own (docker compose runs it as a one-shot service before Red
 For every MAD with a bus user, ``DIR/<mad>/bus_password`` (created once from a CSPRNG, kept
 across runs, mode 0400, owned by the MADs' uid); for every MAD that uses the group's
 internal credential, ``DIR/<mad>/internal_token`` (one value for the group); and
-``DIR/redis/users.acl``, Redis's ACL file, rewritten on every run from ``$REDIS_PASSWORD``
-(the administrator's) and the users' passwords — hashes only, mode 0444 for the Redis
-user. Nothing secret is printed.
+``DIR/redis/users.acl``, Redis's ACL file, rewritten on every run from the administrator's
+password (``$REDIS_PASSWORD``, or the ``.env`` file given with ``--env-file``) and the
+users' passwords — hashes only, mode 0444 for the Redis user —, and
+``DIR/redis/admin_password`` (0400, Redis's user) for Redis's healthcheck. Nothing secret
+is printed.
 
 With ``--tls NAME=HOSTS`` (repeatable) it also keeps the group's private CA in ``DIR/ca/``
 (made once; its key never leaves that folder), server NAME's certificate for ``HOSTS`` and
@@ -35,6 +37,7 @@ CA_DIR = "ca"
 PASSWORD_FILE = "bus_password"
 INTERNAL_TOKEN_FILE = "internal_token"
 ACL_FILE = "users.acl"
+ADMIN_PASSWORD_FILE = "admin_password"
 ACL_DIR = "redis"
 
 
@@ -95,7 +98,22 @@ def provide(out: Path, admin_password: str, owner: int | None = OWNER_UID) -> li
     acl_dir.mkdir(parents=True, exist_ok=True)
     _write(acl_dir / ACL_FILE, access.acl_file(admin_password, passwords, group), 0o444, None)
     done.append(f"{ACL_DIR}/{ACL_FILE}")
+    # For Redis's healthcheck (REDISCLI_AUTH from a file): the administrator's password
+    # stays out of every container's environment.
+    _write(acl_dir / ADMIN_PASSWORD_FILE, admin_password, 0o400, REDIS_UID)
+    done.append(f"{ACL_DIR}/{ADMIN_PASSWORD_FILE}")
     return done
+
+
+def admin_from_env_file(path: Path) -> str:
+    """``REDIS_PASSWORD`` as the guide's ``.env`` holds it (the last such line wins, the
+    value is everything after the first ``=``, like ``cut -d '=' -f2-``); "" when absent."""
+    value = ""
+    for line in path.read_text().splitlines():
+        key, sep, rest = line.partition("=")
+        if sep and key.strip() == "REDIS_PASSWORD":
+            value = rest.strip()
+    return value
 
 
 def server_owner(server: str) -> int:
@@ -141,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="mad-bus-users",
         description="Write each MAD's bus password and the group's internal credential "
         "(kept once made) and Redis's ACL file (hashes only) under DIR. The "
-        "administrator's password is read from $REDIS_PASSWORD.",
+        "administrator's password is read from $REDIS_PASSWORD or --env-file.",
     )
     parser.add_argument("dir", type=Path, help="where the files go (one folder per MAD)")
     parser.add_argument(
@@ -153,10 +171,21 @@ def main(argv: list[str] | None = None) -> int:
         "these comma-separated hosts, e.g. redis=redis,localhost,127.0.0.1 (repeatable)",
     )
     parser.add_argument(
-        "--renew", action="store_true", help="with --tls: issue every certificate again"
+        "--renew",
+        action="store_true",
+        default=os.environ.get("MAD_TLS_RENEW", "").strip() in ("1", "true", "yes"),
+        help="with --tls: issue every certificate again (or MAD_TLS_RENEW=1, so the "
+        "rendered command stays as it is: docker-compose run -e MAD_TLS_RENEW=1 bus_users)",
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="FILE",
+        help="read the administrator's REDIS_PASSWORD from this .env file (mounted "
+        "read-only) instead of the environment, so no container's environment holds it",
     )
     args = parser.parse_args(argv)
-    if args.renew and not args.tls:
+    if args.renew and not args.tls and "--renew" in (sys.argv[1:] if argv is None else argv):
         print("mad-bus-users: --renew needs --tls", file=sys.stderr)
         return 2
     try:
@@ -165,8 +194,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mad-bus-users: {exc}", file=sys.stderr)
         return 2
     admin = os.environ.get("REDIS_PASSWORD", "")
+    where = "the environment"
+    if args.env_file is not None:
+        where = str(args.env_file)
+        try:
+            admin = admin_from_env_file(args.env_file)
+        except OSError as exc:
+            print(f"mad-bus-users: cannot read {where}: {exc.strerror}", file=sys.stderr)
+            return 2
     if not admin:
-        print("mad-bus-users: REDIS_PASSWORD is not set (the administrator's)", file=sys.stderr)
+        print(
+            f"mad-bus-users: REDIS_PASSWORD is not set in {where} (the administrator's; "
+            "guide step 1)",
+            file=sys.stderr,
+        )
         return 2
     try:
         done = provide(args.dir, admin)

@@ -42,6 +42,9 @@ password and the group's internal credential (made once, kept in a volume per MA
 Redis's ACL file (hashes only), so no generated secret is in any container's environment
 or command line and the guide's ``.env`` still holds just ``REDIS_PASSWORD``."""
 CREDENTIALS_DIR = "/run/madgroup"
+ENV_MOUNT = "/run/madgroup-env/.env"
+"""Where the credentials service reads the administrator's password: the guide's ``.env``,
+mounted read-only, so that password is in no container's environment."""
 ACL_VOLUME = "bus_acl"
 CA_VOLUME = "tls_ca"
 """With TLS: the group's private CA (its key), mounted in the credentials service only."""
@@ -165,7 +168,7 @@ def foreign_secrets(declared: MadGroupSpec, comp: Component) -> list[str]:
     """The ``.env`` secrets ``comp`` does not use: blanked in its ``environment`` (which
     wins over ``env_file``), so each container holds only its own (``env_file`` stays, as
     the guide's troubleshooting expects)."""
-    own = set(comp.contract.secrets) if comp.contract is not None else {PASSWORD_VARIABLE}
+    own = set(comp.contract.secrets) if comp.contract is not None else set()
     for binding in declared.bindings(comp.name):
         if binding.secret is not None and not (
             comp.is_mad and binding.variable == PASSWORD_VARIABLE
@@ -199,9 +202,10 @@ def healthcheck(comp: Component, tls: bool = False) -> dict[str, Any]:
     ``$$`` keeps compose from interpolating it; over TLS with the group's CA)."""
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         over = f"--tls --cacert {tls_files(comp).ca} " if tls else ""
+        auth = f'REDISCLI_AUTH="$$(cat {CREDENTIALS_DIR}/admin_password)"'
         test: list[str] = [
             "CMD-SHELL",
-            f'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli {over}-p {comp.port} ping | grep -q PONG',
+            f"{auth} redis-cli {over}-p {comp.port} ping | grep -q PONG",
         ]
     else:
         ca = tls_files(comp).ca if tls and topology.serves_tls(comp) else None
@@ -308,7 +312,8 @@ def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
     first = topology.tools_component()
     bus = topology.bus()
     volumes = [f"{ACL_VOLUME}:{CREDENTIALS_DIR}/{bus.name}"]
-    command = ["mad-bus-users", CREDENTIALS_DIR]
+    command = ["mad-bus-users", CREDENTIALS_DIR, "--env-file", ENV_MOUNT]
+    volumes.append(f"./{ENV_FILE}:{ENV_MOUNT}:ro")
     if declared.tls.enabled:
         volumes.append(f"{CA_VOLUME}:{CREDENTIALS_DIR}/ca")
         for name in topology.tls_servers():
@@ -327,12 +332,6 @@ def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
             "args": list(BUILD_ARGS),
         },
         "command": command,
-        "env_file": [ENV_FILE],
-        # compose refuses to start the group without it, as before; nothing else secret
-        "environment": {
-            PASSWORD_VARIABLE: required(PASSWORD_VARIABLE),
-            **{k: "" for k in sorted(env_file_secrets(declared) - {PASSWORD_VARIABLE})},
-        },
         "user": "0:0",
         "volumes": volumes,
         "network_mode": "none",

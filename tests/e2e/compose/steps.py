@@ -150,7 +150,10 @@ def assert_start_order(host: GuideHost) -> int:
     return checked
 
 
-REDIS_ADMIN = "docker-compose exec -T redis sh -c 'REDISCLI_AUTH=\"$REDIS_PASSWORD\" redis-cli {}'"
+REDIS_ADMIN = (
+    "docker-compose exec -T redis sh -c "
+    "'REDISCLI_AUTH=\"$(cat /run/madgroup/admin_password)\" redis-cli {}'"
+)
 NO_TOKEN_CALL = (
     "import urllib.request,urllib.error\n"
     "r=urllib.request.Request('http://fiedler:8003/mcp',data=b'{}',method='POST',"

@@ -48,7 +48,8 @@ CA = "/run/madgroup/ca.crt"
 PASS = "--pass $(grep REDIS_PASSWORD .env | cut -d '=' -f2)"
 ADMIN_TLS = (
     "docker-compose exec -T redis sh -c "
-    f"'REDISCLI_AUTH=\"$REDIS_PASSWORD\" redis-cli --tls --cacert {CA} {{}}' < /dev/null"
+    '\'REDISCLI_AUTH="$(cat /run/madgroup/admin_password)" '
+    f"redis-cli --tls --cacert {CA} {{}}' < /dev/null"
 )
 PEER_CERTIFICATE = (
     "import hashlib,socket,ssl\n"
@@ -169,11 +170,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(host: GuideHost) -> N
         ).output.strip()
         for s in ("redis", *MADS)
     }
-    renewed = host.sh(
-        "docker-compose run --rm -T bus_users "
-        "mad-bus-users /run/madgroup --tls redis=redis,localhost,127.0.0.1 "
-        "--tls grace=grace,localhost,127.0.0.1 --renew < /dev/null"
-    )
+    renewed = host.sh("docker-compose run --rm -T -e MAD_TLS_RENEW=1 bus_users < /dev/null")
     assert "redis/redis.crt" in renewed.output, str(renewed)
     assert "grace/grace.crt" in renewed.output, str(renewed)
     reload = ADMIN_TLS.format(
