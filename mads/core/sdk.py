@@ -38,3 +38,10 @@ def sdk_validation(tool: Tool) -> Any:
 
 def wants_request_context(tool: Tool) -> bool:
     return tool.context_kwarg is not None
+
+
+def add_request_handler(server: MCPServer, method: str, params_type: Any, handler: Any) -> None:
+    """Answer a request method the SDK does not serve itself (the 2025-11-25 ``tasks/*``,
+    which ``mcp_types`` defines but the SDK never dispatches). ``MCPServer`` has no public
+    way to add one; its lowlevel server does."""
+    server._lowlevel_server.add_request_handler(method, params_type, handler)

@@ -120,6 +120,12 @@ class MadService:
 
     # -- composition -----------------------------------------------------------------------
 
+    def wrap_tool_calls(self, middleware: Any) -> None:
+        """Add MCP server middleware just outside the argument check: it sees every request
+        first, and what the check refuses comes back to it as a tool error."""
+        chain = self.mcp.middleware
+        chain.insert(chain.index(self.arguments), middleware)
+
     def tool(
         self, name: str | None = None, *, description: str, strict: bool = True
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -1,6 +1,7 @@
 """Fiedler's contract: the orchestrator. ``fiedler_converse`` stores a task and answers at
-once; the task runs ``PENDING -> RUNNING -> COMPLETED | FAILED``, each change logged and
-published on ``mad.fiedler.task.status``, output chunks on ``mad.stream.<task_id>``."""
+once; the task runs ``PENDING -> RUNNING -> COMPLETED | FAILED`` (or ``CANCELLED``, from
+``PENDING`` or ``RUNNING``), each change logged and published on ``mad.fiedler.task.status``,
+output chunks on ``mad.stream.<task_id>``."""
 
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ class TaskStatus(StrEnum):
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
     @property
     def terminal(self) -> bool:
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 CONTRACT = MadContract(
@@ -42,7 +44,12 @@ CONTRACT = MadContract(
     banner="FiedlerV1",
     service="mads.fiedler.service:build",
     description="The orchestrator: durable tasks answered by an LLM provider.",
-    tools=("fiedler_converse", "fiedler_get_task_status", "fiedler_list_tasks"),
+    tools=(
+        "fiedler_converse",
+        "fiedler_get_task_status",
+        "fiedler_list_tasks",
+        "fiedler_cancel_task",
+    ),
     peers=(SEQUENTIAL_THINKING,),
     bus=BusAccess(publishes=(TASK_STATUS_CHANNEL, channels.STREAMS), serves_tools=True),
     status_labels=(THINKING_STATUS, DATABASE_LABEL),

@@ -12,7 +12,7 @@ import logging
 from mads.core.relay import ToolRequestServer
 from mads.core.service import MadService
 from mads.core.settings import load_settings
-from mads.fiedler import tools
+from mads.fiedler import mcp_tasks, tools
 from mads.fiedler.announcer import Announcer
 from mads.fiedler.database import Database
 from mads.fiedler.providers import Provider
@@ -25,8 +25,9 @@ from mads.sequential_thinking.client import ThinkingLink
 
 NAME = "fiedler"
 INSTRUCTIONS = (
-    "The MAD group's orchestrator: fiedler_converse starts a task, fiedler_get_task_status "
-    "reports it, fiedler_list_tasks lists them."
+    "The MAD group's orchestrator: fiedler_converse starts a task (or, called as an MCP task, "
+    "answers with its handle), fiedler_get_task_status reports it, fiedler_cancel_task "
+    "cancels it, fiedler_list_tasks lists them."
 )
 # Fiedler runs one replica and fiedler_converse is idempotent per request, so a request an
 # earlier incarnation read but never acknowledged can be taken over quickly.
@@ -75,6 +76,7 @@ def build() -> MadService:
     announcer = Announcer(bus, log)
     worker = Worker(store, provider, announcer, log, concurrency=settings.max_concurrency)
     tools.register(service, store, worker, settings.fiedler_max_prompt_chars)
+    mcp_tasks.serve(service, store, worker)
     service.add_background(announcer.run)
 
     async def run_worker() -> None:

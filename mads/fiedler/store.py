@@ -27,11 +27,12 @@ from typing import Any, TypeVar
 from mads.core.errors import MadError
 from mads.fiedler.contract import TaskStatus
 
-PENDING, RUNNING, COMPLETED, FAILED = (
+PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = (
     TaskStatus.PENDING,
     TaskStatus.RUNNING,
     TaskStatus.COMPLETED,
     TaskStatus.FAILED,
+    TaskStatus.CANCELLED,
 )
 MAX_BATCH = 256
 
@@ -54,6 +55,33 @@ MIGRATIONS: tuple[str, ...] = (
         created_at     TEXT NOT NULL,
         updated_at     TEXT NOT NULL
     );
+    CREATE INDEX tasks_by_status ON tasks (status);
+    CREATE INDEX tasks_by_requester ON tasks (requester_id);
+    """,
+    # 2: CANCELLED, and who asked for a running task to be cancelled (kept across a crash,
+    # so a restart cancels it instead of running it again). SQLite cannot change a CHECK in
+    # place: the table is rebuilt, rows kept.
+    """
+    CREATE TABLE tasks_v2 (
+        task_id        TEXT PRIMARY KEY,
+        status         TEXT NOT NULL
+                       CHECK (status IN ('PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED')),
+        prompt         TEXT NOT NULL,
+        requester_id   TEXT NOT NULL,
+        request_key    TEXT UNIQUE,
+        result_payload TEXT,
+        error_details  TEXT,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        cancel_requested_by TEXT
+    );
+    INSERT INTO tasks_v2 (task_id, status, prompt, requester_id, request_key, result_payload,
+                          error_details, attempts, created_at, updated_at)
+        SELECT task_id, status, prompt, requester_id, request_key, result_payload,
+               error_details, attempts, created_at, updated_at FROM tasks ORDER BY rowid;
+    DROP TABLE tasks;
+    ALTER TABLE tasks_v2 RENAME TO tasks;
     CREATE INDEX tasks_by_status ON tasks (status);
     CREATE INDEX tasks_by_requester ON tasks (requester_id);
     """,
@@ -91,6 +119,11 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = f"{type(exc).__module__}.{type(exc).__name__}".removeprefix("builtins.")
     return f"{name}: {text}" if text else name
+
+
+def cancelled_by(by: str, *, before_running: bool) -> str:
+    """The ``error_details`` of a cancelled task: who cancelled it, and when."""
+    return f"cancelled by {by} " + ("before it ran" if before_running else "while running")
 
 
 def _row(row: tuple[Any, ...] | None) -> Task | None:
@@ -359,13 +392,23 @@ class TaskStore:
 
     async def start(self, task_id: str) -> Task | None:
         """PENDING (or RUNNING left by a crash) -> RUNNING; None when the task is unknown or
-        already finished."""
+        already finished. A RUNNING task whose cancellation was asked for before a crash is
+        CANCELLED instead (the returned task says so)."""
 
         def op(conn: sqlite3.Connection) -> Task | None:
+            stamp = now()
+            cursor = conn.execute(
+                "UPDATE tasks SET status = 'CANCELLED', updated_at = ?, "
+                "error_details = 'cancelled by ' || cancel_requested_by || ' while running' "
+                "WHERE task_id = ? AND status = 'RUNNING' AND cancel_requested_by IS NOT NULL",
+                (stamp, task_id),
+            )
+            if cursor.rowcount == 1:
+                return _fetch(conn, task_id)
             cursor = conn.execute(
                 "UPDATE tasks SET status = 'RUNNING', attempts = attempts + 1, updated_at = ? "
                 "WHERE task_id = ? AND status IN ('PENDING', 'RUNNING')",
-                (now(), task_id),
+                (stamp, task_id),
             )
             if cursor.rowcount != 1:
                 return None
@@ -376,7 +419,7 @@ class TaskStore:
     async def finish(
         self, task_id: str, status: TaskStatus, result: str | None, error: str | None
     ) -> Task | None:
-        """RUNNING -> COMPLETED | FAILED; None if the task was not RUNNING."""
+        """RUNNING -> COMPLETED | FAILED | CANCELLED; None if the task was not RUNNING."""
         status = TaskStatus(status)
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal status")
@@ -390,6 +433,42 @@ class TaskStore:
             if cursor.rowcount != 1:
                 return None
             return _fetch(conn, task_id)
+
+        return await self._run(op)
+
+    async def cancel(self, task_id: str, by: str) -> tuple[Task, bool] | None:
+        """Cancel a task: a PENDING one at once (it never runs); for a RUNNING one the
+        request is recorded (the worker aborts it, and a restart cancels instead of running
+        it again). Returns the task as it now is — its status says what happened (terminal
+        ones are left as they were) — and whether it was cancelled just now; None when it
+        is unknown."""
+        stamp = now()
+
+        def op(conn: sqlite3.Connection) -> tuple[Task, bool] | None:
+            cursor = conn.execute(
+                "UPDATE tasks SET status = 'CANCELLED', error_details = ?, updated_at = ? "
+                "WHERE task_id = ? AND status = 'PENDING'",
+                (cancelled_by(by, before_running=True), stamp, task_id),
+            )
+            now_cancelled = cursor.rowcount == 1
+            conn.execute(
+                "UPDATE tasks SET cancel_requested_by = ? "
+                "WHERE task_id = ? AND status = 'RUNNING' AND cancel_requested_by IS NULL",
+                (by, task_id),
+            )
+            task = _fetch(conn, task_id)
+            return None if task is None else (task, now_cancelled)
+
+        return await self._run(op)
+
+    async def cancel_requested(self, task_id: str) -> str | None:
+        """Who asked for this RUNNING task to be cancelled, if anyone."""
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT cancel_requested_by FROM tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
+            return None if row is None else row[0]
 
         return await self._run(op)
 

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field
 from typing_extensions import TypedDict  # pydantic needs it for output schemas before 3.12
 
 from mads.core import channels, failpoints
+from mads.core.errors import MadError
 from mads.core.logs import quoted
 from mads.core.relay import current_request_id
 from mads.core.service import MadService
@@ -22,8 +23,17 @@ before this reply. Poll fiedler_get_task_status for the outcome, or subscribe to
 returned stream_topic (mad.stream.<task_id>) for the answer as it is produced. Give a
 request_id to retry safely: the same requester_id and request_id always return the same
 task, however often the call is repeated, across Fiedler restarts."""
-GET_STATUS = """The state of one task: status (PENDING, RUNNING, COMPLETED or FAILED), the
-prompt, result_payload once COMPLETED, error_details once FAILED, and timestamps."""
+GET_STATUS = """The state of one task: status (PENDING, RUNNING, COMPLETED, FAILED or
+CANCELLED), the prompt, result_payload once COMPLETED, error_details once FAILED or
+CANCELLED, and timestamps."""
+CANCEL = """Cancel a task: a PENDING one never runs; a RUNNING one has its provider call
+aborted. Either ends CANCELLED, error_details saying who cancelled it, and the reply is the
+task's state (as fiedler_get_task_status gives it). Cancelling a CANCELLED task again
+changes nothing and gives the same reply; a COMPLETED or FAILED task cannot be cancelled
+(an error, nothing changed)."""
+CANCEL_WAIT_S = 2.0
+"""How long fiedler_cancel_task waits for a running task's provider call to stop, so its
+reply shows CANCELLED."""
 LIST_TASKS = """Recent tasks, newest first, optionally only those with a status or from one
 requester. For operators: each entry shows the first 200 characters of the prompt."""
 
@@ -133,6 +143,22 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
             raise ToolError(f"unknown task_id {quoted(task_id)}: no such task")
         return _status(task)
 
+    @service.tool("fiedler_cancel_task", description=CANCEL)
+    async def fiedler_cancel_task(
+        task_id: TaskId,
+        requester_id: Annotated[
+            str | None,
+            Field(min_length=1, max_length=128, description="Who is cancelling (for the record)."),
+        ] = None,
+    ) -> TaskStatusReply:
+        by = f"{requester_id or 'a caller'} (fiedler_cancel_task)"
+        try:
+            return _status(await cancel(store, worker, task_id, by))
+        except StoreUnavailableError as exc:
+            raise _unavailable(exc) from None
+        except CancelRefused as exc:
+            raise ToolError(str(exc)) from None
+
     @service.tool("fiedler_list_tasks", description=LIST_TASKS)
     async def fiedler_list_tasks(
         status: Annotated[TaskStatus | None, Field(description="Only tasks in this state.")] = None,
@@ -146,6 +172,32 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
         except StoreUnavailableError as exc:
             raise _unavailable(exc) from None
         return TaskList(count=len(tasks), tasks=[_summary(task) for task in tasks])
+
+
+class CancelRefused(MadError, ValueError):
+    """The task is unknown or already finished; nothing was changed."""
+
+
+async def cancel(store: TaskStore, worker: Worker, task_id: str, by: str) -> Task:
+    """Cancel ``task_id`` (the one path for fiedler_cancel_task and MCP's tasks/cancel) and
+    return it as it then is: CANCELLED, or still RUNNING if its provider call has not
+    stopped within CANCEL_WAIT_S (it ends CANCELLED when it does)."""
+    found = await store.cancel(task_id, by)
+    if found is None:
+        raise CancelRefused(f"unknown task_id {quoted(task_id)}: no such task")
+    task, now_cancelled = found
+    if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+        raise CancelRefused(
+            f"task {quoted(task_id)} is already {task.status}: a finished task cannot be "
+            "cancelled; nothing changed"
+        )
+    if now_cancelled:  # was PENDING: it never runs
+        worker.changed(task)
+        worker.end_stream(task, 0)
+    elif task.status == TaskStatus.RUNNING and worker.request_cancel(task_id, by):
+        await worker.wait_done(task_id, CANCEL_WAIT_S)
+        task = await store.get(task_id) or task
+    return task
 
 
 def _status(task: Task) -> TaskStatusReply:

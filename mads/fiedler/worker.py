@@ -1,4 +1,4 @@
-"""Running tasks: ``PENDING -> RUNNING -> COMPLETED | FAILED``.
+"""Running tasks: ``PENDING -> RUNNING -> COMPLETED | FAILED``, or ``CANCELLED``.
 
 A bounded number of runners take task ids from one queue. The queue is fed by new tasks
 and by a sweep of the store, at start and then periodically, for tasks that are not yet
@@ -6,6 +6,11 @@ terminal and not already queued or running here: that is how tasks left ``PENDIN
 ``RUNNING`` by a crash are picked up again, and how a task whose start could not be written
 (the disk was briefly unavailable) is retried. Only this process writes the store, and it
 tracks what it holds, so no task runs twice at the same time.
+
+Cancelling a running task cancels the asyncio task of its provider call (for the
+OpenAI-compatible provider that closes the HTTP stream) and ends it ``CANCELLED``; the runner
+then takes the next task. The request is also in the store, so a task whose cancellation was
+asked for before a crash is cancelled, not run again, when the sweep picks it up.
 """
 
 from __future__ import annotations
@@ -18,7 +23,16 @@ from mads.core import channels
 from mads.fiedler.announcer import Announcer
 from mads.fiedler.contract import CONTRACT, TASK_STATUS_CHANNEL, TaskStatus
 from mads.fiedler.providers import Provider, ProviderError
-from mads.fiedler.store import COMPLETED, FAILED, RUNNING, StoreUnavailableError, Task, TaskStore
+from mads.fiedler.store import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    StoreUnavailableError,
+    Task,
+    TaskStore,
+    cancelled_by,
+)
 
 
 class Worker:
@@ -40,6 +54,33 @@ class Worker:
         self.sweep_interval = sweep_interval
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._held: set[str] = set()  # queued or running in this process
+        self._calls: dict[str, asyncio.Task[str]] = {}  # provider calls running now
+        self._cancels: dict[str, str] = {}  # who asked to cancel a task this process holds
+        self._done: dict[str, asyncio.Event] = {}
+
+    # -- cancelling ------------------------------------------------------------------------
+
+    def request_cancel(self, task_id: str, by: str) -> bool:
+        """Abort ``task_id``'s provider call if it runs here (or as soon as it starts);
+        True when this process holds the task."""
+        if task_id not in self._held:
+            return False
+        self._cancels.setdefault(task_id, by)
+        call = self._calls.get(task_id)
+        if call is not None:
+            call.cancel()
+        return True
+
+    async def wait_done(self, task_id: str, timeout: float) -> None:
+        """Until this process no longer holds ``task_id`` (or ``timeout`` seconds)."""
+        if task_id not in self._held:
+            return
+        event = self._done.setdefault(task_id, asyncio.Event())
+        waiter = asyncio.create_task(event.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -91,6 +132,10 @@ class Worker:
                 self.log.exception("Task %s: unexpected error", task_id)
             finally:
                 self._held.discard(task_id)
+                self._cancels.pop(task_id, None)
+                event = self._done.pop(task_id, None)
+                if event is not None:
+                    event.set()
 
     # -- one task --------------------------------------------------------------------------
 
@@ -98,7 +143,10 @@ class Worker:
         task = await self.store.start(task_id)
         if task is None:
             return  # unknown or already finished
-        self._changed(task)
+        self.changed(task)
+        if task.status == CANCELLED:  # asked for before a crash: cancelled, not run again
+            self.end_stream(task, 0)
+            return
         seq = 0
 
         def emit(delta: str) -> None:
@@ -110,20 +158,43 @@ class Worker:
                 conversation_id=task_id,
             )
 
-        outcome: tuple[TaskStatus, str | None, str | None]
-        try:
-            result = await self.provider.answer(task.prompt, emit)
-        except ProviderError as exc:
-            outcome = (FAILED, None, str(exc))
-        except Exception as exc:
-            self.log.exception("Task %s: the %s provider failed", task_id, self.provider.name)
-            outcome = (FAILED, None, f"internal error in the {self.provider.name} provider: {exc}")
-        else:
-            outcome = (COMPLETED, result, None)
+        outcome = await self._answer(task, emit)
         finished = await self.store.finish(task_id, *outcome)
         if finished is None:
             return
-        self._changed(finished)
+        self.changed(finished)
+        self.end_stream(finished, seq)
+
+    async def _answer(self, task: Task, emit: Any) -> tuple[TaskStatus, str | None, str | None]:
+        """The provider's answer, as the task's outcome; CANCELLED when its cancellation
+        was asked for while it ran."""
+        call = asyncio.create_task(self.provider.answer(task.prompt, emit))
+        self._calls[task.task_id] = call
+        if task.task_id in self._cancels:
+            call.cancel()
+        try:
+            await asyncio.wait({call})
+        except asyncio.CancelledError:  # this runner is stopping: so is the call
+            call.cancel()
+            raise
+        finally:
+            self._calls.pop(task.task_id, None)
+        if call.cancelled():
+            by = self._cancels.get(task.task_id) or "an unknown caller"
+            return (CANCELLED, None, cancelled_by(by, before_running=False))
+        exc = call.exception()
+        if isinstance(exc, ProviderError):
+            return (FAILED, None, str(exc))
+        if exc is not None:
+            self.log.error(
+                "Task %s: the %s provider failed", task.task_id, self.provider.name, exc_info=exc
+            )
+            return (FAILED, None, f"internal error in the {self.provider.name} provider: {exc}")
+        return (COMPLETED, call.result(), None)
+
+    def end_stream(self, finished: Task, seq: int) -> None:
+        """The last chunk on the task's stream: done, with its terminal status."""
+        task_id = finished.task_id
         self.announcer.announce(
             channels.stream(task_id),
             {
@@ -136,10 +207,11 @@ class Worker:
             conversation_id=task_id,
         )
 
-    def _changed(self, task: Task) -> None:
+    def changed(self, task: Task) -> None:
+        """Log and publish a status change (every one, whoever made it)."""
         self.log.info(CONTRACT.log_line("status", task_id=task.task_id, status=task.status))
-        if task.status == FAILED:
-            self.log.info("Task %s failed: %s", task.task_id, task.error_details)
+        if task.status in (FAILED, CANCELLED):
+            self.log.info("Task %s %s: %s", task.task_id, task.status.lower(), task.error_details)
         self.announce_status(task)
 
     def announce_status(self, task: Task) -> None:
@@ -152,6 +224,6 @@ class Worker:
         }
         if task.status == RUNNING:
             payload["attempt"] = task.attempts
-        if task.status == FAILED:
+        if task.status in (FAILED, CANCELLED):
             payload["error_details"] = task.error_details
         self.announcer.announce(TASK_STATUS_CHANNEL, payload, conversation_id=task.task_id)

@@ -91,6 +91,6 @@ async def call(fiedler: Fiedler, tool: str, arguments: dict[str, Any]) -> Any:
 async def wait_terminal(fiedler: Fiedler, task_id: str, timeout: float = 30) -> dict[str, Any]:
     async def finished() -> dict[str, Any] | None:
         status = await call(fiedler, "fiedler_get_task_status", {"task_id": task_id})
-        return status if status["status"] in ("COMPLETED", "FAILED") else None
+        return status if status["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
 
     return await async_wait_for(finished, timeout=timeout, interval=0.1, what=f"task {task_id}")

@@ -40,6 +40,8 @@ class FakeLLM:
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []
         self._seen: set[str] = set()
+        self.streaming: set[str] = set()
+        self.disconnects: list[str] = []
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -92,6 +94,8 @@ class FakeLLM:
             return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
         if prompt == "hang":
             await asyncio.sleep(60)
+        if prompt.startswith("slow: "):
+            return self._stream(body, [{"content": "Thinking"}], stall=60.0, prompt=prompt)
         if messages[-1]["role"] == "tool":
             result = json.loads(messages[-1]["content"])
             n = result["thoughtHistoryLength"]
@@ -126,7 +130,12 @@ class FakeLLM:
         return self._stream(body, [{"content": c} for c in echo_chunks(prompt)])
 
     def _stream(
-        self, body: dict[str, Any], deltas: list[dict[str, Any]], finish: str = "stop"
+        self,
+        body: dict[str, Any],
+        deltas: list[dict[str, Any]],
+        finish: str = "stop",
+        stall: float = 0.0,
+        prompt: str = "",
     ) -> StreamingResponse:
         delay = self.delay
 
@@ -140,11 +149,21 @@ class FakeLLM:
             return f"data: {json.dumps(data)}\n\n"
 
         async def events() -> AsyncIterator[str]:
-            for delta in deltas:
-                if delay:
-                    await asyncio.sleep(delay)
-                yield chunk(delta, None)
-            yield chunk({}, finish)
-            yield "data: [DONE]\n\n"
+            self.streaming.add(prompt)
+            finished = False
+            try:
+                for delta in deltas:
+                    if delay:
+                        await asyncio.sleep(delay)
+                    yield chunk(delta, None)
+                if stall:
+                    await asyncio.sleep(stall)
+                yield chunk({}, finish)
+                yield "data: [DONE]\n\n"
+                finished = True
+            finally:
+                self.streaming.discard(prompt)
+                if not finished:
+                    self.disconnects.append(prompt)
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -74,8 +74,41 @@ async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
     assert await reopened.check() is None
     await reopened.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     conn.close()
+
+
+async def test_a_version_1_store_is_upgraded_with_its_tasks(tmp_path: Path) -> None:
+    """A store written before CANCELLED existed keeps every task, and then takes one."""
+    from mads.fiedler.store import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        MIGRATIONS[0]
+        + "; CREATE TABLE schema_version (version INTEGER NOT NULL);"
+        + " INSERT INTO schema_version VALUES (1);"
+        + " INSERT INTO tasks (task_id, status, prompt, requester_id, request_key,"
+        + " result_payload, attempts, created_at, updated_at) VALUES"
+        + " ('old', 'COMPLETED', 'p', 'r', 'k', 'OK', 1, 't0', 't1'),"
+        + " ('waiting', 'PENDING', 'p', 'r', NULL, NULL, 0, 't0', 't0');"
+    )
+    conn.close()
+    store = TaskStore(str(path))
+    await store.open()
+    try:
+        old = await store.get("old")
+        assert old is not None and old.status == "COMPLETED" and old.result_payload == "OK"
+        found = await store.cancel("waiting", "a test")
+        assert found is not None
+        cancelled, now_cancelled = found
+        assert now_cancelled and cancelled.status == "CANCELLED"
+        assert cancelled.error_details == "cancelled by a test before it ran"
+        again, created = await store.create("new", "p", "r", "k")
+        assert not created and again.task_id == "old"  # the unique request key survived
+    finally:
+        await store.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
