@@ -66,6 +66,27 @@ class BusAccess:
 
 
 @dataclass(frozen=True)
+class TaskTools:
+    """A MAD's long-running work as plain tools, which an MCP front end serves as MCP tasks
+    (protocol 2025-11-25): ``start`` answers with the task's id in ``id_field``; ``status``
+    takes ``{id_field}`` and answers its ``status`` (a key of ``states``), the result or
+    error and its timestamps; ``cancel`` takes ``{id_field}`` and cancels it."""
+
+    start: str
+    status: str
+    cancel: str
+    states: Mapping[str, str]
+    """The MAD's own status names onto MCP's (``working``, ``completed``, ``failed``,
+    ``cancelled``)."""
+    id_field: str = "task_id"
+    result_field: str = "result_payload"
+    error_field: str = "error_details"
+
+    def terminal(self, status: str) -> bool:
+        return self.states.get(status, "working") != "working"
+
+
+@dataclass(frozen=True)
 class MadContract:
     name: str
     """The MAD's name: ``MAD_NAME``, the compose service, the Kubernetes component."""
@@ -97,6 +118,8 @@ class MadContract:
     exposed: bool = False
     """Whether it is the one service outside clients reach."""
     max_replicas: int | None = None
+    tasks: TaskTools | None = None
+    """Its long-running work, when a client may run it as MCP tasks."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log_lines", _frozen(self.log_lines))

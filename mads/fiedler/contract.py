@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from mads.core import channels
-from mads.core.contract import BusAccess, DataFile, MadContract
+from mads.core.contract import BusAccess, DataFile, MadContract, TaskTools
 from mads.sequential_thinking.contract import NAME as SEQUENTIAL_THINKING
 from mads.sequential_thinking.contract import STATUS_LABEL as THINKING_STATUS
 
@@ -61,4 +61,16 @@ CONTRACT = MadContract(
     data=DB_FILE,
     secrets=(LLM_VARIABLES["api_key"],),
     max_replicas=1,
+    tasks=TaskTools(
+        start="fiedler_converse",
+        status="fiedler_get_task_status",
+        cancel="fiedler_cancel_task",
+        states={
+            TaskStatus.PENDING: "working",
+            TaskStatus.RUNNING: "working",
+            TaskStatus.COMPLETED: "completed",
+            TaskStatus.FAILED: "failed",
+            TaskStatus.CANCELLED: "cancelled",
+        },
+    ),
 )

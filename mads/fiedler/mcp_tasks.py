@@ -4,13 +4,14 @@
 ``task`` parameter it creates the Fiedler task as usual and answers with a task handle
 (``CreateTaskResult``) whose id *is* the Fiedler task id. ``tasks/get``, ``tasks/list``,
 ``tasks/result`` and ``tasks/cancel`` read and change the same SQLite rows that
-``fiedler_get_task_status`` and ``fiedler_cancel_task`` do. A client that does not ask for a
-task sees exactly the tools and JSON it always did.
+``fiedler_get_task_status`` and ``fiedler_cancel_task`` do; the wire shapes come from
+:mod:`mads.core.mcp_tasks`, over the tools Fiedler's contract names. A client that does not
+ask for a task sees exactly the tools and JSON it always did.
 
-The SDK (mcp 2.3) defines these types but serves none of them: a middleware adds the task
-capability to ``initialize``, ``taskSupport`` to ``tools/list`` and answers a task-augmented
-``tools/call`` (a tool handler cannot: the SDK would check its reply as a plain tool result),
-and request handlers answer the four methods.
+The SDK serves none of this: a middleware adds the task capability to ``initialize``,
+``taskSupport`` to ``tools/list`` and answers a task-augmented ``tools/call`` (a tool
+handler cannot: the SDK would check its reply as a plain tool result), and request
+handlers answer the four methods.
 """
 
 from __future__ import annotations
@@ -23,62 +24,32 @@ from typing import Any
 import mcp_types as t
 from mcp.shared.exceptions import MCPError
 
-from mads.core import sdk
+from mads.core import mcp_tasks, sdk
+from mads.core.contract import TaskTools
+from mads.core.mcp_tasks import INTERNAL_ERROR, INVALID_PARAMS
 from mads.core.service import MadService
-from mads.fiedler.contract import TaskStatus
+from mads.fiedler.contract import CONTRACT
 from mads.fiedler.store import StoreUnavailableError, Task, TaskStore
-from mads.fiedler.tools import CancelRefused, cancel
+from mads.fiedler.tools import CancelRefused, cancel, status_reply
 from mads.fiedler.worker import Worker
 
-TASK_TOOLS = {"fiedler_converse": "optional"}
-"""The tools a client may run as a task, and how (``optional``: as a task or not)."""
-POLL_INTERVAL_MS = 1000
-"""What Fiedler suggests between two ``tasks/get`` (a task takes seconds)."""
-RESULT_WAIT_S = 300.0
-"""How long ``tasks/result`` waits for a task still working before saying so."""
-RELATED_TASK = "io.modelcontextprotocol/related-task"
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-STATES: Mapping[TaskStatus, str] = {
-    TaskStatus.PENDING: "working",
-    TaskStatus.RUNNING: "working",
-    TaskStatus.COMPLETED: "completed",
-    TaskStatus.FAILED: "failed",
-    TaskStatus.CANCELLED: "cancelled",
-}
-"""Fiedler's states onto MCP's, one to one (both of Fiedler's unfinished ones are working)."""
+
+def _task_tools() -> TaskTools:
+    tools = CONTRACT.tasks
+    assert tools is not None, "Fiedler's contract declares its task tools"
+    return tools
+
+
+TOOLS = _task_tools()
 CANCELLED_BY = "the MCP client (tasks/cancel)"
 
 
 def task_view(task: Task) -> dict[str, Any]:
-    """The MCP ``Task`` of a Fiedler task, as wire JSON. A dict, not a model: the SDK drops
-    ``None`` fields of a model it sends, and ``ttl`` must be there (null: kept forever)."""
-    view: dict[str, Any] = {
-        "taskId": task.task_id,
-        "status": STATES[task.status],
-        "createdAt": task.created_at,
-        "lastUpdatedAt": task.updated_at,
-        "ttl": None,
-        "pollInterval": POLL_INTERVAL_MS,
-    }
-    message = (
-        task.error_details if task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED) else None
-    )
-    if task.status == TaskStatus.RUNNING:
-        message = f"running (attempt {task.attempts})"
-    if message:
-        view["statusMessage"] = message
-    return view
+    return mcp_tasks.view(task.task_id, status_reply(task), TOOLS)
 
 
-def payload(task: Task) -> dict[str, Any]:
-    """What ``tasks/result`` gives for a finished task: the answer as a tool result."""
-    related = {RELATED_TASK: {"taskId": task.task_id}}
-    if task.status == TaskStatus.COMPLETED:
-        text, failed = task.result_payload or "", False
-    else:
-        text, failed = f"task {task.status}: {task.error_details}", True
-    return {"content": [{"type": "text", "text": text}], "isError": failed, "_meta": related}
+def _store_down(exc: StoreUnavailableError) -> MCPError:
+    return MCPError(code=INTERNAL_ERROR, message=f"the task store is unavailable: {exc}")
 
 
 class TaskProtocol:
@@ -90,20 +61,9 @@ class TaskProtocol:
 
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         if ctx.method == "initialize":
-            reply = await call_next(ctx)
-            if isinstance(reply, dict):
-                reply.setdefault("capabilities", {})["tasks"] = {
-                    "list": {},
-                    "cancel": {},
-                    "requests": {"tools": {"call": {}}},
-                }
-            return reply
+            return mcp_tasks.with_capability(await call_next(ctx), listing=True)
         if ctx.method == "tools/list":
-            reply = await call_next(ctx)
-            for tool in reply.get("tools", []) if isinstance(reply, dict) else []:
-                if tool.get("name") in TASK_TOOLS:
-                    tool["execution"] = {"taskSupport": TASK_TOOLS[tool["name"]]}
-            return reply
+            return mcp_tasks.advertise(await call_next(ctx), {TOOLS.start: TOOLS})
         params = ctx.params
         if ctx.method == "tools/call" and isinstance(params, Mapping) and "task" in params:
             return await self._as_task(ctx, params, call_next)
@@ -113,7 +73,7 @@ class TaskProtocol:
         self, ctx: Any, params: Mapping[str, Any], call_next: Callable[[Any], Awaitable[Any]]
     ) -> dict[str, Any]:
         name = params.get("name")
-        if name not in TASK_TOOLS:
+        if name != TOOLS.start:
             raise MCPError(code=INVALID_PARAMS, message=f"tool {name!r} cannot run as a task")
         plain = {k: v for k, v in params.items() if k != "task"}
         reply = await call_next(dataclasses.replace(ctx, params=plain))
@@ -122,17 +82,14 @@ class TaskProtocol:
         if reply.get("isError"):
             texts = [c.get("text", "") for c in reply.get("content", []) if isinstance(c, dict)]
             raise MCPError(code=INVALID_PARAMS, message="; ".join(texts) or "refused")
-        task_id = (reply.get("structuredContent") or {}).get("task_id")
-        task = await self._get(str(task_id))
-        return {"task": task_view(task)}
+        task_id = (reply.get("structuredContent") or {}).get(TOOLS.id_field)
+        return {"task": task_view(await self.get(str(task_id)))}
 
-    async def _get(self, task_id: str) -> Task:
+    async def get(self, task_id: str) -> Task:
         try:
             task = await self.store.get(task_id)
         except StoreUnavailableError as exc:
-            raise MCPError(
-                code=INTERNAL_ERROR, message=f"the task store is unavailable: {exc}"
-            ) from None
+            raise _store_down(exc) from None
         if task is None:
             raise MCPError(code=INVALID_PARAMS, message=f"unknown task id {task_id!r}")
         return task
@@ -140,29 +97,26 @@ class TaskProtocol:
 
 def serve(service: MadService, store: TaskStore, worker: Worker) -> TaskProtocol:
     """Make Fiedler's MCP server a task server for Fiedler's tasks."""
-    server = service.mcp
     protocol = TaskProtocol(store)
     service.wrap_tool_calls(protocol)
 
     async def tasks_get(ctx: Any, params: t.GetTaskRequestParams) -> dict[str, Any]:
-        return task_view(await protocol._get(params.task_id))
+        return task_view(await protocol.get(params.task_id))
 
     async def tasks_list(ctx: Any, params: t.PaginatedRequestParams | None) -> dict[str, Any]:
         try:
             recent = await store.recent(limit=1000)
         except StoreUnavailableError as exc:
-            raise MCPError(
-                code=INTERNAL_ERROR, message=f"the task store is unavailable: {exc}"
-            ) from None
+            raise _store_down(exc) from None
         return {"tasks": [task_view(task) for task in recent]}
 
     async def tasks_result(ctx: Any, params: t.GetTaskPayloadRequestParams) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + RESULT_WAIT_S
+        deadline = loop.time() + mcp_tasks.RESULT_WAIT_S
         while True:  # the spec's tasks/result waits for the task to finish
-            task = await protocol._get(params.task_id)
+            task = await protocol.get(params.task_id)
             if task.status.terminal:
-                return payload(task)
+                return mcp_tasks.payload(task.task_id, status_reply(task), TOOLS)
             if loop.time() > deadline:
                 raise MCPError(
                     code=INTERNAL_ERROR,
@@ -176,11 +130,10 @@ def serve(service: MadService, store: TaskStore, worker: Worker) -> TaskProtocol
         except CancelRefused as exc:
             raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
         except StoreUnavailableError as exc:
-            raise MCPError(
-                code=INTERNAL_ERROR, message=f"the task store is unavailable: {exc}"
-            ) from None
+            raise _store_down(exc) from None
         return task_view(task)
 
+    server = service.mcp
     sdk.add_request_handler(server, "tasks/get", t.GetTaskRequestParams, tasks_get)
     sdk.add_request_handler(server, "tasks/list", t.PaginatedRequestParams, tasks_list)
     sdk.add_request_handler(server, "tasks/result", t.GetTaskPayloadRequestParams, tasks_result)

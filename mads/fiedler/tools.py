@@ -141,7 +141,7 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
             raise _unavailable(exc) from None
         if task is None:
             raise ToolError(f"unknown task_id {quoted(task_id)}: no such task")
-        return _status(task)
+        return status_reply(task)
 
     @service.tool("fiedler_cancel_task", description=CANCEL)
     async def fiedler_cancel_task(
@@ -153,7 +153,7 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
     ) -> TaskStatusReply:
         by = f"{requester_id or 'a caller'} (fiedler_cancel_task)"
         try:
-            return _status(await cancel(store, worker, task_id, by))
+            return status_reply(await cancel(store, worker, task_id, by))
         except StoreUnavailableError as exc:
             raise _unavailable(exc) from None
         except CancelRefused as exc:
@@ -200,7 +200,8 @@ async def cancel(store: TaskStore, worker: Worker, task_id: str, by: str) -> Tas
     return task
 
 
-def _status(task: Task) -> TaskStatusReply:
+def status_reply(task: Task) -> TaskStatusReply:
+    """What fiedler_get_task_status answers for ``task``."""
     return TaskStatusReply(
         task_id=task.task_id,
         status=task.status,

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mads.core.edge import LOOPBACK_OPEN_PATHS, OPEN_PATHS, is_loopback, read_body, replay
 from mads.core.logs import FirstTime
+from mads.grace.tasks import method_tools
 from mads.grace.tokens import Limiter, Principal, retry_after, scope_problem
 
 SCOPE_BODY_LIMIT = 4 * 1024 * 1024
@@ -83,7 +84,7 @@ class AccessGuard:
                     message = pydantic_core.from_json(body)
                 except ValueError:
                     message = None  # the MCP endpoint answers a malformed body itself
-                missing = scope_problem(principal, message)
+                missing = scope_problem(principal, message, method_tools)
                 if missing is not None:
                     self._refused(principal.name, host, "scope", missing)
                     await _reply(send, 403, missing)

@@ -7,6 +7,7 @@ from starlette.applications import Starlette
 
 from mads.core.service import MadService
 from mads.core.settings import ConfigurationError, load_settings
+from mads.grace import tasks as task_gateway
 from mads.grace import tokens, tools
 from mads.grace.access import AccessGuard
 from mads.grace.buffers import ClientBuffers
@@ -61,6 +62,8 @@ def build() -> MadService:
     liveness = Liveness(bus, settings.mad_heartbeat_s)
     gateway = Gateway(bus, NAME, settings.grace_relay_timeout_s, liveness, service.log)
     service.mcp.middleware.append(gateway)
+    # Task ids are signed with a key every replica derives from the same bus credential.
+    task_gateway.serve(service, gateway, settings.redis_password.get_secret_value())
     service.add_background(liveness.run)
     service.add_background(gateway.run)
 

@@ -181,14 +181,31 @@ def _describe(exc: ValidationError) -> str:
     return f"{where.lstrip('.') or 'the file'}: {error['msg']}{more}"
 
 
-def scope_problem(principal: Principal, message: Any) -> str | None:
-    """Why ``principal`` may not send this JSON-RPC message (or batch), or None."""
+TASK_METHODS = ("tasks/get", "tasks/result", "tasks/cancel")
+TaskToolOf = Callable[[Any, str], str | None]
+"""For a ``tasks/*`` request: the tool it acts as, given its task id and method."""
+
+
+def scope_problem(
+    principal: Principal, message: Any, task_tool_of: TaskToolOf | None = None
+) -> str | None:
+    """Why ``principal`` may not send this JSON-RPC message (or batch), or None. A task
+    request needs the scope of the tool it acts as (``task_tool_of``); one whose task
+    names no such tool is left to be refused as unknown."""
     if principal.unrestricted:
         return None
     for item in message if isinstance(message, list) else [message]:
-        if not isinstance(item, Mapping) or item.get("method") != "tools/call":
+        if not isinstance(item, Mapping):
             continue
         params = item.get("params")
+        method = item.get("method")
+        if method in TASK_METHODS and task_tool_of is not None and isinstance(params, Mapping):
+            acting_as = task_tool_of(params.get("taskId"), str(method))
+            if acting_as is not None and not principal.may_call(acting_as):
+                return f"token {principal.name!r} lacks the scope for tool {acting_as!r} ({method})"
+            continue
+        if method != "tools/call":
+            continue
         if not isinstance(params, Mapping) or not isinstance(params.get("name"), str):
             continue
         tool = params["name"]

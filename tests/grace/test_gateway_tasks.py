@@ -1,0 +1,114 @@
+"""MCP tasks through Grace: an outside MCP client connected only to Grace (bearer token)
+runs fiedler_converse as a task, polls it, fetches its result and cancels; Grace hands out
+namespaced, signed task ids and refuses one it did not hand out; a token's scopes apply to
+the task methods as to the tools they act as. Real processes, the official SDK client."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mcp_types as t
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from mads.grace import tokens
+from tests.grace.support import grace_session, new_token
+from tests.support.waiting import async_wait_for
+
+PROMPT = "System check, please respond with OK."
+
+
+async def as_task(s: Any, arguments: dict[str, Any]) -> t.CreateTaskResult:
+    params = t.CallToolRequestParams(
+        name="fiedler_converse", arguments=arguments, task=t.TaskMetadata(ttl=60_000)
+    ).model_dump(by_alias=True, mode="json", exclude_none=True)
+    return t.CreateTaskResult.model_validate(
+        await s._dispatcher.send_raw_request("tools/call", params, {})
+    )
+
+
+async def get(s: Any, task_id: str) -> t.GetTaskResult:
+    request = t.GetTaskRequest(params=t.GetTaskRequestParams(task_id=task_id))
+    return await s.send_request(request, t.GetTaskResult)
+
+
+async def cancel(s: Any, task_id: str) -> t.CancelTaskResult:
+    request = t.CancelTaskRequest(params=t.CancelTaskRequestParams(task_id=task_id))
+    return await s.send_request(request, t.CancelTaskResult)
+
+
+async def test_tasks_through_grace(redis_server, start_mad, tmp_path) -> None:
+    admin, reader = new_token(), new_token()
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text(
+        json.dumps(
+            {
+                "tokens": [
+                    {
+                        "name": "starter",
+                        "sha256": tokens.digest(reader),
+                        "scopes": {"tools": ["fiedler_converse", "fiedler_get_task_status"]},
+                    }
+                ]
+            }
+        )
+    )
+    st = start_mad("sequential_thinking")
+    thinking = {**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp"}
+    grace = start_mad(
+        "grace",
+        env={
+            **redis_server.env,
+            "GRACE_API_TOKENS": admin,
+            "GRACE_TOKENS_FILE": str(tokens_file),
+        },
+    )
+    start_mad("fiedler", env={**thinking, "FIEDLER_DB_PATH": str(tmp_path / "f.db")})
+
+    async with grace_session(grace.url, admin) as s:
+
+        async def offered() -> bool:
+            listed = {tool.name: tool for tool in (await s.list_tools()).tools}
+            tool = listed.get("fiedler_converse")
+            return tool is not None and tool.execution is not None
+
+        await async_wait_for(offered, timeout=20, what="fiedler_converse offered as a task")
+
+        created = await as_task(s, {"prompt": PROMPT, "requester_id": "ops-team"})
+        task_id = created.task.task_id
+        owner, inner, mac = task_id.split(":")
+        assert owner == "fiedler" and len(mac) == 24
+
+        async def completed() -> t.GetTaskResult | None:
+            seen = await get(s, task_id)
+            return seen if seen.status == "completed" else None
+
+        final = await async_wait_for(completed, timeout=30, interval=0.3, what="the task")
+        assert final.task_id == task_id
+        result = await s.send_request(
+            t.GetTaskPayloadRequest(params=t.GetTaskPayloadRequestParams(task_id=task_id)),
+            t.CallToolResult,
+        )
+        assert [c.text for c in result.content] == ["OK"]
+        # The same task, through the guide's tool, under the owner's own id.
+        status = await s.call_tool("fiedler_get_task_status", {"task_id": inner})
+        assert status.structured_content["result_payload"] == "OK"
+
+        # Ids Grace did not hand out: the owner's raw id, another signature, another owner.
+        for forged in (inner, f"fiedler:{inner}:{'0' * 24}", f"rogers:{inner}:{mac}"):
+            with pytest.raises(MCPError, match="unknown task id"):
+                await get(s, forged)
+
+        # A finished task cannot be cancelled: the owner's refusal, relayed.
+        with pytest.raises(MCPError, match="is already COMPLETED"):
+            await cancel(s, task_id)
+
+    # A token scoped to starting and reading tasks may not cancel them.
+    async with grace_session(grace.url, reader) as s:
+        mine = await as_task(s, {"prompt": PROMPT, "requester_id": "dashboard"})
+        assert (await get(s, mine.task.task_id)).task_id == mine.task.task_id
+        with pytest.raises(MCPError):  # HTTP 403, before anything reaches Fiedler
+            await cancel(s, mine.task.task_id)
+        assert (await get(s, mine.task.task_id)).status != "cancelled"
+    assert "lacks the scope for tool 'fiedler_cancel_task' (tasks/cancel)" in grace.log_text()
