@@ -5,7 +5,9 @@ cancelled; every change is logged and published like any other."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,8 @@ from tests.fiedler.conftest import Fiedler, call, wait_terminal
 from tests.fiedler.fake_llm import FakeLLM
 from tests.support.group import ProcessGroup
 from tests.support.waiting import async_wait_for
+
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 @pytest.fixture
@@ -130,3 +134,57 @@ async def test_a_finished_or_unknown_task_cannot_be_cancelled(slow_fiedler: Fied
     assert await call(slow_fiedler, "fiedler_get_task_status", {"task_id": done}) == final
     with pytest.raises(McpToolError, match="unknown task_id 'nope': no such task"):
         await call(slow_fiedler, "fiedler_cancel_task", {"task_id": "nope"})
+
+
+async def test_50_tasks_cancelled_at_random_moments_across_kills_end_in_one_state(
+    start_fiedler: Callable[..., Fiedler], fake_llm: FakeLLM
+) -> None:
+    """Cancels land on PENDING and RUNNING tasks, Fiedler is killed (SIGKILL) and started
+    again twice in between: every task ends in exactly one terminal state, logged once, and
+    one whose cancel was answered CANCELLED stays CANCELLED."""
+    fake_llm.delay = 0.1  # about a second per answer, four at a time: many stay in flight
+    fiedler = start_fiedler(
+        {
+            "FIEDLER_LLM_PROVIDER": "openai",
+            "FIEDLER_LLM_BASE_URL": fake_llm.base_url,
+            "FIEDLER_LLM_MODEL": "test-model",
+            "FIEDLER_LLM_TIMEOUT_S": "120",
+            "FIEDLER_MAX_CONCURRENCY": "4",
+        }
+    )
+    rng = random.Random(20261201)
+    ids = [await converse(fiedler, f"chaos {n} " + "word " * 8) for n in range(50)]
+    order = rng.sample(ids, len(ids))
+    replies: dict[str, str] = {}
+    for wave, targets in enumerate((order[:12], order[12:24], order[24:35])):
+        for task_id in targets:
+            await asyncio.sleep(rng.uniform(0, 0.15))
+            try:
+                reply = await call(
+                    fiedler, "fiedler_cancel_task", {"task_id": task_id, "requester_id": "chaos"}
+                )
+            except McpToolError as exc:
+                assert "is already COMPLETED" in str(exc), exc
+                continue
+            replies[task_id] = reply["status"]
+        if wave < 2:
+            fiedler.process.kill()  # SIGKILL: no shutdown code runs
+            fiedler.process.start()
+    fake_llm.delay = 0.0
+    await async_wait_for(
+        lambda: fiedler.rows("status IN ('COMPLETED', 'FAILED', 'CANCELLED')") == 50,
+        timeout=120,
+        interval=0.2,
+        what="all 50 tasks terminal",
+    )
+    log = fiedler.process.log_text()
+    for task_id in ids:
+        ends = {s: log.count(f"Task {task_id} status changed to {s}") for s in TERMINAL}
+        assert sum(ends.values()) == 1, (task_id, ends)
+        (final,) = [s for s, n in ends.items() if n]
+        assert fiedler.rows("task_id = ? AND status = ?", (task_id, final)) == 1
+    for task_id, answered in replies.items():
+        if answered == "CANCELLED":
+            assert fiedler.rows("task_id = ? AND status = 'CANCELLED'", (task_id,)) == 1
+    assert fiedler.rows("status = 'FAILED'") == 0
+    assert sum(1 for s in replies.values() if s == "CANCELLED") >= 10  # the waves did land
