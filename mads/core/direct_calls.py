@@ -34,11 +34,12 @@ from mcp.types import CallToolResult
 from mcp_types import methods
 from mcp_types.jsonrpc import JSONRPCError, JSONRPCResponse
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mads.core import sdk
+from mads.core import sdk, tracing
 from mads.core.arguments import ArgumentCheck
 from mads.core.edge import read_body, replay
 from mads.core.invoke import INTERNAL_ERROR, run_checked
@@ -91,7 +92,8 @@ class DirectToolCalls:
             await self.app(scope, replay(body, complete, receive), send)
             return
         request_id, name, arguments = call
-        reply = await self._answer(request_id, name, arguments, version)
+        with tracing.continued(None, f"tools/call {name}", SpanKind.SERVER):
+            reply = await self._answer(request_id, name, arguments, version)
         await send(
             {
                 "type": "http.response.start",

@@ -15,6 +15,9 @@ from mads.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 IDENTIFIER = r"^[A-Za-z0-9_.:@-]{1,128}$"
 
 
+TRACEPARENT = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+
 class EnvelopeError(MadError, ValueError):
     """A message that is not a valid envelope, with the reason in one line."""
 
@@ -38,6 +41,8 @@ class Envelope(BaseModel):
     recipient_id: str | None = Field(default=None, pattern=IDENTIFIER)
     channel: str = Field(min_length=5, max_length=256)
     payload: dict[str, Any] = Field(default_factory=dict)
+    traceparent: str | None = Field(default=None, pattern=TRACEPARENT)
+    """W3C trace context of the span that sent it (only while tracing; absent otherwise)."""
 
     @field_validator("timestamp")
     @classmethod
@@ -63,7 +68,8 @@ def check_channel(channel: str) -> str:
 
 
 def encode(envelope: Envelope, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bytes:
-    data = envelope.model_dump_json().encode()
+    unset = {"traceparent"} if envelope.traceparent is None else None
+    data = envelope.model_dump_json(exclude=unset).encode()
     if len(data) > max_bytes:
         raise EnvelopeError(f"message is {len(data)} bytes, over the {max_bytes}-byte limit")
     return data

@@ -30,7 +30,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from mads.core import access, channels
+from opentelemetry.trace import SpanKind
+
+from mads.core import access, channels, tracing
 from mads.core.bus import Bus, BusError
 from mads.core.envelope import Envelope, EnvelopeError
 from mads.core.errors import MadError
@@ -144,7 +146,8 @@ class ToolRequestServer:
         else:
             token = current_request_id.set(envelope.message_id)
             try:
-                ok, result = await self.run_tool(tool, arguments)
+                with tracing.continued(envelope.traceparent, f"relay {tool}", SpanKind.CONSUMER):
+                    ok, result = await self.run_tool(tool, arguments)
             finally:
                 current_request_id.reset(token)
             reply = {"ok": ok, "result": result if ok else None, "error": None if ok else result}
@@ -252,6 +255,9 @@ class ToolRelayClient:
         fields: dict[str, Any] = {}
         if conversation_id:
             fields["conversation_id"] = conversation_id
+        traceparent = tracing.current_traceparent()
+        if traceparent:
+            fields["traceparent"] = traceparent
         if owner not in self.owners:
             raise RelayError(f"{owner} serves no tools over the bus here")
         envelope = self.bus.envelope(

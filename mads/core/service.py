@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from mads.core import invoke, registry, sdk
+from mads.core import invoke, registry, sdk, tracing
 from mads.core.access import SenderPolicy
 from mads.core.arguments import ArgumentCheck, ToolSignature
 from mads.core.bus import Bus, heartbeat_loop
@@ -80,6 +80,22 @@ def allowed_origin_patterns(extra_hosts: list[str]) -> list[str]:
     return origins
 
 
+class TraceContext:
+    """ASGI middleware: an outside client's HTTP ``traceparent`` becomes the request's
+    trace context (installed only while tracing)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with tracing.from_headers(headers):
+            await self.app(scope, receive, send)
+
+
 class MadService:
     front_door = False
     """The front door guards itself; every other MAD requires the group's internal
@@ -99,6 +115,7 @@ class MadService:
         self.settings = settings
         self.port = settings.mad_port or info.port
         self.log = logging.getLogger(name)
+        tracing.setup(name)
         self.arguments = ArgumentCheck(
             on_refusal=lambda tool, problem: self.log.warning(
                 "Refused call to %s: %s", tool, problem
@@ -281,6 +298,8 @@ class MadService:
                     body_limit=MCP_BODY_LIMIT,
                 )
             )
+        if tracing.enabled():
+            middleware.insert(0, Middleware(TraceContext))
         token = self.settings.mad_internal_token.get_secret_value()
         if token and not self.front_door:
             guard = Middleware(InternalGuard, token=token, logger=self.log, metrics=self.metrics)

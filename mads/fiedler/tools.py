@@ -7,7 +7,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import AfterValidator, Field
 from typing_extensions import TypedDict  # pydantic needs it for output schemas before 3.12
 
-from mads.core import channels, failpoints
+from mads.core import channels, failpoints, tracing
 from mads.core.errors import MadError
 from mads.core.logs import quoted
 from mads.core.relay import current_request_id
@@ -126,7 +126,7 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
         if created:
             service.log.info(CONTRACT.log_line("received", task_id=task.task_id))
             worker.announce_status(task)
-            worker.submit(task.task_id)
+            worker.submit(task.task_id, tracing.captured())
         return ConverseReply(
             status=task.status.lower(),
             task_id=task.task_id,

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import Any
 
-from mads.core import channels
+from mads.core import channels, tracing
 from mads.fiedler.announcer import Announcer
 from mads.fiedler.contract import CONTRACT, TASK_STATUS_CHANNEL, TaskStatus
 from mads.fiedler.providers import Provider, ProviderError
@@ -57,6 +57,7 @@ class Worker:
         self._calls: dict[str, asyncio.Task[str]] = {}  # provider calls running now
         self._cancels: dict[str, str] = {}  # who asked to cancel a task this process holds
         self._done: dict[str, asyncio.Event] = {}
+        self._traces: dict[str, Any] = {}  # the trace a queued task continues
 
     # -- cancelling ------------------------------------------------------------------------
 
@@ -84,9 +85,13 @@ class Worker:
 
     # -- feeding ---------------------------------------------------------------------------
 
-    def submit(self, task_id: str) -> None:
+    def submit(self, task_id: str, trace_context: Any = None) -> None:
+        """Queue a task; ``trace_context`` (the request that created it) is what its run
+        continues, so the provider's calls are in the caller's trace."""
         if task_id not in self._held:
             self._held.add(task_id)
+            if trace_context is not None:
+                self._traces[task_id] = trace_context
             self._queue.put_nowait(task_id)
 
     async def sweep(self, *, first: bool = False) -> int:
@@ -124,7 +129,8 @@ class Worker:
         while True:
             task_id = await self._queue.get()
             try:
-                await self.process(task_id)
+                with tracing.within(self._traces.pop(task_id, None), f"fiedler task {task_id}"):
+                    await self.process(task_id)
             except StoreUnavailableError as exc:
                 # The task stays PENDING/RUNNING in the store; a later sweep retries it.
                 self.log.error("Task %s could not be recorded: %s", task_id, exc)

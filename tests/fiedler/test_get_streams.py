@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.fiedler.conftest import Fiedler
+from tests.support.waiting import async_wait_for
 
 STREAMS = 2000
 MAX_GROWTH_KB = 4 * 1024
@@ -69,5 +70,9 @@ async def test_get_streams_are_refused_and_memory_stays_flat(
     # nothing is held per stream.
     assert after - warmed < MAX_GROWTH_KB
     assert after - before < 4 * MAX_GROWTH_KB
-    assert open_sockets() <= sockets + 5, "streams are still held open"
+    # Closed by the client, each connection is let go as soon as the server sees it go (a
+    # busy machine sees it later): none may be held.
+    await async_wait_for(
+        lambda: open_sockets() <= sockets + 5, timeout=30, what="the streams to be let go"
+    )
     assert fiedler.process.ready()

@@ -17,8 +17,11 @@ def new_token() -> str:
 
 
 @contextlib.asynccontextmanager
-async def grace_session(url: str, token: str | None) -> AsyncIterator[ClientSession]:
+async def grace_session(
+    url: str, token: str | None, extra: dict[str, str] | None = None
+) -> AsyncIterator[ClientSession]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers.update(extra or {})
     async with session(f"{url}/mcp", headers=headers) as s:
         yield s
 

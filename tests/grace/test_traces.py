@@ -1,0 +1,86 @@
+"""One trace for one outside call: the client's W3C ``traceparent`` (an HTTP header) is
+continued by Grace, carried in the bus envelope to Fiedler, kept by the task's run and
+passed to Sequential Thinking by the MCP client. Each process writes its spans to one
+JSON-lines file (``MAD_TRACE_FILE``), which the test reads. Real processes."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+from tests.fiedler.fake_llm import FakeLLM
+from tests.grace.support import grace_session, new_token, ok
+from tests.support.waiting import async_wait_for
+
+
+def spans(path: Path, trace_id: str) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    found = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [span for span in found if span["trace_id"] == trace_id]
+
+
+async def test_one_trace_id_across_grace_fiedler_and_sequential_thinking(
+    redis_server, start_mad, tmp_path
+) -> None:
+    trace_file = tmp_path / "spans.jsonl"
+    traced = {"MAD_TRACE_FILE": str(trace_file)}
+    llm = FakeLLM().start()
+    try:
+        token = new_token()
+        st = start_mad("sequential_thinking", env=traced)
+        thinking = {**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp", **traced}
+        grace = start_mad("grace", env={**redis_server.env, "GRACE_API_TOKENS": token, **traced})
+        start_mad(
+            "fiedler",
+            env={
+                **thinking,
+                "FIEDLER_DB_PATH": str(tmp_path / "f.db"),
+                "FIEDLER_LLM_PROVIDER": "openai",
+                "FIEDLER_LLM_BASE_URL": llm.base_url,
+                "FIEDLER_LLM_MODEL": "test-model",
+            },
+        )
+        trace_id = secrets.token_hex(16)
+        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        async with grace_session(grace.url, token, extra={"traceparent": traceparent}) as s:
+
+            async def offered() -> bool:
+                return "fiedler_converse" in {t.name for t in (await s.list_tools()).tools}
+
+            await async_wait_for(offered, timeout=20, what="fiedler tools through grace")
+            created = await ok(
+                s, "fiedler_converse", {"prompt": "think: one trace", "requester_id": "ops"}
+            )
+
+            async def finished() -> dict | None:
+                status = await ok(s, "fiedler_get_task_status", {"task_id": created["task_id"]})
+                return status if status["status"] in ("COMPLETED", "FAILED") else None
+
+            status = await async_wait_for(finished, timeout=30, interval=0.3, what="the task")
+            assert status["status"] == "COMPLETED", status
+
+        def all_three() -> list[dict[str, str]] | None:
+            found = spans(trace_file, trace_id)
+            services = {span["service"] for span in found}
+            return found if {"grace", "fiedler", "sequential_thinking"} <= services else None
+
+        found = await async_wait_for(all_three, timeout=15, what="spans from all three MADs")
+        names = {(span["service"], span["name"]) for span in found}
+        assert ("grace", "tools/call fiedler_converse") in names, names
+        assert ("fiedler", "relay fiedler_converse") in names, names
+        assert any(s == "fiedler" and n.startswith("fiedler task ") for s, n in names), names
+        assert any(s == "sequential_thinking" and "sequentialthinking" in n for s, n in names)
+    finally:
+        llm.stop()
+
+
+async def test_without_tracing_no_span_is_written_and_envelopes_carry_none(tmp_path) -> None:
+    from mads.core import tracing
+    from mads.core.envelope import Envelope, encode
+
+    assert not tracing.enabled()  # this test process never set a provider up
+    assert tracing.current_traceparent() is None
+    data = json.loads(encode(Envelope(sender_id="t", channel="mad.topic.x")))
+    assert "traceparent" not in data
