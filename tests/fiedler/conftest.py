@@ -83,6 +83,21 @@ def _fiedlers(group: ProcessGroup, tmp_path: Path) -> Iterator[Callable[..., Fie
             process.stop()
 
 
+@pytest.fixture
+def slow_fiedler(start_fiedler: Callable[..., Fiedler], fake_llm: FakeLLM) -> Fiedler:
+    """Against the fake OpenAI-compatible endpoint with a long timeout (its ``slow: ...``
+    prompts stall until cancelled), one task at a time, so a second waits PENDING."""
+    return start_fiedler(
+        {
+            "FIEDLER_LLM_PROVIDER": "openai",
+            "FIEDLER_LLM_BASE_URL": fake_llm.base_url,
+            "FIEDLER_LLM_MODEL": "test-model",
+            "FIEDLER_LLM_TIMEOUT_S": "120",
+            "FIEDLER_MAX_CONCURRENCY": "1",
+        }
+    )
+
+
 async def call(fiedler: Fiedler, tool: str, arguments: dict[str, Any]) -> Any:
     """Call a tool over MCP; raises McpToolError with the tool's message on failure."""
     return await call_tool(f"{fiedler.process.url}/mcp", tool, arguments)

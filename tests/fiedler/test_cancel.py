@@ -23,20 +23,6 @@ from tests.support.waiting import async_wait_for
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
-@pytest.fixture
-def slow_fiedler(start_fiedler: Callable[..., Fiedler], fake_llm: FakeLLM) -> Fiedler:
-    """One runner, so a second task waits PENDING behind a slow one."""
-    return start_fiedler(
-        {
-            "FIEDLER_LLM_PROVIDER": "openai",
-            "FIEDLER_LLM_BASE_URL": fake_llm.base_url,
-            "FIEDLER_LLM_MODEL": "test-model",
-            "FIEDLER_LLM_TIMEOUT_S": "120",
-            "FIEDLER_MAX_CONCURRENCY": "1",
-        }
-    )
-
-
 class StatusWatcher:
     """Every status Fiedler publishes on mad.fiedler.task.status, by task."""
 

@@ -21,18 +21,6 @@ PROMPT = "System check, please respond with OK."
 
 
 @pytest.fixture
-def slow_fiedler(start_fiedler: Callable[..., Fiedler], fake_llm: FakeLLM) -> Fiedler:
-    return start_fiedler(
-        {
-            "FIEDLER_LLM_PROVIDER": "openai",
-            "FIEDLER_LLM_BASE_URL": fake_llm.base_url,
-            "FIEDLER_LLM_MODEL": "test-model",
-            "FIEDLER_LLM_TIMEOUT_S": "120",
-        }
-    )
-
-
-@pytest.fixture
 def fiedler(start_fiedler: Callable[..., Fiedler]) -> Fiedler:
     return start_fiedler()
 
