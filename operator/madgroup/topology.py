@@ -111,17 +111,15 @@ class Component:
     def command(self, users_file: str | None = None, tls: TlsFiles | None = None) -> list[str]:
         """The command line the component runs, the same on every substrate.
 
-        Redis reads its password from ``$(REDIS_PASSWORD)`` (Kubernetes expands it from the
-        environment) or, given a ``users_file``, its users from that ACL file (which each
-        substrate writes: :func:`acl_file`). With ``tls`` it listens on its port with TLS
-        only (``--port 0``: no plaintext), client certificates optional.
+        Redis takes its users (the administrator and each MAD's) from ``users_file``, the
+        ACL file each substrate writes (:func:`acl_file`), never a password on its command
+        line. With ``tls`` it listens on its port with TLS only (``--port 0``: no
+        plaintext), client certificates optional.
         """
         if self.name == REDIS:
-            auth = (
-                ["--aclfile", users_file]
-                if users_file is not None
-                else ["--requirepass", "$(REDIS_PASSWORD)"]
-            )
+            if users_file is None:
+                raise ValueError("Redis reads its users from an ACL file: give users_file")
+            auth = ["--aclfile", users_file]
             listen = ["--port", str(self.port)]
             if tls is not None:
                 listen = [

@@ -169,16 +169,14 @@ def redis_config(
     port: int,
     secrets: Mapping[str, str],
     data_dir: Path,
-    acl_file: Path | None = None,
+    acl_file: Path,
     tls_files: topology.TlsFiles | None = None,
 ) -> str:
     """The topology's ``redis-server --key value ...`` as a config file, with ``$(VAR)``
-    substituted, the port and data directory of this machine, and loopback only. With an
-    ``acl_file``, Redis takes its users (the administrator included) from it; with
+    substituted, the port and data directory of this machine, and loopback only. Redis takes
+    its users (the administrator included) from ``acl_file``; with
     ``tls_files``, it serves TLS only, on the same port."""
-    args = comp.command(users_file=str(acl_file) if acl_file is not None else None, tls=tls_files)[
-        1:
-    ]
+    args = comp.command(users_file=str(acl_file), tls=tls_files)[1:]
     settings: dict[str, str] = {}
     for i in range(0, len(args) - 1, 2):
         key = args[i].removeprefix("--")
