@@ -19,10 +19,13 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError as SchemaError
 from jsonschema.exceptions import best_match
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from mads.core.logs import quoted
+
+INVALID_PARAMS = -32602
 
 MAX_PROBLEMS = 3
 MAX_NAMES = 5
@@ -168,6 +171,16 @@ class ArgumentCheck:
     def add(self, name: str, signature: ToolSignature) -> None:
         self.signatures[name] = signature
 
+    prompts: frozenset[str] = frozenset()
+    """The prompts the MAD offers (none, today): a ``prompts/get`` for any other is refused
+    here with ``-32602``, where the SDK would answer error code 0 and log a traceback."""
+
+    async def _known_prompt(self, ctx: Any) -> None:
+        params = ctx.params if isinstance(ctx.params, Mapping) else {}
+        name = params.get("name")
+        if name not in self.prompts:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {quoted(str(name))}")
+
     def refusal(self, name: str, arguments: Any) -> CallToolResult | None:
         """The error result for a call to one of these tools that must not run, else None."""
         signature = self.signatures.get(name)
@@ -181,6 +194,8 @@ class ArgumentCheck:
         return error_result(f"invalid arguments for {name}: {problem}")
 
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        if ctx.method == "prompts/get":
+            await self._known_prompt(ctx)
         if ctx.method == "tools/call" and isinstance(ctx.params, dict):
             name = ctx.params.get("name")
             if isinstance(name, str):

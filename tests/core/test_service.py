@@ -56,3 +56,23 @@ def test_host_patterns_cover_loopback_and_service_names() -> None:
     patterns = allowed_host_patterns(["grace"])
     for host in ("127.0.0.1", "127.0.0.1:*", "localhost:*", "[::1]:*", "grace", "grace:*"):
         assert host in patterns
+
+
+async def test_an_unknown_prompt_is_a_clear_invalid_params_error(start_mad) -> None:
+    """The MADs offer no prompts: prompts/get answers -32602 naming the prompt, and the MAD
+    logs no traceback (the SDK alone answers error code 0 and logs one)."""
+    import httpx
+
+    st = start_mad("sequential_thinking")
+    request = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "prompts/get",
+        "params": {"name": "test_simple_prompt"},
+    }
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    async with httpx.AsyncClient() as client:
+        reply = (await client.post(f"{st.url}/mcp", json=request, headers=headers)).json()
+    assert reply["error"]["code"] == -32602, reply
+    assert reply["error"]["message"] == "Unknown prompt: 'test_simple_prompt'"
+    assert "Traceback" not in st.log_text()
