@@ -8,10 +8,15 @@ because the SDK drops ``None`` fields of a model it sends, and ``ttl`` must be t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from mcp.shared.exceptions import MCPError
 
 from mads.core.contract import TaskTools
+
+T = TypeVar("T")
 
 POLL_INTERVAL_MS = 1000
 """What a task server suggests between two ``tasks/get`` (the work takes seconds)."""
@@ -22,6 +27,28 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 CAPABILITY: dict[str, Any] = {"cancel": {}, "requests": {"tools": {"call": {}}}}
 """``capabilities.tasks`` of a server that runs tool calls as tasks and cancels them."""
+
+
+async def until_finished(
+    fetch: Callable[[], Awaitable[T]],
+    finished: Callable[[T], bool],
+    task_id: str,
+    *,
+    interval: float,
+) -> T:
+    """What ``tasks/result`` waits on: ``fetch()`` again every ``interval`` seconds until
+    ``finished`` says so; after RESULT_WAIT_S an error saying the task is still working."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RESULT_WAIT_S
+    while True:
+        found = await fetch()
+        if finished(found):
+            return found
+        if loop.time() > deadline:
+            raise MCPError(
+                code=INTERNAL_ERROR, message=f"task {task_id!r} is still working; ask again"
+            )
+        await asyncio.sleep(interval)
 
 
 def view(task_id: str, status: Mapping[str, Any], tools: TaskTools) -> dict[str, Any]:

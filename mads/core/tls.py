@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mads.core.files import write_file
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -129,17 +130,6 @@ def issue(ca: Pair, server: str, hosts: Iterable[str]) -> Pair:
     return Pair(cert, key)
 
 
-def _write(path: Path, data: bytes, mode: int, owner: int | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.chmod(tmp, mode)
-    if owner is not None and os.geteuid() == 0:
-        os.chown(tmp, owner, owner)
-    os.replace(tmp, path)
-
-
 def load_pair(cert_pem: bytes, key_pem: bytes) -> Pair:
     """A certificate and its key from PEM; ValueError when they are not an EC pair."""
     cert = x509.load_pem_x509_certificate(cert_pem)
@@ -151,13 +141,9 @@ def load_pair(cert_pem: bytes, key_pem: bytes) -> Pair:
 
 def _load(directory: Path, cert_name: str, key_name: str) -> Pair | None:
     try:
-        cert = x509.load_pem_x509_certificate((directory / cert_name).read_bytes())
-        key = serialization.load_pem_private_key((directory / key_name).read_bytes(), None)
+        return load_pair((directory / cert_name).read_bytes(), (directory / key_name).read_bytes())
     except (OSError, ValueError):
         return None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        return None
-    return Pair(cert, key)
 
 
 def _hosts_of(cert: x509.Certificate) -> set[str]:
@@ -196,8 +182,8 @@ def ensure(
     ca = _load(directory, CA_CERT, CA_KEY)
     if ca is None:
         ca = new_ca(group)
-        _write(directory / CA_KEY, ca.key_pem(), 0o600)
-        _write(directory / CA_CERT, ca.cert_pem(), 0o644)
+        write_file(directory / CA_KEY, ca.key_pem(), 0o600)
+        write_file(directory / CA_CERT, ca.cert_pem(), 0o644)
         written += [CA_CERT, CA_KEY]
     for server, hosts in servers.items():
         hosts = list(hosts)
@@ -209,8 +195,8 @@ def ensure(
         if not renew and pair is not None and _still_good(pair, ca, hosts):
             continue
         pair = issue(ca, server, hosts)
-        _write(place / key_file(server), pair.key_pem(), 0o400 if owner else 0o600, owner)
-        _write(place / cert_file(server), pair.cert_pem(), 0o644, owner)
+        write_file(place / key_file(server), pair.key_pem(), 0o400 if owner else 0o600, owner)
+        write_file(place / cert_file(server), pair.cert_pem(), 0o644, owner)
         written += [cert_file(server), key_file(server)]
     return written
 
@@ -222,5 +208,5 @@ def copy_ca(directory: Path, to: Path, owner: int | None = None) -> bool:
     if target.exists() and target.read_bytes() == data:
         return False
     to.mkdir(parents=True, exist_ok=True)
-    _write(target, data, 0o644, owner)
+    write_file(target, data, 0o644, owner)
     return True

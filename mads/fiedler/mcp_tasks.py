@@ -16,7 +16,6 @@ handlers answer the four methods.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -111,18 +110,13 @@ def serve(service: MadService, store: TaskStore, worker: Worker) -> TaskProtocol
         return {"tasks": [task_view(task) for task in recent]}
 
     async def tasks_result(ctx: Any, params: t.GetTaskPayloadRequestParams) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + mcp_tasks.RESULT_WAIT_S
-        while True:  # the spec's tasks/result waits for the task to finish
-            task = await protocol.get(params.task_id)
-            if task.status.terminal:
-                return mcp_tasks.payload(task.task_id, status_reply(task), TOOLS)
-            if loop.time() > deadline:
-                raise MCPError(
-                    code=INTERNAL_ERROR,
-                    message=f"task {params.task_id!r} is still {task.status}; ask again",
-                )
-            await asyncio.sleep(0.2)
+        task = await mcp_tasks.until_finished(
+            lambda: protocol.get(params.task_id),
+            lambda found: found.status.terminal,
+            params.task_id,
+            interval=0.2,
+        )
+        return mcp_tasks.payload(task.task_id, status_reply(task), TOOLS)
 
     async def tasks_cancel(ctx: Any, params: t.CancelTaskRequestParams) -> dict[str, Any]:
         try:

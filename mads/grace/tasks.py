@@ -14,7 +14,7 @@ not hand out — another MAD's raw id, a changed one — is refused as unknown.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -35,9 +35,15 @@ MAC_CHARS = 24
 CANCELLED_BY = "an outside client through Grace (tasks/cancel)"
 
 
+@functools.cache
 def task_tools() -> dict[str, tuple[str, TaskTools]]:
     """``start tool -> (owner, its task tools)`` for every MAD that declares them."""
     return {c.tasks.start: (c.name, c.tasks) for c in contracts().values() if c.tasks is not None}
+
+
+def owner_tools(owner: str) -> TaskTools | None:
+    """The task tools of MAD ``owner``, None when it declares none."""
+    return next((tools for name, tools in task_tools().values() if name == owner), None)
 
 
 class TaskIds:
@@ -103,11 +109,16 @@ class GatewayTasks:
             raise MCPError(code=code, message=text)
         return dict(result.structured_content or {})
 
-    async def status(self, task_id: str) -> tuple[dict[str, Any], TaskTools]:
+    def _decode(self, task_id: str) -> tuple[str, str, TaskTools]:
+        """Owner, the owner's id and its task tools; MCPError for an id not handed out."""
         owner, inner = self.ids.decode(task_id)
-        tools = next((tt for o, tt in self.tools.values() if o == owner), None)
+        tools = owner_tools(owner)
         if tools is None:
             raise MCPError(code=INVALID_PARAMS, message=f"unknown task id {task_id!r}")
+        return owner, inner, tools
+
+    async def status(self, task_id: str) -> tuple[dict[str, Any], TaskTools]:
+        owner, inner, tools = self._decode(task_id)
         return await self.relay(owner, tools.status, {tools.id_field: inner}), tools
 
     async def view(self, task_id: str) -> dict[str, Any]:
@@ -115,21 +126,16 @@ class GatewayTasks:
         return mcp_tasks.view(task_id, reply, tools)
 
     async def result(self, task_id: str) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + mcp_tasks.RESULT_WAIT_S
-        while True:  # the spec's tasks/result waits for the task to finish
-            reply, tools = await self.status(task_id)
-            if tools.terminal(str(reply.get("status"))):
-                return mcp_tasks.payload(task_id, reply, tools)
-            if loop.time() > deadline:
-                raise MCPError(code=INTERNAL_ERROR, message=f"task {task_id!r} is still working")
-            await asyncio.sleep(0.5)
+        reply, tools = await mcp_tasks.until_finished(
+            lambda: self.status(task_id),
+            lambda found: found[1].terminal(str(found[0].get("status"))),
+            task_id,
+            interval=0.5,
+        )
+        return mcp_tasks.payload(task_id, reply, tools)
 
     async def cancel(self, task_id: str) -> dict[str, Any]:
-        owner, inner = self.ids.decode(task_id)
-        tools = next((tt for o, tt in self.tools.values() if o == owner), None)
-        if tools is None:
-            raise MCPError(code=INVALID_PARAMS, message=f"unknown task id {task_id!r}")
+        owner, inner, tools = self._decode(task_id)
         arguments = {tools.id_field: inner, "requester_id": CANCELLED_BY}
         reply = await self.relay(owner, tools.cancel, arguments)
         return mcp_tasks.view(task_id, reply, tools)
@@ -140,11 +146,10 @@ def method_tools(task_id: Any, method: str) -> str | None:
     allow): the owner's status tool for get and result, its cancel tool for cancel."""
     if not isinstance(task_id, str):
         return None
-    owner = task_id.partition(":")[0]
-    for found_owner, tools in task_tools().values():
-        if found_owner == owner:
-            return tools.cancel if method == "tasks/cancel" else tools.status
-    return None
+    tools = owner_tools(task_id.partition(":")[0])
+    if tools is None:
+        return None
+    return tools.cancel if method == "tasks/cancel" else tools.status
 
 
 def serve(service: MadService, gateway: Gateway, secret: str) -> GatewayTasks:

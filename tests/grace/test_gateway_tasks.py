@@ -13,7 +13,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from mads.grace import tokens
-from tests.grace.support import grace_session, new_token
+from tests.grace.support import grace_session, new_token, start_gateway
 from tests.support.waiting import async_wait_for
 
 PROMPT = "System check, please respond with OK."
@@ -54,17 +54,12 @@ async def test_tasks_through_grace(redis_server, start_mad, tmp_path) -> None:
             }
         )
     )
-    st = start_mad("sequential_thinking")
-    thinking = {**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp"}
-    grace = start_mad(
-        "grace",
-        env={
-            **redis_server.env,
-            "GRACE_API_TOKENS": admin,
-            "GRACE_TOKENS_FILE": str(tokens_file),
-        },
-    )
-    start_mad("fiedler", env={**thinking, "FIEDLER_DB_PATH": str(tmp_path / "f.db")})
+    grace = start_gateway(
+        start_mad,
+        redis_server,
+        tmp_path,
+        grace_env={"GRACE_API_TOKENS": admin, "GRACE_TOKENS_FILE": str(tokens_file)},
+    ).grace
 
     async with grace_session(grace.url, admin) as s:
 

@@ -9,7 +9,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import LATEST_MODERN_VERSION
 
 from mads.core.mcp_client import error_text, result_data
-from tests.grace.support import new_token
+from tests.grace.support import new_token, start_gateway
 from tests.support.waiting import async_wait_for
 
 SMOKE = {"prompt": "System check, please respond with OK.", "requester_id": "ops-team"}
@@ -17,10 +17,9 @@ SMOKE = {"prompt": "System check, please respond with OK.", "requester_id": "ops
 
 async def test_default_sdk_client_runs_step8_through_grace(redis_server, start_mad, tmp_path):
     token = new_token()
-    st = start_mad("sequential_thinking")
-    thinking = {**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp"}
-    grace = start_mad("grace", env={**redis_server.env, "GRACE_API_TOKENS": token})
-    start_mad("fiedler", env={**thinking, "FIEDLER_DB_PATH": str(tmp_path / "f.db")})
+    grace = start_gateway(
+        start_mad, redis_server, tmp_path, grace_env={"GRACE_API_TOKENS": token}
+    ).grace
 
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
     async with http, Client(streamable_http_client(f"{grace.url}/mcp", http_client=http)) as c:

@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 
 from tests.fiedler.fake_llm import FakeLLM
-from tests.grace.support import grace_session, new_token, ok
+from tests.grace.support import grace_session, new_token, ok, start_gateway
 from tests.support.waiting import async_wait_for
 
 
@@ -29,19 +29,18 @@ async def test_one_trace_id_across_grace_fiedler_and_sequential_thinking(
     llm = FakeLLM().start()
     try:
         token = new_token()
-        st = start_mad("sequential_thinking", env=traced)
-        thinking = {**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp", **traced}
-        grace = start_mad("grace", env={**redis_server.env, "GRACE_API_TOKENS": token, **traced})
-        start_mad(
-            "fiedler",
-            env={
-                **thinking,
-                "FIEDLER_DB_PATH": str(tmp_path / "f.db"),
+        grace = start_gateway(
+            start_mad,
+            redis_server,
+            tmp_path,
+            every=traced,
+            grace_env={"GRACE_API_TOKENS": token},
+            fiedler_env={
                 "FIEDLER_LLM_PROVIDER": "openai",
                 "FIEDLER_LLM_BASE_URL": llm.base_url,
                 "FIEDLER_LLM_MODEL": "test-model",
             },
-        )
+        ).grace
         trace_id = secrets.token_hex(16)
         traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
         async with grace_session(grace.url, token, extra={"traceparent": traceparent}) as s:

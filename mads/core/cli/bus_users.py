@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from mads.core import access, tls
+from mads.core.files import write_file
 from mads.core.registry import contracts
 
 OWNER_UID = 10001
@@ -45,17 +46,6 @@ def _new_secret() -> str:
     return base64.b64encode(secrets.token_bytes(24)).decode("ascii")
 
 
-def _write(path: Path, text: str, mode: int, owner: int | None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, mode)  # before the chown: on compose root holds no FOWNER
-    if owner is not None and os.geteuid() == 0:
-        os.chown(tmp, owner, owner)
-    os.replace(tmp, path)
-
-
 def _read(path: Path) -> str:
     """What ``path`` holds, or "" when it is not there yet."""
     try:
@@ -69,7 +59,7 @@ def _kept(path: Path, mode: int, owner: int | None) -> str:
     value = _read(path)
     if not value:
         value = _new_secret()
-        _write(path, value, mode, owner)
+        write_file(path, value, mode, owner)
     return value
 
 
@@ -92,15 +82,15 @@ def provide(out: Path, admin_password: str, owner: int | None = OWNER_UID) -> li
         if name in internal:
             path = directory / INTERNAL_TOKEN_FILE
             if _read(path) != internal_token:
-                _write(path, internal_token, 0o400, owner)
+                write_file(path, internal_token, 0o400, owner)
             done.append(f"{name}/{INTERNAL_TOKEN_FILE}")
     acl_dir = out / ACL_DIR
     acl_dir.mkdir(parents=True, exist_ok=True)
-    _write(acl_dir / ACL_FILE, access.acl_file(admin_password, passwords, group), 0o444, None)
+    write_file(acl_dir / ACL_FILE, access.acl_file(admin_password, passwords, group), 0o444, None)
     done.append(f"{ACL_DIR}/{ACL_FILE}")
     # For Redis's healthcheck (REDISCLI_AUTH from a file): the administrator's password
     # stays out of every container's environment.
-    _write(acl_dir / ADMIN_PASSWORD_FILE, admin_password, 0o400, REDIS_UID)
+    write_file(acl_dir / ADMIN_PASSWORD_FILE, admin_password, 0o400, REDIS_UID)
     done.append(f"{ACL_DIR}/{ADMIN_PASSWORD_FILE}")
     return done
 

@@ -23,6 +23,7 @@ from madgroup.local.certificates import ca_file, tls_files
 from madgroup.local.envfile import PASSWORD_KEY
 from madgroup.local.ports import HOST
 from madgroup.local.state import Declared, StateDir
+from mads.core.files import write_file
 
 DELAY_ENV = "MADGROUP_DELAY_{}_S"
 """A diagnostic/test knob: seconds to wait before a component's program starts, so that it
@@ -196,10 +197,7 @@ def _secret(secrets: Mapping[str, str], name: str) -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(path, 0o600)
+    write_file(path, text, 0o600)
 
 
 def resolve(program: str) -> str:

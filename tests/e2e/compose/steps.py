@@ -176,3 +176,19 @@ def raw(host: GuideHost, argv: list[str]) -> str:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def configure_env(host: GuideHost) -> str:
+    """The guide's step 1 recipe, as written: ``.env`` from the example and a random
+    ``REDIS_PASSWORD``; returns the password (which the harness masks from then on)."""
+    host.sh(
+        "cp .env.example .env\n"
+        "REDIS_PASS=$(openssl rand -base64 24)\n"
+        'echo "REDIS_PASSWORD=${REDIS_PASS}" >> .env'
+    )
+    lines = (host.workdir / ".env").read_text().splitlines()
+    passwords = [line for line in lines if line.startswith("REDIS_PASSWORD=")]
+    assert len(passwords) == 1, "the recipe wrote one REDIS_PASSWORD line"
+    password = passwords[0].split("=", 1)[1]
+    host.secrets.append(password)
+    return password

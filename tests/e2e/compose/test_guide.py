@@ -33,6 +33,7 @@ from tests.e2e.compose.steps import (
     assert_start_order,
     assert_status_block,
     assert_step7,
+    configure_env,
     converse,
     raw,
     task_status,
@@ -57,17 +58,8 @@ def test_part1_prerequisites(host: GuideHost) -> None:
 
 
 def test_step1_configure_environment(host: GuideHost) -> None:
-    host.sh(
-        "cp .env.example .env\n"
-        "REDIS_PASS=$(openssl rand -base64 24)\n"
-        'echo "REDIS_PASSWORD=${REDIS_PASS}" >> .env'
-    )
-    lines = (host.workdir / ".env").read_text().splitlines()
-    passwords = [line for line in lines if line.startswith("REDIS_PASSWORD=")]
-    assert len(passwords) == 1
-    password = passwords[0].split("=", 1)[1]
+    password = configure_env(host)
     assert len(password) == 32
-    host.secrets.append(password)
     assert "REDIS_PASSWORD=***" in host.sh("cat .env").output
 
 
