@@ -46,7 +46,10 @@ class ThoughtHistory:
 
     @property
     def branch_ids(self) -> list[str]:
-        return list(self._branches)
+        """In the reference's order, JavaScript's ``Object.keys``: ids that are array
+        indices ("0", "7", "10") first, ascending, then the rest as they first came."""
+        indices = sorted((key for key in self._branches if _is_array_index(key)), key=int)
+        return indices + [key for key in self._branches if not _is_array_index(key)]
 
     def branch_length(self, branch_id: str) -> int:
         return len(self._branches.get(branch_id, ()))
@@ -72,3 +75,12 @@ class ThoughtHistory:
             branches=self.branch_ids,
             thoughtHistoryLength=len(self._thoughts),
         )
+
+
+_MAX_ARRAY_INDEX = 2**32 - 2
+
+
+def _is_array_index(key: str) -> bool:
+    """Whether JavaScript treats ``key`` as an array index: the canonical decimal form of an
+    integer from 0 to 2**32 - 2 ("7", not "07", "+7" or "7.0")."""
+    return key.isascii() and key.isdigit() and str(int(key)) == key and int(key) <= _MAX_ARRAY_INDEX

@@ -5,6 +5,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from mads.core.service import MadService
+from mads.sequential_thinking.coercion import MAX_SAFE_INTEGER, reference_boolean, reference_number
 from mads.sequential_thinking.contract import TOOL_NAME
 from mads.sequential_thinking.history import Thought, ThoughtHistory, ThoughtResult
 
@@ -29,32 +30,16 @@ Returns thoughtNumber, totalThoughts (raised to thoughtNumber when exceeded),
 nextThoughtNeeded, branches (the branch ids seen) and thoughtHistoryLength."""
 
 
-def _reference_number(value: object) -> object:
-    """The reference server's ``z.coerce.number().int()``: a number, or a string or
-    boolean that reads as one ("4", " 4 ", true -> 1). Anything else is left for the
-    integer check to refuse."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return value
-        return int(number) if number.is_integer() else number
-    return value
-
-
-def _reference_boolean(value: object) -> object:
-    """The reference server's boolean: true/false, or the strings "true"/"false" in any
-    case."""
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return value
-
+MAX_BRANCH_ID_CHARS = 256
 
 # What the published schema says is what is enforced: a number or a string holding one, a
 # boolean or "true"/"false", as the reference server takes them.
-NUMBER_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]}
+NUMBER_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_SAFE_INTEGER},
+        {"type": "string"},
+    ]
+}
 BOOLEAN_SCHEMA = {
     "anyOf": [
         {"type": "boolean"},
@@ -66,29 +51,48 @@ BOOLEAN_SCHEMA = {
     ]
 }
 PositiveInt = Annotated[
-    int, BeforeValidator(_reference_number), Field(ge=1), WithJsonSchema(NUMBER_SCHEMA)
+    int,
+    BeforeValidator(reference_number),
+    Field(ge=1, le=MAX_SAFE_INTEGER),
+    WithJsonSchema(NUMBER_SCHEMA),
 ]
-Boolean = Annotated[bool, BeforeValidator(_reference_boolean), WithJsonSchema(BOOLEAN_SCHEMA)]
+Boolean = Annotated[bool, BeforeValidator(reference_boolean), WithJsonSchema(BOOLEAN_SCHEMA)]
 NextNeeded = Annotated[Boolean, Field(description="Whether another thought step is needed.")]
 ThoughtNumber = Annotated[PositiveInt, Field(description="Current thought number (1-based).")]
 TotalThoughts = Annotated[PositiveInt, Field(description="Estimated total thoughts needed.")]
-IsRevision = Annotated[Boolean | None, Field(description="Whether this revises previous thinking.")]
-RevisesThought = Annotated[
-    PositiveInt | None, Field(description="Which thought is being reconsidered.")
+# An optional argument may be left out, not sent as null: the reference refuses null, and
+# the published schema (which is what is enforced) says so by leaving null out.
+IsRevision = Annotated[
+    Boolean | None,
+    WithJsonSchema(BOOLEAN_SCHEMA),
+    Field(description="Whether this revises previous thinking."),
 ]
-BranchFrom = Annotated[PositiveInt | None, Field(description="Branching point thought number.")]
-BranchId = Annotated[str | None, Field(max_length=256, description="Branch identifier.")]
+RevisesThought = Annotated[
+    PositiveInt | None,
+    WithJsonSchema(NUMBER_SCHEMA),
+    Field(description="Which thought is being reconsidered."),
+]
+BranchFrom = Annotated[
+    PositiveInt | None,
+    WithJsonSchema(NUMBER_SCHEMA),
+    Field(description="Branching point thought number."),
+]
+BranchId = Annotated[
+    str | None,
+    WithJsonSchema({"type": "string", "maxLength": MAX_BRANCH_ID_CHARS}),
+    Field(max_length=MAX_BRANCH_ID_CHARS, description="Branch identifier."),
+]
 NeedsMore = Annotated[
-    Boolean | None, Field(description="If more thoughts are needed beyond the estimate.")
+    Boolean | None,
+    WithJsonSchema(BOOLEAN_SCHEMA),
+    Field(description="If more thoughts are needed beyond the estimate."),
 ]
 
 
 def register(service: MadService, history: ThoughtHistory, max_thought_chars: int) -> None:
     ThoughtText = Annotated[
         str,
-        Field(
-            min_length=1, max_length=max_thought_chars, description="Your current thinking step."
-        ),
+        Field(max_length=max_thought_chars, description="Your current thinking step."),
     ]
 
     # Argument names are the reference server's camelCase: they are the public contract.

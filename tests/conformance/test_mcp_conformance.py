@@ -8,13 +8,13 @@ with the reason (docs/architecture.md says the same)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support import npm
 from tests.support.mad_process import MadProcess
 from tests.support.redis_server import RedisServer
 
@@ -61,20 +61,7 @@ NOT_APPLICABLE = {
 
 @pytest.fixture(scope="module")
 def suite() -> Path:
-    """The pinned suite, installed from package-lock.json when it is not there yet."""
-    if not SUITE.exists():
-        if shutil.which("npm") is None:
-            pytest.fail("npm is not installed (Debian: apt-get install nodejs npm)")
-        done = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm ci of the conformance suite failed:\n{done.stderr[-2000:]}")
-    return SUITE
+    return npm.installed(HERE, SUITE)
 
 
 def scenarios(suite: Path) -> set[str]:

@@ -124,8 +124,18 @@ async def test_strings_are_coerced_like_the_reference(thinking: MadProcess) -> N
             "thoughtNumber: must be >= 1",
         ),
         (
-            {"thought": "", "thoughtNumber": 1, "totalThoughts": 3, "nextThoughtNeeded": True},
-            "thought: must have at least 1 character(s)",
+            {"thought": 5, "thoughtNumber": 1, "totalThoughts": 3, "nextThoughtNeeded": True},
+            "thought: must be string, not integer",
+        ),
+        (
+            {
+                "thought": "x",
+                "thoughtNumber": 1,
+                "totalThoughts": 3,
+                "nextThoughtNeeded": True,
+                "revisesThought": None,
+            },
+            "revisesThought: must be integer or string, not null",
         ),
         (
             {"thought": "x", "thoughtNumber": 1, "totalThoughts": 3, "nextThoughtNeeded": "maybe"},
