@@ -40,11 +40,14 @@ def js_number(text: str) -> float | int | None:
 
 
 def reference_number(value: object) -> object:
-    """A string read as the reference reads it; other values are left for the integer
-    check (which refuses NaN, fractions, infinities and what is not a number)."""
+    """A string read as the reference reads it (never by Python's rules, which take "1_0"
+    for 10); other values are left for the integer check, which refuses fractions,
+    infinities and what is not a number."""
     if isinstance(value, str):
         number = js_number(value)
-        return value if number is None else number
+        if number is None:
+            raise ValueError(f"{value[:40]!r} is not a number")
+        return number
     return value
 
 

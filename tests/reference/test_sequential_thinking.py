@@ -11,7 +11,9 @@ histories stay in step.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,35 +143,68 @@ def agree(pair: Pair, arguments: dict[str, Any]) -> None:
     assert ours.result == reference.result, arguments
 
 
+class Twins:
+    """Ours and the reference, restarted together once they have disagreed (a refusal one
+    side recorded puts their histories out of step), so every example after a failure,
+    hypothesis's shrinking included, starts them in step again."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self._stack = contextlib.ExitStack()
+        self._in_step = False
+
+    def pair(self) -> Pair:
+        if not self._in_step:
+            self.close()
+            self._pair = self._stack.enter_context(side_by_side(self._start_ours()))
+            self._in_step = True
+        return self._pair
+
+    def disagreed(self) -> None:
+        self._in_step = False
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def _start_ours(self) -> MadProcess:
+        ours = MadProcess(
+            "sequential_thinking",
+            self._workdir,
+            {
+                # Caps out of reach: the reference has none (DELIBERATE names the difference).
+                "SEQUENTIAL_THINKING_MAX_HISTORY": "1000000",
+                "SEQUENTIAL_THINKING_MAX_BRANCHES": "100000",
+                "SEQUENTIAL_THINKING_MAX_THOUGHT_CHARS": str(MAX_THOUGHT_CHARS),
+            },
+        ).start()
+        self._stack.callback(ours.stop)
+        return ours
+
+
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    ours = MadProcess(
-        "sequential_thinking",
-        tmp_path_factory.mktemp("ours"),
-        {
-            # Caps out of reach: the reference has none (DELIBERATE names the difference).
-            "SEQUENTIAL_THINKING_MAX_HISTORY": "1000000",
-            "SEQUENTIAL_THINKING_MAX_BRANCHES": "100000",
-            "SEQUENTIAL_THINKING_MAX_THOUGHT_CHARS": str(MAX_THOUGHT_CHARS),
-        },
-    ).start()
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twins]:
+    both = Twins(tmp_path_factory.mktemp("ours"))
     try:
-        with side_by_side(ours) as both:
-            yield both
+        yield both
     finally:
-        ours.stop()
+        both.close()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(argument_sets(), min_size=1, max_size=4))
 @example([{**_base(), "thought": ""}])
 @example([{**_base(), "thoughtNumber": " 0x1F ", "totalThoughts": "\ufeff2e1\u2028"}])
 @example([{**_base(), "revisesThought": None}, {**_base(), "branchId": None}])
 @example([{**_base(), "thoughtNumber": MAX_SAFE_INTEGER}, {**_base(), "totalThoughts": 2**53}])
 @example([{**_base(), "branchFromThought": 1, "branchId": b} for b in ("z", "10", "2", "02")])
-def test_the_two_agree_call_after_call(pair: Pair, calls: list[dict[str, Any]]) -> None:
-    for arguments in calls:
-        agree(pair, arguments)
+def test_the_two_agree_call_after_call(twins: Twins, calls: list[dict[str, Any]]) -> None:
+    pair = twins.pair()
+    try:
+        for arguments in calls:
+            agree(pair, arguments)
+    except AssertionError:
+        twins.disagreed()
+        raise
 
 
 # The cases where ours deliberately differs: what the reference does, what ours does, why.

@@ -117,7 +117,7 @@ async def test_strings_are_coerced_like_the_reference(thinking: MadProcess) -> N
                 "totalThoughts": 3,
                 "nextThoughtNeeded": True,
             },
-            "thoughtNumber: Input should be a valid integer",
+            "thoughtNumber: 'three' is not a number",
         ),
         (
             {"thought": "x", "thoughtNumber": 0, "totalThoughts": 3, "nextThoughtNeeded": True},
