@@ -21,8 +21,11 @@ def direct(recipient_id: str) -> str:
     return f"mad.direct.{recipient_id}"
 
 
+STREAM_PREFIX = "mad.stream."
+
+
 def stream(task_id: str) -> str:
-    return f"mad.stream.{task_id}"
+    return f"{STREAM_PREFIX}{task_id}"
 
 
 def reply(caller: str, instance: str, owner: str) -> str:

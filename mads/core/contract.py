@@ -81,6 +81,17 @@ class TaskTools:
     id_field: str = "task_id"
     result_field: str = "result_payload"
     error_field: str = "error_details"
+    stream_prefix: str | None = None
+    """When ``start`` also answers ``stream_topic`` (``<prefix><id>``): a task's final result
+    carries it beside the status reply, so it matches ``start``'s output schema."""
+
+    def final_structure(self, status: Mapping[str, Any]) -> dict[str, Any]:
+        """The structured content of a task's final tool result: the status reply, which
+        has ``start``'s id and status, and its stream topic."""
+        found = dict(status)
+        if self.stream_prefix is not None:
+            found["stream_topic"] = f"{self.stream_prefix}{status.get(self.id_field)}"
+        return found
 
     def terminal(self, status: str) -> bool:
         return self.states.get(status, "working") != "working"

@@ -72,5 +72,6 @@ CONTRACT = MadContract(
             TaskStatus.FAILED: "failed",
             TaskStatus.CANCELLED: "cancelled",
         },
+        stream_prefix=channels.STREAM_PREFIX,
     ),
 )

@@ -181,7 +181,7 @@ def _describe(exc: ValidationError) -> str:
     return f"{where.lstrip('.') or 'the file'}: {error['msg']}{more}"
 
 
-TASK_METHODS = ("tasks/get", "tasks/result", "tasks/cancel")
+TASK_METHODS = ("tasks/get", "tasks/result", "tasks/cancel", "tasks/update")
 TaskToolOf = Callable[[Any, str], str | None]
 """For a ``tasks/*`` request: the tool it acts as, given its task id and method."""
 

@@ -1,19 +1,25 @@
-"""MCP tasks through Grace: an outside MCP client connected only to Grace (bearer token)
-runs fiedler_converse as a task, polls it, fetches its result and cancels; Grace hands out
-namespaced, signed task ids and refuses one it did not hand out; a token's scopes apply to
-the task methods as to the tools they act as. Real processes, the official SDK client."""
+"""MCP tasks through Grace, on both protocol generations: an outside MCP client connected
+only to Grace (bearer token) runs fiedler_converse as a task, polls it, fetches its result
+and cancels; Grace hands out namespaced, signed task ids and refuses one it did not hand
+out; a token's scopes apply to the task methods as to the tools they act as. Real
+processes, the official SDK client."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import httpx2
 import mcp_types as t
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import LATEST_MODERN_VERSION
 
 from mads.grace import tokens
 from tests.grace.support import grace_session, new_token, start_gateway
+from tests.support import tasks_extension as ext
 from tests.support.waiting import async_wait_for
 
 PROMPT = "System check, please respond with OK."
@@ -107,3 +113,41 @@ async def test_tasks_through_grace(redis_server, start_mad, tmp_path) -> None:
             await cancel(s, mine.task.task_id)
         assert (await get(s, mine.task.task_id)).status != "cancelled"
     assert "lacks the scope for tool 'fiedler_cancel_task' (tasks/cancel)" in grace.log_text()
+
+
+async def test_tasks_extension_through_grace(redis_server, start_mad, tmp_path) -> None:
+    """The same on protocol 2026-07-28: the official client in its default mode with the
+    tasks extension, connected only to Grace with a bearer token."""
+    token = new_token()
+    grace = start_gateway(
+        start_mad, redis_server, tmp_path, grace_env={"GRACE_API_TOKENS": token}
+    ).grace
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    transport = streamable_http_client(f"{grace.url}/mcp", http_client=http)
+    async with http, Client(transport, extensions=[ext.TasksExtension()]) as client:
+        assert client.protocol_version == LATEST_MODERN_VERSION
+        assert ext.EXTENSION in (client.server_capabilities.extensions or {})
+
+        async def offered() -> bool:
+            return "fiedler_converse" in {tool.name for tool in (await client.list_tools()).tools}
+
+        await async_wait_for(offered, timeout=20, what="fiedler_converse through grace")
+        smoke = {"prompt": PROMPT, "requester_id": "ops-team"}
+        created = await client.session.call_tool("fiedler_converse", smoke, allow_claimed=True)
+        assert isinstance(created, ext.CreateTaskResult)
+        owner, inner, mac = created.task_id.split(":")
+        assert owner == "fiedler" and len(mac) == 24
+
+        final = await ext.until_terminal(client.session, created.task_id)
+        assert final.status == "completed"
+        assert [c["text"] for c in final.result["content"]] == ["OK"]
+        answered = await client.call_tool("fiedler_converse", smoke)  # the claim, resolved
+        assert [c.text for c in answered.content] == ["OK"]
+
+        for forged in (inner, f"fiedler:{inner}:{'0' * 24}"):
+            with pytest.raises(MCPError, match="unknown task id"):
+                await ext.get(client.session, forged)
+        with pytest.raises(MCPError, match="unknown task id"):
+            await ext.update(client.session, inner)
+        with pytest.raises(MCPError, match="is already COMPLETED"):
+            await ext.cancel(client.session, created.task_id)
