@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import mcp_types as t
@@ -42,6 +42,9 @@ POLL_INTERVAL_MS = 1000
 """What a task server suggests between two ``tasks/get`` (the work takes seconds)."""
 RESULT_WAIT_S = 300.0
 """How long ``tasks/result`` waits for a task still working before saying so."""
+DRAIN_S = 2.0
+"""How long ``tasks/result`` still relays a finished task's output (it ends at once, unless
+the output was produced before this process ran)."""
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 EXTENSION = "io.modelcontextprotocol/tasks"
 INVALID_PARAMS = -32602
@@ -79,6 +82,11 @@ class TaskBackend(Protocol):
 
     async def recent(self) -> list[tuple[str, Status, TaskTools]]:
         """The newest tasks (only when ``listing``)."""
+
+    def follow(self, task_id: str) -> AsyncIterator[tuple[int, str]]:
+        """The task's output as it is produced, ``(sequence number, text)``, for progress
+        notifications; it may end early or never (the caller stops following once the
+        task is finished)."""
 
 
 # -- wire shapes ---------------------------------------------------------------------------
@@ -175,6 +183,12 @@ def _declares_extension(ctx: Any) -> bool:
     return bool(capabilities and capabilities.extensions and EXTENSION in capabilities.extensions)
 
 
+def _progress_token(ctx: Any) -> str | int | None:
+    meta = ctx.meta  # the SDK's RequestParamsMeta, a TypedDict
+    token = meta.get("progress_token") if isinstance(meta, Mapping) else None
+    return token if isinstance(token, str | int) else None
+
+
 def _not_found(method: str) -> MCPError:
     return MCPError(code=METHOD_NOT_FOUND, message="Method not found", data=method)
 
@@ -267,13 +281,27 @@ class TaskServer:
     async def result(self, ctx: Any, params: t.GetTaskPayloadRequestParams) -> dict[str, Any]:
         if _modern(ctx):
             raise _not_found("tasks/result")  # 2026-07-28: the result comes with tasks/get
-        status, tools = await until_finished(
-            lambda: self.backend.status(params.task_id),
-            lambda found: found[1].terminal(str(found[0].get("status"))),
-            params.task_id,
-            interval=self.backend.poll_s,
-        )
+        progress = _progress_token(ctx) is not None
+        follower = asyncio.create_task(self._report(ctx, params.task_id)) if progress else None
+        try:
+            status, tools = await until_finished(
+                lambda: self.backend.status(params.task_id),
+                lambda found: found[1].terminal(str(found[0].get("status"))),
+                params.task_id,
+                interval=self.backend.poll_s,
+            )
+            if follower is not None:
+                await asyncio.wait({follower}, timeout=DRAIN_S)
+        finally:
+            if follower is not None:
+                follower.cancel()
         return payload(params.task_id, status, tools)
+
+    async def _report(self, ctx: Any, task_id: str) -> None:
+        """The task's output as progress notifications on the ``tasks/result`` request
+        (answered as a stream of events when it carries a ``progressToken``)."""
+        async for seq, text in self.backend.follow(task_id):
+            await ctx.session.report_progress(seq, None, text)
 
     async def cancel(self, ctx: Any, params: t.CancelTaskRequestParams) -> dict[str, Any]:
         if _modern(ctx):

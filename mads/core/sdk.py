@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcp.server import MCPServer
+from mcp.server.lowlevel import Server
 from mcp.server.mcpserver.tools.base import Tool
 
 CHECKED_ON = "2.3.0"
@@ -40,8 +41,13 @@ def wants_request_context(tool: Tool) -> bool:
     return tool.context_kwarg is not None
 
 
+def lowlevel_server(server: MCPServer) -> Server[Any]:
+    """The lowlevel server under ``server``: what a second transport of it is built on."""
+    return server._lowlevel_server
+
+
 def add_request_handler(server: MCPServer, method: str, params_type: Any, handler: Any) -> None:
-    """Answer a request method the SDK does not serve itself (the 2025-11-25 ``tasks/*``,
-    which ``mcp_types`` defines but the SDK never dispatches). ``MCPServer`` has no public
+    """Answer a request method the SDK does not serve itself (the ``tasks/*`` methods of
+    both protocol generations, which the SDK never dispatches). ``MCPServer`` has no public
     way to add one; its lowlevel server does."""
-    server._lowlevel_server.add_request_handler(method, params_type, handler)
+    lowlevel_server(server).add_request_handler(method, params_type, handler)

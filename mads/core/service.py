@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 from mcp.server import MCPServer
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,6 +48,7 @@ from mads.core.errors import MadError
 from mads.core.https import certificate_reloader
 from mads.core.internal_access import InternalGuard
 from mads.core.logs import quoted
+from mads.core.progress_streams import ProgressStreams, streaming_manager
 from mads.core.settings import BusSettings, MadSettings
 from mads.core.status import StatusLine, StatusReport, connected_line
 
@@ -132,7 +134,7 @@ class MadService:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._mcp_app = None
+        self._streaming: StreamableHTTPSessionManager | None = None
         Gauge("mad_up", "1 while the MAD process serves", registry=self.metrics).set(1)
 
     # -- composition -----------------------------------------------------------------------
@@ -286,7 +288,11 @@ class MadService:
             body_limit=MCP_BODY_LIMIT,
             logger=self.log,
         )
-        middleware = [edge]
+        self._streaming = streaming_manager(self.mcp, security, MCP_BODY_LIMIT)
+        progress = Middleware(
+            ProgressStreams, path=MCP_PATH, manager=self._streaming, body_limit=MCP_BODY_LIMIT
+        )
+        middleware = [edge, progress]
         if self.settings.mad_direct_tool_calls:
             middleware.append(
                 Middleware(
@@ -333,7 +339,9 @@ class MadService:
             for factory in self._background
         ]
         try:
-            async with self.mcp.session_manager.run():
+            streaming = self._streaming
+            assert streaming is not None, "app() builds the streaming transport it runs"
+            async with self.mcp.session_manager.run(), streaming.run():
                 yield
         finally:
             for task in self._tasks:

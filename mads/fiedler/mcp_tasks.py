@@ -9,7 +9,7 @@ that does not ask for a task sees exactly the tools and JSON it always did.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from mcp.shared.exceptions import MCPError
@@ -71,6 +71,11 @@ class FiedlerTasks:
         except StoreUnavailableError as exc:
             raise _store_down(exc) from None
         return status_reply(task), TOOLS
+
+    async def follow(self, task_id: str) -> AsyncIterator[tuple[int, str]]:
+        async for chunk in self.worker.chunks.follow(task_id):
+            if not chunk.get("done"):
+                yield int(chunk["seq"]), str(chunk.get("delta", ""))
 
     async def recent(self) -> list[tuple[str, Status, TaskTools]]:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 
 from mads.core import channels, tracing
 from mads.fiedler.announcer import Announcer
+from mads.fiedler.chunks import ChunkFeed
 from mads.fiedler.contract import CONTRACT, TASK_STATUS_CHANNEL, TaskStatus
 from mads.fiedler.providers import Provider, ProviderError
 from mads.fiedler.store import (
@@ -58,6 +59,7 @@ class Worker:
         self._cancels: dict[str, str] = {}  # who asked to cancel a task this process holds
         self._done: dict[str, asyncio.Event] = {}
         self._traces: dict[str, Any] = {}  # the trace a queued task continues
+        self.chunks = ChunkFeed()  # each task's chunks, for clients that asked for progress
 
     # -- cancelling ------------------------------------------------------------------------
 
@@ -158,11 +160,7 @@ class Worker:
         def emit(delta: str) -> None:
             nonlocal seq
             seq += 1
-            self.announcer.announce(
-                channels.stream(task_id),
-                {"task_id": task_id, "seq": seq, "delta": delta, "done": False},
-                conversation_id=task_id,
-            )
+            self._chunk(task_id, {"task_id": task_id, "seq": seq, "delta": delta, "done": False})
 
         outcome = await self._answer(task, emit)
         finished = await self.store.finish(task_id, *outcome)
@@ -201,8 +199,8 @@ class Worker:
     def end_stream(self, finished: Task, seq: int) -> None:
         """The last chunk on the task's stream: done, with its terminal status."""
         task_id = finished.task_id
-        self.announcer.announce(
-            channels.stream(task_id),
+        self._chunk(
+            task_id,
             {
                 "task_id": task_id,
                 "seq": seq + 1,
@@ -210,8 +208,12 @@ class Worker:
                 "status": finished.status,
                 "error_details": finished.error_details,
             },
-            conversation_id=task_id,
         )
+
+    def _chunk(self, task_id: str, chunk: dict[str, Any]) -> None:
+        """On ``mad.stream.<task_id>`` for the bus, and to this process's followers."""
+        self.announcer.announce(channels.stream(task_id), chunk, conversation_id=task_id)
+        self.chunks.put(task_id, chunk)
 
     def changed(self, task: Task) -> None:
         """Log and publish a status change (every one, whoever made it)."""

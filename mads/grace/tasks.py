@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from mcp.shared.exceptions import MCPError
@@ -116,6 +116,20 @@ class GatewayTasks:
 
     async def recent(self) -> list[tuple[str, Status, TaskTools]]:
         return []  # not listing: a task id is all a client of Grace needs
+
+    async def follow(self, task_id: str) -> AsyncIterator[tuple[int, str]]:
+        """The owner's chunks on its stream for this task, from now on (pub/sub keeps none
+        from before), until the one marked ``done``."""
+        _owner, inner, tools = self._decode(task_id)
+        if tools.stream_prefix is None:
+            return
+        stream = f"{tools.stream_prefix}{inner}"
+        async for message in self.gateway.bus.messages(channels_=[stream]):
+            chunk = message.envelope.payload if message.envelope is not None else {}
+            if chunk.get("done"):
+                return
+            if "delta" in chunk:
+                yield int(chunk.get("seq", 0)), str(chunk["delta"])
 
 
 def method_tools(task_id: Any, method: str) -> str | None:

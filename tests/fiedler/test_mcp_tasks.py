@@ -14,7 +14,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.fiedler.conftest import Fiedler, call
-from tests.fiedler.fake_llm import FakeLLM
+from tests.fiedler.fake_llm import FakeLLM, echo_chunks
 from tests.support.waiting import async_wait_for
 
 PROMPT = "System check, please respond with OK."
@@ -135,3 +135,56 @@ async def test_tasks_cancel_cancels_a_running_task(
         request = t.CancelTaskRequest(params=t.CancelTaskRequestParams(task_id=done.task.task_id))
         with pytest.raises(MCPError, match="is already COMPLETED"):
             await client.session.send_request(request, t.CancelTaskResult)
+
+
+async def test_tasks_result_reports_the_stream_as_progress(
+    start_fiedler: Callable[..., Fiedler], fake_llm: FakeLLM
+) -> None:
+    """A tasks/result that asks for progress (a progressToken) is answered as a stream of
+    events: each chunk of the task's output as a progress notification, then the result.
+    The chunks also stay on mad.stream.<task_id> (tests/fiedler/test_get_streams.py)."""
+    fake_llm.delay = 0.05
+    fiedler = start_fiedler(
+        {
+            "FIEDLER_LLM_PROVIDER": "openai",
+            "FIEDLER_LLM_BASE_URL": fake_llm.base_url,
+            "FIEDLER_LLM_MODEL": "test-model",
+        }
+    )
+    prompt = "report progress in five words"
+    async with legacy_client(fiedler) as client:
+        created = await as_task(client, {"prompt": prompt, "requester_id": "ops"})
+        seen: list[tuple[float, str | None]] = []
+
+        async def progressed(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, message))
+
+        result = await client.session.send_request(
+            t.GetTaskPayloadRequest(
+                params=t.GetTaskPayloadRequestParams(task_id=created.task.task_id)
+            ),
+            t.CallToolResult,
+            progress_callback=progressed,
+        )
+    assert [c.text for c in result.content] == [f"Echo: {prompt}"]
+    assert [message for _, message in seen] == echo_chunks(prompt)
+    assert [progress for progress, _ in seen] == list(range(1, len(seen) + 1))
+
+
+async def test_a_plain_call_with_a_progress_token_is_answered_as_before(
+    fiedler: Fiedler,
+) -> None:
+    """Asking for progress on a call that has none to give changes nothing but the
+    response's framing (a stream of events holding the same reply)."""
+    async with legacy_client(fiedler) as client:
+        seen: list[float] = []
+
+        async def progressed(progress: float, total: float | None, message: str | None) -> None:
+            seen.append(progress)
+
+        reply = await client.call_tool(
+            "fiedler_converse",
+            {"prompt": PROMPT, "requester_id": "ops"},
+            progress_callback=progressed,
+        )
+    assert reply.structured_content["status"] == "pending" and seen == []

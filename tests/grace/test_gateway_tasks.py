@@ -18,6 +18,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import LATEST_MODERN_VERSION
 
 from mads.grace import tokens
+from tests.fiedler.fake_llm import FakeLLM, echo_chunks
 from tests.grace.support import grace_session, new_token, start_gateway
 from tests.support import tasks_extension as ext
 from tests.support.waiting import async_wait_for
@@ -151,3 +152,52 @@ async def test_tasks_extension_through_grace(redis_server, start_mad, tmp_path) 
             await ext.update(client.session, inner)
         with pytest.raises(MCPError, match="is already COMPLETED"):
             await ext.cancel(client.session, created.task_id)
+
+
+async def test_tasks_result_through_grace_reports_progress(
+    redis_server, start_mad, tmp_path
+) -> None:
+    """Through Grace, tasks/result with a progressToken relays the task's chunks from
+    mad.stream.<id> as progress notifications, from the moment it was asked."""
+    llm = FakeLLM().start()
+    llm.delay = 0.3
+    try:
+        token = new_token()
+        grace = start_gateway(
+            start_mad,
+            redis_server,
+            tmp_path,
+            grace_env={"GRACE_API_TOKENS": token},
+            fiedler_env={
+                "FIEDLER_LLM_PROVIDER": "openai",
+                "FIEDLER_LLM_BASE_URL": llm.base_url,
+                "FIEDLER_LLM_MODEL": "test-model",
+            },
+        ).grace
+        prompt = "a few words to stream through the front door"
+        async with grace_session(grace.url, token) as s:
+
+            async def offered() -> bool:
+                return "fiedler_converse" in {tool.name for tool in (await s.list_tools()).tools}
+
+            await async_wait_for(offered, timeout=20, what="fiedler_converse through grace")
+            created = await as_task(s, {"prompt": prompt, "requester_id": "ops"})
+            seen: list[tuple[float, str | None]] = []
+
+            async def progressed(progress: float, total: float | None, message: str | None):
+                seen.append((progress, message))
+
+            result = await s.send_request(
+                t.GetTaskPayloadRequest(
+                    params=t.GetTaskPayloadRequestParams(task_id=created.task.task_id)
+                ),
+                t.CallToolResult,
+                progress_callback=progressed,
+            )
+        assert [c.text for c in result.content] == [f"Echo: {prompt}"]
+        chunks = echo_chunks(prompt)
+        messages = [message for _, message in seen]
+        assert messages and messages == chunks[len(chunks) - len(messages) :], messages
+        assert [p for p, _ in seen] == sorted(p for p, _ in seen)
+    finally:
+        llm.stop()
