@@ -40,6 +40,8 @@ class DataFile:
 
 
 INTERNAL_TOKEN_VARIABLE = "MAD_INTERNAL_TOKEN"
+METRICS_TOKEN_VARIABLE = "MAD_METRICS_TOKEN"
+"""The group's metrics credential: what a scraper presents for /metrics and /status."""
 """The group's internal credential (see :mod:`mads.core.internal_access`)."""
 
 
@@ -110,6 +112,9 @@ class MadContract:
     description: str
     tools: tuple[str, ...] = ()
     """The MCP tools it owns (and publishes in the gateway's registry if it uses the bus)."""
+    report_tools: tuple[str, ...] = ()
+    """Read-only tools of its own, called without arguments, whose answers a support bundle
+    (``madgroup report``) keeps."""
     uses_bus: bool = True
     bus: BusAccess = field(default_factory=BusAccess)
     """What it does on the bus (when it uses it): its ACL user is derived from this."""

@@ -4,8 +4,10 @@ A MAD other than the front door serves MCP only to requests bearing the group's 
 credential (``MAD_INTERNAL_TOKEN``), which its peers and ``mad-cli`` present; anything else
 on the host or the pod network gets 401. ``/healthz`` and ``/readyz`` stay open (probes),
 ``/status`` and ``/metrics`` stay open to loopback (``mad-status`` inside the MAD's own
-container or environment). Refusals are counted (``mad_internal_refusals_total``) and
-logged once per client address; the credential is never logged.
+container or environment) and to a scraper presenting the group's metrics credential
+(``MAD_METRICS_TOKEN``), which opens nothing else. Refusals are counted
+(``mad_internal_refusals_total``) and logged once per client address; the credential is
+never logged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ REFUSED = (
 )
 
 
+def _bearer(scope: Scope) -> bytes:
+    return next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+
+
+class ScrapeCredential:
+    """The group's metrics credential: a monitoring system that presents it may read
+    ``/status`` and ``/metrics`` from anywhere, and nothing else (least privilege: it is
+    not the internal credential, which calls tools)."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode() if token else None
+
+    def admits(self, scope: Scope) -> bool:
+        if self._expected is None or scope.get("path") not in LOOPBACK_OPEN_PATHS:
+            return False
+        return hmac.compare_digest(_bearer(scope), self._expected)
+
+
 class InternalGuard:
     def __init__(
         self,
@@ -34,9 +54,11 @@ class InternalGuard:
         token: str,
         logger: logging.Logger,
         metrics: CollectorRegistry | None = None,
+        scrape: ScrapeCredential | None = None,
     ) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
+        self._scrape = scrape or ScrapeCredential("")
         self.log = logger
         self._first = FirstTime()
         self.refusals = Counter(
@@ -52,11 +74,10 @@ class InternalGuard:
             return
         client = scope.get("client")
         host = client[0] if client else None
-        if path in LOOPBACK_OPEN_PATHS and is_loopback(host):
+        if path in LOOPBACK_OPEN_PATHS and (is_loopback(host) or self._scrape.admits(scope)):
             await self.app(scope, receive, send)
             return
-        presented = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
-        if hmac.compare_digest(presented, self._expected):
+        if hmac.compare_digest(_bearer(scope), self._expected):
             await self.app(scope, receive, send)
             return
         self.refusals.inc()

@@ -46,7 +46,7 @@ from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
 from mads.core.errors import MadError
 from mads.core.https import certificate_reloader
-from mads.core.internal_access import InternalGuard
+from mads.core.internal_access import InternalGuard, ScrapeCredential
 from mads.core.logs import quoted
 from mads.core.progress_streams import ProgressStreams, streaming_manager
 from mads.core.settings import BusSettings, MadSettings
@@ -136,6 +136,9 @@ class MadService:
         self._tasks: list[asyncio.Task[None]] = []
         self._streaming: StreamableHTTPSessionManager | None = None
         Gauge("mad_up", "1 while the MAD process serves", registry=self.metrics).set(1)
+        Gauge(
+            "mad_ready", "1 while the MAD is ready (what /readyz says)", registry=self.metrics
+        ).set_function(lambda: 1.0 if self.is_ready() else 0.0)
 
     # -- composition -----------------------------------------------------------------------
 
@@ -308,9 +311,18 @@ class MadService:
             middleware.insert(0, Middleware(TraceContext))
         token = self.settings.mad_internal_token.get_secret_value()
         if token and not self.front_door:
-            guard = Middleware(InternalGuard, token=token, logger=self.log, metrics=self.metrics)
+            guard = Middleware(
+                InternalGuard,
+                token=token,
+                logger=self.log,
+                metrics=self.metrics,
+                scrape=self.scrape_credential(),
+            )
             middleware.insert(0, guard)
         return Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
+
+    def scrape_credential(self) -> ScrapeCredential:
+        return ScrapeCredential(self.settings.mad_metrics_token.get_secret_value())
 
     async def _healthz(self, request: Request) -> Response:
         return JSONResponse({"alive": True, "mad_name": self.name})

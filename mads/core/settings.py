@@ -59,6 +59,12 @@ class MadSettings(BaseSettings):
         description="A file holding MAD_INTERNAL_TOKEN (used when that is unset or empty).",
     )
 
+    mad_metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="The group's metrics credential: a scraper presenting it (Authorization: "
+        "Bearer) may read /status and /metrics from anywhere, and nothing else.",
+    )
+
     mad_tls_cert_file: Path | None = Field(
         default=None,
         description="Serve HTTPS with this certificate (and MAD_TLS_KEY_FILE); a changed "

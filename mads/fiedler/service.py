@@ -15,6 +15,7 @@ from mads.core.settings import load_settings
 from mads.fiedler import mcp_tasks, tools
 from mads.fiedler.announcer import Announcer
 from mads.fiedler.database import Database
+from mads.fiedler.metrics import FiedlerCollector
 from mads.fiedler.providers import Provider
 from mads.fiedler.providers.builtin import BuiltinProvider
 from mads.fiedler.settings import FiedlerSettings
@@ -75,6 +76,7 @@ def build() -> MadService:
     provider = make_provider(settings, link, log)
     announcer = Announcer(bus, log)
     worker = Worker(store, provider, announcer, log, concurrency=settings.max_concurrency)
+    service.metrics.register(FiedlerCollector(worker))
     tools.register(service, store, worker, settings.fiedler_max_prompt_chars)
     mcp_tasks.serve(service, store, worker)
     service.add_background(announcer.run)

@@ -16,7 +16,9 @@ asked for before a crash is cancelled, not run again, when the sweep picks it up
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from typing import Any
 
 from mads.core import channels, tracing
@@ -60,6 +62,8 @@ class Worker:
         self._done: dict[str, asyncio.Event] = {}
         self._traces: dict[str, Any] = {}  # the trace a queued task continues
         self.chunks = ChunkFeed()  # each task's chunks, for clients that asked for progress
+        self.status_changes: collections.Counter[str] = collections.Counter()
+        self._queued_at: dict[str, float] = {}  # queued here, not started yet (monotonic)
 
     # -- cancelling ------------------------------------------------------------------------
 
@@ -94,6 +98,7 @@ class Worker:
             self._held.add(task_id)
             if trace_context is not None:
                 self._traces[task_id] = trace_context
+            self._queued_at[task_id] = time.monotonic()
             self._queue.put_nowait(task_id)
 
     async def sweep(self, *, first: bool = False) -> int:
@@ -147,7 +152,23 @@ class Worker:
 
     # -- one task --------------------------------------------------------------------------
 
+    # -- figures -----------------------------------------------------------------------------
+
+    def queue_depth(self) -> int:
+        """Tasks queued here and not started yet."""
+        return len(self._queued_at)
+
+    def oldest_queued_s(self) -> float:
+        """How long the task queued longest here has waited to start (0 when none waits)."""
+        if not self._queued_at:
+            return 0.0
+        return max(0.0, time.monotonic() - min(self._queued_at.values()))
+
+    def running(self) -> int:
+        return len(self._calls)
+
     async def process(self, task_id: str) -> None:
+        self._queued_at.pop(task_id, None)
         task = await self.store.start(task_id)
         if task is None:
             return  # unknown or already finished
@@ -218,6 +239,7 @@ class Worker:
     def changed(self, task: Task) -> None:
         """Log and publish a status change (every one, whoever made it)."""
         self.log.info(CONTRACT.log_line("status", task_id=task.task_id, status=task.status))
+        self.status_changes[task.status] += 1
         if task.status in (FAILED, CANCELLED):
             self.log.info("Task %s %s: %s", task.task_id, task.status.lower(), task.error_details)
         self.announce_status(task)

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mads.core.edge import LOOPBACK_OPEN_PATHS, OPEN_PATHS, is_loopback, read_body, replay
+from mads.core.internal_access import ScrapeCredential
 from mads.core.logs import FirstTime
 from mads.grace.tasks import method_tools
 from mads.grace.tokens import Limiter, Principal, retry_after, scope_problem
@@ -41,9 +42,11 @@ class AccessGuard:
         principals: dict[str, Principal],
         logger: logging.Logger,
         metrics: CollectorRegistry | None = None,
+        scrape: ScrapeCredential | None = None,
     ) -> None:
         self.app = app
         self._principals = dict(principals)
+        self._scrape = scrape or ScrapeCredential("")
         self.log = logger
         self.limiter = Limiter()
         self._first = FirstTime()
@@ -53,6 +56,10 @@ class AccessGuard:
             ["token", "reason"],
             registry=metrics if metrics is not None else CollectorRegistry(),
         )
+        # The anonymous series exist from the start (at 0), so a rate over them is defined
+        # before the first refusal.
+        for reason in ("unauthenticated", "not_loopback"):
+            self.refusals.labels(token="-", reason=reason)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
@@ -61,6 +68,9 @@ class AccessGuard:
         client = scope.get("client")
         host = client[0] if client else None
         loopback = is_loopback(host)
+        if self._scrape.admits(scope):
+            await self.app(scope, receive, send)
+            return
         if not self._principals:
             if not loopback:
                 problem = "Grace serves only loopback clients while GRACE_API_TOKENS is not set"

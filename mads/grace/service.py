@@ -42,7 +42,11 @@ class GraceService(MadService):
     def app(self) -> Starlette:
         app = super().app()
         app.add_middleware(
-            AccessGuard, principals=self.principals, logger=self.log, metrics=self.metrics
+            AccessGuard,
+            principals=self.principals,
+            logger=self.log,
+            metrics=self.metrics,
+            scrape=self.scrape_credential(),
         )
         return app
 

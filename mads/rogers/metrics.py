@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mads.rogers.connections import ConnectionTable
+from mads.rogers.connections import STATUSES, ConnectionTable
 from mads.rogers.stats import TrafficStats
 
 
@@ -49,3 +49,13 @@ class RogersCollector(Collector):
         for status, count in self.connections.counts().items():
             conns.add_metric([status], count)
         yield conns
+        each = GaugeMetricFamily(
+            "rogers_connection_status",
+            "1 for each MAD's current status in the connections table (HEALTHY, STALE, "
+            "DISCONNECTED), 0 for the others",
+            labels=["mad", "status"],
+        )
+        for view in self.connections.snapshot():
+            for status in STATUSES:
+                each.add_metric([view["mad_id"], status], 1.0 if view["status"] == status else 0.0)
+        yield each

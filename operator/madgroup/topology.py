@@ -287,6 +287,7 @@ def tools_component() -> Component:
 
 
 INTERNAL_TOKEN_VARIABLE = contract_module.INTERNAL_TOKEN_VARIABLE
+METRICS_TOKEN_VARIABLE = contract_module.METRICS_TOKEN_VARIABLE
 
 
 def needs_internal_token(comp: Component) -> bool:

@@ -251,11 +251,10 @@ def has_condition(
 
 def generated_secrets(group: str) -> list[str]:
     """The Secrets the operator makes for a group that references none: the administrator's
-    password, each bus user's, the internal credential."""
+    password, each bus user's, the internal and the metrics credentials."""
     users = [naming.bus_secret_name(group, u) for u in topology.bus_users()]
-    return sorted(
-        [naming.password_secret_name(group), naming.internal_token_secret_name(group), *users]
-    )
+    tokens = [naming.internal_token_secret_name(group), naming.metrics_token_secret_name(group)]
+    return sorted([naming.password_secret_name(group), *tokens, *users])
 
 
 def children(apiserver: Apiserver, ns: str = NS) -> dict[str, list[str]]:

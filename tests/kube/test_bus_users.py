@@ -51,6 +51,7 @@ def test_each_mad_pod_references_only_its_own_credentials():
             assert "REDIS_PASSWORD" not in {e["name"] for e in container["env"]}
         if topology.needs_internal_token(comp):
             expected.add(naming.internal_token_secret_name("demo"))
+        expected.add(naming.metrics_token_secret_name("demo"))  # /metrics for a scraper
         assert _secret_names(container) == expected, name
         assert "initContainers" not in _pod(name)
     assert "sequential_thinking" not in topology.bus_users()  # it needs none of the bus's
@@ -74,6 +75,7 @@ def test_the_operator_generates_a_secret_per_bus_user_unless_one_is_referenced()
     assert generated == {
         "demo-redis-password",
         "demo-internal-token",
+        "demo-metrics-token",
         *(naming.bus_secret_name("demo", u) for u in topology.bus_users()),
     }
     raw = {"grace": {"busPasswordSecretRef": {"name": "grace-bus", "key": "pw"}}}

@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 from madgroup import topology
+from madgroup.kube import crd, naming, objects
 
 CHART = Path("charts") / "madgroup-operator"
 K8S_VERSION = "1.33"
@@ -248,3 +249,99 @@ def test_sample_madgroup_matches_the_crd_schema(helm: str, root: Path) -> None:
     # The check has teeth: a spec the CRD forbids is refused.
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft4Validator(schema).validate({"fiedler": {"replicas": 2}})
+
+
+MONITORING = [
+    *("--set", "monitoring.podMonitor.enabled=true"),
+    *("--set", "monitoring.prometheusRule.enabled=true"),
+    *("--set", "monitoring.grafanaDashboard.enabled=true"),
+    *("--set", "monitoring.groups[0].name=demo", "--set", "monitoring.groups[0].namespace=team-a"),
+    *("--set", "sample.enabled=true"),
+]
+# Kinds of CRDs that are not Kubernetes's own: kubernetes-validate has no schema for them
+# (it says so and skips them); their shape is checked below against what they must say.
+CUSTOM_KINDS = {"PodMonitor", "PrometheusRule", "MadGroup"}
+
+
+def test_monitoring_renders_and_validates(helm: str, root: Path, dev_tool, tmp_path: Path) -> None:
+    docs = _template(helm, root, *MONITORING)
+    kinds = _by_kind(docs)
+    builtin = [d for d in docs if d["kind"] not in CUSTOM_KINDS]
+    _validate(dev_tool("kubernetes-validate"), tmp_path, builtin)
+
+    files = root / CHART / "files"
+    (rule,) = kinds["PrometheusRule"]
+    assert rule["spec"] == yaml.safe_load((files / "prometheus-rules.yaml").read_text())
+    dashboards = [d for d in kinds["ConfigMap"] if "madgroup.json" in d["data"]]
+    (dashboard,) = dashboards
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["madgroup.json"]) == json.loads(
+        (files / "grafana-dashboard.json").read_text()
+    )
+
+    # One PodMonitor and one NetworkPolicy per group (the listed one and the sample), in the
+    # group's namespace, presenting the group's metrics credential on the MADs' http port.
+    monitors = {m["metadata"]["namespace"]: m for m in kinds["PodMonitor"]}
+    assert set(monitors) == {"team-a", NAMESPACE}
+    endpoint = monitors["team-a"]["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["authorization"]["credentials"] == {
+        "name": "demo-metrics-token",
+        "key": "token",
+    }
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    selected = monitors["team-a"]["spec"]["selector"]
+    assert selected["matchLabels"] == naming.group_labels("demo")
+    assert set(selected["matchExpressions"][0]["values"]) == {
+        topology.component(n).dns_name for n in topology.MAD_NAMES
+    }
+    policies = {p["metadata"]["name"]: p for p in kinds["NetworkPolicy"]}
+    assert policies["demo-metrics"]["spec"]["ingress"][0]["ports"] == [
+        {"port": "http", "protocol": "TCP"}
+    ]
+
+
+def test_the_pod_monitor_matches_what_the_operator_renders() -> None:
+    """The PodMonitor's port name, Secret name and key are the operator's own."""
+    owner = objects.Owner("demo", "team-a", "0000")
+    spec = crd.parse({})
+    for name in topology.MAD_NAMES:
+        pod = objects.workload(owner, spec, name)["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert [p["name"] for p in container["ports"]] == ["http"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["MAD_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "demo-metrics-token",
+            "key": "token",
+        }
+
+
+def test_the_helm_test_hook_runs_the_guides_smoke_checks(helm: str, root: Path) -> None:
+    """``helm test``: a Pod hook against the sample group, with the group's labels (its
+    NetworkPolicy admits only its pods), every MAD's real service name and port, the
+    operator's Secrets in its environment (never on a command line), a valid script."""
+    assert not [d for d in _template(helm, root) if d["kind"] == "Pod"]  # no sample, no test
+    docs = _template(helm, root, "--set", "sample.enabled=true", "--set", "sample.name=demo")
+    (pod,) = [d for d in docs if d["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    labels = pod["metadata"]["labels"]
+    policy = objects.network_policy(objects.Owner("demo", NAMESPACE, "0"))
+    allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert allowed.items() <= labels.items()
+    (container,) = pod["spec"]["containers"]
+    script = container["args"][0]
+    for name in topology.MAD_NAMES:
+        comp = topology.component(name)
+        assert f"{comp.dns_name}:{comp.port}" in script, name
+    assert naming.child_name("demo", "fiedler") == "demo-fiedler"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MAD_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": naming.metrics_token_secret_name("demo"),
+        "key": "token",
+    }
+    assert env["MAD_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": naming.internal_token_secret_name("demo"),
+        "key": "token",
+    }
+    assert "$MAD_" not in script  # the credentials stay in the environment
+    checked = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from mads.core.cli.call import OneLineParser
 from mads.core.cli.target import TargetError, base_url, seconds, tls_verify
+from mads.core.contract import METRICS_TOKEN_VARIABLE
 from mads.core.status import StatusReport
 
 
@@ -30,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mad-status: {exc}", file=sys.stderr)
         return 2
     try:
-        response = httpx.get(url, timeout=args.timeout, verify=tls_verify())
+        response = httpx.get(
+            url, headers=_scrape_headers(), timeout=args.timeout, verify=tls_verify()
+        )
         response.raise_for_status()
         report = StatusReport.model_validate(response.json())
     except httpx.ConnectError:
@@ -50,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(report.render_text())
     return 0 if report.healthy else 1
+
+
+def _scrape_headers() -> dict[str, str]:
+    """The group's metrics credential when this environment has it: what opens ``/status``
+    of a MAD in another container or pod (loopback needs none)."""
+    token = os.environ.get(METRICS_TOKEN_VARIABLE, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 if __name__ == "__main__":

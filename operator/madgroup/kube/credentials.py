@@ -58,6 +58,10 @@ def internal_secret(owner: Owner) -> GeneratedSecret:
     return GeneratedSecret(naming.internal_token_secret_name(owner.name), TOKEN_KEY)
 
 
+def metrics_secret(owner: Owner) -> GeneratedSecret:
+    return GeneratedSecret(naming.metrics_token_secret_name(owner.name), TOKEN_KEY)
+
+
 def password_ref(owner: Owner, spec: KubeMadGroupSpec) -> SecretKeyRef:
     """Where the Redis password lives: the user's Secret, or the one the operator generates."""
     return spec.password() or admin_secret(owner).ref()
@@ -69,8 +73,8 @@ def bus_password_ref(owner: Owner, spec: KubeMadGroupSpec, user: str) -> SecretK
 
 def generated(owner: Owner, spec: KubeMadGroupSpec) -> list[GeneratedSecret]:
     """The administrator's password and each MAD's bus password unless the spec references
-    a Secret of its own, and the group's internal credential."""
+    a Secret of its own, the group's internal credential and its metrics credential."""
     found = [] if spec.password() is not None else [admin_secret(owner)]
     found += [bus_secret(owner, u) for u in topology.bus_users() if spec.bus_password(u) is None]
-    found.append(internal_secret(owner))
+    found += [internal_secret(owner), metrics_secret(owner)]
     return found

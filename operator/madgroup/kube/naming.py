@@ -86,6 +86,11 @@ def internal_token_secret_name(group: str) -> str:
     return f"{group}-internal-token"
 
 
+def metrics_token_secret_name(group: str) -> str:
+    """The generated Secret of the group's metrics credential (what a PodMonitor presents)."""
+    return f"{group}-metrics-token"
+
+
 def files_name(group: str, component: str) -> str:
     """The ConfigMap of the files a declaration gives a component."""
     return f"{child_name(group, component)}-files"

@@ -140,6 +140,9 @@ def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[st
         env.append(
             _secret_env(topology.INTERNAL_TOKEN_VARIABLE, credentials.internal_secret(owner).ref())
         )
+    if comp.is_mad:
+        metrics = credentials.metrics_secret(owner).ref()
+        env.append(_secret_env(topology.METRICS_TOKEN_VARIABLE, metrics))
     return env
 
 
