@@ -36,6 +36,8 @@ CANCEL_WAIT_S = 2.0
 reply shows CANCELLED."""
 LIST_TASKS = """Recent tasks, newest first, optionally only those with a status or from one
 requester. For operators: each entry shows the first 200 characters of the prompt."""
+COUNT_TASKS = """How many tasks the store holds, in total and in each state (PENDING, RUNNING,
+COMPLETED, FAILED, CANCELLED). For operators and support bundles."""
 
 
 def _not_blank(value: str) -> str:
@@ -88,6 +90,11 @@ class TaskSummary(TypedDict):
     error_details: str | None
     created_at: str
     updated_at: str
+
+
+class TaskCounts(TypedDict):
+    total: int
+    by_status: dict[str, int]
 
 
 class TaskList(TypedDict):
@@ -172,6 +179,16 @@ def register(service: MadService, store: TaskStore, worker: Worker, max_prompt_c
         except StoreUnavailableError as exc:
             raise _unavailable(exc) from None
         return TaskList(count=len(tasks), tasks=[_summary(task) for task in tasks])
+
+    @service.tool("fiedler_count_tasks", description=COUNT_TASKS)
+    async def fiedler_count_tasks() -> TaskCounts:
+        try:
+            counts = await store.counts()
+        except StoreUnavailableError as exc:
+            raise _unavailable(exc) from None
+        return TaskCounts(
+            total=sum(counts.values()), by_status={str(k): v for k, v in counts.items()}
+        )
 
 
 class CancelRefused(MadError, ValueError):

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from madgroup import rollout, spec, topology
+from madgroup import bundle, rollout, spec, topology
 from madgroup.errors import CommandError
 from madgroup.local import (
     certificates,
@@ -21,6 +21,7 @@ from madgroup.local import (
     logview,
     processes,
     readiness,
+    report,
 )
 from madgroup.local.context import Context
 from madgroup.local.smoke import smoke as run_smoke
@@ -189,6 +190,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "PASS/FAIL line per step, non-zero exit on any failure.",
     )
     p.set_defaults(handler=cmd_smoke)
+
+    p = subparsers.add_parser(
+        "report",
+        parents=[common],
+        help="write a support bundle of the running group (secrets redacted)",
+        description="Write one .tar.gz for a support request: each component's process state "
+        "and last 500 log lines, each MAD's /status and /metrics, Rogers' connections and "
+        "stats, Fiedler's task counts, versions, the declaration, .env and the rendered "
+        "Redis files with every secret redacted, and a manifest with SHA-256 checksums.",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        help="the archive to write (default: madgroup-report-local-<UTC time>.tar.gz here)",
+    )
+    p.set_defaults(handler=cmd_report)
 
 
 # -- handlers -----------------------------------------------------------------------------
@@ -395,6 +412,18 @@ def cmd_health(args: argparse.Namespace) -> int:
     if failures:
         print(f"unhealthy: {' '.join(failures)}")
     return len(failures)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    ctx = Context.from_args(args)
+    ctx.running_state()  # a one-line error when nothing runs here
+    output = Path(args.output or bundle.default_name("local"))
+    if output.exists():
+        raise CommandError(f"{output} exists; name another file with -o", code=2)
+    collected = report.collect(ctx)
+    collected.write(output)
+    print(report.summary(str(output), collected))
+    return 0
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
