@@ -40,9 +40,9 @@ class DataFile:
 
 
 INTERNAL_TOKEN_VARIABLE = "MAD_INTERNAL_TOKEN"
+"""The group's internal credential (see :mod:`mads.core.internal_access`)."""
 METRICS_TOKEN_VARIABLE = "MAD_METRICS_TOKEN"
 """The group's metrics credential: what a scraper presents for /metrics and /status."""
-"""The group's internal credential (see :mod:`mads.core.internal_access`)."""
 
 
 @dataclass(frozen=True)
