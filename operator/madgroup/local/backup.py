@@ -1,0 +1,121 @@
+"""``madgroup backup`` and ``madgroup restore`` on the local runner (:mod:`madgroup.backup`).
+
+A backup is taken while the group runs: each MAD's data file (Fiedler's task store) copied
+with SQLite's online backup API, consistent while the MAD writes, and Redis's data as an RDB
+snapshot (``BGSAVE``, then the file Redis wrote). A restore needs the group stopped; it
+checks the whole archive first, then puts each file in place with one rename (Redis's as
+the base of a fresh append-only file, which is how an AOF-enabled Redis loads it).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from madgroup import backup, topology
+from madgroup.errors import CommandError
+from madgroup.local import certificates, envfile, processes
+from madgroup.local.context import Context
+from madgroup.local.ports import HOST
+
+BGSAVE_WAIT_S = 120.0
+
+
+def take(ctx: Context, output: Path) -> dict[str, Any]:
+    state = ctx.running_state()
+    dotenv = ctx.dotenv()
+    archive = backup.Archive("local")
+    with tempfile.TemporaryDirectory(prefix="madgroup-backup-") as tmp:
+        work = Path(tmp)
+        for comp in topology.COMPONENTS:
+            data = comp.contract.data if comp.contract is not None else None
+            if data is None:
+                continue
+            copy = work / data.filename
+            backup.sqlite_snapshot(ctx.state.data_dir(comp.name) / data.filename, copy)
+            archive.files[f"{comp.name}/{data.filename}"] = copy
+        bus = next(c for c in topology.COMPONENTS if not c.is_mad)
+        rdb, settings = _redis_snapshot(
+            state.ports.get(bus.name, bus.port),
+            dotenv[envfile.PASSWORD_KEY],
+            certificates.ca_file(ctx.state),
+            work,
+        )
+        archive.files[f"{bus.name}/dump.rdb"] = rdb
+        archive.details["redis"] = settings
+        return archive.write(output)
+
+
+def _redis_snapshot(
+    port: int, password: str, ca_file: str | None, work: Path
+) -> tuple[Path, dict[str, str]]:
+    client = redis.Redis(
+        host=HOST,
+        port=port,
+        password=password,
+        ssl=ca_file is not None,
+        ssl_ca_certs=ca_file,
+        socket_timeout=30,
+    )
+    try:
+        before = int(client.lastsave().timestamp())
+        try:
+            client.bgsave()
+        except redis.ResponseError as exc:  # one is running already: wait for it, then ours
+            if "in progress" not in str(exc):
+                raise
+        deadline = time.monotonic() + BGSAVE_WAIT_S
+        while True:
+            info = client.info("persistence")
+            done = not info.get("rdb_bgsave_in_progress") and info.get("rdb_last_save_time", 0)
+            if done and int(info["rdb_last_save_time"]) > before:
+                break
+            if done and info.get("rdb_last_bgsave_status") != "ok":
+                raise backup.BackupError("Redis could not write its snapshot (BGSAVE failed)")
+            if time.monotonic() > deadline:
+                raise backup.BackupError(f"Redis's snapshot took over {BGSAVE_WAIT_S:g} s")
+            time.sleep(0.2)
+        config: dict[str, str] = {}
+        for key in ("dir", "dbfilename", "appendfilename", "appenddirname"):
+            config.update({str(k): str(v) for k, v in client.config_get(key).items()})
+    except redis.RedisError as exc:
+        raise backup.BackupError(f"cannot snapshot Redis: {exc}") from None
+    finally:
+        client.close()
+    target = work / "dump.rdb"
+    backup.place(Path(config["dir"]) / config["dbfilename"], target)
+    settings = {k: config[k] for k in ("appendfilename", "appenddirname")}
+    return target, settings
+
+
+def restore(ctx: Context, path: Path) -> dict[str, Any]:
+    state = ctx.state.load()
+    if any(processes.alive(c.pid, c.ticks) for c in state.components.values()):
+        raise CommandError("the MAD group is running here; stop it first: madgroup down")
+    with tempfile.TemporaryDirectory(prefix="madgroup-restore-") as tmp:
+        try:
+            opened = backup.open_checked(path, Path(tmp))
+        except backup.BackupError as exc:
+            raise CommandError(str(exc), code=2) from None
+        known = {c.name for c in topology.COMPONENTS}
+        unknown = sorted({name.split("/", 1)[0] for name in opened.files} - known)
+        if unknown:
+            raise CommandError(f"{path} holds data of {unknown[0]!r}, not a component", code=2)
+        settings = opened.manifest.get("redis") or {}
+        for name, source in opened.files.items():
+            component, filename = name.split("/", 1)
+            data_dir = ctx.state.data_dir(component)
+            if not topology.component(component).is_mad:  # the bus
+                backup.redis_aof_from_rdb(
+                    source,
+                    data_dir,
+                    str(settings.get("appendfilename", "appendonly.aof")),
+                    str(settings.get("appenddirname", "appendonlydir")),
+                )
+            else:
+                backup.place(source, data_dir / filename)
+        return opened.manifest
