@@ -83,6 +83,9 @@ class TaskTools:
     id_field: str = "task_id"
     result_field: str = "result_payload"
     error_field: str = "error_details"
+    status_channel: str | None = None
+    """Where each change of a task's status is published (``{"task_id", "status", ...}``):
+    what a live view of the bus follows."""
     stream_prefix: str | None = None
     """When ``start`` also answers ``stream_topic`` (``<prefix><id>``): a task's final result
     carries it beside the status reply, so it matches ``start``'s output schema."""
@@ -112,6 +115,8 @@ class MadContract:
     description: str
     tools: tuple[str, ...] = ()
     """The MCP tools it owns (and publishes in the gateway's registry if it uses the bus)."""
+    ui_path: str | None = None
+    """Where on its port it serves a page for people (Rogers' live view of the bus)."""
     report_tools: tuple[str, ...] = ()
     """Read-only tools of its own, called without arguments, whose answers a support bundle
     (``madgroup report``) keeps."""

@@ -55,10 +55,12 @@ class InternalGuard:
         logger: logging.Logger,
         metrics: CollectorRegistry | None = None,
         scrape: ScrapeCredential | None = None,
+        loopback_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
         self._scrape = scrape or ScrapeCredential("")
+        self._loopback_prefixes = loopback_prefixes
         self.log = logger
         self._first = FirstTime()
         self.refusals = Counter(
@@ -66,6 +68,9 @@ class InternalGuard:
             "Requests refused for lack of the group's internal credential",
             registry=metrics if metrics is not None else CollectorRegistry(),
         )
+
+    def _under_loopback_prefix(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self._loopback_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
@@ -76,6 +81,9 @@ class InternalGuard:
         host = client[0] if client else None
         if path in LOOPBACK_OPEN_PATHS and (is_loopback(host) or self._scrape.admits(scope)):
             await self.app(scope, receive, send)
+            return
+        if is_loopback(host) and self._under_loopback_prefix(str(path)):
+            await self.app(scope, receive, send)  # a MAD's own pages (Rogers' /ui)
             return
         if hmac.compare_digest(_bearer(scope), self._expected):
             await self.app(scope, receive, send)

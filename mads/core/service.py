@@ -135,6 +135,8 @@ class MadService:
         self._shutdown: list[Hook] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._streaming: StreamableHTTPSessionManager | None = None
+        self._routes: list[Route] = []
+        self._loopback_prefixes: tuple[str, ...] = ()
         Gauge("mad_up", "1 while the MAD process serves", registry=self.metrics).set(1)
         Gauge(
             "mad_ready", "1 while the MAD is ready (what /readyz says)", registry=self.metrics
@@ -212,6 +214,13 @@ class MadService:
     def heartbeat_payload(self) -> dict[str, Any]:
         return {"mad_name": self.name, "port": self.port, "ready": self.is_ready()}
 
+    def add_routes(self, routes: list[Route], *, loopback_prefix: str | None = None) -> None:
+        """HTTP routes of the MAD's own (Rogers' live view). With ``loopback_prefix``, paths
+        under it are served to loopback without the internal credential, like /status."""
+        self._routes.extend(routes)
+        if loopback_prefix is not None:
+            self._loopback_prefixes += (loopback_prefix,)
+
     def add_status(self, source: StatusSource) -> None:
         self._status_sources.append(source)
 
@@ -281,6 +290,7 @@ class MadService:
             Route("/readyz", self._readyz),
             Route("/status", self._status),
             Route("/metrics", self._metrics),
+            *self._routes,
             Mount("/", app=mcp_app),
         ]
         edge = Middleware(
@@ -317,6 +327,7 @@ class MadService:
                 logger=self.log,
                 metrics=self.metrics,
                 scrape=self.scrape_credential(),
+                loopback_prefixes=self._loopback_prefixes,
             )
             middleware.insert(0, guard)
         return Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)

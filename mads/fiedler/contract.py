@@ -74,6 +74,7 @@ CONTRACT = MadContract(
             TaskStatus.FAILED: "failed",
             TaskStatus.CANCELLED: "cancelled",
         },
+        status_channel=TASK_STATUS_CHANNEL,
         stream_prefix=channels.STREAM_PREFIX,
     ),
 )

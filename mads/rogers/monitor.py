@@ -9,6 +9,7 @@ import logging
 from mads.core import channels
 from mads.core.bus import Bus, BusMessage
 from mads.rogers.connections import ConnectionTable
+from mads.rogers.live import LiveView
 from mads.rogers.stats import TrafficStats
 from mads.rogers.traffic_log import TrafficLog
 
@@ -22,12 +23,14 @@ class BusMonitor:
         traffic_log: TrafficLog,
         logger: logging.Logger,
         *,
+        live: LiveView | None = None,
         max_malformed_sources: int = 1000,
     ) -> None:
         self.bus = bus
         self.connections = connections
         self.stats = stats
         self.traffic_log = traffic_log
+        self.live = live
         self.log = logger
         self.max_malformed_sources = max_malformed_sources
         self._malformed_sources: set[str] = set()
@@ -45,6 +48,8 @@ class BusMonitor:
         self.connections.saw(sender)
         self.stats.record(sender, channels.classify(message.channel))
         self.traffic_log.saw(sender, message.channel)
+        if self.live is not None:
+            self.live.saw(message)
 
     def _malformed(self, message: BusMessage) -> None:
         self.stats.record_malformed()

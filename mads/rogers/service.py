@@ -8,13 +8,15 @@ import asyncio
 from mads.core.relay import ToolRequestServer
 from mads.core.service import MadService
 from mads.core.settings import load_settings
-from mads.rogers import tools
+from mads.rogers import tools, ui
 from mads.rogers.connections import ConnectionTable
+from mads.rogers.live import LiveView
 from mads.rogers.metrics import RogersCollector
 from mads.rogers.monitor import BusMonitor
 from mads.rogers.settings import RogersSettings
 from mads.rogers.stats import TrafficStats
 from mads.rogers.traffic_log import TrafficLog
+from mads.rogers.ui import LiveUi
 from mads.sequential_thinking import client
 
 NAME = "rogers"
@@ -41,7 +43,9 @@ def build() -> MadService:
     traffic_log = TrafficLog(
         service.log, settings.rogers_log_interval_s, settings.rogers_max_log_pairs
     )
-    monitor = BusMonitor(bus, connections, stats, traffic_log, service.log)
+    live = LiveView()
+    monitor = BusMonitor(bus, connections, stats, traffic_log, service.log, live=live)
+    service.add_routes(LiveUi(connections, stats, live).routes(), loopback_prefix=ui.PREFIX)
     service.add_background(monitor.run)
     service.add_background(traffic_log.run)
 

@@ -9,6 +9,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import httpx
 from madgroup import topology
 from madgroup.local import envfile
 
@@ -31,6 +32,10 @@ def test_report_of_a_running_group(group: Group, tmp_path: Path) -> None:
     group.up()
     smoke = group.mg("smoke", timeout=180)  # a task, so Fiedler has something to count
     assert "FAIL" not in smoke.stdout
+    # madgroup ui: the live view's URL, served to loopback.
+    url = group.mg("ui").stdout.strip()
+    assert url == f"http://127.0.0.1:{group.port('rogers')}/ui"
+    assert "Rogers" in httpx.get(url, timeout=10).text
 
     archive = tmp_path / "bundle.tar.gz"
     done = group.mg("report", "-o", str(archive))

@@ -8,6 +8,7 @@ import contextlib
 import shutil
 import subprocess
 import time
+import webbrowser
 from pathlib import Path
 
 from madgroup import backup as backup_format
@@ -208,6 +209,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the archive to write (default: madgroup-report-local-<UTC time>.tar.gz here)",
     )
     p.set_defaults(handler=cmd_report)
+
+    p = subparsers.add_parser(
+        "ui",
+        parents=[common],
+        help="print (or open) the URL of the live view of the bus",
+        description="Print the URL of Rogers' live view (/ui: connections, traffic, the latest "
+        "envelopes, tasks), served to this machine's loopback; --open also opens it in the "
+        "default browser.",
+    )
+    p.add_argument("--open", action="store_true", help="open it in the default browser")
+    p.set_defaults(handler=cmd_ui)
 
     p = subparsers.add_parser(
         "backup",
@@ -449,6 +461,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     collected = report.collect(ctx)
     collected.write(output)
     print(report.summary(str(output), collected))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    ctx = Context.from_args(args)
+    state = ctx.running_state()
+    pages = [
+        (comp, comp.contract.ui_path)
+        for comp in topology.COMPONENTS
+        if comp.contract is not None and comp.contract.ui_path
+    ]
+    for comp, path in pages:
+        c = state.components.get(comp.name)
+        if c is None or not processes.alive(c.pid, c.ticks):
+            raise CommandError(f"{comp.name} is not running; start it with: madgroup up")
+        scheme = "https" if topology.serves_tls(comp) else "http"
+        url = f"{scheme}://127.0.0.1:{state.ports[comp.name]}{path}"
+        print(url)
+        if args.open:
+            webbrowser.open(url)
     return 0
 
 
