@@ -114,3 +114,27 @@ def test_children_are_owned_and_labelled():
             assert meta["labels"]["app.kubernetes.io/instance"] == "demo"
             assert meta["labels"]["app.kubernetes.io/managed-by"] == "madgroup-operator"
             assert "_" not in meta["name"]
+
+
+def test_components_that_may_run_replicas_get_a_disruption_budget():
+    owner = objects.Owner("demo", "team-a", "0000-1111")
+    spec = crd.parse({"grace": {"replicas": 3}})
+    for name in topology.COMPONENT_NAMES:
+        found = [
+            m
+            for m in objects.component_objects(owner, spec, name)
+            if m["kind"] == "PodDisruptionBudget"
+        ]
+        if topology.component(name).max_replicas == 1:
+            assert found == [], name  # Redis, Rogers, Fiedler run one pod: nothing to budget
+            continue
+        (budget,) = found
+        workload = objects.workload(owner, spec, name)
+        assert budget["apiVersion"] == "policy/v1"
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert budget["spec"]["selector"] == workload["spec"]["selector"]
+        assert budget["metadata"]["ownerReferences"][0]["uid"] == "0000-1111"
+    assert {n for n in topology.COMPONENT_NAMES if topology.component(n).max_replicas != 1} == {
+        "sequential_thinking",
+        "grace",
+    }

@@ -64,6 +64,7 @@ def rules() -> list[dict[str, Any]]:
         _rule([""], ["secrets"], ["get", "create", "delete"]),
         _rule([""], ["persistentvolumeclaims"], ["get", "delete"]),
         _rule(["networking.k8s.io"], ["networkpolicies"], ["get", "create", "patch", "delete"]),
+        _rule(["policy"], ["poddisruptionbudgets"], ["get", "create", "patch", "delete"]),
         # spec.tls.issuerRef: cert-manager issues the TLS Secrets.
         _rule(["cert-manager.io"], ["certificates"], ["get", "create", "patch", "delete"]),
         _rule(["", "events.k8s.io"], ["events"], ["create", "patch"]),

@@ -42,9 +42,20 @@ STATEFULSET = Kind("StatefulSet", "apps/v1", "statefulsets")
 NETWORKPOLICY = Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
 CERTIFICATE = Kind("Certificate", "cert-manager.io/v1", "certificates")
 CONFIGMAP = Kind("ConfigMap", "v1", "configmaps")
+PDB = Kind("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets")
 KINDS = {
     k.kind: k
-    for k in (SECRET, SERVICE, PVC, DEPLOYMENT, STATEFULSET, NETWORKPOLICY, CERTIFICATE, CONFIGMAP)
+    for k in (
+        SECRET,
+        SERVICE,
+        PVC,
+        DEPLOYMENT,
+        STATEFULSET,
+        NETWORKPOLICY,
+        CERTIFICATE,
+        CONFIGMAP,
+        PDB,
+    )
 }
 
 

@@ -377,4 +377,20 @@ def component_objects(
     out.append(service(owner, spec, name))
     revision = (tls_revisions or {}).get(name) if not comp.reloads_certificates else None
     out.append(workload(owner, spec, name, revision))
+    if comp.max_replicas != 1:
+        out.append(disruption_budget(owner, name))
     return out
+
+
+def disruption_budget(owner: Owner, name: str) -> Manifest:
+    """For a component that may run replicas (Sequential Thinking, Grace): a node drain
+    takes at most one of its pods at a time (with one replica, it may take that one)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, naming.child_name(owner.name, name), name),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": naming.selector_labels(owner.name, name)},
+        },
+    }
