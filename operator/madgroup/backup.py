@@ -234,25 +234,121 @@ def redis_aof_from_rdb(rdb: Path, data_dir: Path, appendfilename: str, appenddir
     (data_dir / "dump.rdb").unlink(missing_ok=True)
 
 
+def prune(directory: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` backups in ``directory``; return what went."""
+    found = sorted(directory.glob("madgroup-backup-*.tar.gz"))
+    gone = found[: max(0, len(found) - keep)]
+    for old in gone:
+        old.unlink()
+    return gone
+
+
+def restore_files(opened: Opened, targets: Mapping[str, Path], redis: Mapping[str, str]) -> None:
+    """Put each file of a checked backup into its component's data directory; Redis's
+    snapshot (``dump.rdb``) as the base of a fresh append-only file."""
+    for name, source in opened.files.items():
+        component, filename = name.split("/", 1)
+        if component not in targets:
+            raise BackupError(f"no data directory given for {component!r} (--into {component}=DIR)")
+        if filename == "dump.rdb":
+            redis_aof_from_rdb(
+                source,
+                targets[component],
+                redis.get("appendfilename", "appendonly.aof"),
+                redis.get("appenddirname", "appendonlydir"),
+            )
+        else:
+            place(source, targets[component] / filename)
+
+
+def _pairs(values: list[str], what: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise BackupError(f"{what} takes NAME=PATH, not {value!r}")
+        found[name] = Path(path)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m madgroup.backup snapshot SRC DST``: the SQLite snapshot, inside a MAD's
-    container (compose; docs/packaging.md)."""
+    """What runs where ``madgroup`` is not the runner (compose containers, the operator's
+    backup CronJob and restore Job): ``snapshot``, ``archive``, ``restore``."""
     parser = argparse.ArgumentParser(prog="python -m madgroup.backup")
     sub = parser.add_subparsers(dest="command", required=True)
     snap = sub.add_parser("snapshot", help="copy a live SQLite database consistently")
     snap.add_argument("source", type=Path)
     snap.add_argument("target", type=Path)
+    arch = sub.add_parser("archive", help="write a backup archive from files")
+    arch.add_argument(
+        "--sqlite",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a live SQLite database (copied with the online backup API)",
+    )
+    arch.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a file taken as it is (Redis's dump.rdb from redis-cli --rdb)",
+    )
+    arch.add_argument("--output-dir", type=Path, required=True)
+    arch.add_argument("--keep", type=int, default=0, help="keep only the newest N backups")
+    arch.add_argument("--substrate", default="kubernetes")
+    rest = sub.add_parser("restore", help="check an archive, then put its files in place")
+    rest.add_argument("archive", type=Path)
+    rest.add_argument(
+        "--into",
+        action="append",
+        default=[],
+        metavar="COMPONENT=DIR",
+        help="each component's data directory",
+    )
     args = parser.parse_args(argv)
     try:
-        with tempfile.TemporaryDirectory(dir=args.target.parent) as tmp:
-            staged = Path(tmp) / args.target.name
-            sqlite_snapshot(args.source, staged)
-            os.replace(staged, args.target)
+        if args.command == "snapshot":
+            with tempfile.TemporaryDirectory(dir=args.target.parent) as tmp:
+                staged = Path(tmp) / args.target.name
+                sqlite_snapshot(args.source, staged)
+                os.replace(staged, args.target)
+            print(f"wrote {args.target}")
+        elif args.command == "archive":
+            _archive(args)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                opened = open_checked(args.archive, Path(tmp))
+                restore_files(
+                    opened, _pairs(args.into, "--into"), opened.manifest.get("redis") or {}
+                )
+            print(f"restored {args.archive}: {', '.join(opened.files)}")
     except BackupError as exc:
         print(f"madgroup.backup: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {args.target}")
     return 0
+
+
+def _archive(args: argparse.Namespace) -> None:
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    archive = Archive(args.substrate)
+    with tempfile.TemporaryDirectory(dir=args.output_dir) as tmp:
+        for name, source in _pairs(args.sqlite, "--sqlite").items():
+            copy = Path(tmp) / name.replace("/", "_")
+            sqlite_snapshot(source, copy)
+            archive.files[name] = copy
+        for name, source in _pairs(args.file, "--file").items():
+            if not source.is_file():
+                raise BackupError(f"{source} does not exist")
+            archive.files[name] = source
+        for name in archive.files:
+            parts = PurePosixPath(name).parts
+            if len(parts) != 2 or ".." in parts:
+                raise BackupError(f"a name is COMPONENT/FILE, not {name!r}")
+        output = args.output_dir / f"madgroup-backup-{stamp()}.tar.gz"
+        archive.write(output)
+    gone = prune(args.output_dir, args.keep) if args.keep > 0 else []
+    print(f"wrote {output}" + (f"; removed {len(gone)} older" if gone else ""))
 
 
 if __name__ == "__main__":

@@ -316,6 +316,7 @@ KUBERNETES_ONLY = frozenset(
         "serviceType",
         "busPasswordSecretRef",
         "issuerRef",
+        "backup",  # locally and on compose: madgroup backup, run when wanted
     }
 )
 """Fields the Kubernetes substrate adds to this model (``kube/crd.py``; a test keeps the

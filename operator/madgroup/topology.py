@@ -88,6 +88,11 @@ class Component:
         return REDIS in self.depends_on
 
     @property
+    def keeps_data(self) -> bool:
+        """It keeps a data file of its own (Fiedler's task store): what backups copy."""
+        return self.contract is not None and self.contract.data is not None
+
+    @property
     def is_mad(self) -> bool:
         return self.name != REDIS
 

@@ -42,6 +42,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "apps/v1/statefulsets": {"kind": "StatefulSet", "namespaced": True, "sub": ["status"]},
     "networking.k8s.io/v1/networkpolicies": {"kind": "NetworkPolicy", "namespaced": True},
     "policy/v1/poddisruptionbudgets": {"kind": "PodDisruptionBudget", "namespaced": True},
+    "batch/v1/cronjobs": {"kind": "CronJob", "namespaced": True},
     "cert-manager.io/v1/certificates": {"kind": "Certificate", "namespaced": True},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
         "kind": "CustomResourceDefinition",

@@ -102,6 +102,7 @@ FULL_SPEC = {
             "apiKeySecretRef": {"name": "llm", "key": "key"},
         },
     },
+    "backup": {"schedule": "15 2 * * *", "retention": 14, "claimName": "madgroup-backups"},
 }
 
 

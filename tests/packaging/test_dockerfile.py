@@ -185,10 +185,10 @@ def test_dockerignore_keeps_secrets_and_local_state_out(root: Path) -> None:
 
 
 def test_image_user_is_the_uid_the_operator_runs_pods_as(stages: dict[str, Stage]) -> None:
-    objects = pytest.importorskip(
-        "madgroup.kube.objects", reason="the Kubernetes substrate is not in this tree"
+    meta = pytest.importorskip(
+        "madgroup.kube.meta", reason="the Kubernetes substrate is not in this tree"
     )
-    uid = objects.POD_UID
+    uid = meta.POD_UID
     assert stages["runtime"].last("USER") == f"{uid}:{uid}"
     assert stages["runtime"].all("ARG") == [f"UID={uid}"]
 

@@ -174,6 +174,24 @@ class KubeTLSSpec(spec.TLSSpec):
 
 # ``MadGroup.spec`` as the operator takes it: the neutral model plus the fields only
 # Kubernetes honours. (Each class's docstring is its description in the CRD.)
+class KubeBackupSpec(Model):
+    """Scheduled backups (``madgroup backup``'s archive): Fiedler's task store through
+    SQLite's online backup API and Redis's snapshot, written to a PersistentVolumeClaim."""
+
+    schedule: str = Field(
+        default="0 3 * * *",
+        description="When, as a cron expression (the CronJob's schedule).",
+        pattern=r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$",
+    )
+    retention: int = Field(
+        default=7, ge=1, le=1000, description="How many archives to keep (the newest)."
+    )
+    claimName: str = Field(
+        description="The PersistentVolumeClaim the archives are written to (it must exist).",
+        pattern=spec.DNS_SUBDOMAIN,
+    )
+
+
 class KubeMadGroupSpec(spec.MadGroupSpec):
     """The desired MAD group."""
 
@@ -189,6 +207,9 @@ class KubeMadGroupSpec(spec.MadGroupSpec):
         default_factory=KubeFiedlerSpec, description="The orchestrator."
     )
     tls: KubeTLSSpec = Field(default_factory=KubeTLSSpec, description="Encryption of the bus.")
+    backup: KubeBackupSpec | None = Field(
+        default=None, description="Scheduled backups to a PersistentVolumeClaim; none when unset."
+    )
 
     def kube(self, name: str) -> WithResources:
         found = self.component(name)

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from madgroup import spec, topology
-from madgroup.kube import crd, naming, objects
+from madgroup.kube import crd, meta, naming
 
 NAMESPACE = "madgroup-system"
 OPERATOR = "madgroup-operator"
@@ -65,6 +65,8 @@ def rules() -> list[dict[str, Any]]:
         _rule([""], ["persistentvolumeclaims"], ["get", "delete"]),
         _rule(["networking.k8s.io"], ["networkpolicies"], ["get", "create", "patch", "delete"]),
         _rule(["policy"], ["poddisruptionbudgets"], ["get", "create", "patch", "delete"]),
+        # spec.backup: the scheduled backup.
+        _rule(["batch"], ["cronjobs"], ["get", "create", "patch", "delete"]),
         # spec.tls.issuerRef: cert-manager issues the TLS Secrets.
         _rule(["cert-manager.io"], ["certificates"], ["get", "create", "patch", "delete"]),
         _rule(["", "events.k8s.io"], ["events"], ["create", "patch"]),
@@ -118,8 +120,8 @@ def deployment() -> dict[str, Any]:
                     "serviceAccountName": OPERATOR,
                     "securityContext": {
                         "runAsNonRoot": True,
-                        "runAsUser": objects.POD_UID,
-                        "runAsGroup": objects.POD_UID,
+                        "runAsUser": meta.POD_UID,
+                        "runAsGroup": meta.POD_UID,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [
@@ -151,7 +153,7 @@ def deployment() -> dict[str, Any]:
                                 "requests": {"cpu": "50m", "memory": "128Mi"},
                                 "limits": {"memory": "256Mi"},
                             },
-                            "securityContext": copy.deepcopy(objects.CONTAINER_SECURITY_CONTEXT),
+                            "securityContext": copy.deepcopy(meta.CONTAINER_SECURITY_CONTEXT),
                             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                         }
                     ],

@@ -46,3 +46,25 @@ def allowed_hosts(owner: Owner, name: str) -> list[str]:
     svc = naming.child_name(owner.name, name)
     ns = owner.namespace
     return [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"]
+
+
+POD_UID = 10001
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+"""Every container's securityContext (the MADs', Redis's and the operator's); use a
+``copy.deepcopy`` of it so that no two manifests share objects (no YAML anchors)."""
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Every pod's: non-root as the images' user, the default seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": POD_UID,
+        "runAsGroup": POD_UID,
+        "fsGroup": POD_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }

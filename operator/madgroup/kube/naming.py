@@ -43,6 +43,7 @@ NETWORKPOLICY = Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
 CERTIFICATE = Kind("Certificate", "cert-manager.io/v1", "certificates")
 CONFIGMAP = Kind("ConfigMap", "v1", "configmaps")
 PDB = Kind("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets")
+CRONJOB = Kind("CronJob", "batch/v1", "cronjobs")
 KINDS = {
     k.kind: k
     for k in (
@@ -55,6 +56,7 @@ KINDS = {
         CERTIFICATE,
         CONFIGMAP,
         PDB,
+        CRONJOB,
     )
 }
 

@@ -14,10 +14,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from madgroup import topology
-from madgroup.kube import certificates, credentials, naming
+from madgroup.kube import backups, certificates, credentials, naming
 from madgroup.kube.crd import KubeMadGroupSpec, KubeStorageSpec, WithResources
 from madgroup.kube.credentials import PASSWORD_KEY, GeneratedSecret, bus_password_ref, password_ref
-from madgroup.kube.meta import Manifest, Owner, allowed_hosts
+from madgroup.kube.meta import (
+    CONTAINER_SECURITY_CONTEXT,
+    Manifest,
+    Owner,
+    allowed_hosts,
+    pod_security_context,
+)
 from madgroup.kube.meta import metadata as _metadata
 from madgroup.spec import PASSWORD_VARIABLE, SecretKeyRef
 
@@ -32,15 +38,6 @@ FILES_DIR = "/run/madgroup-files"
 FILES_ANNOTATION = "madgroup.io/files-sha256"
 """On a pod template: which files it runs with, so changed ones roll the pods (the MADs
 read them at start)."""
-POD_UID = 10001
-CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-}
-"""Every container's securityContext (the MADs', Redis's and the operator's); use a
-``copy.deepcopy`` of it so that no two manifests share objects (no YAML anchors)."""
 
 
 def password_secret(owner: Owner) -> Manifest:
@@ -259,13 +256,7 @@ def pod_template(
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": POD_UID,
-            "runAsGroup": POD_UID,
-            "fsGroup": POD_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(),
     }
     if init:
         pod["initContainers"] = init
@@ -379,6 +370,10 @@ def component_objects(
     out.append(workload(owner, spec, name, revision))
     if comp.max_replicas != 1:
         out.append(disruption_budget(owner, name))
+    claims = claim_names(owner, spec, name)
+    job = backups.cron_job(owner, spec, claims[0]) if claims and comp.keeps_data else None
+    if job is not None:
+        out.append(job)
     return out
 
 

@@ -105,17 +105,9 @@ def restore(ctx: Context, path: Path) -> dict[str, Any]:
         unknown = sorted({name.split("/", 1)[0] for name in opened.files} - known)
         if unknown:
             raise CommandError(f"{path} holds data of {unknown[0]!r}, not a component", code=2)
-        settings = opened.manifest.get("redis") or {}
-        for name, source in opened.files.items():
-            component, filename = name.split("/", 1)
-            data_dir = ctx.state.data_dir(component)
-            if not topology.component(component).is_mad:  # the bus
-                backup.redis_aof_from_rdb(
-                    source,
-                    data_dir,
-                    str(settings.get("appendfilename", "appendonly.aof")),
-                    str(settings.get("appenddirname", "appendonlydir")),
-                )
-            else:
-                backup.place(source, data_dir / filename)
+        targets = {name: ctx.state.data_dir(name) for name in known}
+        try:
+            backup.restore_files(opened, targets, opened.manifest.get("redis") or {})
+        except backup.BackupError as exc:
+            raise CommandError(str(exc), code=2) from None
         return opened.manifest
