@@ -112,3 +112,11 @@ class Bundle:
                 archive.addfile(info, io.BytesIO(data))
         path.chmod(0o600)
         return path
+
+
+def summary(path: str, report: Bundle) -> str:
+    """What ``madgroup report`` prints: where, how many parts, what could not be had."""
+    manifest = report.manifest()
+    lines = [f"wrote {path}: {len(manifest['parts'])} parts, every secret redacted"]
+    lines += [f"  not collected: {n} ({why})" for n, why in manifest["missing"].items()]
+    return "\n".join(lines)

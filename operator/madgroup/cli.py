@@ -100,6 +100,39 @@ def _register_render(
     parser.set_defaults(handler=run)
 
 
+def _register_report(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], modules: list[ModuleType]
+) -> None:
+    """``madgroup report``: each substrate contributes ``REPORT = (add_arguments, applies,
+    handler)``; the most specific one that applies runs (the local runner's is the default,
+    contributed first, tried last)."""
+    reports = [module.REPORT for module in modules if hasattr(module, "REPORT")]
+    if not reports:
+        return
+    parser = subparsers.add_parser(
+        "report",
+        help="write a support bundle of the running group (secrets redacted)",
+        description="Write one .tar.gz for a support request: each component's state and last "
+        "500 log lines, each MAD's /status and /metrics, Rogers' connections and stats, "
+        "Fiedler's task counts, versions, the declaration and rendered configuration with "
+        "every secret redacted, and a manifest with SHA-256 checksums. Locally by default; "
+        "--kube NAME -n NS for a MadGroup in a cluster.",
+    )
+    parser.add_argument(
+        "-o", "--output", help="the archive to write (default: madgroup-report-<where>-<time>)"
+    )
+    for add_arguments, _applies, _handler in reports:
+        add_arguments(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        for _add, applies, handler in reversed(reports):
+            if applies(args):
+                return int(handler(args))
+        return 2
+
+    parser.set_defaults(handler=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="madgroup",
@@ -112,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     modules = _substrate_modules()
     for module in modules:
         module.register(subparsers)
+    _register_report(subparsers, modules)
     renderers = _renderers(modules)
     if renderers:
         _register_render(subparsers, renderers)

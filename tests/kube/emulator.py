@@ -34,6 +34,7 @@ from kmock._internal import dicts, enums
 RESOURCES: dict[str, dict[str, Any]] = {
     "v1/namespaces": {"kind": "Namespace", "namespaced": False},
     "v1/events": {"kind": "Event", "namespaced": True},
+    "v1/pods": {"kind": "Pod", "namespaced": True, "sub": ["log"]},
     "v1/secrets": {"kind": "Secret", "namespaced": True},
     "v1/services": {"kind": "Service", "namespaced": True},
     "v1/configmaps": {"kind": "ConfigMap", "namespaced": True},
@@ -74,6 +75,8 @@ class Apiserver(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         self._versions = itertools.count(1)
         self._served: list[Served] = []
+        self.pod_logs: dict[tuple[str | None, str | None, str], str] = {}
+        """``(namespace, pod, container) -> text``: what ``pods/<name>/log`` answers."""
         for key, info in RESOURCES.items():
             self.resources[key] = kmock.ResourceInfo(
                 kind=info["kind"],
@@ -181,6 +184,14 @@ class Apiserver(kmock.KubernetesEmulator):
         del self._requests[:-50]
         if request.resource is None:
             return await super()._handle(request)
+        if request.subresource == "log":  # the kubelet's part: what the test said it logged
+            key = (request.namespace, request.name, request.params.get("container", ""))
+            if key not in self.pod_logs:
+                return self._status(404, "NotFound", f"no log for {key}")
+            tail = int(request.params.get("tailLines", 0) or 0)
+            lines = self.pod_logs[key].splitlines()[-tail:] if tail else self.pod_logs[key]
+            text = "\n".join(lines) + "\n" if tail else str(lines)
+            return aiohttp.web.Response(text=text, content_type="text/plain")
         if request.action == enums.action.CREATE and isinstance(request.data, dict):
             return await self._create(request)
         if request.action == enums.action.UPDATE and request.name is not None:

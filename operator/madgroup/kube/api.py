@@ -81,6 +81,18 @@ class KubeApi:
                 return None
             raise
 
+    def text(self, path: str, query: list[tuple[str, str]] | None = None) -> str:
+        """A GET whose answer is text (a pod's log)."""
+        serialized = self.client.param_serialize(
+            "GET", path, query_params=query or [], header_params={}, auth_settings=["BearerToken"]
+        )
+        resp = self.client.call_api(*serialized, _request_timeout=self.timeout)
+        resp.read()
+        raw = resp.data.decode(errors="replace") if resp.data else ""
+        if not 200 <= resp.status < 300:
+            raise ApiError(resp.status, "", raw[:300])
+        return raw
+
     def create(self, collection_path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", collection_path, query=[("fieldManager", MANAGER)], body=body)
 

@@ -131,3 +131,50 @@ def _run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kube", metavar="NAME", help="report on the MadGroup NAME in a cluster instead"
+    )
+    parser.add_argument("-n", "--namespace", help="its namespace (default: the context's)")
+    parser.add_argument("--context", help="kubeconfig context to use")
+
+
+def _context_namespace(context: str | None) -> str:
+    """The kubeconfig context's namespace ("default" when it names none)."""
+    import kubernetes
+
+    try:
+        contexts, current = kubernetes.config.list_kube_config_contexts()
+    except (kubernetes.config.ConfigException, OSError):
+        return "default"
+    chosen = next((c for c in contexts if c["name"] == context), current) if context else current
+    return str((chosen or {}).get("context", {}).get("namespace") or "default")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from madgroup import bundle
+    from madgroup.errors import CommandError
+    from madgroup.kube import api, report
+    from madgroup.kube.api import ApiError
+
+    output = Path(args.output or bundle.default_name("kube"))
+    if output.exists():
+        raise CommandError(f"{output} exists; name another file with -o", code=2)
+    client = api.client_from_kubeconfig(args.context)
+    namespace = args.namespace or _context_namespace(args.context)
+    kube = api.KubeApi(client)
+    try:
+        collected = report.collect(kube, namespace, args.kube, report.exec_with(kube, namespace))
+    except ApiError as exc:
+        raise CommandError(f"cannot read MadGroup {namespace}/{args.kube}: {exc}") from None
+    collected.write(output)
+    print(bundle.summary(str(output), collected))
+    return 0
+
+
+REPORT = (_report_arguments, lambda args: bool(getattr(args, "kube", None)), cmd_report)
+"""``madgroup report --kube NAME -n NS``: the support bundle of a MadGroup in a cluster."""

@@ -195,22 +195,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=cmd_smoke)
 
     p = subparsers.add_parser(
-        "report",
-        parents=[common],
-        help="write a support bundle of the running group (secrets redacted)",
-        description="Write one .tar.gz for a support request: each component's process state "
-        "and last 500 log lines, each MAD's /status and /metrics, Rogers' connections and "
-        "stats, Fiedler's task counts, versions, the declaration, .env and the rendered "
-        "Redis files with every secret redacted, and a manifest with SHA-256 checksums.",
-    )
-    p.add_argument(
-        "-o",
-        "--output",
-        help="the archive to write (default: madgroup-report-local-<UTC time>.tar.gz here)",
-    )
-    p.set_defaults(handler=cmd_report)
-
-    p = subparsers.add_parser(
         "ui",
         parents=[common],
         help="print (or open) the URL of the live view of the bus",
@@ -452,6 +436,12 @@ def cmd_health(args: argparse.Namespace) -> int:
     return len(failures)
 
 
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    for action in _common()._actions:
+        if action.option_strings and action.dest != "help":
+            parser.add_argument(*action.option_strings, dest=action.dest, help=action.help)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     ctx = Context.from_args(args)
     ctx.running_state()  # a one-line error when nothing runs here
@@ -460,8 +450,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CommandError(f"{output} exists; name another file with -o", code=2)
     collected = report.collect(ctx)
     collected.write(output)
-    print(report.summary(str(output), collected))
+    print(bundle.summary(str(output), collected))
     return 0
+
+
+REPORT = (_report_arguments, lambda args: True, cmd_report)
+"""``madgroup report`` on the local runner, the default (cli.py assembles the substrates'
+reports): its arguments, when it applies, its handler."""
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

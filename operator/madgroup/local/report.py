@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import re
 import subprocess
 from typing import Any
@@ -114,14 +113,3 @@ def _redis_version() -> str | None:
 def _without_acl_hashes(text: str) -> str:
     """A rendered Redis file, its password hashes (``#<sha256>``) redacted."""
     return _ACL_HASH.sub("#" + bundle.REDACTED, text)
-
-
-def summary(path: str, report: bundle.Bundle) -> str:
-    manifest = report.manifest()
-    lines = [f"wrote {path}: {len(manifest['parts'])} parts, every secret redacted"]
-    lines += [f"  not collected: {name} ({why})" for name, why in manifest["missing"].items()]
-    return "\n".join(lines)
-
-
-def manifest_json(report: bundle.Bundle) -> str:
-    return json.dumps(report.manifest(), indent=2)
