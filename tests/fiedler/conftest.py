@@ -89,9 +89,7 @@ def slow_fiedler(start_fiedler: Callable[..., Fiedler], fake_llm: FakeLLM) -> Fi
     prompts stall until cancelled), one task at a time, so a second waits PENDING."""
     return start_fiedler(
         {
-            "FIEDLER_LLM_PROVIDER": "openai",
-            "FIEDLER_LLM_BASE_URL": fake_llm.base_url,
-            "FIEDLER_LLM_MODEL": "test-model",
+            **fake_llm.fiedler_env,
             "FIEDLER_LLM_TIMEOUT_S": "120",
             "FIEDLER_MAX_CONCURRENCY": "1",
         }

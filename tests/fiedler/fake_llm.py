@@ -49,6 +49,15 @@ class FakeLLM:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def fiedler_env(self) -> dict[str, str]:
+        """What points a Fiedler at this endpoint."""
+        return {
+            "FIEDLER_LLM_PROVIDER": "openai",
+            "FIEDLER_LLM_BASE_URL": self.base_url,
+            "FIEDLER_LLM_MODEL": "test-model",
+        }
+
     def start(self) -> FakeLLM:
         app = Starlette(routes=[Route("/v1/chat/completions", self._complete, methods=["POST"])])
         config = uvicorn.Config(

@@ -144,13 +144,7 @@ async def test_tasks_result_reports_the_stream_as_progress(
     events: each chunk of the task's output as a progress notification, then the result.
     The chunks also stay on mad.stream.<task_id> (tests/fiedler/test_get_streams.py)."""
     fake_llm.delay = 0.05
-    fiedler = start_fiedler(
-        {
-            "FIEDLER_LLM_PROVIDER": "openai",
-            "FIEDLER_LLM_BASE_URL": fake_llm.base_url,
-            "FIEDLER_LLM_MODEL": "test-model",
-        }
-    )
+    fiedler = start_fiedler(fake_llm.fiedler_env)
     prompt = "report progress in five words"
     async with legacy_client(fiedler) as client:
         created = await as_task(client, {"prompt": prompt, "requester_id": "ops"})

@@ -168,11 +168,7 @@ async def test_tasks_result_through_grace_reports_progress(
             redis_server,
             tmp_path,
             grace_env={"GRACE_API_TOKENS": token},
-            fiedler_env={
-                "FIEDLER_LLM_PROVIDER": "openai",
-                "FIEDLER_LLM_BASE_URL": llm.base_url,
-                "FIEDLER_LLM_MODEL": "test-model",
-            },
+            fiedler_env=llm.fiedler_env,
         ).grace
         prompt = "a few words to stream through the front door"
         async with grace_session(grace.url, token) as s:

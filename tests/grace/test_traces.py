@@ -47,11 +47,7 @@ async def test_one_trace_id_across_grace_fiedler_and_sequential_thinking(
             tmp_path,
             every=traced,
             grace_env={"GRACE_API_TOKENS": token},
-            fiedler_env={
-                "FIEDLER_LLM_PROVIDER": "openai",
-                "FIEDLER_LLM_BASE_URL": llm.base_url,
-                "FIEDLER_LLM_MODEL": "test-model",
-            },
+            fiedler_env=llm.fiedler_env,
         ).grace
         trace_id = secrets.token_hex(16)
         traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"

@@ -90,6 +90,12 @@ def test_with_tls_the_snapshot_is_taken_over_tls() -> None:
     assert any(ca.startswith(m["mountPath"]) for m in init["volumeMounts"])
 
 
+def python_module(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``python -m madgroup.backup ...`` as the image runs it, with this tree importable."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+
 def _local(command: list[str], paths: dict[str, str], host: str, port: int) -> list[str]:
     """The container's command with this machine's paths, host and port."""
     out = []
@@ -138,13 +144,7 @@ def test_the_jobs_commands_back_up_and_the_documented_restore_restores(
         assert snap.returncode == 0, snap.stderr
         archive_cmd = _local(main["command"], paths, "", 0)
         archive_cmd[0] = sys.executable
-        done = subprocess.run(
-            archive_cmd,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
+        done = python_module(archive_cmd)
         assert done.returncode == 0, done.stderr
         conn.execute("INSERT INTO tasks VALUES (?, 'COMPLETED', 'later')", (f"late{_}",))
         conn.commit()
@@ -166,13 +166,7 @@ def test_the_jobs_commands_back_up_and_the_documented_restore_restores(
         "--into",
         f"redis={redis_dir}",
     ]
-    done = subprocess.run(
-        restore,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+    done = python_module(restore)
     assert done.returncode == 0, done.stderr
     rows = (
         sqlite3.connect(fiedler_dir / "fiedler_state.db")

@@ -82,7 +82,7 @@ def exported(group: ProcessGroup) -> set[str]:
 
 def test_every_metric_a_rule_or_panel_names_is_exported(running: ProcessGroup) -> None:
     wanted = named_metrics()
-    assert {"mad_ready", "rogers_connection_status", "fiedler_queue_oldest_seconds"} <= wanted
+    assert {"mad_ready", "rogers_connection_status", "fiedler_queue_depth"} <= wanted
 
     # Rogers lists a MAD once it has heard its heartbeat.
     try:

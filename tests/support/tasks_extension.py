@@ -21,32 +21,29 @@ EXTENSION = "io.modelcontextprotocol/tasks"
 TERMINAL = ("completed", "failed", "cancelled")
 
 
-class CreateTaskResult(t.Result):
+class _Task(t.Result):
+    """The extension's ``Task``: what every task answer carries."""
+
+    model_config = ConfigDict(extra="allow")
+    task_id: str
+    status: str
+    status_message: str | None = None
+    created_at: str | None = None
+    last_updated_at: str | None = None
+    ttl_ms: int | None = None
+    poll_interval_ms: int | None = None
+
+
+class CreateTaskResult(_Task):
     """What a task-capable call answers with instead of its result."""
 
-    model_config = ConfigDict(extra="allow")
     result_type: Literal["task"] = Field(alias="resultType")
-    task_id: str
-    status: str
-    status_message: str | None = None
-    created_at: str | None = None
-    last_updated_at: str | None = None
-    ttl_ms: int | None = None
-    poll_interval_ms: int | None = None
 
 
-class DetailedTask(t.Result):
+class DetailedTask(_Task):
     """``tasks/get``: the task, with its final ``result`` or ``error`` once it has one."""
 
-    model_config = ConfigDict(extra="allow")
     result_type: str | None = Field(default=None, alias="resultType")
-    task_id: str
-    status: str
-    status_message: str | None = None
-    created_at: str | None = None
-    last_updated_at: str | None = None
-    ttl_ms: int | None = None
-    poll_interval_ms: int | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -412,6 +414,50 @@ def test_start_order_follows_the_healthchecks(host: GuideHost) -> None:
         f"start order: {checked} container creations, each after its dependencies were "
         "healthy (docker events)"
     )
+
+
+MADGROUP = Path(sys.executable).with_name("madgroup")
+
+
+def test_report_on_compose(host: GuideHost, tmp_path: Path) -> None:
+    """``madgroup report --compose``: every listed part, and no secret anywhere in it
+    (the administrator's password, every bus password and the internal credential)."""
+    archive = tmp_path / "report.tar.gz"
+    done = host.sh(f"{MADGROUP} report --compose -o {archive}", timeout=300)
+    assert "every secret redacted" in done.output, str(done)
+    with tarfile.open(archive) as tar:
+        files = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar if m.isfile()}
+    manifest = json.loads(files.pop("manifest.json"))
+    assert manifest["substrate"] == "compose" and manifest["missing"] == {}, manifest
+    for comp in topology.COMPONENTS:
+        assert f"{comp.name}/log.txt" in files
+        if comp.is_mad:
+            assert json.loads(files[f"{comp.name}/status.json"])["status"] == "HEALTHY"
+            assert "mad_up" in files[f"{comp.name}/metrics.txt"].decode()
+    assert json.loads(files["fiedler/fiedler_count_tasks.json"])["total"] >= 1
+    everything = b"".join(files.values())
+    assert host.secrets and not [s for s in host.secrets if s.encode() in everything]
+
+
+def test_backup_and_restore_on_compose(host: GuideHost, tmp_path: Path) -> None:
+    """``madgroup backup --compose`` while the group runs, ``down --volumes``, a truncated
+    archive refused (nothing changed), ``restore --compose``, ``up``: step 8's task is back."""
+    archive = tmp_path / "backup.tar.gz"
+    taken = host.sh(f"{MADGROUP} backup --compose -o {archive}", timeout=300)
+    assert "fiedler/fiedler_state.db" in taken.output and "redis/dump.rdb" in taken.output
+    host.sh("docker-compose down --volumes", timeout=300)
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    refused = host.sh(f"{MADGROUP} restore --compose {truncated}", check=False)
+    assert refused.code == 2 and "cannot be read to its end" in refused.output, str(refused)
+    volumes = host.sh(
+        f"docker volume ls -q --filter label=com.docker.compose.project={host.project}"
+    )
+    assert volumes.output.split() == []  # the refused restore created nothing
+    host.sh(f"{MADGROUP} restore --compose {archive}", timeout=300)
+    host.sh("docker-compose up -d", timeout=600)
+    wait_healthy(host, "fiedler")
+    assert task_status(host, host.task_id)["status"] == "COMPLETED"
 
 
 def test_5_1_down_volumes_wipes_and_leaves_nothing(host: GuideHost) -> None:
