@@ -234,6 +234,20 @@ def redis_aof_from_rdb(rdb: Path, data_dir: Path, appendfilename: str, appenddir
     (data_dir / "dump.rdb").unlink(missing_ok=True)
 
 
+def written(output: Path, manifest: Mapping[str, Any]) -> str:
+    """What ``madgroup backup`` prints."""
+    files = ", ".join(f"{n} ({e['bytes']} bytes)" for n, e in manifest["files"].items())
+    return f"wrote {output}: {files}"
+
+
+def restored(archive: object, manifest: Mapping[str, Any], start: str) -> str:
+    """What ``madgroup restore`` prints; ``start``: how this substrate starts the group."""
+    return (
+        f"restored {archive} (taken {manifest.get('created_at')}): "
+        f"{', '.join(manifest['files'])}; start the group with: {start}"
+    )
+
+
 def prune(directory: Path, keep: int) -> list[Path]:
     """Delete all but the newest ``keep`` backups in ``directory``; return what went."""
     found = sorted(directory.glob("madgroup-backup-*.tar.gz"))

@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
 from madgroup.errors import CommandError, MadGroupError
 from madgroup.spec import Document
@@ -100,37 +101,57 @@ def _register_render(
     parser.set_defaults(handler=run)
 
 
-def _register_report(
+SHARED_COMMANDS: dict[str, tuple[str, str]] = {
+    "report": (
+        "write a support bundle of the running group (secrets redacted)",
+        "Write one .tar.gz for a support request: each component's state and last 500 log "
+        "lines, each MAD's /status and /metrics, Rogers' connections and stats, Fiedler's "
+        "task counts, versions, the declaration and rendered configuration with every secret "
+        "redacted, and a manifest with SHA-256 checksums. The local runner's group by "
+        "default; --compose for docker compose's, --kube NAME -n NS for a MadGroup in a "
+        "cluster.",
+    ),
+    "backup": (
+        "write a backup of the running group's data (Fiedler's tasks, Redis)",
+        "Copy Fiedler's task store (SQLite's online backup API: consistent while Fiedler "
+        "writes) and Redis's data (an RDB snapshot) into one .tar.gz with a manifest and "
+        "SHA-256 checksums. The group keeps running. The local runner's group by default; "
+        "--compose for docker compose's (a MadGroup in a cluster: spec.backup).",
+    ),
+    "restore": (
+        "put a backup's data in place (the group stopped)",
+        "Check the whole archive (readable to its end, a madgroup backup, every checksum, "
+        "every database's integrity), then put each file in place. A refused archive "
+        "changes nothing. Start the group afterwards (madgroup up, docker-compose up -d).",
+    ),
+}
+"""Commands more than one substrate answers. Each substrate contributes, in ``SHARED``,
+``{command: (add_arguments, applies, handler)}``; the most specific one that applies runs
+(the local runner's, contributed first, is the default and is tried last)."""
+
+
+def _register_shared(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser], modules: list[ModuleType]
 ) -> None:
-    """``madgroup report``: each substrate contributes ``REPORT = (add_arguments, applies,
-    handler)``; the most specific one that applies runs (the local runner's is the default,
-    contributed first, tried last)."""
-    reports = [module.REPORT for module in modules if hasattr(module, "REPORT")]
-    if not reports:
-        return
-    parser = subparsers.add_parser(
-        "report",
-        help="write a support bundle of the running group (secrets redacted)",
-        description="Write one .tar.gz for a support request: each component's state and last "
-        "500 log lines, each MAD's /status and /metrics, Rogers' connections and stats, "
-        "Fiedler's task counts, versions, the declaration and rendered configuration with "
-        "every secret redacted, and a manifest with SHA-256 checksums. Locally by default; "
-        "--kube NAME -n NS for a MadGroup in a cluster.",
-    )
-    parser.add_argument(
-        "-o", "--output", help="the archive to write (default: madgroup-report-<where>-<time>)"
-    )
-    for add_arguments, _applies, _handler in reports:
-        add_arguments(parser)
+    for command, (summary, description) in SHARED_COMMANDS.items():
+        found = [m.SHARED[command] for m in modules if command in getattr(m, "SHARED", {})]
+        if not found:
+            continue
+        parser = subparsers.add_parser(command, help=summary, description=description)
+        if command == "restore":
+            parser.add_argument("archive", help="a file written by `madgroup backup`")
+        else:
+            parser.add_argument("-o", "--output", help="the archive to write (default: here)")
+        for add_arguments, _applies, _handler in found:
+            add_arguments(parser)
 
-    def run(args: argparse.Namespace) -> int:
-        for _add, applies, handler in reversed(reports):
-            if applies(args):
-                return int(handler(args))
-        return 2
+        def run(args: argparse.Namespace, found: list[Any] = found) -> int:
+            for _add, applies, handler in reversed(found):
+                if applies(args):
+                    return int(handler(args))
+            return 2
 
-    parser.set_defaults(handler=run)
+        parser.set_defaults(handler=run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     modules = _substrate_modules()
     for module in modules:
         module.register(subparsers)
-    _register_report(subparsers, modules)
+    _register_shared(subparsers, modules)
     renderers = _renderers(modules)
     if renderers:
         _register_render(subparsers, renderers)

@@ -16,7 +16,7 @@ from typing import Literal
 from madgroup.errors import UsageError
 from mads.core import access, registry
 from mads.core import contract as contract_module
-from mads.core.contract import MadContract
+from mads.core.contract import DataFile, MadContract
 
 
 class ProbeKind(StrEnum):
@@ -88,9 +88,13 @@ class Component:
         return REDIS in self.depends_on
 
     @property
+    def data_file(self) -> DataFile | None:
+        """The data file it keeps (Fiedler's task store): what backups copy."""
+        return self.contract.data if self.contract is not None else None
+
+    @property
     def keeps_data(self) -> bool:
-        """It keeps a data file of its own (Fiedler's task store): what backups copy."""
-        return self.contract is not None and self.contract.data is not None
+        return self.data_file is not None
 
     @property
     def is_mad(self) -> bool:
@@ -385,3 +389,8 @@ def environment(
         env["MAD_ALLOWED_HOSTS"] = ",".join(hosts)
     env.update(comp.extra_env)
     return env
+
+
+def data_keepers() -> list[tuple[Component, DataFile]]:
+    """The components that keep a data file of their own, with it: what backups copy."""
+    return [(c, c.data_file) for c in COMPONENTS if c.data_file is not None]

@@ -34,17 +34,17 @@ def name_of(owner: Owner) -> str:
 
 def keeper() -> topology.Component | None:
     """The component whose data file a backup copies (the one that keeps one)."""
-    return next((c for c in topology.COMPONENTS if c.keeps_data), None)
+    return next((comp for comp, _data in topology.data_keepers()), None)
 
 
 def cron_job(owner: Owner, spec: KubeMadGroupSpec, claim: str) -> Manifest | None:
     """The CronJob, or None without ``spec.backup``. ``claim``: the keeper's PVC."""
     settings = spec.backup
     comp = keeper()
-    if settings is None or comp is None or comp.contract is None or comp.contract.data is None:
+    if settings is None or comp is None or comp.data_file is None:
         return None
     bus = topology.bus()
-    data_file = comp.contract.data.filename
+    data_file = comp.data_file.filename
     tls_on = spec.tls.enabled
     snapshot = [
         "redis-cli",

@@ -176,5 +176,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-REPORT = (_report_arguments, lambda args: bool(getattr(args, "kube", None)), cmd_report)
+def _wants_kube(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "kube", None))
+
+
+SHARED = {"report": (_report_arguments, _wants_kube, cmd_report)}
 """``madgroup report --kube NAME -n NS``: the support bundle of a MadGroup in a cluster."""

@@ -31,10 +31,7 @@ def take(ctx: Context, output: Path) -> dict[str, Any]:
     archive = backup.Archive("local")
     with tempfile.TemporaryDirectory(prefix="madgroup-backup-") as tmp:
         work = Path(tmp)
-        for comp in topology.COMPONENTS:
-            data = comp.contract.data if comp.contract is not None else None
-            if data is None:
-                continue
+        for comp, data in topology.data_keepers():
             copy = work / data.filename
             backup.sqlite_snapshot(ctx.state.data_dir(comp.name) / data.filename, copy)
             archive.files[f"{comp.name}/{data.filename}"] = copy

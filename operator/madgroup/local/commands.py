@@ -205,30 +205,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--open", action="store_true", help="open it in the default browser")
     p.set_defaults(handler=cmd_ui)
 
-    p = subparsers.add_parser(
-        "backup",
-        parents=[common],
-        help="write a backup of the running group's data (Fiedler's tasks, Redis)",
-        description="Copy Fiedler's task store (SQLite's online backup API: consistent while "
-        "Fiedler writes) and Redis's data (an RDB snapshot) into one .tar.gz with a manifest "
-        "and SHA-256 checksums. The group keeps running.",
-    )
-    p.add_argument(
-        "-o", "--output", help="the archive (default: madgroup-backup-<UTC time>.tar.gz here)"
-    )
-    p.set_defaults(handler=cmd_backup)
-
-    p = subparsers.add_parser(
-        "restore",
-        parents=[common],
-        help="put a backup's data in place (the group stopped)",
-        description="Check the whole archive (readable to its end, a madgroup backup, every "
-        "checksum, every database's integrity), then put each file in place. A refused "
-        "archive changes nothing. Run `madgroup up` afterwards.",
-    )
-    p.add_argument("archive", help="a file written by `madgroup backup`")
-    p.set_defaults(handler=cmd_restore)
-
 
 # -- handlers -----------------------------------------------------------------------------
 
@@ -436,7 +412,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     return len(failures)
 
 
-def _report_arguments(parser: argparse.ArgumentParser) -> None:
+def _local_arguments(parser: argparse.ArgumentParser) -> None:
     for action in _common()._actions:
         if action.option_strings and action.dest != "help":
             parser.add_argument(*action.option_strings, dest=action.dest, help=action.help)
@@ -452,11 +428,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     collected.write(output)
     print(bundle.summary(str(output), collected))
     return 0
-
-
-REPORT = (_report_arguments, lambda args: True, cmd_report)
-"""``madgroup report`` on the local runner, the default (cli.py assembles the substrates'
-reports): its arguments, when it applies, its handler."""
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -498,14 +469,23 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     ctx = Context.from_args(args)
     manifest = backup.restore(ctx, Path(args.archive))
-    print(
-        f"restored {args.archive} (taken {manifest.get('created_at')}): "
-        + ", ".join(manifest["files"])
-        + "; start the group with: madgroup up"
-    )
+    print(backup_format.restored(args.archive, manifest, "madgroup up"))
     return 0
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
     failed = run_smoke(Context.from_args(args))
     return min(failed, 1)
+
+
+def _always(args: argparse.Namespace) -> bool:
+    return True
+
+
+SHARED = {
+    "report": (_local_arguments, _always, cmd_report),
+    "backup": (_local_arguments, _always, cmd_backup),
+    "restore": (_local_arguments, _always, cmd_restore),
+}
+"""The local runner's part of the commands every substrate answers (cli.py assembles
+them; these are the defaults)."""

@@ -232,7 +232,9 @@ def order_violations(
     events: list[dict[str, Any]], depends_on: dict[str, list[str]]
 ) -> tuple[list[str], int]:
     """Every container creation that came before one of its service's dependencies had
-    reported healthy (or, for a one-shot, exited 0); and how many creations were checked."""
+    reported healthy (or, for a one-shot, exited 0); and how many creations were checked.
+    A ``docker-compose run --no-deps`` container (a restore's) starts no service: not
+    checked."""
     latest: dict[str, str] = {}  # service -> id of its newest container
     healthy_ids: set[str] = set()
     completed_ids: set[str] = set()
@@ -243,7 +245,7 @@ def order_violations(
         service = attributes.get("com.docker.compose.service")
         action = event.get("Action") or event.get("status", "")
         cid = event.get("Actor", {}).get("ID") or event.get("id", "")
-        if not service:
+        if not service or attributes.get("com.docker.compose.oneoff") == "True":
             continue
         if action == "create":
             checked += 1

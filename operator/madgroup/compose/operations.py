@@ -1,0 +1,199 @@
+"""``madgroup report|backup|restore --compose``: the same bundle and archive as the local
+runner's, taken from a group docker compose runs, through ``docker-compose`` itself
+(``exec -T`` into the running services, ``run --rm`` for a restore), from the project
+directory holding ``docker-compose.yml`` and ``.env``.
+
+Backup: Fiedler's store copied inside its container with SQLite's online backup API
+(``python -m madgroup.backup snapshot``), Redis's snapshot by ``redis-cli --rdb`` inside
+Redis's container (the administrator's password read there from its file), both streamed
+out. Restore: the whole archive checked here first, then each file streamed into its
+service's volume by a one-off container (Redis's as the base of a fresh append-only file).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from madgroup import backup, bundle, topology
+from madgroup.errors import CommandError
+
+TIMEOUT_S = 300.0
+SNAPSHOT = "/data/.madgroup-backup"
+METRICS = (
+    "import os, sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+    "'http://127.0.0.1:' + os.environ['MAD_PORT'] + '/metrics', timeout=10).read().decode())"
+)
+REDIS_SNAPSHOT = (
+    'REDISCLI_AUTH="$(cat /run/madgroup/admin_password)" '
+    f"redis-cli -p {topology.bus().port} --rdb {SNAPSHOT}.rdb >/dev/null "
+    f"&& cat {SNAPSHOT}.rdb; status=$?; rm -f {SNAPSHOT}.rdb; exit $status"
+)
+
+
+class Compose:
+    def __init__(self, project: Path, program: str | None = None) -> None:
+        self.project = project
+        found = program or shutil.which("docker-compose")
+        if found is None:
+            raise CommandError(
+                "docker-compose is not installed (Debian: apt-get install docker-compose)"
+            )
+        if not (project / "docker-compose.yml").exists():
+            raise CommandError(f"no docker-compose.yml in {project} (use --project-dir)", code=2)
+        self.program = found
+
+    def run(
+        self, args: Sequence[str], stdin: bytes | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
+        done = subprocess.run(
+            [self.program, *args],
+            cwd=self.project,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TIMEOUT_S,
+        )
+        if check and done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            raise CommandError(f"docker-compose {' '.join(args[:3])}: {(said or ['failed'])[-1]}")
+        return done
+
+    def exec(self, service: str, argv: Sequence[str]) -> bytes:
+        return self.run(["exec", "-T", service, *argv]).stdout
+
+    def running(self) -> list[str]:
+        out = self.run(["ps", "--services", "--filter", "status=running"], check=False)
+        return out.stdout.decode().split()
+
+    def dotenv(self) -> dict[str, str]:
+        path = self.project / ".env"
+        values: dict[str, str] = {}
+        for line in path.read_text().splitlines() if path.exists() else []:
+            key, sep, value = line.partition("=")
+            if sep and key.strip() and not key.lstrip().startswith("#"):
+                values[key.strip()] = value.strip()
+        return values
+
+
+def report(compose: Compose) -> bundle.Bundle:
+    dotenv = compose.dotenv()
+    collected = bundle.Bundle("compose", bundle.secret_values(dotenv))
+    collected.add(
+        "versions.json", {**bundle.versions(), "docker-compose": _text(compose, ["version"])}
+    )
+    collected.add("env.json", bundle.redact_env(dotenv))
+    collected.add("ps.txt", _text(compose, ["ps"]))
+    collected.add("rendered/docker-compose.config.yml", _text(compose, ["config"]))
+    for comp in topology.COMPONENTS:
+        service = comp.name
+        logs = compose.run(
+            ["logs", "--no-color", "--tail", str(bundle.LOG_LINES), service], check=False
+        )
+        collected.add(f"{service}/log.txt", logs.stdout.decode(errors="replace"))
+        if not comp.is_mad:
+            continue
+        commands: dict[str, list[str]] = {
+            "status.json": ["mad-status", "--json"],
+            "metrics.txt": ["python", "-c", METRICS],
+        }
+        for tool in comp.contract.report_tools if comp.contract is not None else ():
+            commands[f"{tool}.json"] = ["mad-cli", tool, "{}"]
+        for part, argv in commands.items():
+            try:
+                collected.add(
+                    f"{service}/{part}", compose.exec(service, argv).decode(errors="replace")
+                )
+            except CommandError as exc:
+                collected.could_not(f"{service}/{part}", str(exc))
+    return collected
+
+
+def _text(compose: Compose, args: list[str]) -> str:
+    return compose.run(args, check=False).stdout.decode(errors="replace")
+
+
+def take(compose: Compose, output: Path) -> dict[str, Any]:
+    if not compose.running():
+        raise CommandError(
+            "the group is not running under docker compose here (docker-compose up -d)"
+        )
+    archive = backup.Archive("compose")
+    with tempfile.TemporaryDirectory(prefix="madgroup-backup-") as tmp:
+        work = Path(tmp)
+        for comp, data in topology.data_keepers():
+            inside = f"/data/{data.filename}"
+            compose.exec(
+                comp.name, ["python", "-m", "madgroup.backup", "snapshot", inside, f"{SNAPSHOT}.db"]
+            )
+            copy = work / data.filename
+            copy.write_bytes(
+                compose.exec(comp.name, ["sh", "-c", f"cat {SNAPSHOT}.db; rm -f {SNAPSHOT}.db"])
+            )
+            problem = backup.sqlite_problem(copy)
+            if problem:
+                raise CommandError(f"{comp.name}'s snapshot is not sound: {problem}")
+            archive.files[f"{comp.name}/{data.filename}"] = copy
+        bus = topology.bus()
+        rdb = work / "dump.rdb"
+        rdb.write_bytes(compose.exec(bus.name, ["sh", "-c", REDIS_SNAPSHOT]))
+        if not rdb.read_bytes().startswith(b"REDIS"):
+            raise CommandError("Redis's snapshot is not an RDB file")
+        archive.files[f"{bus.name}/dump.rdb"] = rdb
+        archive.details["redis"] = {
+            "appendfilename": "appendonly.aof",
+            "appenddirname": "appendonlydir",
+        }
+        return archive.write(output)
+
+
+def restore(compose: Compose, path: Path) -> dict[str, Any]:
+    running = compose.running()
+    if running:
+        raise CommandError(
+            f"the group is running ({', '.join(running)}); stop it first: docker-compose down"
+        )
+    with tempfile.TemporaryDirectory(prefix="madgroup-restore-") as tmp:
+        try:
+            opened = backup.open_checked(path, Path(tmp))
+        except backup.BackupError as exc:
+            raise CommandError(str(exc), code=2) from None
+        known = {c.name for c in topology.COMPONENTS}
+        for name, source in sorted(opened.files.items()):
+            service, filename = name.split("/", 1)
+            if service not in known:
+                raise CommandError(f"{path} holds data of {service!r}, not a service", code=2)
+            script = _redis_restore() if filename == "dump.rdb" else _file_restore(filename)
+            compose.run(
+                ["run", "--rm", "-T", "--no-deps", "--entrypoint", "sh", service, "-c", script],
+                stdin=source.read_bytes(),
+            )
+        return opened.manifest
+
+
+def _file_restore(filename: str) -> str:
+    target = shlex.quote(f"/data/{filename}")
+    return (
+        f"rm -f {target}-wal {target}-shm && cat > {target}.restoring "
+        f"&& mv {target}.restoring {target}"
+    )
+
+
+def _redis_restore() -> str:
+    base = "appendonly.aof.1.base.rdb"
+    return (
+        "rm -rf /data/appendonlydir /data/dump.rdb && mkdir /data/appendonlydir "
+        f"&& cat > /data/appendonlydir/{base} "
+        f"&& printf 'file {base} seq 1 type b\\n' > /data/appendonlydir/appendonly.aof.manifest"
+    )
+
+
+def project_dir(explicit: str | None) -> Path:
+    chosen = explicit or os.environ.get("MADGROUP_PROJECT_DIR") or "."
+    return Path(chosen).resolve()
