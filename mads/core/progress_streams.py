@@ -39,7 +39,10 @@ def streaming_manager(
 
 
 def wants_progress(body: bytes) -> bool:
-    """One JSON-RPC request of a streamed method with a ``_meta.progressToken``."""
+    """One JSON-RPC request of a streamed method with a ``_meta.progressToken``. Most
+    requests carry none: they are told apart without parsing them."""
+    if b"progressToken" not in body:
+        return False
     try:
         message = pydantic_core.from_json(body)
     except ValueError:

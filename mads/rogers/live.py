@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mads.core.bus import BusMessage
+from mads.core.envelope import Envelope
 from mads.core.registry import contracts
 
 PAYLOAD_CHARS = 240
-KEPT_ENVELOPES = 50
+KEPT_ENVELOPES = 20
 KEPT_TASKS = 50
 RATE_WINDOW_S = 60.0
 HIDDEN = "<hidden>"
@@ -34,6 +35,18 @@ def hide_secrets(value: Any) -> Any:
     return value
 
 
+def _shown(channel: str, envelope: Envelope) -> dict[str, Any]:
+    payload = json.dumps(hide_secrets(envelope.payload), default=str)
+    if len(payload) > PAYLOAD_CHARS:
+        payload = payload[: PAYLOAD_CHARS - 1] + "…"
+    return {
+        "time": envelope.timestamp.isoformat(timespec="seconds"),
+        "channel": channel[:128],
+        "sender": envelope.sender_id,
+        "payload": payload,
+    }
+
+
 def status_channels() -> frozenset[str]:
     return frozenset(
         c.tasks.status_channel
@@ -47,7 +60,7 @@ class LiveView:
         self, clock: Callable[[], float] = time.monotonic, channels: frozenset[str] | None = None
     ) -> None:
         self._clock = clock
-        self._envelopes: deque[dict[str, Any]] = deque(maxlen=KEPT_ENVELOPES)
+        self._envelopes: deque[tuple[str, Envelope]] = deque(maxlen=KEPT_ENVELOPES)
         self._recent: deque[tuple[float, str]] = deque()
         self._tasks: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._task_channels = status_channels() if channels is None else channels
@@ -59,17 +72,9 @@ class LiveView:
         now = self._clock()
         self._recent.append((now, message.channel))
         self._forget_before(now - RATE_WINDOW_S)
-        payload = json.dumps(hide_secrets(envelope.payload), default=str)
-        if len(payload) > PAYLOAD_CHARS:
-            payload = payload[: PAYLOAD_CHARS - 1] + "…"
-        self._envelopes.appendleft(
-            {
-                "time": envelope.timestamp.isoformat(timespec="seconds"),
-                "channel": message.channel[:128],
-                "sender": envelope.sender_id,
-                "payload": payload,
-            }
-        )
+        # Kept as it came; cut short and its secrets hidden only when a snapshot shows it,
+        # so the per-message path does no formatting.
+        self._envelopes.appendleft((message.channel, envelope))
         if message.channel in self._task_channels:
             self._task(envelope.payload, envelope.timestamp.isoformat(timespec="seconds"))
 
@@ -98,6 +103,6 @@ class LiveView:
             per_channel[channel] = per_channel.get(channel, 0) + 1
         return {
             "rates": dict(sorted(per_channel.items(), key=lambda kv: -kv[1])[:30]),
-            "envelopes": list(self._envelopes)[:20],
+            "envelopes": [_shown(channel, e) for channel, e in list(self._envelopes)],
             "tasks": list(reversed(self._tasks.values()))[:30],
         }
