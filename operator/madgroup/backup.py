@@ -22,7 +22,7 @@ import sqlite3
 import sys
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -125,9 +125,10 @@ class Opened:
     files: dict[str, Path]
 
 
-def open_checked(path: Path, workdir: Path) -> Opened:
+def open_checked(path: Path, workdir: Path, components: Collection[str] | None = None) -> Opened:
     """Read ``path`` to its end into ``workdir`` and check everything; BackupError (one
-    line) when it is unreadable, foreign, incomplete or corrupt."""
+    line) when it is unreadable, foreign, incomplete or corrupt, or (with ``components``)
+    holds data of something that is not one of them."""
     if not path.is_file():
         raise BackupError(f"{path}: no such file")
     try:
@@ -138,6 +139,10 @@ def open_checked(path: Path, workdir: Path) -> Opened:
             files = _extract(path, archive, read, manifest, workdir)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise BackupError(f"{path} cannot be read to its end ({exc}): not restored") from None
+    if components is not None:
+        unknown = sorted({name.split("/", 1)[0] for name in files} - set(components))
+        if unknown:
+            raise BackupError(f"{path} holds data of {unknown[0]!r}, not a component")
     return Opened(manifest, files)
 
 

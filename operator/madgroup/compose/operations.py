@@ -161,14 +161,11 @@ def restore(compose: Compose, path: Path) -> dict[str, Any]:
         )
     with tempfile.TemporaryDirectory(prefix="madgroup-restore-") as tmp:
         try:
-            opened = backup.open_checked(path, Path(tmp))
+            opened = backup.open_checked(path, Path(tmp), [c.name for c in topology.COMPONENTS])
         except backup.BackupError as exc:
             raise CommandError(str(exc), code=2) from None
-        known = {c.name for c in topology.COMPONENTS}
         for name, source in sorted(opened.files.items()):
             service, filename = name.split("/", 1)
-            if service not in known:
-                raise CommandError(f"{path} holds data of {service!r}, not a service", code=2)
             script = _redis_restore() if filename == "dump.rdb" else _file_restore(filename)
             compose.run(
                 ["run", "--rm", "-T", "--no-deps", "--entrypoint", "sh", service, "-c", script],

@@ -94,14 +94,11 @@ def restore(ctx: Context, path: Path) -> dict[str, Any]:
     if any(processes.alive(c.pid, c.ticks) for c in state.components.values()):
         raise CommandError("the MAD group is running here; stop it first: madgroup down")
     with tempfile.TemporaryDirectory(prefix="madgroup-restore-") as tmp:
+        known = [c.name for c in topology.COMPONENTS]
         try:
-            opened = backup.open_checked(path, Path(tmp))
+            opened = backup.open_checked(path, Path(tmp), known)
         except backup.BackupError as exc:
             raise CommandError(str(exc), code=2) from None
-        known = {c.name for c in topology.COMPONENTS}
-        unknown = sorted({name.split("/", 1)[0] for name in opened.files} - known)
-        if unknown:
-            raise CommandError(f"{path} holds data of {unknown[0]!r}, not a component", code=2)
         targets = {name: ctx.state.data_dir(name) for name in known}
         try:
             backup.restore_files(opened, targets, opened.manifest.get("redis") or {})
