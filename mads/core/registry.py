@@ -11,10 +11,10 @@ import functools
 from importlib.metadata import entry_points
 
 from mads.core.contract import ENTRY_POINT_GROUP, MadContract
-from mads.core.errors import MadError
+from mads.core.errors import MadUsageError
 
 
-class UnknownMadError(MadError, LookupError):
+class UnknownMadError(MadUsageError, LookupError):
     def __init__(self, name: str) -> None:
         known = ", ".join(contracts()) or "none installed"
         super().__init__(f"unknown MAD {name!r}; known MADs: {known}")

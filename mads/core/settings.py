@@ -6,19 +6,18 @@ stops the process at start with one line naming the variable, never a traceback.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mads.core.errors import MadError
+from mads.core.errors import MadUsageError
 
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 
 
-class ConfigurationError(MadError):
+class ConfigurationError(MadUsageError):
     """One line naming the variable at fault."""
 
 
@@ -178,8 +177,3 @@ def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
         return cls(**overrides)
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc)) from None
-
-
-def exit_with_configuration_error(program: str, exc: ConfigurationError) -> NoReturn:
-    print(f"{program}: configuration error: {exc}", file=sys.stderr)
-    raise SystemExit(2)

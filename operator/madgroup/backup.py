@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from madgroup.errors import MadGroupError
+
 KIND = "madgroup-backup"
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -34,7 +36,7 @@ MAX_MEMBER_BYTES = 8 * 1024**3
 """No file in a backup is bigger than this (an archive claiming more is refused)."""
 
 
-class BackupError(Exception):
+class BackupError(MadGroupError):
     """A backup cannot be taken, or an archive is refused; the message is one line."""
 
 
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"restored {args.archive}: {', '.join(opened.files)}")
     except BackupError as exc:
         print(f"madgroup.backup: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     return 0
 
 

@@ -8,10 +8,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from mads.core.errors import MadError
 from mads.core.logs import configure_logging
 from mads.core.registry import contracts
 from mads.core.service import PortInUseError
-from mads.core.settings import ConfigurationError, exit_with_configuration_error
+from mads.core.settings import ConfigurationError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,13 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         service = installed[args.name].build()
     except ConfigurationError as exc:
-        exit_with_configuration_error(f"mad-run {args.name}", exc)
+        print(f"mad-run {args.name}: configuration error: {exc}", file=sys.stderr)
+        return exc.exit_code
     configure_logging(service.settings.mad_log_format)
     try:
         asyncio.run(service.serve())
     except PortInUseError as exc:
         print(f"mad-run {args.name}: {exc.strerror}", file=sys.stderr)
-        return 1
+        return exc.exit_code
+    except MadError as exc:
+        print(f"mad-run {args.name}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 0
     return 0

@@ -11,7 +11,7 @@ import os
 import re
 from urllib.parse import urlsplit
 
-from mads.core.errors import MadError
+from mads.core.errors import MadUsageError
 from mads.core.logs import quoted
 from mads.core.registry import contracts
 
@@ -19,7 +19,7 @@ TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 """A bearer token as RFC 6750 allows it."""
 
 
-class TargetError(MadError, ValueError):
+class TargetError(MadUsageError, ValueError):
     pass
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from madgroup import topology
+from madgroup.errors import MadGroupError
 from madgroup.kube import naming
 from madgroup.kube.crd import KubeMadGroupSpec
 from madgroup.kube.credentials import GeneratedSecret
@@ -33,7 +34,7 @@ REVISION_ANNOTATION = "madgroup.io/tls-revision"
 certificate it runs with, so a renewed one rolls it."""
 
 
-class NoCertificateAuthority(LookupError):
+class NoCertificateAuthority(MadGroupError, LookupError):
     """A server's Secret cannot be issued before the group's CA Secret exists."""
 
 

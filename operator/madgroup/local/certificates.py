@@ -7,6 +7,7 @@ from __future__ import annotations
 import redis
 
 from madgroup import topology
+from madgroup.errors import MadGroupError
 from madgroup.local.ports import HOST
 from madgroup.local.state import StateDir
 from mads.core import tls
@@ -40,7 +41,7 @@ def ensure(state: StateDir, group: str, *, renew: bool = False) -> list[str]:
     return tls.ensure(state.tls_dir, group, servers, renew=renew)
 
 
-class ReloadError(Exception):
+class ReloadError(MadGroupError):
     """Redis did not take the renewed certificate (the message says why, in one line)."""
 
 

@@ -428,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             state = sd.load()
             state.supervisor_status = SupervisorStatus.FAILED
             sd.save(state)
-            return 2
+            return exc.exit_code
         return supervisor.run()
 
 
