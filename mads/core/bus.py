@@ -280,7 +280,8 @@ class Bus:
         """Yield every delivery on ``channels_`` and ``patterns``, across reconnects.
 
         Messages published while Redis was down are gone (pub/sub is fire-and-forget); use
-        streams for what must not be lost.
+        streams for what must not be lost. A subscription Redis refuses (NOPERM) raises
+        :class:`BusCommandError`; an outage or a busy pool is waited out.
         """
         if not channels_ and not patterns:
             raise ValueError("subscribe to at least one channel or pattern")
@@ -299,8 +300,14 @@ class Bus:
                         received = self._to_bus_message(message)
                         if received is not None:
                             yield received
+            except _PoolExhaustedError:
+                await asyncio.sleep(self._check_interval)  # back-pressure: subscribe again
             except CONNECTION_ERRORS as exc:
                 self.mark_down(exc)
+            except RedisError as exc:  # NOPERM on a channel, say: the caller's to answer
+                raise BusCommandError(
+                    f"Conversation Bus refused a subscription: {_describe(exc)}"
+                ) from exc
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

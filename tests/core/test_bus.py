@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from mads.core import channels
-from mads.core.bus import CONNECTED_LOG, Bus, BusMessage, BusUnavailableError, heartbeat_loop
+from mads.core.bus import (
+    CONNECTED_LOG,
+    Bus,
+    BusCommandError,
+    BusMessage,
+    BusUnavailableError,
+    heartbeat_loop,
+)
 from mads.core.envelope import EnvelopeError
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
@@ -160,3 +167,33 @@ async def test_stream_entries_survive_a_redis_restart(bus: Bus, redis_server: Re
     assert await bus.wait_connected(15)
     entries = await bus.read_group(stream, "g", "c", block_ms=100)
     assert [e.envelope for e in entries] == [envelope]
+
+
+async def test_a_refused_subscription_is_a_bus_error(redis_server: RedisServer) -> None:
+    """Redis refusing a subscription (NOPERM) reaches the subscriber as the bus's own
+    error, not as a Redis exception."""
+    admin = redis_server.client()
+    admin.acl_setuser(
+        "listener",
+        enabled=True,
+        passwords=["+listener-password-0123"],
+        commands=["+@connection", "+subscribe", "+psubscribe", "+ping", "+info", "+publish"],
+        channels=["mad.system.*"],
+    )
+    bus = Bus(
+        host="127.0.0.1",
+        port=redis_server.port,
+        username="listener",
+        password="listener-password-0123",
+        sender_id="tester",
+    )
+    await bus.start()
+    try:
+        assert await bus.wait_connected(10)
+        with pytest.raises(BusCommandError, match=r"refused a subscription: .*no permissions"):
+            async with asyncio.timeout(30):
+                async for _message in bus.messages(patterns=["mad.fiedler.*"]):
+                    pass
+        assert bus.connected, "a refusal is not an outage"
+    finally:
+        await bus.close()
