@@ -1,9 +1,11 @@
 """fiedler_converse with a request_id: a lost reply can be retried safely. The same
 requester_id and request_id return the task the first call made, however often the call
-is repeated, across a crash between storing the task and replying."""
+is repeated — directly or relayed through Grace — across a crash (a real SIGKILL) between
+storing the task and replying."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 
 import httpx
@@ -11,6 +13,9 @@ import pytest
 
 from mads.core.mcp_client import McpToolError
 from tests.fiedler.conftest import Fiedler, call, wait_terminal
+from tests.grace.support import grace_session, new_token, ok
+from tests.support.group import ProcessGroup
+from tests.support.waiting import async_wait_for
 
 PROMPT = "System check, please respond with OK."
 
@@ -33,13 +38,16 @@ def converse_over_http(fiedler: Fiedler, request_id: str) -> httpx.Response:
 
 
 async def test_a_retry_after_a_crash_between_store_and_reply_makes_one_task(
-    start_fiedler: Callable[..., Fiedler],
+    start_fiedler: Callable[..., Fiedler], group: ProcessGroup
 ) -> None:
     crashing = start_fiedler({"MAD_FAILPOINTS": "fiedler.converse.after_store"})
     with pytest.raises(httpx.HTTPError):  # the process died before it replied
         converse_over_http(crashing, "ticket-41")
     assert crashing.process.process is not None
-    assert crashing.process.process.wait(timeout=30) == 137
+    # Killed by SIGKILL, as kill -9 kills it: subprocess reports the signal as -9 (a
+    # shell or a container runtime would say 137).
+    assert crashing.process.process.wait(timeout=30) == -signal.SIGKILL
+    assert "Failpoint fiedler.converse.after_store" in crashing.process.log_text()
     assert crashing.rows() == 1, "the task was stored before the crash"
 
     fiedler = start_fiedler()
@@ -48,11 +56,23 @@ async def test_a_retry_after_a_crash_between_store_and_reply_makes_one_task(
         "fiedler_converse",
         {"prompt": PROMPT, "requester_id": "ops", "request_id": "ticket-41"},
     )
-    again = await call(
-        fiedler,
-        "fiedler_converse",
-        {"prompt": PROMPT, "requester_id": "ops", "request_id": "ticket-41"},
-    )
+    # The same retry as an outside client sends it: through Grace, relayed over the bus.
+    token = new_token()
+    grace = group.start("grace", {"GRACE_API_TOKENS": token})
+    try:
+        async with grace_session(grace.url, token) as s:
+
+            async def relayed() -> bool:
+                return "fiedler_converse" in {t.name for t in (await s.list_tools()).tools}
+
+            await async_wait_for(relayed, timeout=30, what="fiedler's tools listed by grace")
+            again = await ok(
+                s,
+                "fiedler_converse",
+                {"prompt": PROMPT, "requester_id": "ops", "request_id": "ticket-41"},
+            )
+    finally:
+        grace.stop()
     assert first["task_id"] == again["task_id"]
     assert fiedler.rows() == 1
     final = await wait_terminal(fiedler, first["task_id"])
