@@ -230,12 +230,16 @@ def test_healthchecks_gate_on_readyz(compose: dict[str, Any]) -> None:
 
 
 def test_image_builds_take_the_proxy_arguments(compose: dict[str, Any], root: Path) -> None:
-    """A host behind a proxy or with a private index sets them in .env (or the shell)."""
+    """A host behind a proxy or with a private index sets them in .env (or the shell); a
+    proxy that re-signs TLS gives its CA certificates as ``EXTRA_CA_CERTS`` (PEM text)."""
     dockerfile = (root / "docker" / "Dockerfile").read_text()
     example = (root / ".env.example").read_text()
-    for name in GUIDE_SERVICES[1:]:
-        args = compose["services"][name]["build"]["args"]
-        assert args == ["PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST"]
+    expected = ["PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "EXTRA_CA_CERTS"]
+    built = {name: svc for name, svc in compose["services"].items() if "build" in svc}
+    assert set(built) == {"bus_users", *GUIDE_SERVICES[1:]}
+    for name, svc in built.items():
+        args = svc["build"]["args"]
+        assert args == expected, name
     for arg in args:
         assert f"\nARG {arg}=\n" in dockerfile, arg
         assert f"# {arg}=" in example, f"{arg} is not documented in .env.example"

@@ -248,3 +248,85 @@ def test_proxy_and_private_index_build_args(stages: dict[str, Stage]) -> None:
     assert {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST"} <= args
     copied = stages["build-base"].all("COPY")
     assert "docker/ca-certificates/ /usr/local/share/ca-certificates/madgroup/" in copied
+
+
+CA_DIR = "/usr/local/share/ca-certificates/madgroup"
+
+
+def extra_ca_step(stages: dict[str, Stage]) -> str:
+    """The build-base RUN that writes ``EXTRA_CA_CERTS`` out and trusts it."""
+    steps = [a for a in stages["build-base"].all("RUN") if "EXTRA_CA_CERTS" in a]
+    assert len(steps) == 1, "one step of build-base reads the EXTRA_CA_CERTS build argument"
+    return steps[0]
+
+
+def test_extra_ca_certificates_build_arg(stages: dict[str, Stage]) -> None:
+    """A proxy's CA certificates as PEM text (``--build-arg EXTRA_CA_CERTS="$(cat ...)"``),
+    empty by default, trusted in the build stages before the first download, and declared
+    in no stage a final image is built from."""
+    base = stages["build-base"]
+    assert "EXTRA_CA_CERTS=" in base.all("ARG"), "ARG EXTRA_CA_CERTS= (empty default)"
+    step = extra_ca_step(stages)
+    assert CA_DIR in step and step.rstrip().endswith("update-ca-certificates >/dev/null")
+    order = [kw + " " + args for kw, args in base.instructions]
+    arg_at = order.index("ARG EXTRA_CA_CERTS=")
+    step_at = order.index("RUN " + step)
+    first_pip = next(i for i, line in enumerate(order) if "pip install" in line)
+    assert arg_at < step_at < first_pip, "trusted before pip downloads anything"
+    assert base.all("ENV") and "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in base.all("ENV")[0]
+    finals = [n for n in stages if "runtime" in [s.name for s in lineage(stages, n)]]
+    for name in finals:
+        for stage in lineage(stages, name):
+            assert not any("EXTRA_CA_CERTS" in a for a in stage.all("ARG")), name
+
+
+FAKE_PEM = "-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----"
+
+
+def _run_extra_ca_step(
+    stages: dict[str, Stage], tmp_path: Path, value: str | None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """The step as the build runs it (``/bin/sh``), into a scratch folder."""
+    target = tmp_path / "ca"
+    target.mkdir()
+    script = (
+        extra_ca_step(stages)
+        .replace(CA_DIR, str(target))
+        .replace("/tmp/extra-ca.pem", str(tmp_path / "extra-ca.pem"))
+        .replace("update-ca-certificates >/dev/null", "true")
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    if value is not None:
+        env["EXTRA_CA_CERTS"] = value
+    else:
+        script = "EXTRA_CA_CERTS=; " + script  # the ARG's empty default
+    done = subprocess.run(
+        ["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    return done, {p.name: p.read_text() for p in sorted(target.iterdir())}
+
+
+def test_extra_ca_certificates_are_written_one_a_file(
+    stages: dict[str, Stage], tmp_path: Path
+) -> None:
+    one, two = FAKE_PEM.format(body="AAAA"), FAKE_PEM.format(body="BBBB")
+    # As `"$(cat bundle.crt)"` gives it, here with Windows line ends and text between.
+    value = ("subject=CN=one\n" + one + "\n\n" + two).replace("\n", "\r\n")
+    done, written = _run_extra_ca_step(stages, tmp_path, value)
+    assert done.returncode == 0, done.stderr
+    assert written == {"build-arg-1.crt": one + "\n", "build-arg-2.crt": two + "\n"}
+
+
+def test_no_extra_ca_certificates_by_default(stages: dict[str, Stage], tmp_path: Path) -> None:
+    done, written = _run_extra_ca_step(stages, tmp_path, None)
+    assert done.returncode == 0, done.stderr
+    assert written == {}
+
+
+def test_extra_ca_certificates_that_are_not_pem_stop_the_build(
+    stages: dict[str, Stage], tmp_path: Path
+) -> None:
+    done, written = _run_extra_ca_step(stages, tmp_path, "/etc/corporate-ca.crt")
+    assert done.returncode != 0
+    assert "EXTRA_CA_CERTS holds no PEM certificate" in done.stderr
+    assert written == {}

@@ -82,9 +82,11 @@ def holds_credentials(comp: Component) -> bool:
     return comp.bus_user is not None or topology.needs_internal_token(comp)
 
 
-BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
+BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "EXTRA_CA_CERTS")
 """Passed to the image build from ``.env`` or the shell (unset: pip's defaults), for hosts
-behind a proxy or with a private package index."""
+behind a proxy or with a private package index. ``EXTRA_CA_CERTS`` is PEM text, the CA
+certificates of a proxy that re-signs TLS, trusted by the build stages only: public, so a
+build argument may carry it (docker-compose 1.29's builder cannot pass BuildKit secrets)."""
 
 HEALTHCHECK_TIMING: dict[str, str | int] = {
     "interval": "2s",
