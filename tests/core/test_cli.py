@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from mads.core.status import StatusReport, connected_line
 from tests.support.mad_process import MadProcess
 from tests.support.ports import free_port
+from tests.support.thinking import thinking_fixture
 
 
 def run(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -21,9 +22,7 @@ def run(module: str, *args: str, env: dict[str, str] | None = None) -> subproces
     )
 
 
-@pytest.fixture
-def thinking(start_mad: Callable[..., MadProcess]) -> MadProcess:
-    return start_mad("sequential_thinking")
+thinking = thinking_fixture()
 
 
 @pytest.fixture

@@ -8,6 +8,10 @@ from pydantic import Field
 
 from mads.core.service import MadService, allowed_host_patterns
 from mads.core.settings import MadSettings
+from tests.support.mad_process import MadProcess
+from tests.support.thinking import thinking_fixture
+
+thinking = thinking_fixture()
 
 
 @pytest.fixture
@@ -58,12 +62,11 @@ def test_host_patterns_cover_loopback_and_service_names() -> None:
         assert host in patterns
 
 
-async def test_an_unknown_prompt_is_a_clear_invalid_params_error(start_mad) -> None:
+async def test_an_unknown_prompt_is_a_clear_invalid_params_error(thinking: MadProcess) -> None:
     """The MADs offer no prompts: prompts/get answers -32602 naming the prompt, and the MAD
     logs no traceback (the SDK alone answers error code 0 and logs one)."""
     import httpx
 
-    st = start_mad("sequential_thinking")
     request = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -72,7 +75,7 @@ async def test_an_unknown_prompt_is_a_clear_invalid_params_error(start_mad) -> N
     }
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     async with httpx.AsyncClient() as client:
-        reply = (await client.post(f"{st.url}/mcp", json=request, headers=headers)).json()
+        reply = (await client.post(f"{thinking.url}/mcp", json=request, headers=headers)).json()
     assert reply["error"]["code"] == -32602, reply
     assert reply["error"]["message"] == "Unknown prompt: 'test_simple_prompt'"
-    assert "Traceback" not in st.log_text()
+    assert "Traceback" not in thinking.log_text()

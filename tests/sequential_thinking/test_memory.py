@@ -6,15 +6,16 @@ from mads.sequential_thinking import service
 
 
 @pytest.fixture
-def thinking(monkeypatch: pytest.MonkeyPatch):
+def capped(monkeypatch: pytest.MonkeyPatch):
+    """The service in this process (tests.support.thinking runs it as a process)."""
     monkeypatch.setenv("SEQUENTIAL_THINKING_MAX_HISTORY", "100")
     monkeypatch.setenv("SEQUENTIAL_THINKING_MAX_BRANCHES", "10")
     return service.build()
 
 
-async def test_history_cap_holds_over_ten_thousand_calls(thinking) -> None:
+async def test_history_cap_holds_over_ten_thousand_calls(capped) -> None:
     for n in range(1, 10_001):
-        ok, data = await thinking.call_tool_locally(
+        ok, data = await capped.call_tool_locally(
             "sequentialthinking",
             {
                 "thought": f"step {n}",
@@ -28,5 +29,5 @@ async def test_history_cap_holds_over_ten_thousand_calls(thinking) -> None:
         assert ok, data
     assert data["thoughtHistoryLength"] == 100
     assert len(data["branches"]) == 10
-    report = await thinking.status_report()
+    report = await capped.status_report()
     assert report.lines[0].value == "100/100"

@@ -1,12 +1,11 @@
 """Sequential Thinking as a real process, through the official MCP client."""
 
-from collections.abc import Callable
-
 import httpx
 import pytest
 
 from mads.core.mcp_client import McpToolError, call_tool, list_tools, session
 from tests.support.mad_process import MadProcess
+from tests.support.thinking import thinking_fixture
 
 REFERENCE_FIELDS = {
     "thoughtNumber",
@@ -17,9 +16,8 @@ REFERENCE_FIELDS = {
 }
 
 
-@pytest.fixture
-def thinking(start_mad: Callable[..., MadProcess]) -> MadProcess:
-    return start_mad("sequential_thinking", env={"SEQUENTIAL_THINKING_MAX_HISTORY": "5"})
+thinking = thinking_fixture({"SEQUENTIAL_THINKING_MAX_HISTORY": "5"})
+by_service_name = thinking_fixture({"MAD_ALLOWED_HOSTS": "sequential_thinking"})
 
 
 async def test_tool_list_shows_the_reference_schema(thinking: MadProcess) -> None:
@@ -171,14 +169,13 @@ async def test_history_cap_holds_over_http(thinking: MadProcess) -> None:
     assert "MCP Server started on port" in thinking.log_text()
 
 
-def test_service_host_names_pass_the_host_check(start_mad: Callable[..., MadProcess]) -> None:
-    thinking = start_mad("sequential_thinking", env={"MAD_ALLOWED_HOSTS": "sequential_thinking"})
+def test_service_host_names_pass_the_host_check(by_service_name: MadProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
     def post(host: str) -> httpx.Response:
         return httpx.post(
-            f"{thinking.url}/mcp", json=body, headers={**headers, "Host": host}, timeout=10
+            f"{by_service_name.url}/mcp", json=body, headers={**headers, "Host": host}, timeout=10
         )
 
     assert post("sequential_thinking:8000").status_code == 200
