@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -498,13 +498,20 @@ class BusScript:
 
 
 async def heartbeat_loop(
-    bus: Bus, period: float, payload: Callable[[], dict[str, Any]] | None = None
+    bus: Bus,
+    period: float,
+    payload: Callable[[], dict[str, Any]] | None = None,
+    duties: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
     """Publish on ``mad.system.heartbeat.<sender>`` every ``period`` seconds while
-    connected."""
+    connected, each beat after the ``duties`` (keeping the MAD's tool list in the registry,
+    say): a heartbeat heard means they were done just before it."""
     channel = channels.heartbeat(bus.sender_id)
     while True:
         if bus.connected:
+            for duty in duties:
+                with contextlib.suppress(BusError):
+                    await duty()
             with contextlib.suppress(BusError):
                 await bus.publish(channel, payload() if payload else {})
         await asyncio.sleep(period)

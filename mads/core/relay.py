@@ -74,26 +74,30 @@ class ToolRequestServer:
         self.claim_idle_ms = claim_idle_ms
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._tools: list[dict[str, Any]] | None = None
 
-    async def publish_tools(self, tools: list[dict[str, Any]]) -> None:
-        await self.bus.set(access.registry_key(self.owner), json.dumps(tools))
-
-    async def _keep_tools_published(self, tools: list[dict[str, Any]]) -> None:
-        """Publish the tool list when the registry lacks it: at start, after a Redis that
-        came back without its data, after a FLUSHALL. Checked on every pass of the serving
-        loop (about once a second), so a gateway never goes long without the tools."""
+    async def keep_tools_published(self) -> None:
+        """Publish the tool list when the registry lacks it or holds something else: at
+        start, after a Redis that came back without its data, after a FLUSHALL or a stray
+        write. Checked before every heartbeat (the owner registers this with
+        :meth:`MadService.before_heartbeat`) and on every pass of the serving loop, so an
+        owner's heartbeat heard after a wipe means its tools are back. Raises
+        :class:`BusError`."""
+        if self._tools is None:
+            return
         key = access.registry_key(self.owner)
-        if not await self.bus.exists(key):
-            await self.publish_tools(tools)
-            self.log.info("Published %d tool(s) in %s", len(tools), key)
+        published = json.dumps(self._tools)
+        if await self.bus.get(key) != published.encode():
+            await self.bus.set(key, published)
+            self.log.info("Published %d tool(s) in %s", len(self._tools), key)
 
     async def run(self, tools: list[dict[str, Any]] | None = None) -> None:
         """Serve for the life of the process, across bus outages and a wiped Redis."""
+        self._tools = tools
         while True:
             await self.bus.wait_connected()
             try:
-                if tools is not None:
-                    await self._keep_tools_published(tools)
+                await self.keep_tools_published()
                 await self.bus.ensure_group(self.stream, GROUP)
                 # What an earlier incarnation read but never acknowledged comes first; an
                 # entry this process is still working on is not taken a second time.

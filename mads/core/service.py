@@ -131,6 +131,7 @@ class MadService:
         self._status_sources: list[StatusSource] = []
         self._readiness: list[tuple[str, ReadinessCheck]] = []
         self._background: list[Callable[[], Awaitable[None]]] = []
+        self._heartbeat_duties: list[Callable[[], Awaitable[None]]] = []
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -191,7 +192,9 @@ class MadService:
         self.add_status(lambda: connected_line("Conversation Bus", bus.connected, bus.last_error))
         self.add_readiness("Conversation Bus", lambda: bus.connected)
         self.add_background(
-            lambda: heartbeat_loop(bus, settings.mad_heartbeat_s, self.heartbeat_payload)
+            lambda: heartbeat_loop(
+                bus, settings.mad_heartbeat_s, self.heartbeat_payload, self._heartbeat_duties
+            )
         )
         gauge = Gauge(
             "mad_bus_connected", "1 while the Conversation Bus is reachable", registry=self.metrics
@@ -231,6 +234,11 @@ class MadService:
         """A coroutine that runs for the life of the process (restarted never: it must
         handle its own errors)."""
         self._background.append(factory)
+
+    def before_heartbeat(self, duty: Callable[[], Awaitable[None]]) -> None:
+        """Run ``duty`` before each heartbeat on the bus, so whoever hears the heartbeat
+        may rely on it having been done (its bus errors are the duty's own to report)."""
+        self._heartbeat_duties.append(duty)
 
     def on_startup(self, hook: Hook) -> None:
         self._startup.append(hook)

@@ -90,13 +90,15 @@ def build() -> MadService:
         )
         await worker.run()
 
+    server = ToolRequestServer(
+        bus, NAME, service.call_tool_locally, logger=log, claim_idle_ms=CLAIM_IDLE_MS
+    )
+    service.before_heartbeat(server.keep_tools_published)
+
     async def serve_requests() -> None:
         # Take relayed requests only once they can be stored: an entry is acknowledged
         # after its task is committed.
         await database.opened.wait()
-        server = ToolRequestServer(
-            bus, NAME, service.call_tool_locally, logger=log, claim_idle_ms=CLAIM_IDLE_MS
-        )
         await server.run(tools=await service.tool_definitions())
 
     service.add_background(run_worker)

@@ -8,6 +8,12 @@ current as MADs come and go); ``tools/call`` for such a tool goes through
 the reply matched by correlation id. A call that times out stays queued and is carried out
 when the owner returns. Grace also listens to heartbeats so that a timeout can say whether
 the owner is down.
+
+Each tool goes to the owner that published it; a tool the registry lacks (a wiped Redis
+before its owner published again) goes to the MAD whose contract declares it, so a tool
+whose owner is alive is never "unknown". An owner heard on its heartbeat but missing from
+the cached registry makes Grace read the registry again: owners publish their tools before
+each heartbeat, so the listing is whole again by the first heartbeat after a wipe.
 """
 
 from __future__ import annotations
@@ -68,8 +74,12 @@ class Gateway:
         self.timeout_s = timeout_s
         self.liveness = liveness
         self.log = logger
-        owners = [c.name for c in contracts().values() if c.bus.serves_tools and c.name != own_name]
-        self.client = ToolRelayClient(bus, owners)
+        installed = contracts()
+        serving = [c for c in installed.values() if c.bus.serves_tools and c.name != own_name]
+        self.own_tools = frozenset(installed[own_name].tools) if own_name in installed else None
+        self.declared = {tool: c.name for c in serving for tool in c.tools}
+        """Tool name -> the owner whose contract declares it."""
+        self.client = ToolRelayClient(bus, [c.name for c in serving])
         self._cache: dict[str, tuple[str, Tool]] = {}
         self._cached_at = float("-inf")
 
@@ -80,7 +90,7 @@ class Gateway:
         """``tool name -> (owner, definition)`` for every tool another MAD published under
         its own name (entries that are not valid tool definitions are skipped; a name two
         owners claim goes to the first in name order). Raises :class:`BusError`."""
-        if fresh or time.monotonic() - self._cached_at > REGISTRY_CACHE_S:
+        if fresh or time.monotonic() - self._cached_at > REGISTRY_CACHE_S or self._missing():
             tools: dict[str, tuple[str, Tool]] = {}
             registered = await self.client.registered_tools()
             for owner, definitions in sorted(registered.items()):
@@ -95,6 +105,14 @@ class Gateway:
             self._cached_at = time.monotonic()
         return self._cache
 
+    def _missing(self) -> bool:
+        """Whether an owner heard on its heartbeat has tools the cached registry lacks."""
+        listed = {owner for owner, _tool in self._cache.values()}
+        return any(
+            owner not in listed and not self.liveness.is_down(owner)
+            for owner in set(self.declared.values())
+        )
+
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
         """Server middleware on Grace's MCP server."""
         if ctx.method == "tools/list":
@@ -102,7 +120,7 @@ class Gateway:
             return await self._extend_listing(result)
         if ctx.method == "tools/call" and isinstance(ctx.params, dict):
             name = ctx.params.get("name")
-            if isinstance(name, str) and not name.startswith(f"{self.own_name}_"):
+            if isinstance(name, str) and not self._is_own(name):
                 try:
                     owner = await self._owner_of(name)
                 except BusError as exc:
@@ -112,11 +130,17 @@ class Gateway:
                     return await self.relay(owner, name, ctx.params.get("arguments") or {})
         return await call_next(ctx)
 
+    def _is_own(self, name: str) -> bool:
+        if self.own_tools is None:  # no contract installed for this gateway: by its prefix
+            return name.startswith(f"{self.own_name}_")
+        return name in self.own_tools
+
     async def _owner_of(self, name: str) -> str | None:
+        """Who published ``name`` in the registry, else whose contract declares it."""
         found = (await self.remote_tools()).get(name)
         if found is None:
             found = (await self.remote_tools(fresh=True)).get(name)
-        return found[0] if found else None
+        return found[0] if found else self.declared.get(name)
 
     async def _extend_listing(self, result: Any) -> Any:
         """Append the remote tools to a ``tools/list`` result (a model or, as the SDK hands

@@ -60,6 +60,7 @@ def build() -> MadService:
     service.metrics.register(RogersCollector(connections, stats))
 
     requests = ToolRequestServer(bus, NAME, service.call_tool_locally, logger=service.log)
+    service.before_heartbeat(requests.keep_tools_published)
 
     async def serve_requests() -> None:
         await requests.run(tools=await service.tool_definitions())
