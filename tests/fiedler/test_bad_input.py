@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mads.core.mcp_client import McpToolError
-from tests.fiedler.conftest import Fiedler, call
+from tests.support.fiedler import Fiedler, call
 from tests.support.waiting import async_wait_for
 
 TWO_MIB = 2 * 1024 * 1024

@@ -15,12 +15,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from mads.core.mcp_client import McpToolError
-from tests.fiedler.conftest import Fiedler, call, wait_terminal
-from tests.fiedler.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM
+from tests.support.fiedler import TERMINAL, Fiedler, call, wait_terminal
 from tests.support.group import ProcessGroup
 from tests.support.waiting import async_wait_for
-
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 class StatusWatcher:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from mads.core.mcp_client import McpToolError
-from tests.fiedler.conftest import Fiedler, call
+from tests.support.fiedler import Fiedler, call
 from tests.support.mad_process import REPO
 from tests.support.waiting import wait_for
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.fiedler.conftest import Fiedler
+from tests.support.fiedler import Fiedler
 from tests.support.waiting import async_wait_for
 
 STREAMS = 2000

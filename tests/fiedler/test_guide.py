@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable
 
-from tests.fiedler.conftest import Fiedler
+from tests.support.fiedler import Fiedler
 from tests.support.group import ProcessGroup
 from tests.support.waiting import wait_for
 

@@ -13,8 +13,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.fiedler.conftest import Fiedler, call
-from tests.fiedler.fake_llm import FakeLLM, echo_chunks
+from tests.support.fake_llm import FakeLLM, echo_chunks
+from tests.support.fiedler import Fiedler, call
 from tests.support.waiting import async_wait_for
 
 PROMPT = "System check, please respond with OK."

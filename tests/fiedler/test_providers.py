@@ -1,10 +1,10 @@
 """Answer providers: the built-in responder's limits, and an OpenAI-compatible endpoint
-(the fake server in fake_llm.py) streaming through Fiedler into ``mad.stream.<task_id>``,
-with a tool-call round trip into the real Sequential Thinking process."""
+(the fake server in tests/support/fake_llm.py) streaming through Fiedler into
+``mad.stream.<task_id>``, with a tool-call round trip into the real Sequential Thinking
+process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tests.fiedler.conftest import Fiedler, call, wait_terminal
-from tests.fiedler.fake_llm import FakeLLM, echo_chunks
+from tests.support.fake_llm import FakeLLM, echo_chunks
+from tests.support.fiedler import Fiedler, call, wait_terminal
 from tests.support.group import ProcessGroup
+from tests.support.waiting import async_wait_for
 
 API_KEY = "sk-test-do-not-log-4f1c9a"
 
@@ -57,17 +58,18 @@ class StreamWatcher:
     async def until_done(self, task_id: str, timeout: float = 30) -> list[dict[str, Any]]:
         """Every envelope on mad.stream.<task_id>, up to and including the final one."""
         seen: list[dict[str, Any]] = []
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await self.pubsub.get_message(timeout=1)
-                if message is None or message["type"] != "pmessage":
-                    continue
-                envelope = json.loads(message["data"])
-                if envelope["channel"] != f"mad.stream.{task_id}":
-                    continue
+
+        async def final() -> list[dict[str, Any]] | None:
+            message = await self.pubsub.get_message(timeout=1)
+            if message is None or message["type"] != "pmessage":
+                return None
+            envelope = json.loads(message["data"])
+            if envelope["channel"] == f"mad.stream.{task_id}":
                 seen.append(envelope)
-                if envelope["payload"].get("done"):
-                    return seen
+            return seen if seen and seen[-1]["payload"].get("done") else None
+
+        what = f"the final envelope on mad.stream.{task_id}"
+        return await async_wait_for(final, timeout=timeout, interval=0, what=what)
 
 
 async def test_builtin_fails_other_prompts_naming_the_variables(

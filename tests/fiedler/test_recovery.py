@@ -11,8 +11,8 @@ import httpx
 
 from mads.core.envelope import Envelope, make_envelope
 from mads.core.relay import reply_cache_key
-from tests.fiedler.conftest import Fiedler, call, wait_terminal
-from tests.fiedler.fake_llm import FakeLLM
+from tests.support.fake_llm import FakeLLM
+from tests.support.fiedler import Fiedler, call, wait_terminal
 from tests.support.group import ProcessGroup
 from tests.support.waiting import wait_for
 

@@ -13,9 +13,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import LATEST_MODERN_VERSION
 
-from tests.fiedler.conftest import Fiedler, call
-from tests.fiedler.fake_llm import FakeLLM
 from tests.support import tasks_extension as ext
+from tests.support.fake_llm import FakeLLM
+from tests.support.fiedler import Fiedler, call
 from tests.support.waiting import async_wait_for
 
 PROMPT = "System check, please respond with OK."

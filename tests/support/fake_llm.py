@@ -1,4 +1,5 @@
-"""A small OpenAI-compatible Chat Completions server on loopback, for Fiedler's tests.
+"""A small OpenAI-compatible Chat Completions server on loopback, for the tests that run
+Fiedler (its own and Grace's).
 
 It streams (SSE) like the real API and behaves according to the prompt:
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def echo_chunks(prompt: str) -> list[str]:
@@ -71,11 +72,8 @@ class FakeLLM:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake LLM server did not start")
-            time.sleep(0.02)
+        server = self._server
+        wait_for(lambda: server.started, timeout=10, interval=0.02, what="the fake LLM server")
         return self
 
     def stop(self) -> None:
