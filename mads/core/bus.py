@@ -29,22 +29,19 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from mads.core import channels
+from mads.core import channels, registry
 from mads.core.access import SenderPolicy
-from mads.core.contract import BUS_CONNECTED_LOG
 from mads.core.envelope import Envelope, EnvelopeError, decode, encode, make_envelope
 from mads.core.errors import BusBusyError, BusCommandError, BusError, BusUnavailableError
 from mads.core.logs import FirstTime, quoted
 from mads.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 
-CONNECTED_LOG = BUS_CONNECTED_LOG
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 ENVELOPE_FIELD = "envelope"
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_POOL_TIMEOUT_S = 5.0
 
 __all__ = [
-    "CONNECTED_LOG",
     "Bus",
     "BusBusyError",
     "BusCommandError",
@@ -245,7 +242,7 @@ class Bus:
                     self.reconnects += 1
                 self._connected.set()
                 self.last_error = None
-                self.log.info(CONNECTED_LOG)
+                self.log.info(registry.bus_connected_log())
                 delays = self._backoff.delays()
             first = False
             await asyncio.sleep(self._check_interval)

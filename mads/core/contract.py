@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "mads.services"
 
 # The guide's evidence that every MAD produces through the core.
-BUS_CONNECTED_LOG = "Successfully connected to Rogers Conversation Bus (Redis)"
+BUS_CONNECTED_LOG = "Successfully connected to {bus} (Redis)"
+"""``{bus}``: the name the group gives its bus (see :attr:`MadContract.bus_name`)."""
+DEFAULT_BUS_NAME = "Conversation Bus"
 STARTED_LOG = "MCP Server started on port {port}"
 BUS_STATUS_LABEL = "Conversation Bus Connected"
 
@@ -115,6 +117,9 @@ class MadContract:
     description: str
     tools: tuple[str, ...] = ()
     """The MCP tools it owns (and publishes in the gateway's registry if it uses the bus)."""
+    bus_name: str | None = None
+    """The name operators know the Conversation Bus by, when this MAD gives it its name
+    (the bus monitor's: "... Conversation Bus")."""
     ui_path: str | None = None
     """Where on its port it serves a page for people (Rogers' live view of the bus)."""
     report_tools: tuple[str, ...] = ()

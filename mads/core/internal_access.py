@@ -22,11 +22,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mads.core.contract import INTERNAL_TOKEN_VARIABLE
 from mads.core.edge import LOOPBACK_OPEN_PATHS, OPEN_PATHS, is_loopback
 from mads.core.logs import FirstTime
+from mads.core.registry import contracts
 
-REFUSED = (
-    "this MAD serves the group only: present the group's internal credential "
-    f"(Authorization: Bearer ${INTERNAL_TOKEN_VARIABLE}), or call its tools through Grace"
-)
+
+
+def refusal() -> str:
+    """What a caller without the internal credential is told: how to get in, and which MAD
+    outside clients call instead (the exposed one, when one is installed)."""
+    front = next((c.name for c in contracts().values() if c.exposed), None)
+    instead = f", or call its tools through {front}" if front else ""
+    return (
+        "this MAD serves the group only: present the group's internal credential "
+        f"(Authorization: Bearer ${INTERNAL_TOKEN_VARIABLE}){instead}"
+    )
 
 
 def _bearer(scope: Scope) -> bytes:
@@ -96,7 +104,7 @@ class InternalGuard:
                 "(further ones are counted in mad_internal_refusals_total, not logged)",
                 where,
             )
-        body = json.dumps({"error": REFUSED}).encode()
+        body = json.dumps({"error": refusal()}).encode()
         await send(
             {
                 "type": "http.response.start",

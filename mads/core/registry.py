@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from importlib.metadata import entry_points
 
-from mads.core.contract import ENTRY_POINT_GROUP, MadContract
+from mads.core.contract import BUS_CONNECTED_LOG, DEFAULT_BUS_NAME, ENTRY_POINT_GROUP, MadContract
 from mads.core.errors import MadUsageError
 
 
@@ -39,3 +39,13 @@ def contract(name: str) -> MadContract:
         return contracts()[name]
     except KeyError:
         raise UnknownMadError(name) from None
+
+
+def bus_name() -> str:
+    """What the group calls its bus: the name an installed MAD gives it, else the generic."""
+    return next((c.bus_name for c in contracts().values() if c.bus_name), DEFAULT_BUS_NAME)
+
+
+def bus_connected_log() -> str:
+    """The line every MAD logs when it reaches the bus (the guide looks for it)."""
+    return BUS_CONNECTED_LOG.format(bus=bus_name())

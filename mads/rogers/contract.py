@@ -32,6 +32,7 @@ CONTRACT = MadContract(
     description="The bus monitor: heartbeats, connections and traffic statistics.",
     tools=("rogers_get_connections", "rogers_get_stats"),
     report_tools=("rogers_get_connections", "rogers_get_stats"),
+    bus_name="Rogers Conversation Bus",
     ui_path="/ui",
     peers=(SEQUENTIAL_THINKING,),
     # It watches every channel; it publishes nothing of its own.

@@ -9,7 +9,6 @@ import pytest
 
 from mads.core import channels
 from mads.core.bus import (
-    CONNECTED_LOG,
     Bus,
     BusCommandError,
     BusMessage,
@@ -17,6 +16,7 @@ from mads.core.bus import (
     heartbeat_loop,
 )
 from mads.core.envelope import EnvelopeError
+from mads.core.registry import bus_connected_log
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
 
@@ -115,7 +115,7 @@ async def test_reconnects_after_redis_restarts_on_the_same_port(
     assert await bus.wait_connected(15)
     assert bus.reconnects == 1
     await publish_until_seen(bus, collector, "mad.topic.again")
-    assert caplog.text.count(CONNECTED_LOG) >= 1
+    assert caplog.text.count(bus_connected_log()) >= 1
     assert "Lost connection to the Conversation Bus" in caplog.text
     assert redis_server.password not in caplog.text
     await collector.stop()

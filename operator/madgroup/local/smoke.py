@@ -21,7 +21,8 @@ from madgroup.local import certificates, launcher, readiness
 from madgroup.local.context import Context
 from madgroup.local.envfile import PASSWORD_KEY
 from madgroup.local.state import GroupState
-from mads.core.contract import BUS_CONNECTED_LOG, BUS_STATUS_LABEL, STARTED_LOG, MadContract
+from mads.core.contract import BUS_STATUS_LABEL, STARTED_LOG, MadContract
+from mads.core.registry import bus_connected_log
 from mads.fiedler.contract import TASK_STATUS_CHANNEL, TaskStatus
 from mads.rogers.contract import ConnectionStatus
 from mads.sequential_thinking.contract import CONNECTED_LOG as THINKING_CONNECTED_LOG
@@ -173,7 +174,7 @@ class Smoke:
 
     def mad_step(self, name: str) -> str:
         contract = _contract(name)
-        needles = [BUS_CONNECTED_LOG] if contract.uses_bus else []
+        needles = [bus_connected_log()] if contract.uses_bus else []
         if contract.peers:
             needles.append(THINKING_CONNECTED_LOG)
         if "database" in contract.log_lines:
