@@ -7,12 +7,13 @@ argument names are refused for strict tools (their schema says
 ``additionalProperties: false``). The SDK's own (lenient) validation runs afterwards for
 what a schema cannot say. Problems come back as one-line tool errors, e.g. ``invalid
 arguments for <tool>: prompt: required``; nothing of the tool runs. Values a
-client sent appear quoted and cut short, never whole.
+client sent appear quoted and cut short, never whole: so do the names in a path to a
+problem that the schema does not declare (``payload.'<a client's key>'``), however short.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,8 @@ INVALID_PARAMS = -32602
 
 MAX_PROBLEMS = 3
 MAX_NAMES = 5
+MAX_PATH = 160
+"""The most characters of a path to a problem (``a.b.0.c``) an error shows."""
 
 
 @dataclass(frozen=True)
@@ -39,16 +42,21 @@ class ToolSignature:
     validator: Any
     validate_more: Callable[[dict[str, Any]], Any]
     """The SDK's own validation (custom validators a JSON schema cannot express)."""
+    declared: frozenset[str] = frozenset()
+    """Every property name the schema declares, at any depth: the names a problem's path
+    shows as they are (anything else in a path came from the client and is quoted)."""
 
     @classmethod
     def of(
         cls, schema: Mapping[str, Any], validate_more: Callable[[dict[str, Any]], Any]
     ) -> ToolSignature:
+        """The signature enforcing ``schema`` itself — the very object, not a copy, so what
+        a tool publishes and what is enforced cannot drift apart."""
         validator_class = jsonschema.validators.validator_for(
             schema, jsonschema.Draft202012Validator
         )
-        validator_class.check_schema(dict(schema))
-        return cls(schema, validator_class(dict(schema)), validate_more)
+        validator_class.check_schema(dict(schema))  # a check only: nothing keeps this copy
+        return cls(schema, validator_class(schema), validate_more, declared_names(schema))
 
     def problems(self, arguments: Any) -> str | None:
         if not isinstance(arguments, dict):
@@ -56,7 +64,9 @@ class ToolSignature:
         errors = sorted(self.validator.iter_errors(arguments), key=lambda e: list(e.path))
         if errors:
             # One "required" error per missing name, each described with all of them: once.
-            described = list(dict.fromkeys(describe(error, self.schema) for error in errors))
+            described = list(
+                dict.fromkeys(describe(error, self.schema, self.declared) for error in errors)
+            )
             if len(described) > MAX_PROBLEMS:
                 more = len(described) - MAX_PROBLEMS
                 described = [*described[:MAX_PROBLEMS], f"and {more} more"]
@@ -64,8 +74,39 @@ class ToolSignature:
         try:
             self.validate_more(arguments)
         except ValidationError as exc:
-            return "; ".join(_describe_pydantic(error) for error in exc.errors()[:MAX_PROBLEMS])
+            return "; ".join(
+                _describe_pydantic(error, self.declared) for error in exc.errors()[:MAX_PROBLEMS]
+            )
         return None
+
+
+def declared_names(schema: Any) -> frozenset[str]:
+    """The property names ``schema`` declares anywhere in it (``$defs`` included)."""
+    names: set[str] = set()
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Mapping):
+            properties = node.get("properties")
+            if isinstance(properties, Mapping):
+                names.update(str(name) for name in properties)
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return frozenset(names)
+
+
+def path_text(parts: Iterable[Any], declared: frozenset[str]) -> str:
+    """A path to a problem: declared names and item indices as they are, every other part
+    (a name the client chose) quoted and cut short; ``arguments`` for the top level."""
+    shown = [
+        str(part)
+        if (isinstance(part, int) and not isinstance(part, bool)) or part in declared
+        else quoted(part, 40)
+        for part in parts
+    ]
+    where = ".".join(shown) or "arguments"
+    return where if len(where) <= MAX_PATH else f"{where[: MAX_PATH - 3]}..."
 
 
 def json_type(value: Any) -> str:
@@ -87,11 +128,14 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def describe(error: SchemaError, schema: Mapping[str, Any]) -> str:
+def describe(
+    error: SchemaError, schema: Mapping[str, Any], declared: frozenset[str] | None = None
+) -> str:
     """One schema violation in a line: where, and what was expected."""
-    where = ".".join(str(part) for part in error.absolute_path) or "arguments"
-    if len(where) > 100:
-        where = quoted(where)
+    if declared is None:
+        declared = declared_names(schema)
+    top = not error.absolute_path
+    where = path_text(error.absolute_path, declared)
     kind = str(error.validator)
     # What the rule demanded, the value given and the schema holding the rule: JSON data.
     value: Any = error.validator_value
@@ -101,7 +145,7 @@ def describe(error: SchemaError, schema: Mapping[str, Any]) -> str:
         missing = [name for name in value if isinstance(instance, dict) and name not in instance]
         return "; ".join(f"{name}: required" for name in missing) or f"{where}: required"
     if kind == "additionalProperties":
-        allowed = sorted((schema.get("properties") or {}) if where == "arguments" else ())
+        allowed = sorted((schema.get("properties") or {}) if top else ())
         extra = sorted(set(instance) - set(own_schema.get("properties") or {}))
         shown = ", ".join(quoted(name, 40) for name in extra[:MAX_NAMES])
         if len(extra) > MAX_NAMES:
@@ -122,7 +166,7 @@ def describe(error: SchemaError, schema: Mapping[str, Any]) -> str:
         # The value has an allowed type but breaks that form's rule: say which rule.
         same_type = [e for e in error.context or () if e.validator != "type"]
         if same_type:
-            return describe(best_match(same_type), schema)
+            return describe(best_match(same_type), schema, declared)
         return f"{where}: does not match any allowed form"
     if kind == "enum":
         return f"{where}: must be one of {', '.join(map(str, value))}"
@@ -146,8 +190,8 @@ def _one_of_types(got: str, types: list[str]) -> bool:
     return got in types or (got == "integer" and "number" in types)
 
 
-def _describe_pydantic(error: Any) -> str:
-    where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+def _describe_pydantic(error: Any, declared: frozenset[str]) -> str:
+    where = path_text(error.get("loc", ()), declared)
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     if error.get("type") == "missing":
         message = "required"
