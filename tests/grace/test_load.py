@@ -46,6 +46,7 @@ async def test_rogers_counts_every_message_sent_through_grace(redis_server, star
     await async_wait_for(settled, timeout=30, interval=0.5, what="rogers to count the load")
     assert await topic_count(rogers.url) - before == result.sent
     assert "Traceback" not in rogers.log_text()
-    # Summarised, not flooded: one plain line for the pair, then counts per interval.
-    plain = "[Metrics] Received message from sender: grace on channel: mad.topic.load"
+    # Summarised, not flooded: one plain line for the pair (the client-named channel
+    # quoted), then counts per interval.
+    plain = "[Metrics] Received message from sender: grace on channel: 'mad.topic.load'"
     assert rogers.log_text().count(plain) <= 2

@@ -83,7 +83,7 @@ def test_traffic_log_summarises_instead_of_flooding(caplog: pytest.LogCaptureFix
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
         "[Metrics] Received message from sender: fiedler on channel: mad.fiedler.task.status",
-        "[Metrics] Received message from sender: grace on channel: mad.topic.a",
+        "[Metrics] Received message from sender: grace on channel: 'mad.topic.a'",
         "[Metrics] Received 999 more message(s) from sender: fiedler on channel: "
         "mad.fiedler.task.status in the last 10 s",
         "[Metrics] Received 1 message(s) on further sender/channel pairs in the last 10 s",
