@@ -27,7 +27,7 @@ from madgroup import topology
 from madgroup.errors import UsageError
 from mads.fiedler.contract import LLM_VARIABLES
 from mads.grace.contract import TOKENS_FILE_VARIABLE, TOKENS_VARIABLE
-from mads.grace.tokens import TokenEntry, TokenFile, TokenFileError
+from mads.grace.token_file import TokenEntry, TokenFile, TokenFileError
 
 GROUP = "madgroup.io"
 VERSION = "v1alpha1"
