@@ -25,7 +25,6 @@ from mads.core.logs import FirstTime
 from mads.core.registry import contracts
 
 
-
 def refusal() -> str:
     """What a caller without the internal credential is told: how to get in, and which MAD
     outside clients call instead (the exposed one, when one is installed)."""
