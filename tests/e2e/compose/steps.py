@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from typing import Any
 
 import yaml
 
-from tests.e2e.compose.harness import GuideHost, order_violations
+from tests.e2e.compose.harness import CommandFailed, GuideHost, order_violations
 
 MADS = ("sequential_thinking", "grace", "rogers", "fiedler")
 IMAGES = {
@@ -192,3 +193,61 @@ def configure_env(host: GuideHost) -> str:
     password = passwords[0].split("=", 1)[1]
     host.secrets.append(password)
     return password
+
+
+BUS_USERS = ("grace", "rogers", "fiedler")
+"""The MADs that connect to Redis, each as its own ACL user (Sequential Thinking does not)."""
+
+
+def bus_connects(host: GuideHost, service: str) -> int:
+    """How many times ``service`` has logged the guide's bus line: once at its start and
+    once each time its bus watcher finds Redis again (a new Redis run included)."""
+    return host.sh(f"docker-compose logs --no-color {service}").output.count(BUS_LINE)
+
+
+def bus_clients(host: GuideHost) -> dict[str, list[int]]:
+    """Redis's connected clients by ACL user: each connection's age in seconds."""
+    listed = host.sh(REDIS_ADMIN.format("client list") + " < /dev/null").output
+    ages: dict[str, list[int]] = {}
+    for line in listed.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "user" in fields and fields.get("age", "").isdigit():
+            ages.setdefault(fields["user"], []).append(int(fields["age"]))
+    return ages
+
+
+def redis_uptime(host: GuideHost) -> int:
+    info = host.sh(REDIS_ADMIN.format("info server") + " < /dev/null").output
+    found = re.search(r"^uptime_in_seconds:(\d+)", info, re.M)
+    assert found, info
+    return int(found.group(1))
+
+
+def wait_bus_reconnected(
+    host: GuideHost, connects_before: dict[str, int], since: float, timeout: float = 90
+) -> dict[str, list[int]]:
+    """Wait until every MAD in ``connects_before`` has really connected to the Redis that
+    started after ``since`` (a ``time.monotonic()`` taken before the restart): a new bus
+    line in its log, and Redis lists a connection of its ACL user, none of them older
+    than the restart. Returns the connections' ages by user."""
+
+    def attempt() -> dict[str, list[int]]:
+        slack = 1  # CLIENT LIST counts whole seconds
+        elapsed = time.monotonic() - since
+        clients = bus_clients(host)
+        waiting = []
+        for service, before in connects_before.items():
+            if bus_connects(host, service) <= before:
+                waiting.append(f"{service} has logged no new {BUS_LINE!r}")
+            ages = clients.get(service, [])
+            if not ages:
+                waiting.append(f"Redis lists no connection of the bus user {service}")
+            elif max(ages) > elapsed + slack:
+                waiting.append(f"{service} has a connection {max(ages)} s old, from before")
+        if waiting:
+            raise CommandFailed("; ".join(waiting))
+        return {service: clients[service] for service in connects_before}
+
+    return host.until(
+        attempt, timeout=timeout, what="every MAD to reconnect to the restarted Redis"
+    )

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from packaging.markers import Marker
 from tests.e2e.compose.harness import GuideHost
 from tests.e2e.compose.steps import (
     BUS_LINE,
+    BUS_USERS,
     HEALTHY,
     IMAGES,
     MADS,
@@ -35,10 +37,13 @@ from tests.e2e.compose.steps import (
     assert_start_order,
     assert_status_block,
     assert_step7,
+    bus_connects,
     configure_env,
     converse,
     raw,
+    redis_uptime,
     task_status,
+    wait_bus_reconnected,
     wait_healthy,
     wait_log,
 )
@@ -212,9 +217,17 @@ def test_runbook1_restart_fiedler(host: GuideHost) -> None:
 
 
 def test_restart_redis_everyone_reconnects(host: GuideHost) -> None:
+    """Each MAD finds the new Redis by itself: checked on Redis's side and in each MAD's
+    log before its status block, which right after the restart could still show the
+    state from before it."""
+    before = {service: bus_connects(host, service) for service in BUS_USERS}
+    since = time.monotonic()
     host.sh("docker-compose restart redis", timeout=300)
     wait_healthy(host, "redis")
-    for service in ("grace", "rogers", "fiedler"):
+    assert redis_uptime(host) <= time.monotonic() - since + 1, "Redis did not restart"
+    ages = wait_bus_reconnected(host, before, since)
+    print(f"reconnected after the restart (connection ages in s by bus user): {ages}")
+    for service in BUS_USERS:
         assert_status_block(host, service)
     # The task from step 8 survived in Redis's AOF and Fiedler's store; a new one completes.
     assert task_status(host, host.task_id)["status"] == "COMPLETED"  # type: ignore[attr-defined]
