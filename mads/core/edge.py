@@ -155,6 +155,36 @@ class HttpEdge:
             self.log.warning(message, *args)
 
 
+def host_name(value: str) -> str:
+    """The name in a well-formed ``Host`` value, without its port, in lower case."""
+    match = HOST.match(value)
+    name = value if match is None or match.group(1) is None else value[: match.start(1) - 1]
+    return name.lower()
+
+
+def host_refusal(
+    headers: Iterable[tuple[bytes, bytes]], names: Iterable[str]
+) -> tuple[int, str] | None:
+    """For pages a browser opens (DNS-rebinding protection, as the MCP endpoint has it): a
+    request whose Host, or Origin when it has one, names none of ``names`` (with any port)
+    is refused, 421 or 403 with the reason; None when it may be served."""
+    headers = list(headers)
+    problem = header_problem(headers)
+    if problem is not None:
+        return problem
+    allowed = {name.lower() for name in names}
+    host = next(value for name, value in headers if name == b"host").decode("latin-1")
+    if host_name(host) not in allowed:
+        return 421, f"Invalid Host header: {quoted(host, 60)} is not a name this MAD serves"
+    origin = next((value for name, value in headers if name == b"origin"), None)
+    if origin is not None:
+        text = origin.decode("latin-1")
+        match = ORIGIN.match(text)
+        if match is None or host_name(match.group(1)) not in allowed:
+            return 403, f"Invalid Origin header: {quoted(text, 60)} is not this MAD's"
+    return None
+
+
 def header_problem(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, str] | None:
     hosts = [value for name, value in headers if name == b"host"]
     origins = [value for name, value in headers if name == b"origin"]

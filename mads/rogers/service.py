@@ -45,7 +45,8 @@ def build() -> MadService:
     )
     live = LiveView()
     monitor = BusMonitor(bus, connections, stats, traffic_log, service.log, live=live)
-    service.add_routes(LiveUi(connections, stats, live).routes(), loopback_prefix=ui.PREFIX)
+    live_ui = LiveUi(connections, stats, live, allowed_hosts=settings.allowed_hosts)
+    service.add_routes(live_ui.routes(), loopback_prefix=ui.PREFIX)
     service.add_background(monitor.run)
     service.add_background(traffic_log.run)
 

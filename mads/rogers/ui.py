@@ -7,20 +7,28 @@ the tasks — which the page draws without reloading.
 The event streams are bounded like every long request of a MAD: at most MAX_STREAMS at once
 (beyond, 503 with ``Retry-After``), each closed after STREAM_S (the browser's EventSource
 reconnects by itself).
+
+A browser opens these pages, so they answer only to the names the MAD serves — loopback and
+``MAD_ALLOWED_HOSTS`` — in ``Host`` (and ``Origin``, when one is sent): a page elsewhere
+whose name was made to resolve to loopback (DNS rebinding) gets 421, not the group's data.
+Probes, ``/status`` and ``/metrics`` are not under ``/ui`` and stay open to any Host (the
+kubelet and Prometheus name the pod by its address).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from mads.core.edge import host_refusal
+from mads.core.service import LOOPBACK_HOSTS
 from mads.rogers.connections import ConnectionTable
 from mads.rogers.contract import CONTRACT
 from mads.rogers.live import LiveView
@@ -43,11 +51,23 @@ SECURITY_HEADERS = {
 }
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
 class LiveUi:
-    def __init__(self, connections: ConnectionTable, stats: TrafficStats, live: LiveView) -> None:
+    def __init__(
+        self,
+        connections: ConnectionTable,
+        stats: TrafficStats,
+        live: LiveView,
+        allowed_hosts: Sequence[str] = (),
+    ) -> None:
+        """``allowed_hosts``: the names besides loopback this MAD serves (its settings'
+        ``MAD_ALLOWED_HOSTS``)."""
         self.connections = connections
         self.stats = stats
         self.live = live
+        self.hosts = (*LOOPBACK_HOSTS, *allowed_hosts)
         self.streams = 0
 
     def snapshot(self) -> dict[str, Any]:
@@ -60,11 +80,24 @@ class LiveUi:
 
     def routes(self) -> list[Route]:
         static = [
-            Route(PREFIX + path, self._static(name, kind)) for path, (name, kind) in FILES.items()
+            Route(PREFIX + path, self._own_hosts(self._static(name, kind)))
+            for path, (name, kind) in FILES.items()
         ]
-        return [*static, Route(PREFIX + "/events", self._events)]
+        return [*static, Route(PREFIX + "/events", self._own_hosts(self._events))]
 
-    def _static(self, name: str, kind: str) -> Any:
+    def _own_hosts(self, handler: Handler) -> Handler:
+        """``handler``, answering only requests that name this MAD (DNS rebinding)."""
+
+        async def guarded(request: Request) -> Response:
+            refused = host_refusal(request.scope.get("headers", ()), self.hosts)
+            if refused is not None:
+                status, reason = refused
+                return JSONResponse({"error": reason}, status_code=status)
+            return await handler(request)
+
+        return guarded
+
+    def _static(self, name: str, kind: str) -> Handler:
         body = resources.files("mads.rogers").joinpath("ui", name).read_bytes()
 
         async def serve(request: Request) -> Response:

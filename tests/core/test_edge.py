@@ -99,6 +99,22 @@ def test_two_host_headers_are_refused(thinking: MadProcess) -> None:
     assert b"exactly one" in reply
 
 
+def test_two_origin_headers_are_refused(thinking: MadProcess) -> None:
+    body = json.dumps(INIT).encode()
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{thinking.port}\r\n"
+        f"Origin: http://127.0.0.1:{thinking.port}\r\nOrigin: http://evil.example\r\n"
+        "content-type: application/json\r\naccept: application/json, text/event-stream\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode()
+    reply = raw_request(thinking.port, head, body)
+    assert status_of(reply) == 403
+    assert b"Invalid Origin header: more than one" in reply
+    # Each alone is judged on its own: the first is served, the second refused.
+    assert post(thinking, origin=f"http://127.0.0.1:{thinking.port}").status_code == 200
+    assert post(thinking, origin="http://evil.example").status_code == 403
+
+
 def test_origin_must_be_well_formed(thinking: MadProcess) -> None:
     assert post(thinking, origin=f"http://127.0.0.1:{thinking.port}").status_code == 200
     for origin in ("http://127.0.0.1:99999", "javascript:alert(1)", "null", "http://"):
