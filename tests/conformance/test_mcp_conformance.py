@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.support import npm
-from tests.support.mad_process import MadProcess
-from tests.support.redis_server import RedisServer
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 
 HERE = Path(__file__).resolve().parent
 SUITE = HERE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
@@ -99,15 +98,11 @@ def test_every_scenario_is_run_or_said_why_not(suite: Path) -> None:
 def test_the_applicable_scenarios_pass(
     suite: Path,
     name: str,
-    redis_server: RedisServer,
-    start_mad: Callable[..., MadProcess],
+    mad_group: ProcessGroup,
     tmp_path: Path,
 ) -> None:
-    st = start_mad("sequential_thinking")
-    env = {**redis_server.env, "SEQUENTIAL_THINKING_URL": f"{st.url}/mcp"}
-    if name == "fiedler":
-        env["FIEDLER_DB_PATH"] = str(tmp_path / "fiedler.db")
-    server = st if name == "sequential_thinking" else start_mad(name, env=env)
+    st = mad_group.start("sequential_thinking")
+    server = st if name == "sequential_thinking" else mad_group.start(name)
     for scenario in APPLICABLE:
         checks = run(suite, f"{server.url}/mcp", scenario, tmp_path / "results")
         assert checks and all(c["status"] == "SUCCESS" for c in checks), (scenario, checks)

@@ -5,7 +5,9 @@ returns, as is one relayed while it restarts."""
 
 import asyncio
 
-from tests.grace.support import call, grace_session, new_token, ok
+from tests.support.grace import call, grace_session, new_token, ok
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.waiting import async_wait_for
 
 SMOKE = {"prompt": "System check, please respond with OK.", "requester_id": "ops-team"}
@@ -24,20 +26,14 @@ async def completed(s, task_id: str) -> dict:
     return await async_wait_for(done, timeout=30, interval=0.2, what=f"task {task_id} done")
 
 
-async def test_step8_through_grace_and_fiedler_restart(redis_server, start_mad, tmp_path) -> None:
+async def test_step8_through_grace_and_fiedler_restart(mad_group: ProcessGroup) -> None:
     token = new_token()
-    st = start_mad("sequential_thinking")
-    thinking = {**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp"}
-    grace = start_mad(
-        "grace",
-        env={
-            **redis_server.env,
-            "GRACE_API_TOKENS": token,
-            "GRACE_RELAY_TIMEOUT_S": str(RELAY_TIMEOUT_S),
-        },
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start(
+        "grace", {"GRACE_API_TOKENS": token, "GRACE_RELAY_TIMEOUT_S": str(RELAY_TIMEOUT_S)}
     )
-    rogers = start_mad("rogers", env=thinking)
-    fiedler = start_mad("fiedler", env={**thinking, "FIEDLER_DB_PATH": str(tmp_path / "f.db")})
+    rogers = mad_group.start("rogers")
+    fiedler = mad_group.start("fiedler")
 
     async with grace_session(grace.url, token) as s:
 

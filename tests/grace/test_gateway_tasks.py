@@ -7,6 +7,7 @@ processes, the official SDK client."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -18,9 +19,11 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import LATEST_MODERN_VERSION
 
 from mads.grace import tokens
-from tests.fiedler.fake_llm import FakeLLM, echo_chunks
-from tests.grace.support import grace_session, new_token, start_gateway
 from tests.support import tasks_extension as ext
+from tests.support.fake_llm import FakeLLM, echo_chunks
+from tests.support.grace import grace_session, new_token
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.waiting import async_wait_for
 
 PROMPT = "System check, please respond with OK."
@@ -45,7 +48,7 @@ async def cancel(s: Any, task_id: str) -> t.CancelTaskResult:
     return await s.send_request(request, t.CancelTaskResult)
 
 
-async def test_tasks_through_grace(redis_server, start_mad, tmp_path) -> None:
+async def test_tasks_through_grace(mad_group: ProcessGroup, tmp_path: Path) -> None:
     admin, reader = new_token(), new_token()
     tokens_file = tmp_path / "tokens.json"
     tokens_file.write_text(
@@ -61,12 +64,11 @@ async def test_tasks_through_grace(redis_server, start_mad, tmp_path) -> None:
             }
         )
     )
-    grace = start_gateway(
-        start_mad,
-        redis_server,
-        tmp_path,
-        grace_env={"GRACE_API_TOKENS": admin, "GRACE_TOKENS_FILE": str(tokens_file)},
-    ).grace
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start(
+        "grace", {"GRACE_API_TOKENS": admin, "GRACE_TOKENS_FILE": str(tokens_file)}
+    )
+    mad_group.start("fiedler")
 
     async with grace_session(grace.url, admin) as s:
 
@@ -116,13 +118,13 @@ async def test_tasks_through_grace(redis_server, start_mad, tmp_path) -> None:
     assert "lacks the scope for tool 'fiedler_cancel_task' (tasks/cancel)" in grace.log_text()
 
 
-async def test_tasks_extension_through_grace(redis_server, start_mad, tmp_path) -> None:
+async def test_tasks_extension_through_grace(mad_group: ProcessGroup) -> None:
     """The same on protocol 2026-07-28: the official client in its default mode with the
     tasks extension, connected only to Grace with a bearer token."""
     token = new_token()
-    grace = start_gateway(
-        start_mad, redis_server, tmp_path, grace_env={"GRACE_API_TOKENS": token}
-    ).grace
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start("grace", {"GRACE_API_TOKENS": token})
+    mad_group.start("fiedler")
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
     transport = streamable_http_client(f"{grace.url}/mcp", http_client=http)
     async with http, Client(transport, extensions=[ext.TasksExtension()]) as client:
@@ -154,22 +156,16 @@ async def test_tasks_extension_through_grace(redis_server, start_mad, tmp_path) 
             await ext.cancel(client.session, created.task_id)
 
 
-async def test_tasks_result_through_grace_reports_progress(
-    redis_server, start_mad, tmp_path
-) -> None:
+async def test_tasks_result_through_grace_reports_progress(mad_group: ProcessGroup) -> None:
     """Through Grace, tasks/result with a progressToken relays the task's chunks from
     mad.stream.<id> as progress notifications, from the moment it was asked."""
     llm = FakeLLM().start()
     llm.delay = 0.3
     try:
         token = new_token()
-        grace = start_gateway(
-            start_mad,
-            redis_server,
-            tmp_path,
-            grace_env={"GRACE_API_TOKENS": token},
-            fiedler_env=llm.fiedler_env,
-        ).grace
+        mad_group.start("sequential_thinking")
+        grace = mad_group.start("grace", {"GRACE_API_TOKENS": token})
+        mad_group.start("fiedler", llm.fiedler_env)
         prompt = "a few words to stream through the front door"
         async with grace_session(grace.url, token) as s:
 

@@ -5,9 +5,11 @@ import json
 import uuid
 
 import httpx
-import pytest
 
-from tests.grace.support import call, grace_session, new_token, ok
+from tests.support.grace import call, grace_session, new_token, ok
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
 
 GRACE_BLOCK = """[GraceV0 Status]
@@ -17,27 +19,19 @@ GRACE_BLOCK = """[GraceV0 Status]
 """
 
 
-@pytest.fixture
-def group(redis_server, start_mad):
+async def test_grace_relays_and_refuses(mad_group: ProcessGroup) -> None:
     token = new_token()
-    st = start_mad("sequential_thinking")
-    grace = start_mad(
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start(
         "grace",
-        env={
-            **redis_server.env,
+        {
             "GRACE_API_TOKENS": f"{new_token()},{token}",
             "GRACE_MAX_BUFFER": "5",
             "GRACE_MAX_PAYLOAD_BYTES": "2048",
         },
     )
-    rogers = start_mad(
-        "rogers", env={**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp"}
-    )
-    return grace, rogers, token
+    mad_group.start("rogers")
 
-
-async def test_grace_relays_and_refuses(group, redis_server) -> None:
-    grace, _rogers, token = group
     status = grace.cli("mad-status")
     assert (status.returncode, status.stdout) == (0, GRACE_BLOCK)
     assert "Access: bearer token required on /mcp" in grace.log_text()
@@ -114,8 +108,8 @@ async def test_grace_relays_and_refuses(group, redis_server) -> None:
 
         async def full() -> bool:
             return (
-                await redis_server_buffer_len(redis_server, client_id) == 5
-                and await redis_dropped(redis_server, client_id) == 3
+                await redis_server_buffer_len(mad_group.redis, client_id) == 5
+                and await redis_dropped(mad_group.redis, client_id) == 3
             )
 
         await async_wait_for(full, timeout=10, what="buffer full with 3 dropped")
@@ -165,7 +159,7 @@ async def test_grace_relays_and_refuses(group, redis_server) -> None:
         )
         got = await async_wait_for(one_message, timeout=10, what="the sentinel")
         assert [m["message_id"] for m in got["messages"]] == [sentinel["message_id"]]
-        assert redis_server.client().hget("mad.grace.clients", "nobody") is None
+        assert mad_group.redis.client().hget("mad.grace.clients", "nobody") is None
 
     # HTTP-level refusals: no token, wrong token, malformed JSON body.
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -193,9 +187,9 @@ async def test_grace_relays_and_refuses(group, redis_server) -> None:
     assert token not in grace.log_text()
 
 
-async def redis_server_buffer_len(redis_server, client_id: str) -> int:
+async def redis_server_buffer_len(redis_server: RedisServer, client_id: str) -> int:
     return int(redis_server.client().llen(f"mad.grace.buffer.{client_id}"))
 
 
-async def redis_dropped(redis_server, client_id: str) -> int:
+async def redis_dropped(redis_server: RedisServer, client_id: str) -> int:
     return int(redis_server.client().get(f"mad.grace.dropped.{client_id}") or 0)

@@ -8,7 +8,9 @@ import os
 
 from mads.core.mcp_client import result_data, session
 from tests.grace.load import paced_send
-from tests.grace.support import new_token
+from tests.support.grace import new_token
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.waiting import async_wait_for
 
 RATE = float(os.environ.get("MADGROUP_LOAD_RATE", "1000"))
@@ -21,13 +23,11 @@ async def topic_count(rogers_url: str) -> int:
     return int(stats["by_channel_class"]["topic"])
 
 
-async def test_rogers_counts_every_message_sent_through_grace(redis_server, start_mad) -> None:
+async def test_rogers_counts_every_message_sent_through_grace(mad_group: ProcessGroup) -> None:
     token = new_token()
-    st = start_mad("sequential_thinking")
-    grace = start_mad("grace", env={**redis_server.env, "GRACE_API_TOKENS": token})
-    rogers = start_mad(
-        "rogers", env={**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp"}
-    )
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start("grace", {"GRACE_API_TOKENS": token})
+    rogers = mad_group.start("rogers")
     before = await topic_count(rogers.url)
 
     result = await paced_send(grace.url, token, rate=RATE, seconds=SECONDS)

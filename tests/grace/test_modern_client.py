@@ -9,17 +9,19 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import LATEST_MODERN_VERSION
 
 from mads.core.mcp_client import error_text, result_data
-from tests.grace.support import new_token, start_gateway
+from tests.support.grace import new_token
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.waiting import async_wait_for
 
 SMOKE = {"prompt": "System check, please respond with OK.", "requester_id": "ops-team"}
 
 
-async def test_default_sdk_client_runs_step8_through_grace(redis_server, start_mad, tmp_path):
+async def test_default_sdk_client_runs_step8_through_grace(mad_group: ProcessGroup) -> None:
     token = new_token()
-    grace = start_gateway(
-        start_mad, redis_server, tmp_path, grace_env={"GRACE_API_TOKENS": token}
-    ).grace
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start("grace", {"GRACE_API_TOKENS": token})
+    mad_group.start("fiedler")
 
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
     async with http, Client(streamable_http_client(f"{grace.url}/mcp", http_client=http)) as c:

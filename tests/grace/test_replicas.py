@@ -4,14 +4,16 @@ GRACE_API_TOKENS, Grace says at start-up that it serves loopback clients only.""
 
 import uuid
 
-from tests.grace.support import grace_session, ok
+from tests.support.grace import grace_session, ok
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.waiting import async_wait_for
 
 
-async def test_replicas_share_subscriptions_and_buffers(redis_server, start_mad) -> None:
-    first = start_mad("grace", env=redis_server.env)
-    second = start_mad("grace", env=redis_server.env)
-    # start_mad gives both replicas the same working directory, hence one shared log.
+async def test_replicas_share_subscriptions_and_buffers(mad_group: ProcessGroup) -> None:
+    first = mad_group.start("grace")
+    second = mad_group.start("grace")
+    # The group gives both replicas the same working directory, hence one shared log.
     assert first.log_path == second.log_path
     log = first.log_text()
     assert log.count("GRACE_API_TOKENS is not set, so Grace serves loopback clients only") == 2

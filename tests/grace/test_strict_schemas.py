@@ -5,36 +5,25 @@ error, not a broken reply."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from mads.core.mcp_client import session
-from tests.grace.support import call, grace_session, new_token
-from tests.support.group import process_group
-from tests.support.mad_process import MadProcess
+from tests.support.grace import call, grace_session, new_token
+from tests.support.group import ProcessGroup, process_group
 from tests.support.waiting import async_wait_for
 
-
-@dataclass
-class Group:
-    grace: MadProcess
-    fiedler: MadProcess
-    rogers: MadProcess
-    token: str
+TOKEN = new_token()
 
 
 @pytest.fixture(scope="module")
-def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
-    workdir: Path = tmp_path_factory.mktemp("strict")
-    token = new_token()
-    with process_group(workdir) as processes:
+def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
+    with process_group(tmp_path_factory.mktemp("strict")) as processes:
         processes.start("sequential_thinking")
-        fiedler = processes.start("fiedler", {"FIEDLER_DB_PATH": str(workdir / "f.db")})
-        rogers = processes.start("rogers")
-        grace = processes.start("grace", {"GRACE_API_TOKENS": token})
-        yield Group(grace, fiedler, rogers, token)
+        processes.start("fiedler")
+        processes.start("rogers")
+        processes.start("grace", {"GRACE_API_TOKENS": TOKEN})
+        yield processes
 
 
 WRONG_TYPES = [
@@ -54,38 +43,38 @@ WRONG_TYPES = [
 
 @pytest.mark.parametrize(("mad", "tool", "arguments", "message"), WRONG_TYPES)
 async def test_wrong_json_types_are_refused_directly_and_through_grace(
-    group: Group, mad: str, tool: str, arguments: dict, message: str
+    group: ProcessGroup, mad: str, tool: str, arguments: dict, message: str
 ) -> None:
-    direct = getattr(group, mad)
-    headers = {"Authorization": f"Bearer {group.token}"} if mad == "grace" else {}
+    direct = group[mad]
+    headers = {"Authorization": f"Bearer {TOKEN}"} if mad == "grace" else {}
     async with session(f"{direct.url}/mcp", headers=headers) as s:
         ok, error = await call(s, tool, arguments)
     assert not ok and message in error, error
-    async with grace_session(group.grace.url, group.token) as s:
+    async with grace_session(group["grace"].url, TOKEN) as s:
         await async_wait_for(lambda: _offered(s, tool), timeout=30, what=f"Grace to offer {tool}")
         ok, relayed = await call(s, tool, arguments)
     assert not ok and message in relayed, relayed
 
 
-async def test_the_published_schema_is_the_enforced_one(group: Group) -> None:
-    async with session(f"{group.fiedler.url}/mcp") as s:
+async def test_the_published_schema_is_the_enforced_one(group: ProcessGroup) -> None:
+    async with session(f"{group['fiedler'].url}/mcp") as s:
         tools = {t.name: t for t in (await s.list_tools()).tools}
     schema = tools["fiedler_list_tasks"].input_schema
     assert schema["additionalProperties"] is False
     assert schema["properties"]["limit"]["type"] == "integer"
-    async with session(f"{group.fiedler.url}/mcp") as s:
+    async with session(f"{group['fiedler'].url}/mcp") as s:
         ok, data = await call(s, "fiedler_list_tasks", {"limit": 5.0})  # an integer in JSON
     assert ok, data
 
 
-async def test_a_relayed_call_over_the_bus_limit_is_a_tool_error(group: Group) -> None:
+async def test_a_relayed_call_over_the_bus_limit_is_a_tool_error(group: ProcessGroup) -> None:
     prompt = "x" * (1024 * 1024 + 10)
-    async with grace_session(group.grace.url, group.token) as s:
+    async with grace_session(group["grace"].url, TOKEN) as s:
         await async_wait_for(lambda: _offered(s, "fiedler_converse"), timeout=30, what="tools")
         ok, error = await call(s, "fiedler_converse", {"prompt": prompt, "requester_id": "big"})
     assert not ok
     assert "cannot relay fiedler_converse" in error and "bytes" in error, error[:300]
-    assert "Traceback" not in group.grace.log_text()
+    assert "Traceback" not in group["grace"].log_text()
 
 
 async def _offered(s, tool: str) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,9 +15,9 @@ import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from mads.grace import tokens
-from tests.grace.support import new_token
-from tests.support.mad_process import MadProcess
-from tests.support.redis_server import RedisServer
+from tests.support.grace import new_token
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.tool_calls import ToolCallClient
 from tests.support.waiting import async_wait_for
 
@@ -86,7 +85,7 @@ def test_the_rate_limit_is_a_bucket_of_one_seconds_worth() -> None:
 
 
 async def test_scopes_and_limits_hold_and_other_tokens_are_unaffected(
-    redis_server: RedisServer, start_mad: Callable[..., MadProcess], tmp_path: Path
+    mad_group: ProcessGroup, tmp_path: Path
 ) -> None:
     reader, limited, admin = new_token(), new_token(), new_token()
     tokens_file = _file(
@@ -104,18 +103,16 @@ async def test_scopes_and_limits_hold_and_other_tokens_are_unaffected(
             },
         ],
     )
-    thinking = start_mad("sequential_thinking")
-    env = {**redis_server.env, "SEQUENTIAL_THINKING_URL": f"{thinking.url}/mcp"}
-    grace = start_mad(
-        "grace",
-        env={**env, "GRACE_API_TOKENS": admin, "GRACE_TOKENS_FILE": str(tokens_file)},
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start(
+        "grace", {"GRACE_API_TOKENS": admin, "GRACE_TOKENS_FILE": str(tokens_file)}
     )
-    fiedler = start_mad("fiedler", env={**env, "FIEDLER_DB_PATH": str(tmp_path / "f.db")})
+    fiedler = mad_group.start("fiedler")
     clients = {
         name: ToolCallClient(f"{grace.url}/mcp", token=token, connections=50)
         for name, token in (("reader", reader), ("limited", limited), ("admin", admin))
     }
-    redis = redis_server.client()
+    redis = mad_group.redis.client()
     try:
 
         async def offered() -> bool:

@@ -18,8 +18,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import LATEST_MODERN_VERSION
 
 from mads.core.mcp_client import result_data
-from tests.fiedler.fake_llm import FakeLLM
-from tests.grace.support import grace_session, new_token, start_gateway
+from tests.support.fake_llm import FakeLLM
+from tests.support.grace import grace_session, new_token
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.waiting import async_wait_for
 
 
@@ -32,7 +34,7 @@ def spans(path: Path, trace_id: str) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("carried_by", ["http-header", "meta"])
 async def test_one_trace_id_across_grace_fiedler_and_sequential_thinking(
-    carried_by: str, redis_server, start_mad, tmp_path
+    carried_by: str, mad_group: ProcessGroup, tmp_path: Path
 ) -> None:
     """``http-header``: the 2025-11-25 client's HTTP ``traceparent``; ``meta``: the official
     client on 2026-07-28 with ``_meta.traceparent`` on the call."""
@@ -41,14 +43,9 @@ async def test_one_trace_id_across_grace_fiedler_and_sequential_thinking(
     llm = FakeLLM().start()
     try:
         token = new_token()
-        grace = start_gateway(
-            start_mad,
-            redis_server,
-            tmp_path,
-            every=traced,
-            grace_env={"GRACE_API_TOKENS": token},
-            fiedler_env=llm.fiedler_env,
-        ).grace
+        mad_group.start("sequential_thinking", traced)
+        grace = mad_group.start("grace", {**traced, "GRACE_API_TOKENS": token})
+        mad_group.start("fiedler", {**traced, **llm.fiedler_env})
         trace_id = secrets.token_hex(16)
         traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
         if carried_by == "http-header":

@@ -4,6 +4,8 @@ a restart it is HEALTHY again."""
 
 import json
 
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.waiting import wait_for
 
 HEARTBEAT_S = 0.5  # what tests.support.mad_process gives every MAD
@@ -17,12 +19,11 @@ def connections(rogers) -> dict[str, dict]:
     return {c["mad_id"]: c for c in reply["connections"]}
 
 
-def test_step7_connections_follow_grace(redis_server, start_mad, tmp_path) -> None:
-    st = start_mad("sequential_thinking")
-    thinking = {**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp"}
-    grace = start_mad("grace", env=redis_server.env)
-    rogers = start_mad("rogers", env=thinking)
-    start_mad("fiedler", env={**thinking, "FIEDLER_DB_PATH": str(tmp_path / "f.db")})
+def test_step7_connections_follow_grace(mad_group: ProcessGroup) -> None:
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start("grace")
+    rogers = mad_group.start("rogers")
+    mad_group.start("fiedler")
 
     def both_healthy() -> dict | None:
         table = connections(rogers)

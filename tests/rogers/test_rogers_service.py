@@ -6,6 +6,8 @@ import json
 import httpx
 
 from mads.core.envelope import make_envelope
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.waiting import wait_for
 
 ROGERS_BLOCK = """[RogersV1 Status]
@@ -22,11 +24,9 @@ def cli_json(mad, tool: str, arguments: str = "{}") -> dict:
     return json.loads(done.stdout)
 
 
-def test_rogers_monitors_the_bus(redis_server, start_mad) -> None:
-    st = start_mad("sequential_thinking")
-    rogers = start_mad(
-        "rogers", env={**redis_server.env, "SEQUENTIAL_THINKING_URL": st.url + "/mcp"}
-    )
+def test_rogers_monitors_the_bus(mad_group: ProcessGroup) -> None:
+    mad_group.start("sequential_thinking")
+    rogers = mad_group.start("rogers")
 
     status = rogers.cli("mad-status")
     assert status.returncode == 0, status.stderr
@@ -56,7 +56,7 @@ def test_rogers_monitors_the_bus(redis_server, start_mad) -> None:
     )
 
     # A sender publishing straight into Redis; and junk that is not an envelope.
-    client = redis_server.client()
+    client = mad_group.redis.client()
     envelope = make_envelope("fiedler", "mad.fiedler.task.status", {"status": "RUNNING"})
     client.publish("mad.fiedler.task.status", envelope.model_dump_json())
     for _ in range(5):

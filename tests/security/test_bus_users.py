@@ -10,7 +10,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,9 @@ from madgroup import topology
 from mads.core import access, channels, registry
 from mads.core.bus import Bus
 from mads.core.envelope import make_envelope
-from tests.grace.support import call, grace_session, new_token, ok
-from tests.support.mad_process import MadProcess
+from tests.support.grace import call, grace_session, new_token, ok
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
 
@@ -168,17 +168,14 @@ async def test_a_message_naming_another_mad_as_sender_is_dropped_and_counted(
     assert len(warnings) == 2  # once per sender and channel family, not per message
 
 
-async def test_the_group_does_all_its_work_as_its_own_users(
-    redis_server: RedisServer, start_mad: Callable[..., MadProcess]
-) -> None:
+async def test_the_group_does_all_its_work_as_its_own_users(mad_group: ProcessGroup) -> None:
     """The guide's step 7 and 8 through Grace, every MAD connected as its own user, and
     Redis denied nothing along the way (its ACL LOG stays empty)."""
     token = new_token()
-    thinking = start_mad("sequential_thinking")
-    env = {**redis_server.env, "SEQUENTIAL_THINKING_URL": f"{thinking.url}/mcp"}
-    grace = start_mad("grace", env={**env, "GRACE_API_TOKENS": token})
-    start_mad("rogers", env=env)
-    fiedler = start_mad("fiedler", env={**env, "FIEDLER_DB_PATH": str(grace.workdir / "f.db")})
+    thinking = mad_group.start("sequential_thinking")
+    grace = mad_group.start("grace", {"GRACE_API_TOKENS": token})
+    mad_group.start("rogers")
+    fiedler = mad_group.start("fiedler")
     assert "REDIS_USERNAME" not in thinking.env and "REDIS_PASSWORD" not in thinking.env
     assert fiedler.env["REDIS_USERNAME"] == "fiedler"
 
@@ -217,7 +214,7 @@ async def test_the_group_does_all_its_work_as_its_own_users(
             return bool(polled["messages"])
 
         await async_wait_for(delivered, timeout=30, what="the fan-out to deliver")
-    admin = redis_server.client()
+    admin = mad_group.redis.client()
     users = {
         entry["user"] for entry in admin.client_list() if entry.get("user") not in (None, "default")
     }
