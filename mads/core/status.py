@@ -41,18 +41,31 @@ class StatusReport(BaseModel):
         return self.status == HEALTHY
 
     def render_text(self) -> str:
-        out = [
-            f"[{self.banner} Status]",
-            f"- MAD Name: {self.mad_name}",
-            f"- Status: {self.status}",
-        ]
+        out = header_lines(self.banner, self.mad_name, self.status)
         for line in self.lines:
-            out.append(f"- {line.label}: {line.value}")
+            out.append(render_line(line.label, line.value))
         return "\n".join(out)
+
+
+def header_lines(banner: str, mad_name: str, status: str) -> list[str]:
+    """The first three lines of ``mad-status``."""
+    return [f"[{banner} Status]", f"- MAD Name: {mad_name}", f"- Status: {status}"]
+
+
+def render_line(label: str, value: str) -> str:
+    return f"- {label}: {value}"
+
+
+CONNECTED_SUFFIX = " Connected"
+
+
+def healthy_value(label: str) -> str:
+    """What a line shows when it is fine: ``True`` for a connection, ``OK`` otherwise."""
+    return "True" if label.endswith(CONNECTED_SUFFIX) else "OK"
 
 
 def connected_line(label: str, connected: bool, detail: str | None = None) -> StatusLine:
     """``- <label> Connected: True|False``."""
     return StatusLine(
-        label=f"{label} Connected", value=str(bool(connected)), ok=connected, detail=detail
+        label=f"{label}{CONNECTED_SUFFIX}", value=str(bool(connected)), ok=connected, detail=detail
     )

@@ -11,6 +11,8 @@ from mads.sequential_thinking.contract import NAME as SEQUENTIAL_THINKING
 from mads.sequential_thinking.contract import STATUS_LABEL as THINKING_STATUS
 
 NAME = "rogers"
+CONNECTIONS_TOOL = "rogers_get_connections"
+"""Every MAD Rogers hears on the bus, with its status (the guide's step 7)."""
 METRICS_LOG = "[Metrics] Received message from sender: {sender} on channel: {channel}"
 
 
@@ -30,8 +32,8 @@ CONTRACT = MadContract(
     banner="RogersV1",
     service="mads.rogers.service:build",
     description="The bus monitor: heartbeats, connections and traffic statistics.",
-    tools=("rogers_get_connections", "rogers_get_stats"),
-    report_tools=("rogers_get_connections", "rogers_get_stats"),
+    tools=(CONNECTIONS_TOOL, "rogers_get_stats"),
+    report_tools=(CONNECTIONS_TOOL, "rogers_get_stats"),
     bus_name="Rogers Conversation Bus",
     ui_path="/ui",
     peers=(SEQUENTIAL_THINKING,),

@@ -25,4 +25,5 @@ CONTRACT = MadContract(
     tools=(TOOL_NAME,),
     uses_bus=False,
     status_labels=("Thoughts In Memory",),
+    log_lines={"caller_connected": CONNECTED_LOG},
 )

@@ -17,6 +17,10 @@ from madgroup.errors import UsageError
 from mads.core import access, registry
 from mads.core import contract as contract_module
 from mads.core.contract import DataFile, MadContract
+from mads.fiedler import contract as fiedler_contract
+from mads.grace import contract as grace_contract
+from mads.rogers import contract as rogers_contract
+from mads.sequential_thinking import contract as sequential_thinking_contract
 
 
 class ProbeKind(StrEnum):
@@ -29,10 +33,11 @@ class ProbeKind(StrEnum):
 
 
 REDIS = "redis"
-SEQUENTIAL_THINKING = "sequential_thinking"
-GRACE = "grace"
-ROGERS = "rogers"
-FIEDLER = "fiedler"
+"""The bus: the one component that is not a MAD (it has no contract)."""
+SEQUENTIAL_THINKING = sequential_thinking_contract.NAME
+GRACE = grace_contract.NAME
+ROGERS = rogers_contract.NAME
+FIEDLER = fiedler_contract.NAME
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/madgroup"
 DEFAULT_IMAGE_TAG = "0.1.0"

@@ -29,6 +29,7 @@ from madgroup.local import (
 from madgroup.local.context import Context
 from madgroup.local.smoke import smoke as run_smoke
 from madgroup.local.state import STATE_ENV, Phase
+from mads.core.status import HEALTHY
 
 REDIS_CLI_TARGET_FLAGS = ("-p", "-h", "-u", "-s")
 
@@ -399,8 +400,8 @@ def cmd_health(args: argparse.Namespace) -> int:
         comp = topology.component(name)
         https = certificates.ca_file(ctx.state) if topology.serves_tls(comp) else None
         report = readiness.mad_status(port, timeout=10.0, ca_file=https)
-        if report is not None and report.get("status") == "HEALTHY":
-            print(f"Service {name} is HEALTHY.")
+        if report is not None and report.get("status") == HEALTHY:
+            print(f"Service {name} is {HEALTHY}.")
         else:
             print(f"ALERT: Service {name} is NOT HEALTHY!")
             failures.append(name)

@@ -8,6 +8,7 @@ One PASS/FAIL line per step; the exit code is the number of failed steps.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -21,11 +22,11 @@ from madgroup.local import certificates, launcher, readiness
 from madgroup.local.context import Context
 from madgroup.local.envfile import PASSWORD_KEY
 from madgroup.local.state import GroupState
-from mads.core.contract import BUS_STATUS_LABEL, STARTED_LOG, MadContract
-from mads.core.registry import bus_connected_log
+from mads.core.contract import BUS_STATUS_LABEL, STARTED_LOG, MadContract, TaskTools
+from mads.core.registry import bus_connected_log, contracts
+from mads.core.status import HEALTHY, header_lines, healthy_value, render_line
 from mads.fiedler.contract import TASK_STATUS_CHANNEL, TaskStatus
-from mads.rogers.contract import ConnectionStatus
-from mads.sequential_thinking.contract import CONNECTED_LOG as THINKING_CONNECTED_LOG
+from mads.rogers.contract import CONNECTIONS_TOOL, ConnectionStatus
 
 T = TypeVar("T")
 PROMPT = "System check, please respond with OK."
@@ -38,13 +39,34 @@ def _contract(name: str) -> MadContract:
     return comp
 
 
+def _tasks(name: str) -> TaskTools:
+    tasks = _contract(name).tasks
+    assert tasks is not None, name
+    return tasks
+
+
 def _expected_lines(contract: MadContract) -> list[str]:
     """What the guide shows after the first three lines of ``mad-status``: the bus line
     for a MAD on the bus, then the MAD's own connected/OK lines."""
-    lines = [f"- {BUS_STATUS_LABEL}: True"] if contract.uses_bus else []
-    for label in contract.status_labels:
-        lines.append(f"- {label}: {'True' if label.endswith('Connected') else 'OK'}")
-    return lines
+    labels = [BUS_STATUS_LABEL] if contract.uses_bus else []
+    labels += contract.status_labels
+    return [render_line(label, healthy_value(label)) for label in labels]
+
+
+def _logged(level: int, name: str, message: str) -> str:
+    """A line as a MAD's text log writes it (:mod:`mads.core.logs` uses the standard
+    library's basic format)."""
+    return logging.BASIC_FORMAT % {
+        "levelname": logging.getLevelName(level),
+        "name": name,
+        "message": message,
+    }
+
+
+def _heard_on_the_bus() -> list[str]:
+    """The MADs the guide's step 7 expects the bus monitor to list: every other MAD on the
+    bus (the monitor being the one that owns the connections tool)."""
+    return [c.name for c in contracts().values() if c.uses_bus and CONNECTIONS_TOOL not in c.tools]
 
 
 class StepFailed(MadGroupError):
@@ -175,14 +197,16 @@ class Smoke:
     def mad_step(self, name: str) -> str:
         contract = _contract(name)
         needles = [bus_connected_log()] if contract.uses_bus else []
-        if contract.peers:
-            needles.append(THINKING_CONNECTED_LOG)
+        for peer in contract.peers:
+            connected = _contract(peer).log_lines.get("caller_connected")
+            if connected is not None:
+                needles.append(connected)
         if "database" in contract.log_lines:
             needles.append(contract.log_line("database", path="").removesuffix("..."))
         self.wait_log(name, needles)
         result = self.run(name, ["mad-status"])
         lines = result.stdout.splitlines()
-        expected = [f"[{contract.banner} Status]", f"- MAD Name: {name}", "- Status: HEALTHY"]
+        expected = header_lines(contract.banner, name, HEALTHY)
         if lines[:3] != expected or result.returncode != 0:
             raise StepFailed(
                 f"mad-status exited {result.returncode} and printed {result.stdout.strip()!r}"
@@ -197,62 +221,66 @@ class Smoke:
 
     def step7(self) -> str:
         healthy = ConnectionStatus.HEALTHY
+        expected = _heard_on_the_bus()
 
         def attempt() -> str:
-            data = self.mad_cli(topology.ROGERS, "rogers_get_connections", {})
+            data = self.mad_cli(topology.ROGERS, CONNECTIONS_TOOL, {})
             seen = {c.get("mad_id"): c.get("status") for c in data.get("connections", [])}
-            if data.get("status") != "success" or any(
-                seen.get(n) != healthy for n in (topology.GRACE, topology.FIEDLER)
-            ):
+            if data.get("status") != "success" or any(seen.get(n) != healthy for n in expected):
                 raise StepFailed(f"connections: {seen or data}")
             return ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
 
-        return "rogers_get_connections: " + self.poll(
-            "grace and fiedler are not both HEALTHY", attempt, 30.0
+        return f"{CONNECTIONS_TOOL}: " + self.poll(
+            f"{' and '.join(expected)} are not all {healthy}", attempt, 30.0
         )
 
     def step8(self) -> str:
+        tasks = _tasks(topology.FIEDLER)
         created = self.mad_cli(
-            topology.FIEDLER, "fiedler_converse", {"prompt": PROMPT, "requester_id": "ops-team"}
+            topology.FIEDLER, tasks.start, {"prompt": PROMPT, "requester_id": "ops-team"}
         )
-        task_id = created.get("task_id")
+        task_id = created.get(tasks.id_field)
         if created.get("status") != TaskStatus.PENDING.lower() or not task_id:
-            raise StepFailed(f"fiedler_converse answered {created}")
-        if created.get("stream_topic") != f"mad.stream.{task_id}":
+            raise StepFailed(f"{tasks.start} answered {created}")
+        if created.get("stream_topic") != f"{tasks.stream_prefix}{task_id}":
             raise StepFailed(f"stream_topic is {created.get('stream_topic')!r}")
         self.task_id = task_id
 
         def attempt() -> dict[str, Any]:
-            data = self.mad_cli(topology.FIEDLER, "fiedler_get_task_status", {"task_id": task_id})
+            data = self.mad_cli(topology.FIEDLER, tasks.status, {tasks.id_field: task_id})
             status = str(data.get("status"))
             if status not in set(TaskStatus) or not TaskStatus(status).terminal:
                 raise StepFailed(f"still {status}")
             return data
 
         final = self.poll(f"task {task_id} did not finish", attempt, 30.0)
-        if final.get("status") != TaskStatus.COMPLETED or final.get("result_payload") != "OK":
+        result = final.get(tasks.result_field)
+        if final.get("status") != TaskStatus.COMPLETED or result != "OK":
             raise StepFailed(
                 f"task {task_id} ended {final.get('status')} with "
-                f"result_payload={final.get('result_payload')!r} "
-                f"error_details={final.get('error_details')!r}"
+                f"{tasks.result_field}={result!r} "
+                f"{tasks.error_field}={final.get(tasks.error_field)!r}"
             )
-        return f"task {task_id} COMPLETED, result_payload 'OK'"
+        return f"task {task_id} {TaskStatus.COMPLETED}, {tasks.result_field} 'OK'"
 
     def step9(self) -> str:
         if not self.task_id:
             raise StepFailed("no task from step 8 to look for")
         fiedler, rogers = _contract(topology.FIEDLER), _contract(topology.ROGERS)
-        level = f"INFO:{topology.FIEDLER}:"
+        task = self.task_id
         self.wait_log(
             topology.FIEDLER,
             [
-                level + fiedler.log_line("received", task_id=self.task_id),
-                level + fiedler.log_line("status", task_id=self.task_id, status="RUNNING"),
-                level + fiedler.log_line("status", task_id=self.task_id, status="COMPLETED"),
+                _logged(logging.INFO, fiedler.name, line)
+                for line in (
+                    fiedler.log_line("received", task_id=task),
+                    fiedler.log_line("status", task_id=task, status=TaskStatus.RUNNING),
+                    fiedler.log_line("status", task_id=task, status=TaskStatus.COMPLETED),
+                )
             ],
         )
-        metrics = rogers.log_line("metrics", sender=topology.FIEDLER, channel=TASK_STATUS_CHANNEL)
-        self.wait_log(topology.ROGERS, [f"INFO:{topology.ROGERS}:{metrics}"])
+        metrics = rogers.log_line("metrics", sender=fiedler.name, channel=TASK_STATUS_CHANNEL)
+        self.wait_log(topology.ROGERS, [_logged(logging.INFO, rogers.name, metrics)])
         return "fiedler: received / RUNNING / COMPLETED; rogers: [Metrics] line for fiedler"
 
     def steps(self) -> list[tuple[int, str, Callable[[], str]]]:
