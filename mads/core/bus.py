@@ -2,12 +2,14 @@
 
 One :class:`Bus` per MAD process. Commands share a bounded pool: when every connection is
 busy a command waits for one (up to ``pool_timeout_s``) and then fails with
-:class:`BusBusyError` — back-pressure, not an outage. The connection watcher and the
-subscriptions use connections of their own, so a busy pool never makes the bus look down
-and never starves a subscription. The bus reconnects with capped exponential backoff when
-Redis goes away (``connected`` is observable the whole time and nothing raises into the
-caller's task), publishes envelopes, yields subscriptions as async iterators that survive
-reconnects, and wraps the hash, string, stream, pipeline and script commands the MADs use.
+:class:`BusBusyError` — back-pressure, not an outage. The subscriptions share a second
+bounded pool (``max_subscriptions``, a connection each; one more waits until one is free),
+and the connection watcher has a connection of its own, so a busy pool never makes the bus
+look down and never starves a subscription. The bus reconnects with capped exponential
+backoff when Redis goes away (``connected`` is observable the whole time and nothing raises
+into the caller's task), publishes envelopes, yields subscriptions as async iterators that
+survive reconnects, and wraps the hash, string, stream, pipeline and script commands the
+MADs use.
 Every Redis failure reaches callers as one of the :class:`BusError` kinds.
 """
 
@@ -40,6 +42,7 @@ CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, O
 ENVELOPE_FIELD = "envelope"
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_POOL_TIMEOUT_S = 5.0
+DEFAULT_MAX_SUBSCRIPTIONS = 64
 
 __all__ = [
     "Bus",
@@ -125,6 +128,7 @@ class Bus:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
         tls_ca_file: str | None = None,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
     ) -> None:
         self.sender_id = sender_id
         self.max_message_bytes = max_message_bytes
@@ -170,9 +174,21 @@ class Bus:
                 **connection,
             )
         )
-        # The watcher and the subscriptions: never queued behind busy commands.
+        # The subscriptions, a connection each, never queued behind busy commands: bounded
+        # too (a client of Grace following a task holds one while it follows).
         self._control = aioredis.Redis(
-            connection_pool=aioredis.ConnectionPool(connection_class=connection_class, **connection)
+            connection_pool=_BoundedPool(
+                max_connections=max_subscriptions,
+                timeout=pool_timeout_s,
+                connection_class=connection_class,
+                **connection,
+            )
+        )
+        # The watcher: one connection, so neither pool being full makes the bus look down.
+        self._watcher = aioredis.Redis(
+            connection_pool=aioredis.ConnectionPool(
+                max_connections=1, connection_class=connection_class, **connection
+            )
         )
         self._connected = asyncio.Event()
         self._monitor: asyncio.Task[None] | None = None
@@ -198,6 +214,7 @@ class Bus:
         self._connected.clear()
         await self._redis.aclose()
         await self._control.aclose()
+        await self._watcher.aclose()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         try:
@@ -222,7 +239,7 @@ class Bus:
             try:
                 # The server's run_id tells a restart apart from a quiet second: the client
                 # reconnects under the hood, so a quick restart raises nothing here.
-                server_run_id = str((await self._control.info("server")).get("run_id", ""))
+                server_run_id = str((await self._watcher.info("server")).get("run_id", ""))
             except (*CONNECTION_ERRORS, RedisError) as exc:
                 reason = _describe(exc)
                 if self._connected.is_set():

@@ -186,6 +186,7 @@ class MadService:
             max_message_bytes=settings.mad_max_message_bytes,
             max_connections=settings.redis_max_connections,
             pool_timeout_s=settings.redis_pool_timeout_s,
+            max_subscriptions=settings.redis_max_subscriptions,
             tls_ca_file=str(settings.redis_tls_ca_file) if settings.redis_tls_ca_file else None,
         )
         self.bus = bus

@@ -141,7 +141,15 @@ class BusSettings(MadSettings):
         default=64,
         ge=2,
         le=10_000,
-        description="Connections to Redis for commands (subscriptions have their own).",
+        description="Connections to Redis for commands (subscriptions have a pool of their "
+        "own: REDIS_MAX_SUBSCRIPTIONS).",
+    )
+    redis_max_subscriptions: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Connections to Redis for subscriptions, one each (a further one waits "
+        "for a free one); the connection watcher has its own.",
     )
     redis_pool_timeout_s: float = Field(
         default=5.0,
