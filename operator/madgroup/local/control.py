@@ -33,6 +33,7 @@ from madgroup.local.state import (
     ComponentState,
     Declared,
     GroupState,
+    SupervisorStatus,
 )
 
 REDRAW = 0.25
@@ -118,7 +119,7 @@ def up(
                 "adopting the components still running from an earlier supervisor: "
                 + ", ".join(n for n in wanted if n in adopted)
             )
-        fresh = GroupState(ports=plan, wanted=wanted, supervisor_status="starting")
+        fresh = GroupState(ports=plan, wanted=wanted, supervisor_status=SupervisorStatus.STARTING)
         for name in topology.COMPONENT_NAMES:
             if name in adopted:
                 fresh.components[name] = adopted[name]

@@ -78,8 +78,8 @@ class GroupState:
     wanted: list[str] = field(default_factory=list)
     components: dict[str, ComponentState] = field(default_factory=dict)
     supervisor_pid: int | None = None
-    supervisor_status: str = ""
-    """``starting`` / ``running`` / ``failed`` / ``stopped``: what the supervisor is doing."""
+    supervisor_status: SupervisorStatus | None = None
+    """What the supervisor is doing (None before one ever ran here)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +95,9 @@ class GroupState:
             wanted=list(data.get("wanted", [])),
             components=comps,
             supervisor_pid=data.get("supervisor_pid"),
-            supervisor_status=data.get("supervisor_status", ""),
+            supervisor_status=SupervisorStatus(data["supervisor_status"])
+            if data.get("supervisor_status")
+            else None,
         )
 
 
