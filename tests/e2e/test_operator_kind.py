@@ -9,11 +9,13 @@ Run with a kind cluster as the current kubeconfig context::
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from tests.support.waiting import async_wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -35,14 +37,11 @@ def cluster() -> Any:
     return _cluster()
 
 
-async def _eventually(check: Any, what: str, timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await asyncio.to_thread(check)
-        if value:
-            return value
-        await asyncio.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
+async def _eventually(check: Callable[[], Any], what: str) -> Any:
+    """``check`` (a blocking call to the cluster) in a thread, until it gives a value."""
+    return await async_wait_for(
+        lambda: asyncio.to_thread(check), timeout=180, interval=1, what=what
+    )
 
 
 async def test_a_madgroup_rolls_out_in_order_on_a_real_cluster(cluster):
