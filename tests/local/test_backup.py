@@ -16,8 +16,7 @@ import redis
 from madgroup.local import envfile
 
 from mads.core.mcp_client import session
-from tests.local.conftest import Group
-from tests.local.conftest import group as group  # the fixture
+from tests.support.local_group import Group
 from tests.support.waiting import wait_for
 
 TASKS = 200

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from madgroup import topology
 
-from tests.local.conftest import Group
+from tests.support.local_group import Group
 
 
 def assert_clear_failure(result: subprocess.CompletedProcess[str], *needles: str) -> None:

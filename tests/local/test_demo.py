@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import REPO, Group
+from tests.support.local_group import Group
+from tests.support.mad_process import REPO
 
 
 def _checkout(tmp_path: Path) -> Path:

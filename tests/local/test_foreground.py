@@ -8,7 +8,7 @@ import threading
 
 from madgroup.local import processes
 
-from tests.local.conftest import MADGROUP, Group
+from tests.support.local_group import MADGROUP, Group
 from tests.support.waiting import wait_for
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from madgroup import topology
 from madgroup.local import processes
 
-from tests.local.conftest import Group
+from tests.support.local_group import Group
 
 GATES_READY_BEFORE_START = "every gate of a component was ready before it started"
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from madgroup import topology
 
-from tests.local.conftest import Group
+from tests.support.local_group import Group
 
 DELAY = "1.0"
 

@@ -18,7 +18,7 @@ import pytest
 from madgroup import topology
 from madgroup.local import processes
 
-from tests.local.conftest import MADGROUP, Group, bus_connected, wait_status
+from tests.support.local_group import MADGROUP, Group, bus_connected
 from tests.support.waiting import wait_for
 
 GRACE_DELAY = 2.5
@@ -223,13 +223,13 @@ def test_redis_down_every_mad_reports_the_bus_down_then_reconnects(slow: Group) 
     reader.start()
     slow.mg("stop", "redis")
     for name in BUS_MADS:
-        wait_status(slow, name, lambda r: bus_connected(r) == "False", timeout=20)
+        slow.wait_status(name, lambda r: bus_connected(r) == "False", timeout=20)
     shown = slow.mg("exec", "grace", "mad-status", check=False)
     assert shown.returncode == 1
     assert "- Conversation Bus Connected: False" in shown.stdout.splitlines()
     slow.up("redis")
     for name in BUS_MADS:
-        wait_status(slow, name, lambda r: bus_connected(r) == "True", timeout=30)
+        slow.wait_status(name, lambda r: bus_connected(r) == "True", timeout=30)
     # `logs -f` showed grace reconnecting as it happened.
     try:
         wait_for(
@@ -258,7 +258,7 @@ def test_redis_down_every_mad_reports_the_bus_down_then_reconnects(slow: Group) 
         what="redis restarted",
     )
     for name in BUS_MADS:
-        wait_status(slow, name, lambda r: r["status"] == "HEALTHY", timeout=30)
+        slow.wait_status(name, lambda r: r["status"] == "HEALTHY", timeout=30)
     assert slow.mg("health", check=False).returncode == 0
 
 

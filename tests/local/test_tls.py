@@ -18,7 +18,7 @@ import redis
 from cryptography import x509
 
 from mads.core import tls
-from tests.local.conftest import Group
+from tests.support.local_group import Group
 from tests.support.waiting import wait_for
 
 

@@ -10,8 +10,8 @@ from madgroup import topology
 from madgroup.local import envfile
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from tests.local.conftest import Group
-from tests.local.conftest import group as group  # the fixture
+from tests.support.local_group import Group
+from tests.support.local_group import group as group  # the fixture
 
 LIST_TOOLS = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
 HEADERS = {

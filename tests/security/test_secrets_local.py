@@ -13,8 +13,8 @@ import httpx
 from madgroup import topology
 from madgroup.local import envfile
 
-from tests.local.conftest import Group
-from tests.local.conftest import group as group  # the fixture
+from tests.support.local_group import Group
+from tests.support.local_group import group as group  # the fixture
 from tests.support.secrets import exposures
 
 
