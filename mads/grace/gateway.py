@@ -32,6 +32,7 @@ from mads.core import channels
 from mads.core.arguments import error_result
 from mads.core.bus import Bus, BusError
 from mads.core.envelope import EnvelopeError
+from mads.core.logs import quoted
 from mads.core.registry import contracts
 from mads.core.relay import RelayTimeoutError, ToolRelayClient
 
@@ -168,7 +169,8 @@ class Gateway:
             return error_result(f"invalid arguments for {name}: arguments must be a JSON object")
         try:
             reply = await self.client.call(owner, name, arguments, timeout=self.timeout_s)
-        except EnvelopeError as exc:
+        except EnvelopeError as exc:  # over the bus's message limit, say: said once, here
+            self.log.warning("Refused to relay %s to %s: %s", quoted(name), owner, exc)
             return error_result(f"cannot relay {name}: {exc}")
         except RelayTimeoutError as exc:
             message = str(exc)
