@@ -2,6 +2,10 @@
 
 Connection failures come out as :class:`McpUnreachableError` naming the URL, whatever the
 SDK's task groups wrapped them in, so callers print one line instead of a traceback.
+
+The SDK's client is imported by the first :func:`session`, not with this module: most
+MADs never call out over MCP, and those that do (Sequential Thinking's callers) only once
+they call.
 """
 
 from __future__ import annotations
@@ -9,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 
 from mads.core.errors import MadError
+
+if TYPE_CHECKING:
+    from mcp.client.session import ClientSession
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -67,6 +72,9 @@ async def session(
 ) -> AsyncIterator[ClientSession]:
     """An initialized client session; transport failures raise :class:`McpUnreachableError`.
     ``verify``: a CA file an HTTPS server's certificate must chain to (or the system's)."""
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
     client = httpx2.AsyncClient(headers=dict(headers or {}), timeout=timeout, verify=verify)
     try:
         async with (
