@@ -4,18 +4,51 @@ Checked on mcp 2.3.0 (the lock pins it). The SDK keeps its registered tools in a
 tool manager; a MAD needs three things from it that no public call gives: a tool's
 published input schema (to enforce exactly what it publishes and to forbid unknown names),
 the SDK's own argument validation (what a schema cannot say), and whether a tool asks for
-the request context (only the SDK's session can supply that).
+the request context (only the SDK's session can supply that). And ``MCPServer``'s
+constructor sets up logging itself, importing ``rich`` for a handler that is dropped
+whenever logging is set up already (:func:`new_server`).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import server as mcpserver_module
 from mcp.server.mcpserver.tools.base import Tool
 
 CHECKED_ON = "2.3.0"
+
+
+def new_server(
+    name: str, instructions: str | None, version: str, middleware: Sequence[Any]
+) -> MCPServer:
+    """``MCPServer(...)``, without its call of the SDK's ``configure_logging`` when the root
+    logger has handlers (``mad-run`` sets logging up first): that call imports ``rich``
+    (~0.1 s) for a handler ``logging.basicConfig`` then ignores, as it does nothing once
+    the root logger has one. Without handlers the SDK sets logging up as it always does."""
+
+    def build() -> MCPServer:
+        return MCPServer(
+            name=name, instructions=instructions, version=version, middleware=middleware
+        )
+
+    if not logging.getLogger().handlers:
+        return build()
+    names = vars(mcpserver_module)  # the name the constructor calls, in its own module
+    sdk_setup = names["configure_logging"]
+    names["configure_logging"] = _logging_is_set_up
+    try:
+        return build()
+    finally:
+        names["configure_logging"] = sdk_setup
+
+
+def _logging_is_set_up(level: Any = "INFO") -> None:
+    """What the SDK's ``configure_logging`` comes to once the root logger has handlers."""
 
 
 def registered_tool(server: MCPServer, name: str) -> Tool | None:

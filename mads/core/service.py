@@ -19,10 +19,9 @@ import inspect
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from mcp.server import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from prometheus_client import (
@@ -40,17 +39,18 @@ from starlette.routing import Mount, Route
 from mads.core import invoke, registry, sdk, tracing
 from mads.core.access import SenderPolicy
 from mads.core.arguments import ArgumentCheck, ToolSignature
-from mads.core.bus import Bus, heartbeat_loop
 from mads.core.contract import STARTED_LOG
 from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
 from mads.core.errors import MadError
-from mads.core.https import certificate_reloader
 from mads.core.internal_access import InternalGuard, ScrapeCredential
 from mads.core.logs import quoted
 from mads.core.progress_streams import ProgressStreams, streaming_manager
 from mads.core.settings import BusSettings, MadSettings
 from mads.core.status import StatusLine, StatusReport, connected_line
+
+if TYPE_CHECKING:
+    from mads.core.bus import Bus
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 MCP_PATH = "/mcp"
@@ -123,9 +123,7 @@ class MadService:
                 "Refused call to %s: %s", tool, problem
             )
         )
-        self.mcp = MCPServer(
-            name=name, instructions=instructions, version=version, middleware=[self.arguments]
-        )
+        self.mcp = sdk.new_server(name, instructions, version, middleware=[self.arguments])
         self.metrics = CollectorRegistry()
         self.bus: Bus | None = None
         self._status_sources: list[StatusSource] = []
@@ -175,6 +173,8 @@ class MadService:
     def use_bus(self, settings: BusSettings) -> Bus:
         """Connect this MAD to the Conversation Bus: status line, readiness, heartbeat and
         connection metrics come with it."""
+        from mads.core.bus import Bus, heartbeat_loop  # redis: only the MADs on the bus
+
         bus = Bus(
             host=settings.redis_host,
             port=settings.redis_port,
@@ -427,6 +427,8 @@ class MadService:
             self.log.info(STARTED_LOG.format(port=self.port))
         reload: asyncio.Task[None] | None = None
         if server.started and config.ssl is not None and cert and key:
+            from mads.core.https import certificate_reloader
+
             reload = asyncio.create_task(
                 certificate_reloader(config.ssl, cert, key, self.log), name="tls-reload"
             )
