@@ -343,7 +343,7 @@ def venv_mb(image: str) -> float:
         timeout=120,
         stdin=subprocess.DEVNULL,
     ).stdout.split()
-    return int(out[0]) / 1024 if out else float("nan")
+    return int(out[0]) * 1024 / 1e6 if out else float("nan")
 
 
 def image_sizes(host: GuideHost, with_operator: bool) -> None:
