@@ -11,14 +11,14 @@ from typing import Any
 import lupa
 import yaml
 
-from .conftest import (
+from tests.support.kube import (
     create_group,
-    eventually,
     group,
     has_condition,
     patch_group,
     roll_out,
 )
+from tests.support.waiting import async_wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "gitops" / "argocd" / "madgroup-health.lua"
@@ -36,22 +36,22 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
 
 async def test_each_state_the_operator_writes(apiserver, operator) -> None:
     await create_group(apiserver, "demo")
-    await eventually(has_condition(apiserver, "demo", "Ready", "False"), "rolling out")
+    await async_wait_for(has_condition(apiserver, "demo", "Ready", "False"), what="rolling out")
     status, message = health(group(apiserver, "demo"))
     assert status == "Progressing" and "redis" in message.lower(), message
 
     await roll_out(apiserver, "demo")
-    await eventually(has_condition(apiserver, "demo", "Ready", "True"), "Ready")
+    await async_wait_for(has_condition(apiserver, "demo", "Ready", "True"), what="Ready")
     assert health(group(apiserver, "demo"))[0] == "Healthy"
 
     await patch_group(
         apiserver, "demo", {"metadata": {"annotations": {"madgroup.io/paused": "true"}}}
     )
-    await eventually(has_condition(apiserver, "demo", "Paused", "True"), "Paused")
+    await async_wait_for(has_condition(apiserver, "demo", "Paused", "True"), what="Paused")
     assert health(group(apiserver, "demo"))[0] == "Suspended"
 
     await create_group(apiserver, "broken", {"fiedler": {"replicas": 3}})
-    await eventually(has_condition(apiserver, "broken", "Stalled", "True"), "Stalled")
+    await async_wait_for(has_condition(apiserver, "broken", "Stalled", "True"), what="Stalled")
     status, message = health(group(apiserver, "broken"))
     assert status == "Degraded" and "spec.fiedler.replicas" in message
 

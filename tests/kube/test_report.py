@@ -11,7 +11,7 @@ import json
 from madgroup.kube import naming, report
 from madgroup.kube.api import KubeApi, client_for
 
-from .conftest import NS, create_group, request, roll_out
+from tests.support.kube import NS, create_group, request, roll_out
 
 LLM_KEY = "sk-live-" + "7" * 40
 

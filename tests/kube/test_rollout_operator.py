@@ -10,7 +10,7 @@ from madgroup import topology
 from madgroup.kube import naming
 from madgroup.rollout import camel
 
-from .conftest import (
+from tests.support.kube import (
     DEPLOYMENTS,
     GROUPS,
     NS,
@@ -21,7 +21,6 @@ from .conftest import (
     children,
     condition,
     create_group,
-    eventually,
     generated_secrets,
     group,
     group_path,
@@ -32,12 +31,13 @@ from .conftest import (
     roll_out,
     workload,
 )
+from tests.support.waiting import async_wait_for
 
 
 async def test_components_come_up_one_at_a_time_in_dependency_order(apiserver, operator):
     created = await create_group(apiserver, "demo")
-    await eventually(lambda: workload(apiserver, "demo", "redis"), "redis applied")
-    await eventually(has_condition(apiserver, "demo", "Ready", "False"), "Ready=False")
+    await async_wait_for(lambda: workload(apiserver, "demo", "redis"), what="redis applied")
+    await async_wait_for(has_condition(apiserver, "demo", "Ready", "False"), what="Ready=False")
 
     # Only Redis's objects exist until Redis is ready.
     assert children(apiserver) == {
@@ -52,23 +52,23 @@ async def test_components_come_up_one_at_a_time_in_dependency_order(apiserver, o
     applied = ["redis"]
     for comp, nxt in zip(topology.COMPONENT_NAMES, topology.COMPONENT_NAMES[1:], strict=False):
         await mark_ready(apiserver, "demo", comp)
-        await eventually(lambda n=nxt: workload(apiserver, "demo", n), f"{nxt} applied")
+        await async_wait_for(lambda n=nxt: workload(apiserver, "demo", n), what=f"{nxt} applied")
         applied.append(nxt)
         for later in topology.COMPONENT_NAMES[len(applied) :]:
             assert workload(apiserver, "demo", later) is None, f"{later} applied too early"
             assert apiserver.live(SERVICES, NS, naming.child_name("demo", later)) is None
-        await eventually(
+        await async_wait_for(
             has_condition(
                 apiserver,
                 "demo",
                 f"{topology.component(comp).name.title().replace('_', '')}Ready",
                 "True",
             ),
-            f"{comp} reported ready",
+            what=f"{comp} reported ready",
         )
 
     await mark_ready(apiserver, "demo", "fiedler")
-    await eventually(has_condition(apiserver, "demo", "Ready", "True"), "Ready=True")
+    await async_wait_for(has_condition(apiserver, "demo", "Ready", "True"), what="Ready=True")
     live = group(apiserver, "demo")
     assert live["status"]["observedGeneration"] == live["metadata"]["generation"]
     assert live["metadata"]["generation"] == created["metadata"]["generation"]
@@ -92,14 +92,16 @@ async def test_a_deleted_child_is_restored(apiserver, operator):
     uid = apiserver.live(DEPLOYMENTS, NS, grace)["metadata"]["uid"]
 
     await apiserver.remove(DEPLOYMENTS, NS, grace)
-    restored = await eventually(lambda: apiserver.live(DEPLOYMENTS, NS, grace), "grace restored")
+    restored = await async_wait_for(
+        lambda: apiserver.live(DEPLOYMENTS, NS, grace), what="grace restored"
+    )
     assert restored["metadata"]["uid"] != uid
-    await eventually(
+    await async_wait_for(
         has_condition(apiserver, "demo", "Ready", "False", "GraceNotReady"),
-        "Ready=False while the restored grace starts",
+        what="Ready=False while the restored grace starts",
     )
     await mark_ready(apiserver, "demo", "grace")
-    await eventually(has_condition(apiserver, "demo", "Ready", "True"), "Ready=True again")
+    await async_wait_for(has_condition(apiserver, "demo", "Ready", "True"), what="Ready=True again")
 
 
 async def test_an_edited_child_is_repaired_by_the_timer(apiserver, operator):
@@ -107,9 +109,9 @@ async def test_an_edited_child_is_repaired_by_the_timer(apiserver, operator):
     await roll_out(apiserver, "demo")
     svc = naming.child_name("demo", "rogers")
     await apiserver.change(SERVICES, NS, svc, {"spec": {"ports": [{"port": 9999}]}}, status=False)
-    await eventually(
+    await async_wait_for(
         lambda: apiserver.live(SERVICES, NS, svc)["spec"]["ports"][0]["port"] == 8002,
-        "the Service's port restored",
+        what="the Service's port restored",
     )
 
 
@@ -125,15 +127,15 @@ async def test_an_image_change_rolls_through_the_components_in_order(apiserver, 
 
     mads = [c for c in topology.COMPONENT_NAMES if c != "redis"]
     for i, comp in enumerate(mads):
-        await eventually(lambda c=comp: image(c).endswith(":0.2.0"), f"{comp} updated")
+        await async_wait_for(lambda c=comp: image(c).endswith(":0.2.0"), what=f"{comp} updated")
         for later in mads[i + 1 :]:
             assert image(later).endswith(":0.1.0"), f"{later} updated before {comp} was ready"
-        await eventually(
+        await async_wait_for(
             has_condition(apiserver, "demo", "Ready", "False", f"{camel(comp)}NotReady"),
-            f"Ready=False waiting for {comp}",
+            what=f"Ready=False waiting for {comp}",
         )
         await mark_ready(apiserver, "demo", comp)
-    await eventually(has_condition(apiserver, "demo", "Ready", "True"), "Ready=True")
+    await async_wait_for(has_condition(apiserver, "demo", "Ready", "True"), what="Ready=True")
     live = group(apiserver, "demo")
     assert live["metadata"]["generation"] == 2
     assert live["status"]["observedGeneration"] == 2
@@ -143,21 +145,21 @@ async def test_an_image_change_rolls_through_the_components_in_order(apiserver, 
 async def test_a_component_that_never_becomes_ready_halts_the_rollout(apiserver, operator):
     await create_group(apiserver, "demo")
     for comp in ("redis", "sequential_thinking"):
-        await eventually(lambda c=comp: workload(apiserver, "demo", c), f"{comp} applied")
+        await async_wait_for(lambda c=comp: workload(apiserver, "demo", c), what=f"{comp} applied")
         await mark_ready(apiserver, "demo", comp)
-    await eventually(lambda: workload(apiserver, "demo", "grace"), "grace applied")
+    await async_wait_for(lambda: workload(apiserver, "demo", "grace"), what="grace applied")
     await mark_ready(apiserver, "demo", "grace", ready=0)
 
-    await eventually(
+    await async_wait_for(
         has_condition(apiserver, "demo", "Ready", "False", "GraceNotReady"),
-        "Ready=False naming grace",
+        what="Ready=False naming grace",
     )
     assert "grace" in condition(apiserver, "demo", "Ready")["message"]
     assert condition(apiserver, "demo", "GraceReady")["status"] == "False"
     assert condition(apiserver, "demo", "Reconciling")["status"] == "True"
     # Several repair passes later, still nothing after grace.
     passes = len(apiserver.served)
-    await eventually(lambda: len(apiserver.served) > passes + 60, "more reconcile passes")
+    await async_wait_for(lambda: len(apiserver.served) > passes + 60, what="more reconcile passes")
     assert workload(apiserver, "demo", "rogers") is None
     assert workload(apiserver, "demo", "fiedler") is None
     assert group(apiserver, "demo")["status"]["components"]["grace"]["readyReplicas"] == 0
@@ -166,9 +168,9 @@ async def test_a_component_that_never_becomes_ready_halts_the_rollout(apiserver,
 async def test_a_deployment_past_its_deadline_is_reported_stalled(apiserver, operator):
     await create_group(apiserver, "demo")
     for comp in ("redis", "sequential_thinking"):
-        await eventually(lambda c=comp: workload(apiserver, "demo", c), f"{comp} applied")
+        await async_wait_for(lambda c=comp: workload(apiserver, "demo", c), what=f"{comp} applied")
         await mark_ready(apiserver, "demo", comp)
-    await eventually(lambda: workload(apiserver, "demo", "grace"), "grace applied")
+    await async_wait_for(lambda: workload(apiserver, "demo", "grace"), what="grace applied")
     await mark_ready(apiserver, "demo", "grace", ready=0)
     await apiserver.change(
         DEPLOYMENTS,
@@ -188,36 +190,42 @@ async def test_a_deployment_past_its_deadline_is_reported_stalled(apiserver, ope
         },
         status=True,
     )
-    await eventually(
+    await async_wait_for(
         has_condition(apiserver, "demo", "Stalled", "True", "GraceNotProgressing"),
-        "Stalled=True naming grace",
+        what="Stalled=True naming grace",
     )
     assert condition(apiserver, "demo", "Ready")["reason"] == "GraceNotReady"
 
 
 async def test_the_pause_annotation_stops_all_changes(apiserver, operator):
     await create_group(apiserver, "demo", annotations={"madgroup.io/paused": "true"})
-    await eventually(has_condition(apiserver, "demo", "Paused", "True"), "Paused=True")
+    await async_wait_for(has_condition(apiserver, "demo", "Paused", "True"), what="Paused=True")
     assert condition(apiserver, "demo", "Reconciling")["reason"] == "Paused"
     assert all(not names for names in children(apiserver).values())
 
     await patch_group(
         apiserver, "demo", {"metadata": {"annotations": {"madgroup.io/paused": None}}}
     )
-    await eventually(lambda: workload(apiserver, "demo", "redis"), "redis applied after unpause")
+    await async_wait_for(
+        lambda: workload(apiserver, "demo", "redis"), what="redis applied after unpause"
+    )
     await mark_ready(apiserver, "demo", "redis")
-    await eventually(lambda: workload(apiserver, "demo", "sequential_thinking"), "st applied")
+    await async_wait_for(
+        lambda: workload(apiserver, "demo", "sequential_thinking"), what="st applied"
+    )
 
     # Paused mid-flight: a spec change and a deleted child are both left alone.
     await patch_group(
         apiserver, "demo", {"metadata": {"annotations": {"madgroup.io/paused": "true"}}}
     )
-    await eventually(has_condition(apiserver, "demo", "Paused", "True"), "Paused=True again")
+    await async_wait_for(
+        has_condition(apiserver, "demo", "Paused", "True"), what="Paused=True again"
+    )
     before = children(apiserver)
     await patch_group(apiserver, "demo", {"spec": {"image": {"tag": "9.9.9"}}})
     await apiserver.remove(SERVICES, NS, "demo-redis")
     passes = len(apiserver.served)
-    await eventually(lambda: len(apiserver.served) > passes + 60, "more reconcile passes")
+    await async_wait_for(lambda: len(apiserver.served) > passes + 60, what="more reconcile passes")
     after = children(apiserver)
     assert after[SERVICES] == [n for n in before[SERVICES] if n != "demo-redis"]
     assert after[DEPLOYMENTS] == before[DEPLOYMENTS] == ["demo-sequential-thinking"]
@@ -227,8 +235,8 @@ async def test_the_pause_annotation_stops_all_changes(apiserver, operator):
 
 async def test_an_invalid_spec_is_stalled_and_changes_nothing(apiserver, operator):
     await create_group(apiserver, "demo", {"fiedler": {"replicas": 3}})
-    await eventually(
-        has_condition(apiserver, "demo", "Stalled", "True", "InvalidSpec"), "Stalled=True"
+    await async_wait_for(
+        has_condition(apiserver, "demo", "Stalled", "True", "InvalidSpec"), what="Stalled=True"
     )
     message = condition(apiserver, "demo", "Stalled")["message"]
     assert "spec.fiedler.replicas" in message and "less than or equal to 1" in message
@@ -240,8 +248,8 @@ async def test_a_missing_secret_reference_is_stalled_until_it_exists(apiserver, 
     await create_group(
         apiserver, "demo", {"redis": {"passwordSecretRef": {"name": "bus", "key": "pw"}}}
     )
-    await eventually(
-        has_condition(apiserver, "demo", "Stalled", "True", "InvalidSpec"), "Stalled=True"
+    await async_wait_for(
+        has_condition(apiserver, "demo", "Stalled", "True", "InvalidSpec"), what="Stalled=True"
     )
     assert "Secret 'bus' not found" in condition(apiserver, "demo", "Stalled")["message"]
     assert all(not names for names in children(apiserver).values())
@@ -257,7 +265,7 @@ async def test_a_missing_secret_reference_is_stalled_until_it_exists(apiserver, 
             "data": {"pw": "c2VjcmV0"},
         },
     )
-    redis = await eventually(lambda: workload(apiserver, "demo", "redis"), "redis applied")
+    redis = await async_wait_for(lambda: workload(apiserver, "demo", "redis"), what="redis applied")
     env = redis["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {
         "name": "REDIS_PASSWORD",
@@ -272,19 +280,19 @@ async def test_a_missing_secret_reference_is_stalled_until_it_exists(apiserver, 
 async def test_an_operator_restart_mid_rollout_resumes_without_duplicates(apiserver, operator):
     await create_group(apiserver, "demo")
     for comp in ("redis", "sequential_thinking"):
-        await eventually(lambda c=comp: workload(apiserver, "demo", c), f"{comp} applied")
+        await async_wait_for(lambda c=comp: workload(apiserver, "demo", c), what=f"{comp} applied")
         await mark_ready(apiserver, "demo", comp)
-    await eventually(lambda: workload(apiserver, "demo", "grace"), "grace applied")
+    await async_wait_for(lambda: workload(apiserver, "demo", "grace"), what="grace applied")
     made = {n: apiserver.live(SECRETS, NS, n)["data"] for n in generated_secrets("demo")}
     await operator.stop()
 
     await mark_ready(apiserver, "demo", "grace")  # happens while no operator runs
     await operator.start()
-    await eventually(lambda: workload(apiserver, "demo", "rogers"), "rogers applied")
+    await async_wait_for(lambda: workload(apiserver, "demo", "rogers"), what="rogers applied")
     await mark_ready(apiserver, "demo", "rogers")
-    await eventually(lambda: workload(apiserver, "demo", "fiedler"), "fiedler applied")
+    await async_wait_for(lambda: workload(apiserver, "demo", "fiedler"), what="fiedler applied")
     await mark_ready(apiserver, "demo", "fiedler")
-    await eventually(has_condition(apiserver, "demo", "Ready", "True"), "Ready=True")
+    await async_wait_for(has_condition(apiserver, "demo", "Ready", "True"), what="Ready=True")
 
     assert children(apiserver) == {
         SECRETS: generated_secrets("demo"),
@@ -314,7 +322,7 @@ async def test_deletion_tears_down_in_reverse_order_and_keeps_volumes(apiserver,
     await roll_out(apiserver, "demo")
     start = len(apiserver.served)
     await request(apiserver, "DELETE", group_path("demo"))
-    await eventually(lambda: apiserver.live(GROUPS, NS, "demo") is None, "the group gone")
+    await async_wait_for(lambda: apiserver.live(GROUPS, NS, "demo") is None, what="the group gone")
     assert all(not names for names in children(apiserver).values()), children(apiserver)
     deletes = [
         r.name
@@ -345,7 +353,7 @@ async def test_deletion_removes_volumes_when_the_spec_says_so(apiserver, operato
     await roll_out(apiserver, "demo")
     start = len(apiserver.served)
     await request(apiserver, "DELETE", group_path("demo"))
-    await eventually(lambda: apiserver.live(GROUPS, NS, "demo") is None, "the group gone")
+    await async_wait_for(lambda: apiserver.live(GROUPS, NS, "demo") is None, what="the group gone")
     pvc_deletes = [
         r.name
         for r in apiserver.served[start:]

@@ -10,16 +10,16 @@ from cryptography import x509
 from madgroup.kube import certificates
 from madgroup.kube.meta import Owner
 
-from .conftest import (
+from tests.support.kube import (
     NS,
     SECRETS,
     create_group,
-    eventually,
     mark_ready,
     request,
     roll_out,
     workload,
 )
+from tests.support.waiting import async_wait_for
 
 CERTIFICATES = "cert-manager.io/v1/certificates"
 
@@ -60,17 +60,19 @@ async def test_the_operator_makes_the_ca_and_each_servers_certificate(apiserver,
     # changes Redis's template, so the StatefulSet rolls it.
     before = _revision(apiserver, "redis")
     await request(apiserver, "DELETE", f"/api/v1/namespaces/{NS}/secrets/demo-redis-tls")
-    await eventually(
-        lambda: apiserver.live(SECRETS, NS, "demo-redis-tls") is not None, "a new certificate"
+    await async_wait_for(
+        lambda: apiserver.live(SECRETS, NS, "demo-redis-tls") is not None, what="a new certificate"
     )
-    await eventually(lambda: _revision(apiserver, "redis") not in (None, before), "Redis rolled")
+    await async_wait_for(
+        lambda: _revision(apiserver, "redis") not in (None, before), what="Redis rolled"
+    )
     _cert(apiserver, "demo-redis-tls").verify_directly_issued_by(ca)  # the same CA
 
 
 async def test_with_an_issuer_cert_manager_writes_the_secrets(apiserver, operator):
     issuer = {"name": "group-ca", "kind": "ClusterIssuer"}
     await create_group(apiserver, "demo", {"tls": {"enabled": True, "issuerRef": issuer}})
-    await eventually(lambda: workload(apiserver, "demo", "redis"), "redis applied")
+    await async_wait_for(lambda: workload(apiserver, "demo", "redis"), what="redis applied")
     certificate = apiserver.live(CERTIFICATES, NS, "demo-redis-tls")
     assert certificate["spec"]["secretName"] == "demo-redis-tls"
     assert certificate["spec"]["issuerRef"] == {**issuer, "group": "cert-manager.io"}
@@ -84,12 +86,14 @@ async def test_with_an_issuer_cert_manager_writes_the_secrets(apiserver, operato
     ca = certificates.load_ca(certificates.ca_secret(owner).manifest(owner))
     secret = certificates.server_secret(owner, "redis").manifest(owner, ca)
     await request(apiserver, "POST", f"/api/v1/namespaces/{NS}/secrets", secret)
-    await eventually(
-        lambda: _revision(apiserver, "redis") == certificates.revision(secret), "Redis pinned"
+    await async_wait_for(
+        lambda: _revision(apiserver, "redis") == certificates.revision(secret), what="Redis pinned"
     )
     await mark_ready(apiserver, "demo", "redis")
-    await eventually(lambda: workload(apiserver, "demo", "sequential_thinking"), "st applied")
+    await async_wait_for(
+        lambda: workload(apiserver, "demo", "sequential_thinking"), what="st applied"
+    )
     await mark_ready(apiserver, "demo", "sequential_thinking")
-    await eventually(
-        lambda: apiserver.live(CERTIFICATES, NS, "demo-grace-tls"), "Grace's Certificate"
+    await async_wait_for(
+        lambda: apiserver.live(CERTIFICATES, NS, "demo-grace-tls"), what="Grace's Certificate"
     )

@@ -1,7 +1,7 @@
 """The model's tests reach every substrate: the Kubernetes emulator and operator come from
-the kube tests' fixtures."""
+tests/support/kube.py."""
 
-from tests.kube.conftest import (  # noqa: F401 (fixtures)
+from tests.support.kube import (  # noqa: F401 (fixtures)
     _no_kubeconfig,
     apiserver,
     operator,

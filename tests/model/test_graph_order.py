@@ -10,16 +10,16 @@ import yaml
 from madgroup.compose.render import render_files
 from madgroup.spec import read_document
 
-from tests.kube.conftest import (
+from tests.support.kube import (
     Apiserver,
     Operator,
     create_group,
-    eventually,
     has_condition,
     mark_ready,
     workload,
 )
-from tests.model.test_one_declaration import sample_with
+from tests.support.sample import sample_with
+from tests.support.waiting import async_wait_for
 
 GRAPH = {
     "redis": set(),
@@ -45,7 +45,7 @@ async def test_the_operator_applies_independent_components_side_by_side(
 ) -> None:
     await create_group(apiserver, "graph", {"order": "graph"})
     # Nothing is ready yet: what needs nothing is applied, what needs something is not.
-    await eventually(
+    await async_wait_for(
         lambda: (
             workload(apiserver, "graph", "redis")
             and workload(apiserver, "graph", "sequential_thinking")
@@ -55,27 +55,27 @@ async def test_the_operator_applies_independent_components_side_by_side(
     assert workload(apiserver, "graph", "grace") is None
     # grace needs only redis: applied while sequential_thinking is still not ready.
     await mark_ready(apiserver, "graph", "redis")
-    await eventually(lambda: workload(apiserver, "graph", "grace"), what="grace applied")
+    await async_wait_for(lambda: workload(apiserver, "graph", "grace"), what="grace applied")
     assert workload(apiserver, "graph", "rogers") is None
     assert workload(apiserver, "graph", "fiedler") is None
     # rogers and fiedler need sequential_thinking, not each other nor grace.
     await mark_ready(apiserver, "graph", "sequential_thinking")
-    await eventually(
+    await async_wait_for(
         lambda: workload(apiserver, "graph", "rogers") and workload(apiserver, "graph", "fiedler"),
         what="rogers and fiedler applied together",
     )
     for name in ("grace", "rogers", "fiedler"):
         await mark_ready(apiserver, "graph", name)
-    await eventually(has_condition(apiserver, "graph", "Ready", "True"), what="Ready=True")
+    await async_wait_for(has_condition(apiserver, "graph", "Ready", "True"), what="Ready=True")
 
 
 async def test_the_guide_order_applies_one_component_at_a_time(
     apiserver: Apiserver, operator: Operator
 ) -> None:
     await create_group(apiserver, "guide", {})
-    await eventually(lambda: workload(apiserver, "guide", "redis"), what="redis applied")
+    await async_wait_for(lambda: workload(apiserver, "guide", "redis"), what="redis applied")
     await mark_ready(apiserver, "guide", "redis")
-    await eventually(
+    await async_wait_for(
         lambda: workload(apiserver, "guide", "sequential_thinking"),
         what="sequential_thinking applied",
     )

@@ -18,28 +18,20 @@ from madgroup.kube import crd, objects
 from madgroup.spec import InvalidSpecError, read_document
 from pydantic import BaseModel
 
-from tests.kube.conftest import (
+from tests.support.kube import (
     Apiserver,
     Operator,
     condition,
     create_group,
-    eventually,
     has_condition,
     roll_out,
 )
-from tests.local.conftest import Group
+from tests.support.local_group import Group
+from tests.support.sample import SAMPLE, sample_with
+from tests.support.waiting import async_wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "manifests" / "samples" / "madgroup.yaml"
 LLM_KEY_VARIABLE = "OPENAI_KEY"
-
-
-def sample_with(tmp_path: Path, spec: dict[str, Any]) -> Path:
-    doc = yaml.safe_load(SAMPLE.read_text())
-    doc["spec"] = {**doc["spec"], **spec}
-    path = tmp_path / "madgroup.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def test_the_sample_runs_locally_and_passes_the_guides_checks(tmp_path: Path) -> None:
@@ -158,7 +150,7 @@ async def test_an_invalid_file_gets_the_same_line_everywhere(
     assert up.stderr == render.stderr == f"madgroup: {message}\n"
 
     await create_group(apiserver, "invalid", yaml.safe_load(path.read_text())["spec"])
-    await eventually(
+    await async_wait_for(
         has_condition(apiserver, "invalid", "Stalled", "True", "InvalidSpec"),
         what="the operator's Stalled condition",
     )
