@@ -1,7 +1,8 @@
 """The compose substrate's tests share the packaging tests' fixtures (the repository root,
-the validators, the committed docker-compose.yml read as compose reads it)."""
+the validators, the committed docker-compose.yml read as compose reads it), from
+tests/support/packaging.py."""
 
-from tests.packaging.conftest import (  # noqa: F401 (fixtures)
+from tests.support.packaging import (  # noqa: F401 (fixtures)
     compose,
     compose_text,
     dev_tool,
