@@ -146,7 +146,8 @@ def agree(pair: Pair, arguments: dict[str, Any]) -> None:
 class Twins:
     """Ours and the reference, restarted together once they have disagreed (a refusal one
     side recorded puts their histories out of step), so every example after a failure,
-    hypothesis's shrinking included, starts them in step again."""
+    hypothesis's shrinking included, starts them in step again. Not tests.support.thinking's
+    fixture: this process is restarted in the middle of a test, whenever the two disagree."""
 
     def __init__(self, workdir: Path) -> None:
         self._workdir = workdir
