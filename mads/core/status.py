@@ -10,12 +10,19 @@ in the guide's shape::
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
 
 from pydantic import BaseModel
 
-HEALTHY = "HEALTHY"
-DEGRADED = "DEGRADED"
+
+class Health(StrEnum):
+    """The ``Status:`` line: HEALTHY when every line of the block is fine."""
+
+    HEALTHY = "HEALTHY"
+    DEGRADED = "DEGRADED"
+
+
+HEALTHY, DEGRADED = Health.HEALTHY, Health.DEGRADED
 
 
 class StatusLine(BaseModel):
@@ -28,7 +35,7 @@ class StatusLine(BaseModel):
 class StatusReport(BaseModel):
     banner: str
     mad_name: str
-    status: Literal["HEALTHY", "DEGRADED"]
+    status: Health
     lines: list[StatusLine]
 
     @classmethod
