@@ -13,7 +13,7 @@ import pytest
 
 from mads.core.mcp_client import McpToolError
 from tests.fiedler.conftest import Fiedler, call, wait_terminal
-from tests.grace.support import grace_session, new_token, ok
+from tests.support.grace import grace_session, new_token, ok
 from tests.support.group import ProcessGroup
 from tests.support.waiting import async_wait_for
 
