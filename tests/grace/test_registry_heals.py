@@ -16,7 +16,7 @@ from mads.core import channels
 from mads.core.access import registry_key
 from mads.core.mcp_client import result_data
 from mads.core.registry import contracts
-from tests.grace.support import call, grace_session, new_token, ok
+from tests.support.grace import call, grace_session, new_token, ok
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for, wait_for
 
