@@ -1,6 +1,6 @@
-"""Kept for the modules that still import from here (bench/calls.py,
-tests/core/test_fuzz.py, tests/grace/test_backpressure.py, tests/grace/test_registry_heals.py,
-tests/fiedler/test_idempotency.py): the helpers live in tests/support/grace.py."""
+"""Kept for bench/calls.py, which imports ``new_token`` from here (tests/core/test_fuzz.py
+too, until its change to tests/support/grace.py lands): the helpers live in
+tests/support/grace.py."""
 
 from tests.support.grace import call, grace_session, new_token, ok
 
