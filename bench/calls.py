@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
 from tests.grace.load import SendClient  # noqa: E402
-from tests.grace.support import new_token  # noqa: E402
+from tests.support.grace import new_token  # noqa: E402
 from tests.support.mad_process import MadProcess  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 

@@ -31,14 +31,14 @@ import kmock  # noqa: E402
 from madgroup import topology  # noqa: E402
 from madgroup.kube import reconcile  # noqa: E402
 
-from tests.kube.conftest import (  # noqa: E402
+from tests.support.kube import (  # noqa: E402
     NS,
     Operator,
     create_group,
     mark_ready,
     workload,
 )
-from tests.kube.emulator import Apiserver  # noqa: E402
+from tests.support.kube_emulator import Apiserver  # noqa: E402
 
 ORDER = topology.COMPONENT_NAMES
 COUNTS = tuple(int(a) for a in sys.argv[1:]) or (1, 10, 100)
