@@ -1,5 +1,5 @@
 """The MADs and what they share (:mod:`mads.core`)."""
 
-from mads import mcp_package
+from mads.core import sdk
 
-mcp_package.defer_init()  # before any ``mcp`` import: a MAD serving MCP needs no client
+sdk.defer_client_imports()  # before any ``mcp`` import: a MAD serving MCP needs no client

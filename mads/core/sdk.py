@@ -6,21 +6,28 @@ published input schema (to enforce exactly what it publishes and to forbid unkno
 the SDK's own argument validation (what a schema cannot say), and whether a tool asks for
 the request context (only the SDK's session can supply that). And ``MCPServer``'s
 constructor sets up logging itself, importing ``rich`` for a handler that is dropped
-whenever logging is set up already (:func:`new_server`).
+whenever logging is set up already (:func:`new_server`). And the SDK's top-level
+package imports its whole client side (sessions, transports) to re-export names a serving
+process never uses: :func:`defer_client_imports` registers the package with that
+``__init__`` run at the first name looked up on it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcp.server import MCPServer
-from mcp.server.lowlevel import Server
-from mcp.server.mcpserver import server as mcpserver_module
-from mcp.server.mcpserver.tools.base import Tool
+if TYPE_CHECKING:  # imported where used: ``mads`` imports this module before any ``mcp``
+    from mcp.server import MCPServer
+    from mcp.server.lowlevel import Server
+    from mcp.server.mcpserver.tools.base import Tool
 
 CHECKED_ON = "2.3.0"
+PACKAGE = "mcp"
 
 
 def new_server(
@@ -30,6 +37,9 @@ def new_server(
     logger has handlers (``mad-run`` sets logging up first): that call imports ``rich``
     (~0.1 s) for a handler ``logging.basicConfig`` then ignores, as it does nothing once
     the root logger has one. Without handlers the SDK sets logging up as it always does."""
+
+    from mcp.server import MCPServer
+    from mcp.server.mcpserver import server as mcpserver_module
 
     def build() -> MCPServer:
         return MCPServer(
@@ -84,3 +94,33 @@ def add_request_handler(server: MCPServer, method: str, params_type: Any, handle
     both protocol generations, which the SDK never dispatches). ``MCPServer`` has no public
     way to add one; its lowlevel server does."""
     lowlevel_server(server).add_request_handler(method, params_type, handler)
+
+
+def defer_client_imports() -> None:
+    """Register ``mcp`` with its ``__init__`` deferred to the first name looked up on it
+    (nothing to do if it is imported already or not installed)."""
+    if PACKAGE in sys.modules:
+        return
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+    lock = threading.Lock()
+
+    def run_init(name: str) -> Any:
+        with lock:  # a second thread waits for the first one's run
+            if module.__dict__.get("__getattr__") is run_init:
+                del module.__dict__["__getattr__"]  # the ``__init__`` runs without it
+                try:
+                    loader.exec_module(module)
+                except BaseException:
+                    module.__dict__["__getattr__"] = run_init
+                    raise
+        try:
+            return module.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}") from None
+
+    module.__dict__["__getattr__"] = run_init
+    sys.modules[PACKAGE] = module
