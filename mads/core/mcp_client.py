@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -69,13 +69,19 @@ async def session(
     headers: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     verify: str | bool = True,
+    on_response: Callable[[httpx2.Response], Awaitable[None]] | None = None,
 ) -> AsyncIterator[ClientSession]:
     """An initialized client session; transport failures raise :class:`McpUnreachableError`.
-    ``verify``: a CA file an HTTPS server's certificate must chain to (or the system's)."""
+    ``verify``: a CA file an HTTPS server's certificate must chain to (or the system's).
+    ``on_response`` sees every HTTP response before the SDK reads it (the SDK reports a
+    refusal such as 401 without its status: a caller that wants to say which can)."""
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    client = httpx2.AsyncClient(headers=dict(headers or {}), timeout=timeout, verify=verify)
+    hooks = {"response": [on_response]} if on_response is not None else None
+    client = httpx2.AsyncClient(
+        headers=dict(headers or {}), timeout=timeout, verify=verify, event_hooks=hooks
+    )
     try:
         async with (
             client,

@@ -1,17 +1,22 @@
-"""Hostile input, generated: thousands of seeded cases against Grace's and Fiedler's
-``/mcp`` and against ``mad-cli``. Whatever comes in: no 5xx, no process exits, no traceback
-in any MAD's log or the CLI's output, no log line over the cap, no line a client wrote
-that passes for the service's own; and the guide's step 8 still completes afterwards."""
+"""Hostile input, generated: at least 2,000 seeded cases each against Grace's and Fiedler's
+``/mcp`` and against ``mad-cli`` (counted: Hypothesis may not stop early). Whatever comes
+in: no 5xx, no process exits (Sequential Thinking's included), no traceback in any MAD's
+log or in the CLI's output or logging, no log line over the cap, no line a client wrote
+that passes for the service's own; ``mad-cli`` refused by Grace (no token, a wrong one, a
+token without the scope, a wrong path, a bad port) says why in one line; and the guide's
+step 8, run with ``mad-cli`` as the guide runs it, still completes afterwards."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +24,16 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from mads.core.cli import call as mad_cli
 from mads.core.logs import MAX_LINE
-from mads.core.mcp_client import call_tool
-from tests.grace.support import new_token
+from mads.grace import tokens
+from tests.support.grace import new_token
 from tests.support.group import process_group
 from tests.support.mad_process import MadProcess
+from tests.support.waiting import wait_for
 
 CASES = 2000
 FUZZ = settings(
@@ -35,12 +41,10 @@ FUZZ = settings(
     derandomize=True,  # the same cases on every run: a failure is reproducible
     deadline=None,
     database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.data_too_large,
-        HealthCheck.filter_too_much,
-    ],
+    # Every case generated and run: no health check may end the run early, and no phase
+    # but the explicit examples, generation and (on a failure) shrinking.
+    phases=(Phase.explicit, Phase.generate, Phase.shrink),
+    suppress_health_check=list(HealthCheck),
 )
 PROMPT = "System check, please respond with OK."
 FORGED = "INFO:fiedler:Task 00000000-0000-0000-0000-000000000000 status changed to COMPLETED"
@@ -71,25 +75,37 @@ VERSIONS = ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28", "1999-01-01"
 
 @dataclass
 class Group:
+    thinking: MadProcess
     grace: MadProcess
     fiedler: MadProcess
     token: str
+    reader: str
+    """A Grace token scoped to fiedler_get_task_status only."""
     db_path: Path
 
     def mads(self) -> list[MadProcess]:
-        return [self.grace, self.fiedler]
+        return [self.thinking, self.grace, self.fiedler]
 
 
 @pytest.fixture(scope="module")
 def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
     workdir = tmp_path_factory.mktemp("fuzz")
-    token = new_token()
+    token, reader = new_token(), new_token()
     db_path = workdir / "fiedler_state.db"
+    scoped = workdir / "grace_tokens.json"
+    entry = {
+        "name": "reader",
+        "sha256": tokens.digest(reader),
+        "scopes": {"tools": ["fiedler_get_task_status"]},
+    }
+    scoped.write_text(json.dumps({"tokens": [entry]}))
     with process_group(workdir) as processes:
-        processes.start("sequential_thinking")
+        thinking = processes.start("sequential_thinking")
         fiedler = processes.start("fiedler", {"FIEDLER_DB_PATH": str(db_path)})
-        grace = processes.start("grace", {"GRACE_API_TOKENS": token})
-        yield Group(grace, fiedler, token, db_path)
+        grace = processes.start(
+            "grace", {"GRACE_API_TOKENS": token, "GRACE_TOKENS_FILE": str(scoped)}
+        )
+        yield Group(thinking, grace, fiedler, token, reader, db_path)
 
 
 # -- what a hostile client sends --------------------------------------------------------
@@ -233,32 +249,31 @@ def check_logs_and_health(group: Group) -> None:
         assert "Traceback" not in text, f"{process.name} logged a traceback"
         for line in text.splitlines():
             assert LINE.match(line), f"{process.name}: a line not of its own: {line[:200]!r}"
-            assert len(line) <= MAX_LINE + 200, f"{process.name}: a {len(line)}-character line"
+            assert len(line) <= MAX_LINE, f"{process.name}: a {len(line)}-character line"
             assert not line.startswith(FORGED), f"{process.name}: a forged line: {line[:200]!r}"
 
 
+def mad_cli_json(process: MadProcess, *args: str) -> Any:
+    """``mad-cli`` run as the guide runs it in a MAD's environment; its JSON output."""
+    done = process.cli("mad-cli", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def step8(group: Group) -> None:
-    async def run() -> dict[str, Any]:
-        url = f"{group.fiedler.url}/mcp"
-        created = await call_tool(
-            url, "fiedler_converse", {"prompt": PROMPT, "requester_id": "after-fuzz"}
-        )
+    """The guide's step 8, Part A and Part B, with ``mad-cli`` inside Fiedler's
+    environment."""
+    arguments = {"prompt": PROMPT, "requester_id": "after-fuzz"}
+    created = mad_cli_json(group.fiedler, "fiedler_converse", json.dumps(arguments))
+    assert created["status"] == "pending", created
+    query = json.dumps({"task_id": created["task_id"]})
 
-        async def done() -> dict[str, Any] | None:
-            status = await call_tool(
-                url, "fiedler_get_task_status", {"task_id": created["task_id"]}
-            )
-            return status if status["status"] not in ("PENDING", "RUNNING") else None
+    def finished() -> dict[str, Any] | None:
+        status = mad_cli_json(group.fiedler, "fiedler_get_task_status", query)
+        return status if status["status"] not in ("PENDING", "RUNNING") else None
 
-        for _ in range(300):
-            final = await done()
-            if final:
-                return final
-            await asyncio.sleep(0.1)
-        raise AssertionError("step 8 did not finish")
-
-    final = asyncio.run(run())
-    assert (final["status"], final["result_payload"]) == ("COMPLETED", "OK")
+    final = wait_for(finished, timeout=120, interval=0.5, what="step 8's task")
+    assert (final["status"], final["result_payload"]) == ("COMPLETED", "OK"), final
 
 
 # -- the endpoints ---------------------------------------------------------------------
@@ -281,7 +296,9 @@ def test_grace_mcp_endpoint(group: Group) -> None:
         assert valid_error_codes(response), response.text[:300]
 
     case()
-    print(f"\nGrace: {sum(statuses.values())} requests, statuses {statuses}")
+    ran = sum(statuses.values())
+    print(f"\nGrace: {ran} requests, statuses {statuses}")
+    assert ran >= CASES, f"only {ran} cases ran"
     check_logs_and_health(group)
     step8(group)
 
@@ -299,7 +316,9 @@ def test_fiedler_mcp_endpoint(group: Group) -> None:
         assert valid_error_codes(response), response.text[:300]
 
     case()
-    print(f"\nFiedler: {sum(statuses.values())} requests, statuses {statuses}")
+    ran = sum(statuses.values())
+    print(f"\nFiedler: {ran} requests, statuses {statuses}")
+    assert ran >= CASES, f"only {ran} cases ran"
     check_logs_and_health(group)
     assert _forged_tasks(group.db_path) == 0
     step8(group)
@@ -348,13 +367,84 @@ cli_flags = st.lists(
 )
 
 
+class Records(logging.Handler):
+    """Every log record emitted in this process, for what must never be among them: a
+    traceback (``exc_info``, a stack, or one written into the message)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen = 0
+        self.tracebacks: list[str] = []
+        self.warnings: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen += 1
+        message = record.getMessage()
+        if record.exc_info or record.stack_info or "Traceback" in message:
+            self.tracebacks.append(f"{record.name}: {message[:300]}")
+        elif record.levelno >= logging.WARNING and len(self.warnings) < 20:
+            self.warnings.append(f"{record.levelname}:{record.name}: {message[:300]}")
+
+
+@contextlib.contextmanager
+def captured_logging() -> Iterator[Records]:
+    """All of this process's logging, at every level, into :class:`Records`."""
+    root = logging.getLogger()
+    records = Records()
+    level = root.level
+    root.addHandler(records)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        root.removeHandler(records)
+        root.setLevel(level)
+
+
+CLI_ENVIRONMENT = (
+    "MAD_PORT",
+    "MAD_NAME",
+    "MAD_API_TOKEN",
+    "GRACE_API_TOKENS",
+    "MAD_INTERNAL_TOKEN",
+    "MAD_INTERNAL_TOKEN_FILE",
+)
+
+
+@contextlib.contextmanager
+def cli_environment(**values: str) -> Iterator[None]:
+    """``mad-cli``'s environment for an in-process run: ``values``, and nothing else of
+    what it reads (restored afterwards)."""
+    previous = {key: os.environ.get(key) for key in CLI_ENVIRONMENT}
+    for key in CLI_ENVIRONMENT:
+        os.environ.pop(key, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """``mad-cli``'s ``main`` in this process: its exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = mad_cli.main(argv)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
 @pytest.mark.timeout(900)
 def test_mad_cli(group: Group) -> None:
     """``mad-cli`` run in this process (the same ``main`` as the console script), against
-    Fiedler: every outcome is exit 0, 1 or 2, and a failure is one line."""
-    previous = {key: os.environ.get(key) for key in ("MAD_PORT", "MAD_NAME", "MAD_API_TOKEN")}
-    os.environ.update(MAD_PORT=str(group.fiedler.port), MAD_NAME="fiedler")
-    os.environ.pop("MAD_API_TOKEN", None)
+    Fiedler: every outcome is exit 0, 1 or 2, a failure is one line, and nothing in this
+    process logs a traceback."""
     codes: dict[int, int] = {}
 
     @FUZZ
@@ -363,37 +453,167 @@ def test_mad_cli(group: Group) -> None:
     @example(tool="fiedler_list_tasks", args="{}", flags=[])
     @example(tool="fiedler_list_tasks", args="{}", flags=[("--url", "http://127.0.0.1:1")])
     @example(tool="fiedler_list_tasks", args="[", flags=[])
+    # Half the cases reach Fiedler (a known tool, arguments that are JSON, no odd flag).
     @given(
-        tool=st.sampled_from(TOOLS) | cli_text,
-        args=st.one_of(st.none(), cli_text, arguments.map(json.dumps)),
-        flags=cli_flags,
+        tool=st.one_of(st.sampled_from(TOOLS), st.sampled_from(TOOLS), cli_text),
+        args=st.one_of(st.none(), arguments.map(json.dumps), arguments.map(json.dumps), cli_text),
+        flags=st.one_of(st.just([]), st.just([]), cli_flags),
     )
     def case(tool: str, args: str | None, flags: list[tuple[str, str]]) -> None:
         argv = [tool] + ([args] if args is not None else [])
         for flag, value in flags:
             argv += [flag, value]
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = mad_cli.main(argv)
-            except SystemExit as exc:
-                code = int(exc.code or 0)
+        code, out, err = run_cli(argv)
         codes[code] = codes.get(code, 0) + 1
-        assert code in (0, 1, 2), (argv, err.getvalue())
-        assert "Traceback" not in out.getvalue() + err.getvalue()
+        assert code in (0, 1, 2), (argv, err)
+        assert "Traceback" not in out + err
+        assert not records.tracebacks, (argv, records.tracebacks)
         if code != 0:
-            assert len(err.getvalue().strip().splitlines()) == 1, (argv, err.getvalue())
-            assert out.getvalue() == ""
+            assert len(err.strip().splitlines()) == 1, (argv, err)
+            assert out == ""
 
-    try:
+    environment = cli_environment(MAD_PORT=str(group.fiedler.port), MAD_NAME="fiedler")
+    with environment, captured_logging() as records:
         case()
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    print(f"\nmad-cli: exit codes {codes}")
+    ran = sum(codes.values())
+    print(f"\nmad-cli: {ran} runs, exit codes {codes}; {records.seen} log records")
+    for warning in records.warnings:
+        print(f"  logged: {warning}")
+    assert ran >= CASES, f"only {ran} cases ran"
+    assert records.seen > 0, "the handler saw this process's logging"
     assert codes.get(0) and codes.get(1) and codes.get(2), f"every outcome exercised: {codes}"
     check_logs_and_health(group)
     step8(group)
+
+
+def grace_cases(group: Group) -> list[tuple[str, dict[str, str], list[str], int, str]]:
+    """``(case, environment, argv, exit code, what stderr says)`` for mad-cli against
+    Grace, which requires a bearer token."""
+    url, port = group.grace.url, str(group.grace.port)
+    send = ["grace_send_message", json.dumps({"channel": "mad.topic.fuzz", "payload": {}})]
+    return [
+        ("the right token", {}, [*send, "--url", url, "--token", group.token], 0, ""),
+        (
+            "no token",
+            {},
+            [*send, "--url", url],
+            1,
+            f"mad-cli: the MAD at {url} refused the call: missing bearer token (HTTP 401): "
+            "pass --token or set $MAD_API_TOKEN",
+        ),
+        (
+            "no token, in Grace's environment without its tokens",
+            {"MAD_NAME": "grace", "MAD_PORT": port},
+            send,
+            1,
+            "mad-cli: Grace refused the call: missing bearer token (HTTP 401): pass --token "
+            "or set $MAD_API_TOKEN",
+        ),
+        (
+            "a wrong token",
+            {"MAD_NAME": "grace", "MAD_PORT": port},
+            [*send, "--token", "wrong-wrong-wrong-wrong"],
+            1,
+            "mad-cli: Grace refused the call: wrong bearer token (HTTP 401): check --token",
+        ),
+        (
+            "a wrong token in $MAD_API_TOKEN",
+            {"MAD_API_TOKEN": "wrong-wrong-wrong-wrong"},
+            [*send, "--url", url],
+            1,
+            f"mad-cli: the MAD at {url} refused the call: wrong bearer token (HTTP 401): "
+            "check --token",
+        ),
+        (
+            "a token without the tool in its scope",
+            {"MAD_NAME": "grace", "MAD_PORT": port},
+            [*send, "--token", group.reader],
+            1,
+            "mad-cli: Grace refused the call (HTTP 403): token 'reader' lacks the scope for "
+            "tool 'grace_send_message'",
+        ),
+        (
+            "a non-ASCII token",
+            {"MAD_NAME": "grace", "MAD_PORT": port},
+            [*send, "--token", "héllo-wörld"],
+            2,
+            "mad-cli: the bearer token has characters a token cannot have",
+        ),
+        (
+            "a non-ASCII token in $MAD_API_TOKEN",
+            {"MAD_API_TOKEN": "tøken", "MAD_PORT": port},
+            send,
+            2,
+            "mad-cli: the bearer token has characters a token cannot have",
+        ),
+        (
+            "a wrong path on the live server",
+            {},
+            [*send, "--url", f"{url}/nope", "--token", group.token],
+            1,
+            f"mad-cli: no MCP endpoint at {url}/nope/mcp (HTTP 404): a MAD serves MCP at /mcp "
+            "on its port",
+        ),
+        *(
+            (
+                f"port {bad} in --url",
+                {},
+                [*send, "--url", f"http://127.0.0.1:{bad}", "--token", group.token],
+                2,
+                f"mad-cli: --url 'http://127.0.0.1:{bad}': the port is not a port number (1-65535)",
+            )
+            for bad in ("-1", "99999", "8x01")
+        ),
+        *(
+            (
+                f"port {bad} in $MAD_PORT",
+                {"MAD_PORT": bad},
+                [*send, "--token", group.token],
+                2,
+                f"mad-cli: MAD_PORT='{bad}' is not a port number (1-65535)",
+            )
+            for bad in ("-1", "99999", "8x01", "0")
+        ),
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_mad_cli_against_grace(group: Group) -> None:
+    """Each refusal is one line saying which, and why: exit 1 for a call refused, 2 for a
+    usage error found before calling; nothing in this process logs a traceback."""
+    with captured_logging() as records:
+        for name, environment, argv, expected_code, expected in grace_cases(group):
+            with cli_environment(**environment):
+                code, out, err = run_cli(argv)
+            assert code == expected_code, (name, code, err)
+            assert "Traceback" not in out + err, name
+            if code == 0:
+                assert json.loads(out)["status"] == "success", name
+                continue
+            assert out == "" and err.endswith("\n") and err.count("\n") == 1, (name, err)
+            assert err.startswith(expected), (name, err)
+            assert "Server returned an error response" not in err, (name, err)
+    assert not records.tracebacks, records.tracebacks
+    # And as the console script in Grace's own environment, as a substrate gives it (its
+    # name, its port, its tokens): ``docker-compose exec grace mad-cli ...``.
+    send = ["grace_send_message", json.dumps({"channel": "mad.topic.fuzz", "payload": {}})]
+    done = console_cli(group.grace, *send, "--token", "wrong-wrong-wrong-wrong")
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert done.stderr == (
+        "mad-cli: Grace refused the call: wrong bearer token (HTTP 401): check --token\n"
+    )
+    done = console_cli(group.grace, *send)
+    assert done.returncode == 0 and json.loads(done.stdout)["status"] == "success", done.stderr
+    check_logs_and_health(group)
+
+
+def console_cli(process: MadProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``mad-cli`` as a process of its own, in ``process``'s environment with its name."""
+    return subprocess.run(
+        [sys.executable, "-m", "mads.core.cli.call", *args],
+        env={**process.env, "MAD_NAME": process.name},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

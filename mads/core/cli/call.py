@@ -4,6 +4,11 @@ Exit codes: 0 success; 1 the tool reported an error or the MAD could not be reac
 refused the call; 2 a usage error found before calling (invalid JSON, not an object, a bad
 ``--url``, ``--timeout`` or token, an unknown tool). Every failure is one line on stderr.
 Usage errors are found before the MCP client is even imported, so they answer at once.
+
+A refusal says which one, with its HTTP status (the SDK itself reports only "Server
+returned an error response"): ``Grace refused the call: wrong bearer token (HTTP 401): ...``,
+``no MCP endpoint at <url> (HTTP 404): ...``, or the MAD's own reason (a token's scope: 403;
+over its rate: 429).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mads.core.cli.target import TargetError, base_url, checked_token, seconds, tls_verify
 from mads.core.contract import INTERNAL_TOKEN_VARIABLE
@@ -24,11 +30,32 @@ from mads.core.errors import MadError
 from mads.core.logs import one_line, quoted
 from mads.core.registry import contracts
 
+if TYPE_CHECKING:
+    import httpx2
+
 MAX_ARGUMENT_BYTES = 4 * 1024 * 1024
+INTERNAL_REALM = "madgroup-internal"
+"""The realm of the group's internal credential (``WWW-Authenticate``)."""
 
 
 class UsageError(MadError):
     pass
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An HTTP refusal the MAD answered with instead of MCP."""
+
+    status: int
+    reason: str
+    """The MAD's own words (its ``{"error": ...}``, else the body's first line), one line."""
+    realm: str
+
+
+class RefusedError(MadError):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(f"HTTP {refusal.status}")
+        self.refusal = refusal
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -92,13 +119,31 @@ async def call(
     from mads.core.mcp_client import error_text, result_data, session  # the SDK: ~0.4 s
 
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    async with session(url, timeout=timeout, headers=headers, verify=tls_verify()) as s:
-        tools = sorted(t.name for t in (await s.list_tools()).tools)
-        if tool not in tools:
-            raise UsageError(
-                f"unknown tool {quoted(tool)}; available: {', '.join(tools) or 'none'}"
-            )
-        result = await s.call_tool(tool, arguments)
+    refusals: list[Refusal] = []
+
+    async def note(response: httpx2.Response) -> None:
+        if response.status_code >= 400 and not refusals:
+            await response.aread()
+            refusal = _refusal(response)
+            if refusal is not None:
+                refusals.append(refusal)
+
+    try:
+        async with session(
+            url, timeout=timeout, headers=headers, verify=tls_verify(), on_response=note
+        ) as s:
+            tools = sorted(t.name for t in (await s.list_tools()).tools)
+            if tool not in tools:
+                raise UsageError(
+                    f"unknown tool {quoted(tool)}; available: {', '.join(tools) or 'none'}"
+                )
+            result = await s.call_tool(tool, arguments)
+    except UsageError:
+        raise
+    except Exception:
+        if refusals:  # what the SDK reported as a bare error: the MAD said no, and why
+            raise RefusedError(refusals[0]) from None
+        raise
     if getattr(result, "is_error", False):
         return False, error_text(result, tool)
     return True, result_data(result)
@@ -128,16 +173,73 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.tool.isprintable() or len(args.tool) > 256:
             raise UsageError("the tool name must be printable and at most 256 characters")
         arguments = parse_arguments(args.arguments)
-        url = f"{base_url(args.url)}/mcp"
+        base = base_url(args.url)
+        url = f"{base}/mcp"
         token = bearer_token(args.token)
     except (UsageError, TargetError) as exc:
         print(f"mad-cli: {exc}", file=sys.stderr)
         return 2
-    return _call_and_print(url, args.tool, arguments, args.timeout, token)
+    who = _who(base) if args.url else _who(base, os.environ.get("MAD_NAME", "").strip())
+    return _call_and_print(url, args.tool, arguments, args.timeout, token, who)
+
+
+def _who(url: str, name: str = "") -> str:
+    """How a refusal names the MAD: by its name when this is its own environment."""
+    if name in contracts():
+        return name.replace("_", " ").title()
+    return f"the MAD at {url}"
+
+
+def _refusal(response: httpx2.Response) -> Refusal | None:
+    """The refusal in a non-2xx reply; None for a JSON-RPC error (the SDK reports those
+    in the MAD's words already)."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "jsonrpc" in body:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        reason = body["error"]
+    else:
+        lines = response.text.strip().splitlines()
+        reason = lines[0] if lines else ""
+    realm = response.headers.get("www-authenticate", "").partition('realm="')[2].rstrip('"')
+    return Refusal(response.status_code, one_line(reason, 300), realm)
+
+
+def refusal_message(refusal: Refusal, url: str, who: str, token_sent: bool) -> str:
+    """One line saying what the MAD refused and what to do about it."""
+    status, reason = refusal.status, refusal.reason
+    if status == 404:
+        return f"no MCP endpoint at {url} (HTTP 404): a MAD serves MCP at /mcp on its port"
+    if status == 401 and refusal.realm == INTERNAL_REALM:
+        what = "wrong internal credential" if token_sent else "no internal credential"
+        return (
+            f"{who} refused the call: {what} (HTTP 401): it serves the group only; run "
+            "mad-cli in the MAD's own environment, or call its tools through Grace"
+        )
+    if status == 401:
+        if token_sent:
+            return f"{who} refused the call: wrong bearer token (HTTP 401): check --token"
+        return (
+            f"{who} refused the call: missing bearer token (HTTP 401): pass --token or set "
+            "$MAD_API_TOKEN"
+        )
+    if status == 429:
+        return f"{who} refused the call (HTTP 429): {reason or 'too many requests'}; retry"
+    if 400 <= status < 500:
+        return f"{who} refused the call (HTTP {status}): {reason or 'no reason given'}"
+    return f"{who} failed the call (HTTP {status}): {reason or 'no reason given'}"
 
 
 def _call_and_print(
-    url: str, tool: str, arguments: dict[str, Any], timeout: float, token: str | None
+    url: str,
+    tool: str,
+    arguments: dict[str, Any],
+    timeout: float,
+    token: str | None,
+    who: str = "the MAD",
 ) -> int:
     from mads.core.mcp_client import McpUnreachableError
 
@@ -146,6 +248,10 @@ def _call_and_print(
     except UsageError as exc:
         print(f"mad-cli: {exc}", file=sys.stderr)
         return 2
+    except RefusedError as exc:
+        message = refusal_message(exc.refusal, url, who, token is not None)
+        print(f"mad-cli: {message}", file=sys.stderr)
+        return 1
     except McpUnreachableError as exc:
         print(f"mad-cli: {exc}{_hint(exc.reason)}", file=sys.stderr)
         return 1

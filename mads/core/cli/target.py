@@ -36,9 +36,12 @@ def checked_url(url: str) -> str:
         raise TargetError(f"--url {quoted(url)} is not a URL (printable ASCII, no spaces)")
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError as exc:
         raise TargetError(f"--url {quoted(url)} is not a valid URL: {exc}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise TargetError(f"--url {quoted(url)}: the port is not a port number (1-65535)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TargetError(f"--url {quoted(url)} must look like http://HOST:PORT")
     if port == 0:
