@@ -24,6 +24,8 @@ FALLBACK = 1.0
 supervisor's lock then)."""
 NO_PIDFD_FALLBACK = 0.05
 """The sleep when the process waited on cannot be watched (no pidfd on this system)."""
+PREPARING = "."
+"""The prefix of a follower's FIFO until its reader has it open."""
 
 
 def notify(folder: Path) -> None:
@@ -33,6 +35,8 @@ def notify(folder: Path) -> None:
     except FileNotFoundError:
         return
     for path in entries:
+        if path.name.startswith(PREPARING):
+            continue  # a follower's FIFO before its reader opened it: not stale
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:
@@ -56,11 +60,16 @@ class Follower:
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{os.getpid()}-{time.time_ns()}"
-        os.mkfifo(self.path, 0o600)
+        name = f"{os.getpid()}-{time.time_ns()}"
+        self.path = folder / name
+        # Made under a name notify() passes over, opened, then renamed into view: a FIFO
+        # without a reader looks stale to notify(), which would remove it in between.
+        preparing = folder / f"{PREPARING}{name}"
+        os.mkfifo(preparing, 0o600)
         # Read and write: with a writer of its own, the FIFO never reads as closed (EOF)
         # between the supervisor's writes, so select only wakes on a byte.
-        self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+        self.fd = os.open(preparing, os.O_RDWR | os.O_NONBLOCK)
+        os.rename(preparing, self.path)
         self.process: int | None = None
         self.watched_pid: int | None = None
 
