@@ -217,7 +217,7 @@ def refusal_message(refusal: Refusal, url: str, who: str, token_sent: bool) -> s
         what = "wrong internal credential" if token_sent else "no internal credential"
         return (
             f"{who} refused the call: {what} (HTTP 401): it serves the group only; run "
-            "mad-cli in the MAD's own environment, or call its tools through Grace"
+            "mad-cli in the MAD's own environment, or call its tools through the front door"
         )
     if status == 401:
         if token_sent:
