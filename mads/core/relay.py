@@ -74,7 +74,8 @@ class ToolRequestServer:
         self.claim_idle_ms = claim_idle_ms
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._tools: list[dict[str, Any]] | None = None
+        self._published: tuple[int, bytes] | None = None
+        """The tool list as the registry holds it (count, JSON), once :meth:`run` has it."""
 
     async def keep_tools_published(self) -> None:
         """Publish the tool list when the registry lacks it or holds something else: at
@@ -83,17 +84,18 @@ class ToolRequestServer:
         :meth:`MadService.before_heartbeat`) and on every pass of the serving loop, so an
         owner's heartbeat heard after a wipe means its tools are back. Raises
         :class:`BusError`."""
-        if self._tools is None:
+        if self._published is None:
             return
+        count, published = self._published
         key = access.registry_key(self.owner)
-        published = json.dumps(self._tools)
-        if await self.bus.get(key) != published.encode():
+        if await self.bus.get(key) != published:
             await self.bus.set(key, published)
-            self.log.info("Published %d tool(s) in %s", len(self._tools), key)
+            self.log.info("Published %d tool(s) in %s", count, key)
 
     async def run(self, tools: list[dict[str, Any]] | None = None) -> None:
         """Serve for the life of the process, across bus outages and a wiped Redis."""
-        self._tools = tools
+        if tools is not None:
+            self._published = (len(tools), json.dumps(tools).encode())
         while True:
             await self.bus.wait_connected()
             try:
