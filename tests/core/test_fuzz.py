@@ -220,7 +220,8 @@ def post(url: str, body: bytes, extra: dict[str, str], token: str | None) -> htt
     sent = {k: v for k, v in extra.items() if v != ""}
     if token:
         sent["authorization"] = f"Bearer {token}"
-    return httpx.post(f"{url}/mcp", content=body, headers=sent, timeout=30)
+    # Beyond Grace's 30 s relay timeout, so a slow relay answers rather than the client.
+    return httpx.post(f"{url}/mcp", content=body, headers=sent, timeout=90)
 
 
 def valid_error_codes(response: httpx.Response) -> bool:
