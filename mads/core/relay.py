@@ -252,11 +252,14 @@ class ToolRelayClient:
         *,
         timeout: float = 30.0,
         conversation_id: str | None = None,
+        give_up: Callable[[float], bool] | None = None,
     ) -> dict[str, Any]:
         """Hand the call to ``owner`` durably and wait for the reply.
 
-        Returns the reply payload ``{"ok", "result", "error"}``. On timeout the request
-        stays in the owner's stream and is still carried out when the owner returns.
+        Returns the reply payload ``{"ok", "result", "error"}``. The wait ends at
+        ``timeout``, or earlier once ``give_up(seconds waited)`` says so (checked about
+        twice a second: an owner known to be down, say). Either way the request stays in
+        the owner's stream and is still carried out when the owner returns.
         """
         fields: dict[str, Any] = {}
         if conversation_id:
@@ -272,31 +275,40 @@ class ToolRelayClient:
             recipient_id=owner,
             **fields,
         )
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[envelope.message_id] = (owner, future)
+        started = loop.time()
         try:
             await self.bus.stream_append(
                 channels.requests_stream(owner), envelope, maxlen=self.request_maxlen
             )
-            return await self._reply(owner, envelope.message_id, future, timeout)
+            return await self._reply(owner, envelope.message_id, future, timeout, give_up)
         except TimeoutError:
+            waited = min(timeout, loop.time() - started)
             raise RelayTimeoutError(
-                f"{owner} did not answer {tool} within {timeout:g} s; the request is queued "
-                f"and will be carried out when {owner} is back"
+                f"{owner} did not answer {tool} within {waited:.0f} s; the request is "
+                f"queued and will be carried out when {owner} is back"
             ) from None
         finally:
             self._waiting.pop(envelope.message_id, None)
 
     async def _reply(
-        self, owner: str, message_id: str, future: asyncio.Future[dict[str, Any]], timeout: float
+        self,
+        owner: str,
+        message_id: str,
+        future: asyncio.Future[dict[str, Any]],
+        timeout: float,
+        give_up: Callable[[float], bool] | None,
     ) -> dict[str, Any]:
         """The reply from pub/sub, or from the owner's reply cache should the pub/sub
         delivery have been missed (e.g. during a reconnect)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        started = loop.time()
+        deadline = started + timeout
         while True:
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or (give_up is not None and give_up(loop.time() - started)):
                 raise TimeoutError
             try:
                 return await asyncio.wait_for(asyncio.shield(future), min(0.5, remaining))

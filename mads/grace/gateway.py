@@ -56,6 +56,13 @@ class Liveness:
         last = self._last.get(mad_id)
         return None if last is None else time.monotonic() - last
 
+    @property
+    def down_patience_s(self) -> float:
+        """How long a call waits for an owner that is down: long enough for a restart
+        (an owner back within it is waited for, and answers), two heartbeat periods and
+        never under 5 s."""
+        return max(5.0, 2 * self.heartbeat_s)
+
     def is_down(self, mad_id: str) -> bool:
         silent = self.silent_for(mad_id)
         return silent is None or silent > 3 * self.heartbeat_s
@@ -128,7 +135,8 @@ class Gateway:
                     # Never "Unknown tool" because the registry could not be read.
                     return error_result(f"cannot look up {name}: {exc}")
                 if owner is not None:
-                    return await self.relay(owner, name, ctx.params.get("arguments") or {})
+                    arguments = ctx.params.get("arguments")
+                    return await self.relay(owner, name, {} if arguments is None else arguments)
         return await call_next(ctx)
 
     def _is_own(self, name: str) -> bool:
@@ -168,7 +176,9 @@ class Gateway:
         if not isinstance(arguments, dict):
             return error_result(f"invalid arguments for {name}: arguments must be a JSON object")
         try:
-            reply = await self.client.call(owner, name, arguments, timeout=self.timeout_s)
+            reply = await self.client.call(
+                owner, name, arguments, timeout=self.timeout_s, give_up=self._owner_gone(owner)
+            )
         except EnvelopeError as exc:  # over the bus's message limit, say: said once, here
             self.log.warning("Refused to relay %s to %s: %s", quoted(name), owner, exc)
             return error_result(f"cannot relay {name}: {exc}")
@@ -185,6 +195,14 @@ class Gateway:
         if not reply.get("ok"):
             return error_result(str(reply.get("error") or f"{name} failed on {owner}"))
         return _success(reply.get("result"))
+
+    def _owner_gone(self, owner: str) -> Callable[[float], bool]:
+        """When a relayed call stops waiting before the timeout: once it has waited
+        :attr:`Liveness.down_patience_s` for an owner that is still down (not heard for
+        three heartbeat periods), rather than the whole timeout for an answer that cannot
+        come. An owner heard again in the meantime is waited for to the end."""
+        patience = min(self.timeout_s, self.liveness.down_patience_s)
+        return lambda waited: waited >= patience and self.liveness.is_down(owner)
 
 
 def _success(result: Any) -> CallToolResult:

@@ -220,7 +220,7 @@ def post(url: str, body: bytes, extra: dict[str, str], token: str | None) -> htt
     sent = {k: v for k, v in extra.items() if v != ""}
     if token:
         sent["authorization"] = f"Bearer {token}"
-    # Beyond Grace's 30 s relay timeout, so a slow relay answers rather than the client.
+    # Beyond Grace's 30 s relay timeout: a slow relay is answered by Grace, not cut off.
     return httpx.post(f"{url}/mcp", content=body, headers=sent, timeout=90)
 
 
