@@ -247,3 +247,20 @@ class ArgumentCheck:
                 if refused is not None:
                     return refused
         return await call_next(ctx)
+
+
+class UnknownTools:
+    """Server middleware, last in the chain: a ``tools/call`` for a tool nothing before it
+    answered (not one of ``known``, not relayed by a gateway) is refused with ``-32602``,
+    as the MCP specification has it for an unknown tool, where the SDK would answer a tool
+    result with ``isError``."""
+
+    def __init__(self, known: Mapping[str, object]) -> None:
+        self.known = known
+
+    async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        if ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
+            name = ctx.params.get("name")
+            if isinstance(name, str) and name not in self.known:
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {quoted(name)}")
+        return await call_next(ctx)

@@ -38,7 +38,7 @@ from starlette.routing import Mount, Route
 
 from mads.core import invoke, registry, sdk, tracing
 from mads.core.access import SenderPolicy
-from mads.core.arguments import ArgumentCheck, ToolSignature
+from mads.core.arguments import ArgumentCheck, ToolSignature, UnknownTools
 from mads.core.contract import STARTED_LOG
 from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
@@ -281,6 +281,9 @@ class MadService:
     # -- HTTP ------------------------------------------------------------------------------
 
     def app(self) -> Starlette:
+        chain = self.mcp.middleware
+        if not any(isinstance(m, UnknownTools) for m in chain):
+            chain.append(UnknownTools(self.arguments.signatures))  # after any gateway
         hosts = self.settings.allowed_hosts
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,

@@ -79,3 +79,21 @@ async def test_an_unknown_prompt_is_a_clear_invalid_params_error(thinking: MadPr
     assert reply["error"]["code"] == -32602, reply
     assert reply["error"]["message"] == "Unknown prompt: 'test_simple_prompt'"
     assert "Traceback" not in thinking.log_text()
+
+
+async def test_an_unknown_tool_is_a_clear_invalid_params_error(thinking: MadProcess) -> None:
+    """tools/call of a tool the MAD does not serve answers -32602 naming the tool, as the
+    MCP specification has it (the SDK alone answers a tool result with isError)."""
+    import httpx
+
+    request = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "no_such_tool", "arguments": {}},
+    }
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    async with httpx.AsyncClient() as client:
+        reply = (await client.post(f"{thinking.url}/mcp", json=request, headers=headers)).json()
+    assert reply["error"] == {"code": -32602, "message": "Unknown tool: 'no_such_tool'"}, reply
+    assert "Traceback" not in thinking.log_text()
