@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import evidence
 from tests.support.mad_process import MadProcess
 from tests.support.redis_server import RedisServer
 
@@ -33,6 +34,15 @@ def raise_open_files_limit() -> int:
 
 def pytest_configure(config: pytest.Config) -> None:
     raise_open_files_limit()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The lines tests recorded with :func:`tests.support.evidence.record`."""
+    if not evidence.LINES:
+        return
+    terminalreporter.section("what the tests ran on and measured")
+    for topic, line in evidence.LINES:
+        terminalreporter.write_line(f"{topic}: {line}")
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from mads.core.cli import call as mad_cli
 from mads.core.logs import MAX_LINE
 from mads.grace import tokens
+from tests.support.evidence import record
 from tests.support.grace import new_token
 from tests.support.group import process_group
 from tests.support.mad_process import MadProcess
@@ -298,7 +299,7 @@ def test_grace_mcp_endpoint(group: Group) -> None:
 
     case()
     ran = sum(statuses.values())
-    print(f"\nGrace: {ran} requests, statuses {statuses}")
+    record("fuzz", f"Grace's /mcp: {ran} requests, statuses {statuses}")
     assert ran >= CASES, f"only {ran} cases ran"
     check_logs_and_health(group)
     step8(group)
@@ -318,7 +319,7 @@ def test_fiedler_mcp_endpoint(group: Group) -> None:
 
     case()
     ran = sum(statuses.values())
-    print(f"\nFiedler: {ran} requests, statuses {statuses}")
+    record("fuzz", f"Fiedler's /mcp: {ran} requests, statuses {statuses}")
     assert ran >= CASES, f"only {ran} cases ran"
     check_logs_and_health(group)
     assert _forged_tasks(group.db_path) == 0
@@ -477,7 +478,7 @@ def test_mad_cli(group: Group) -> None:
     with environment, captured_logging() as records:
         case()
     ran = sum(codes.values())
-    print(f"\nmad-cli: {ran} runs, exit codes {codes}; {records.seen} log records")
+    record("fuzz", f"mad-cli: {ran} runs, exit codes {codes}; {records.seen} log records")
     for warning in records.warnings:
         print(f"  logged: {warning}")
     assert ran >= CASES, f"only {ran} cases ran"

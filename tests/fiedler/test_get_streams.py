@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.evidence import record
 from tests.support.fiedler import Fiedler
 from tests.support.waiting import async_wait_for
 
@@ -63,9 +64,10 @@ async def test_get_streams_are_refused_and_memory_stays_flat(
     warmed = rss_kb(pid)
     await round_of_streams()
     after = rss_kb(pid)
-    print(
-        f"\n2 x {STREAMS} GET /mcp: {dict(statuses)}; Fiedler RSS {before} kB, {warmed} kB "
-        f"after the first round, {after} kB after the second"
+    record(
+        "GET /mcp",
+        f"2 x {STREAMS} against Fiedler: {dict(statuses)}; Fiedler RSS {before} kB, "
+        f"{warmed} kB after the first round, {after} kB after the second",
     )
     assert statuses == {405: 2 * STREAMS}
     # The first round sizes the server's connection buffers; the second must not grow them:

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.evidence import record
 from tests.support.grace import new_token
 from tests.support.group import ProcessGroup
 from tests.support.group import mad_group as mad_group  # the fixture
@@ -200,9 +201,10 @@ async def test_every_concurrent_converse_is_accepted_or_told_to_retry(
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
-    print(
-        f"\n{calls} calls: {dict(caller.outcomes)} in {caller.replies} replies; "
-        f"Grace /readyz samples: {dict(readiness)}"
+    record(
+        "back-pressure",
+        f"{calls} calls: {dict(caller.outcomes)} in {caller.replies} replies; "
+        f"Grace /readyz samples: {dict(readiness)}",
     )
 
     assert caller.unexpected == []

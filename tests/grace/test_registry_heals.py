@@ -16,6 +16,7 @@ from mads.core import channels
 from mads.core.access import registry_key
 from mads.core.mcp_client import result_data
 from mads.core.registry import contracts
+from tests.support.evidence import record
 from tests.support.grace import call, grace_session, new_token, ok
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for, wait_for
@@ -85,7 +86,8 @@ async def test_flushall_is_healed_by_the_next_heartbeats(redis_server, start_mad
 
     wiped = time.monotonic()
     heard = heartbeats_after_the_wipe(redis_server)
-    print(f"\nevery owner's first heartbeat after FLUSHALL within {time.monotonic() - wiped:.2f} s")
+    healed = time.monotonic() - wiped
+    record("FLUSHALL", f"every owner's first heartbeat after it within {healed:.2f} s")
 
     registry = redis_server.client()
     assert all(registry.exists(registry_key(name)) for name in OWNERS), heard

@@ -26,6 +26,7 @@ from tests.e2e.compose.harness import (
     remove_project_images,
     trust_host_cas,
 )
+from tests.support.evidence import record
 
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
@@ -84,6 +85,9 @@ def engine() -> str:
         pytest.skip(reason)
     base = subprocess.run([str(HERE / "base-images")], capture_output=True, text=True, timeout=1200)
     sys.stdout.write(base.stdout)
+    for line in base.stdout.splitlines():
+        if line.startswith("base-images: ") and ": " in line.removeprefix("base-images: "):
+            record("base image", line.removeprefix("base-images: "))
     if base.returncode != 0:
         pytest.fail(f"the base images could not be provided:\n{base.stdout}{base.stderr}")
     return base.stdout

@@ -47,6 +47,7 @@ from tests.e2e.compose.steps import (
     wait_healthy,
     wait_log,
 )
+from tests.support.evidence import record
 from tests.support.secrets import exposures
 
 pytestmark = pytest.mark.timeout(900)
@@ -171,7 +172,7 @@ def test_5_2_1_routine_health_checks(host: GuideHost) -> None:
         timeout=60,
         what=f"total_messages to rise above {first}",
     )
-    print(f"5.2.1 bus activity: total_messages {first} -> {later}")
+    record("compose e2e", f"5.2.1 bus activity: total_messages {first} -> {later}")
 
 
 def test_5_2_2_health_script(host: GuideHost) -> None:
@@ -192,6 +193,11 @@ def test_5_2_2_health_script(host: GuideHost) -> None:
     finally:
         host.sh("docker-compose up -d grace", timeout=300)
     wait_healthy(host, "grace")
+    record(
+        "compose e2e",
+        f"5.2.2 scripts/mad_health_check.sh: exit {healthy.code} healthy, exit "
+        f"{degraded.code} with grace stopped (ALERT naming grace)",
+    )
 
 
 def test_5_2_2_literal_script_needs_a_tty_with_compose_v1(host: GuideHost) -> None:
@@ -226,7 +232,7 @@ def test_restart_redis_everyone_reconnects(host: GuideHost) -> None:
     wait_healthy(host, "redis")
     assert redis_uptime(host) <= time.monotonic() - since + 1, "Redis did not restart"
     ages = wait_bus_reconnected(host, before, since)
-    print(f"reconnected after the restart (connection ages in s by bus user): {ages}")
+    record("compose e2e", f"restart redis: every MAD reconnected (connection ages in s): {ages}")
     for service in BUS_USERS:
         assert_status_block(host, service)
     # The task from step 8 survived in Redis's AOF and Fiedler's store; a new one completes.
@@ -377,7 +383,7 @@ def test_images_carry_only_their_job(host: GuideHost, engine: str) -> None:
     assert "usage: madgroup operator" in helped.output
     base = "stand-in built from debootstrap" if "stand-in" in engine else "official"
     for image in (*IMAGES.values(), OPERATOR_IMAGE):
-        print(f"{image}: {image_size_mb(image):.0f} MB on the {base} python base")
+        record("image size", f"{image}: {image_size_mb(image):.0f} MB on the {base} python base")
 
 
 def test_fiedler_explains_a_data_directory_it_cannot_write(host: GuideHost, tmp_path: Path) -> None:
@@ -423,9 +429,10 @@ def test_5_1_down_keeps_the_task(host: GuideHost) -> None:
 
 def test_start_order_follows_the_healthchecks(host: GuideHost) -> None:
     checked = assert_start_order(host)
-    print(
+    record(
+        "compose e2e",
         f"start order: {checked} container creations, each after its dependencies were "
-        "healthy (docker events)"
+        "healthy (docker events)",
     )
 
 
