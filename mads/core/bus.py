@@ -2,10 +2,13 @@
 
 One :class:`Bus` per MAD process. Commands share a bounded pool: when every connection is
 busy a command waits for one (up to ``pool_timeout_s``) and then fails with
-:class:`BusBusyError` — back-pressure, not an outage. The subscriptions share a second
-bounded pool (``max_subscriptions``, a connection each; one more waits until one is free),
-and the connection watcher has a connection of its own, so a busy pool never makes the bus
-look down and never starves a subscription. The bus reconnects with capped exponential
+:class:`BusBusyError` — back-pressure, not an outage. Subscriptions made for outside
+clients (``for_client``: one per client following a task's stream) share a second bounded
+pool (``max_subscriptions``, a connection each; one more waits until one is free, said
+once in the log); the MAD's own few subscriptions have a pool of their own, so clients can
+never take the connections the MAD listens with; and the connection watcher has a
+connection of its own, so a busy pool never makes the bus look down and never starves a
+subscription. The bus reconnects with capped exponential
 backoff when Redis goes away (``connected`` is observable the whole time and nothing raises
 into the caller's task), publishes envelopes, yields subscriptions as async iterators that
 survive reconnects, and wraps the hash, string, stream, pipeline and script commands the
@@ -43,6 +46,8 @@ ENVELOPE_FIELD = "envelope"
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_POOL_TIMEOUT_S = 5.0
 DEFAULT_MAX_SUBSCRIPTIONS = 64
+OWN_SUBSCRIPTIONS = 16
+"""Connections for a MAD's own subscriptions (a fixed few per MAD: Grace has four)."""
 
 __all__ = [
     "Bus",
@@ -174,9 +179,18 @@ class Bus:
                 **connection,
             )
         )
-        # The subscriptions, a connection each, never queued behind busy commands: bounded
-        # too (a client of Grace following a task holds one while it follows).
-        self._control = aioredis.Redis(
+        # The subscriptions, a connection each, never queued behind busy commands: the
+        # MAD's own, and those made for outside clients (a client of Grace following a
+        # task holds one while it follows), each pool bounded, neither taking the other's.
+        self._subscriptions = aioredis.Redis(
+            connection_pool=_BoundedPool(
+                max_connections=OWN_SUBSCRIPTIONS,
+                timeout=pool_timeout_s,
+                connection_class=connection_class,
+                **connection,
+            )
+        )
+        self._client_subscriptions = aioredis.Redis(
             connection_pool=_BoundedPool(
                 max_connections=max_subscriptions,
                 timeout=pool_timeout_s,
@@ -184,6 +198,8 @@ class Bus:
                 **connection,
             )
         )
+        self._max_subscriptions = max_subscriptions
+        self._pool_full_said = False
         # The watcher: one connection, so neither pool being full makes the bus look down.
         self._watcher = aioredis.Redis(
             connection_pool=aioredis.ConnectionPool(
@@ -213,7 +229,8 @@ class Bus:
             self._monitor = None
         self._connected.clear()
         await self._redis.aclose()
-        await self._control.aclose()
+        await self._subscriptions.aclose()
+        await self._client_subscriptions.aclose()
         await self._watcher.aclose()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
@@ -289,19 +306,26 @@ class Bus:
         return int(await self._call(self._redis.publish(envelope.channel, data)))
 
     async def messages(
-        self, channels_: Sequence[str] = (), patterns: Sequence[str] = ()
+        self,
+        channels_: Sequence[str] = (),
+        patterns: Sequence[str] = (),
+        *,
+        for_client: bool = False,
     ) -> AsyncIterator[BusMessage]:
         """Yield every delivery on ``channels_`` and ``patterns``, across reconnects.
 
         Messages published while Redis was down are gone (pub/sub is fire-and-forget); use
         streams for what must not be lost. A subscription Redis refuses (NOPERM) raises
-        :class:`BusCommandError`; an outage or a busy pool is waited out.
+        :class:`BusCommandError`; an outage or a busy pool is waited out. ``for_client``:
+        made on an outside client's behalf, so from the pool clients share
+        (``max_subscriptions``), never from the one the MAD listens with.
         """
         if not channels_ and not patterns:
             raise ValueError("subscribe to at least one channel or pattern")
+        redis = self._client_subscriptions if for_client else self._subscriptions
         while True:
             await self._connected.wait()
-            pubsub = self._control.pubsub(ignore_subscribe_messages=True)
+            pubsub = redis.pubsub(ignore_subscribe_messages=True)
             try:
                 if channels_:
                     await pubsub.subscribe(*channels_)
@@ -315,6 +339,7 @@ class Bus:
                         if received is not None:
                             yield received
             except _PoolExhaustedError:
+                self._say_pool_full(for_client)
                 await asyncio.sleep(self._check_interval)  # back-pressure: subscribe again
             except CONNECTION_ERRORS as exc:
                 self.mark_down(exc)
@@ -325,6 +350,24 @@ class Bus:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _say_pool_full(self, for_client: bool) -> None:
+        """Say once that a subscription waits for a connection (each wait is retried)."""
+        if self._pool_full_said:
+            return
+        self._pool_full_said = True
+        if for_client:
+            self.log.warning(
+                "All %d connections for clients' subscriptions are in use "
+                "(REDIS_MAX_SUBSCRIPTIONS): a further client's subscription waits for one",
+                self._max_subscriptions,
+            )
+        else:
+            self.log.warning(
+                "All %d connections for this MAD's own subscriptions are in use: a further "
+                "one waits for one",
+                OWN_SUBSCRIPTIONS,
+            )
 
     def _to_bus_message(self, message: dict[str, Any]) -> BusMessage | None:
         """The delivery as a message, or None when it is dropped as a forged sender."""

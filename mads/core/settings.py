@@ -148,8 +148,9 @@ class BusSettings(MadSettings):
         default=64,
         ge=1,
         le=10_000,
-        description="Connections to Redis for subscriptions, one each (a further one waits "
-        "for a free one); the connection watcher has its own.",
+        description="Connections to Redis for subscriptions made for outside clients (one "
+        "per client following a task's stream; a further one waits for a free one); the "
+        "MAD's own subscriptions and the connection watcher have their own.",
     )
     redis_pool_timeout_s: float = Field(
         default=5.0,

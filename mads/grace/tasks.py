@@ -124,7 +124,7 @@ class GatewayTasks:
         if tools.stream_prefix is None:
             return
         stream = f"{tools.stream_prefix}{inner}"
-        async for message in self.gateway.bus.messages(channels_=[stream]):
+        async for message in self.gateway.bus.messages(channels_=[stream], for_client=True):
             chunk = message.envelope.payload if message.envelope is not None else {}
             if chunk.get("done"):
                 return
