@@ -381,9 +381,9 @@ def test_images_carry_only_their_job(host: GuideHost, engine: str) -> None:
     assert installed_versions(OPERATOR_IMAGE) == lock, f"{OPERATOR_IMAGE} is not the lock"
     helped = host.sh(f"docker run --rm {OPERATOR_IMAGE} madgroup operator --help")
     assert "usage: madgroup operator" in helped.output
-    base = "stand-in built from debootstrap" if "stand-in" in engine else "official"
+    base = "a local stand-in (debootstrap)" if "stand-in" in engine else "the official"
     for image in (*IMAGES.values(), OPERATOR_IMAGE):
-        record("image size", f"{image}: {image_size_mb(image):.0f} MB on the {base} python base")
+        record("image size", f"{image}: {image_size_mb(image):.0f} MB on {base} python base")
 
 
 def test_fiedler_explains_a_data_directory_it_cannot_write(host: GuideHost, tmp_path: Path) -> None:
