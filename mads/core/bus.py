@@ -199,7 +199,7 @@ class Bus:
             )
         )
         self._max_subscriptions = max_subscriptions
-        self._pool_full_said = False
+        self._first_pool_wait = FirstTime(limit=2)  # said once per pool
         # The watcher: one connection, so neither pool being full makes the bus look down.
         self._watcher = aioredis.Redis(
             connection_pool=aioredis.ConnectionPool(
@@ -352,10 +352,9 @@ class Bus:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _say_pool_full(self, for_client: bool) -> None:
-        """Say once that a subscription waits for a connection (each wait is retried)."""
-        if self._pool_full_said:
+        """Say once per pool that a subscription waits for a connection (it is retried)."""
+        if not self._first_pool_wait(for_client):
             return
-        self._pool_full_said = True
         if for_client:
             self.log.warning(
                 "All %d connections for clients' subscriptions are in use "
