@@ -33,6 +33,22 @@ class Subscriber:
             await self.task
 
 
+async def connected_bus(redis_server: RedisServer, max_subscriptions: int) -> Bus:
+    """A bus on ``redis_server`` with a small clients' pool, short waits, connected."""
+    bus = Bus(
+        host="127.0.0.1",
+        port=redis_server.port,
+        password=redis_server.password,
+        sender_id="tester",
+        max_subscriptions=max_subscriptions,
+        pool_timeout_s=0.2,
+        check_interval=0.1,
+    )
+    await bus.start()
+    assert await bus.wait_connected(10)
+    return bus
+
+
 def said_waiting(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [m for r in caplog.records if "subscriptions are in use" in (m := r.getMessage())]
 
@@ -40,18 +56,8 @@ def said_waiting(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_subscriptions_share_a_bounded_pool(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bus = Bus(
-        host="127.0.0.1",
-        port=redis_server.port,
-        password=redis_server.password,
-        sender_id="tester",
-        max_subscriptions=2,
-        pool_timeout_s=0.2,
-        check_interval=0.1,
-    )
+    bus = await connected_bus(redis_server, max_subscriptions=2)
     admin = redis_server.client()
-    await bus.start()
-    assert await bus.wait_connected(10)
     subscribers = [Subscriber(bus, f"mad.topic.pool-{n}") for n in range(3)]
     seen_subscriptions: set[int] = set()
     seen_connected: set[bool] = set()
@@ -101,17 +107,7 @@ async def test_subscriptions_share_a_bounded_pool(
 async def test_clients_filling_their_pool_leave_the_mads_own_subscriptions(
     redis_server: RedisServer,
 ) -> None:
-    bus = Bus(
-        host="127.0.0.1",
-        port=redis_server.port,
-        password=redis_server.password,
-        sender_id="tester",
-        max_subscriptions=1,
-        pool_timeout_s=0.2,
-        check_interval=0.1,
-    )
-    await bus.start()
-    assert await bus.wait_connected(10)
+    bus = await connected_bus(redis_server, max_subscriptions=1)
     clients = [Subscriber(bus, f"mad.topic.client-{n}") for n in range(3)]
     own = [Subscriber(bus, f"mad.topic.own-{n}", for_client=False) for n in range(4)]
 
