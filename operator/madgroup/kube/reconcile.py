@@ -133,9 +133,14 @@ def _observe(
         generation = (workload_live.get("metadata") or {}).get("generation")
         seen_generation = status.get("observedGeneration")
         ready = int(status.get("readyReplicas") or 0)
-        rolled_out = (generation is None or (seen_generation or 0) >= generation) and int(
-            status.get("updatedReplicas") or 0
-        ) >= wanted
+        # Rolled out: the controller saw the latest template, every pod runs it, and no pod
+        # of an older one is left — while a Deployment rolls, its old pod still counts in
+        # readyReplicas (maxUnavailable 0), so "ready" alone would pass an unready update.
+        rolled_out = (
+            (generation is None or (seen_generation or 0) >= generation)
+            and int(status.get("updatedReplicas") or 0) >= wanted
+            and int(status.get("replicas") or 0) <= wanted
+        )
         for cond in status.get("conditions") or []:
             if cond.get("type") == "Progressing" and cond.get("reason") == (
                 "ProgressDeadlineExceeded"
