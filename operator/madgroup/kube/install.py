@@ -55,6 +55,9 @@ def rules() -> list[dict[str, Any]]:
     return [
         _rule([crd.GROUP], [crd.PLURAL], ["get", "list", "watch", "patch"]),
         _rule([crd.GROUP], [f"{crd.PLURAL}/status"], ["get", "patch"]),
+        # Children block their group's deletion (blockOwnerDeletion): clusters that enforce
+        # owner-reference permissions require the right to set the group's finalizers.
+        _rule([crd.GROUP], [f"{crd.PLURAL}/finalizers"], ["update"]),
         _rule(
             ["apps"],
             ["deployments", "statefulsets"],
