@@ -324,14 +324,31 @@ two equal). Given to another substrate, they are refused with that reason, not a
 unknown."""
 
 
+# The API server's words for what its schema checks, so that a MadGroup refused by
+# `kubectl apply` and by `madgroup up -f` reads the same (the CEL rules carry our own).
+_SERVER_WORDS = {
+    "less_than_equal": "should be less than or equal to {le}",
+    "greater_than_equal": "should be greater than or equal to {ge}",
+}
+
+
 def describe(exc: ValidationError, root: str = "spec") -> str:
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
+        path = f"{root}.{where}" if where else root
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden" and str(err["loc"][-1]) in KUBERNETES_ONLY:
-            msg = "only Kubernetes honours it; remove it for docker compose and the local runner"
-        problems.append(f"{root}.{where}: {msg}" if where else f"{root}: {msg}")
+        if err["type"] == "extra_forbidden":
+            if str(err["loc"][-1]) in KUBERNETES_ONLY:
+                msg = (
+                    "only Kubernetes honours it; remove it for docker compose and the local runner"
+                )
+            else:
+                problems.append(f'unknown field "{path}"')
+                continue
+        elif err["type"] in _SERVER_WORDS:
+            msg = _SERVER_WORDS[err["type"]].format(**(err.get("ctx") or {}))
+        problems.append(f"{path}: {msg}")
     return "; ".join(problems)
 
 
