@@ -1,174 +1,228 @@
-"""Operator benchmark against the emulated API server (no cluster needed).
+"""Operator benchmark on the real control plane (scripts/kube-cluster, kwok's fake nodes).
 
-Measures, in one run:
+Measures, in one run, from the API server's own audit log (microsecond timestamps):
 
-- latency from "child marked ready" to "next component applied" (event driven: the
-  child's watch event wakes the group's daemon; no polling interval is involved);
-- the cost of bringing 1, 10 and 100 MadGroups to Ready, and of one steady-state
-  reconcile pass per group, split into the time spent waiting for API responses and the
-  operator's own work, to show the per-group cost stays flat (the emulator itself slows
-  down as it stores more objects; the operator's share and its request count do not grow).
+- each hop of a rollout: the last of component N's Pods turning Ready (kwok's status write)
+  -> the operator's first write of component N+1's objects; p50 and max per hop
+  (goal <= 0.5 s every hop);
+- a MadGroup applied -> its Ready condition written, divided by the sum of kwok's Pod start
+  delays along the guide's order (goal <= 1.2);
+- 1, 10 and 100 MadGroups (one namespace each) applied at once -> all Ready: the operator's
+  CPU seconds and API requests per group, and the API server's own request count (its
+  /metrics); the goal is a flat cost per group from 10 to 100 (<= 1.2x).
 
-Run: ``.venv/bin/python bench/operator.py``
+The operator runs as a process with its ServiceAccount's token, as in tests/e2e/kube.
+
+Run: ``.venv/bin/python bench/operator.py [COUNTS...]`` (default 1 10 100); the programs
+are built first if needed (scripts/kube-cluster build).
 """
 
 from __future__ import annotations
 
-import asyncio
+import datetime
 import itertools
-import logging
+import json
+import os
+import ssl
 import statistics
 import sys
-import threading
+import tempfile
 import time
-from dataclasses import dataclass
+import urllib.request
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 
-import kmock  # noqa: E402
 from madgroup import topology  # noqa: E402
-from madgroup.kube import reconcile  # noqa: E402
 
-from tests.support.kube import (  # noqa: E402
-    NS,
-    Operator,
-    create_group,
-    mark_ready,
-    workload,
-)
-from tests.support.kube_emulator import Apiserver  # noqa: E402
+from tests.e2e.kube import harness  # noqa: E402
+from tests.e2e.kube.cluster import build  # noqa: E402
+from tests.e2e.kube.cluster.control_plane import POD_READY_DELAY_MS, Cluster  # noqa: E402
 
-ORDER = topology.COMPONENT_NAMES
 COUNTS = tuple(int(a) for a in sys.argv[1:]) or (1, 10, 100)
+HOP_GROUPS = 5
+GROUP = "demo"
 
 
-async def _wait(check, timeout: float = 60.0):
+def _ready_in(body: dict[str, Any] | None) -> bool:
+    status = (body or {}).get("status") or {}
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _component_of(name: str) -> str | None:
+    """The component whose object (or pod) ``name`` is: ``demo-<dns name>[-...]``."""
+    rest = name.removeprefix(f"{GROUP}-")
+    best = None
+    for comp in topology.COMPONENTS:
+        named = rest == comp.dns_name or rest.startswith(comp.dns_name + "-")
+        if named and (best is None or len(comp.dns_name) > len(best.dns_name)):
+            best = comp
+    return best.name if best else None
+
+
+def _timeline(cluster: Cluster, namespaces: set[str]) -> dict[str, dict[str, Any]]:
+    """Per namespace: when each component's pods turned Ready (the last of them), when the
+    operator first wrote each component's objects, when the group was applied and Ready."""
+    out: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"ready": {}, "first_write": {}, "applied": None, "group_ready": None}
+    )
+    operator = harness.operator_user()
+    for r in harness.audit(cluster):
+        if r.namespace not in namespaces or r.code >= 300:
+            continue
+        line = out[r.namespace]
+        if r.resource == "pods" and r.subresource == "status" and _ready_in(r.body):
+            comp = _component_of(r.name)
+            if comp and (comp not in line["ready"] or r.at > line["ready"][comp]):
+                line["ready"][comp] = r.at
+        elif r.resource == "madgroups" and r.verb == "create":
+            line["applied"] = r.at
+        elif r.resource == "madgroups" and r.subresource == "status" and _ready_in(r.body):
+            line["group_ready"] = line["group_ready"] or r.at
+        elif (
+            r.user == operator
+            and r.verb in ("create", "patch")
+            and r.resource in ("services", "deployments", "statefulsets")
+            and not r.subresource
+        ):
+            comp = _component_of(r.name)
+            if comp and comp not in line["first_write"]:
+                line["first_write"][comp] = r.at
+    return out
+
+
+def _apply_groups(cluster: Cluster, namespaces: list[str]) -> None:
+    def one(namespace: str) -> None:
+        harness.restricted_namespace(cluster, namespace)
+        harness.apply_document(cluster, harness.sample(namespace, name=GROUP))
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, namespaces))
+
+
+def _all_ready(cluster: Cluster, namespaces: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
+    wanted = set(namespaces)
     while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.001)
-    raise TimeoutError("the operator did not act in time")
+        groups = json.loads(cluster.kubectl("get", "madgroups", "-A", "-o", "json").stdout)
+        ready = {
+            g["metadata"]["namespace"]
+            for g in groups["items"]
+            if harness.condition(g, "Ready").get("status") == "True"
+        }
+        if wanted <= ready:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"not Ready within {timeout:.0f} s: {sorted(wanted - ready)[:5]}...")
 
 
-def _is_ready(apiserver: Apiserver, name: str) -> bool:
-    live = apiserver.live("madgroup.io/v1alpha1/madgroups", NS, name) or {}
-    conds = (live.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def latency(apiserver: Apiserver, groups: int = 5) -> list[float]:
-    """Seconds from marking a component ready to its successor's workload appearing."""
-    samples = []
-    for i in range(groups):
-        name = f"lat-{i}"
-        await create_group(apiserver, name)
-        await _wait(lambda n=name: workload(apiserver, n, ORDER[0]))
-        for comp, nxt in itertools.pairwise(ORDER):
-            start = time.perf_counter()
-            await mark_ready(apiserver, name, comp)
-            await _wait(lambda n=name, c=nxt: workload(apiserver, n, c))
-            samples.append(time.perf_counter() - start)
-        await mark_ready(apiserver, name, ORDER[-1])
-        await _wait(lambda n=name: _is_ready(apiserver, n))
-    return samples
+def _apiserver_requests(cluster: Cluster) -> float:
+    context = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
+    context.load_cert_chain(cluster.pki / "admin.crt", cluster.pki / "admin.key")
+    with urllib.request.urlopen(f"{cluster.server}/metrics", context=context, timeout=10) as r:
+        text = r.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{")
+    )
 
 
-@dataclass
-class PassCost:
-    """One steady-state reconcile pass, split into the time spent waiting for API responses
-    (HTTP client + emulator) and the operator's own work (everything else)."""
-
-    total_ms: float
-    requests: float
-    api_ms: float
-
-    @property
-    def own_ms(self) -> float:
-        return self.total_ms - self.api_ms
+def _operator_requests(cluster: Cluster, since: datetime.datetime) -> int:
+    user = harness.operator_user()
+    return sum(1 for r in harness.audit(cluster) if r.user == user and r.at >= since)
 
 
-def steady_passes(op: Operator, names: list[str]) -> PassCost:
-    """One reconcile pass per group, nothing to change; the mean cost of a pass."""
-    original = op.api._request
-    requests, api_s = 0, 0.0
-    this_thread = threading.get_ident()
-
-    def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
-        nonlocal requests, api_s
-        if threading.get_ident() != this_thread:  # the daemons' own passes
-            return original(*args, **kwargs)
-        began = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            requests += 1
-            api_s += time.perf_counter() - began
-
-    op.api._request = timed
-    try:
-        start = time.perf_counter()
-        for n in names:
-            reconcile.reconcile(op.api, NS, n)
-        total_s = time.perf_counter() - start
-    finally:
-        op.api._request = original
-    count = len(names)
-    return PassCost(total_s / count * 1000, requests / count, api_s / count * 1000)
+def hops(cluster: Cluster) -> None:
+    namespaces = [f"hop-{i}" for i in range(HOP_GROUPS)]
+    for namespace in namespaces:  # one at a time: each hop measured on a quiet system
+        _apply_groups(cluster, [namespace])
+        _all_ready(cluster, [namespace], 180)
+    timeline = _timeline(cluster, set(namespaces))
+    order = [c.name for c in topology.start_order()]
+    print(f"hops (guide order, {HOP_GROUPS} groups): pods Ready -> next component's first write")
+    for before, after in itertools.pairwise(order):
+        gaps = [
+            (t["first_write"][after] - t["ready"][before]).total_seconds()
+            for t in timeline.values()
+        ]
+        verdict = "ok" if max(gaps) <= 0.5 else "over the 0.5 s goal"
+        print(
+            f"  {before:>20} -> {after:<20} p50 {statistics.median(gaps) * 1000:6.0f} ms   "
+            f"max {max(gaps) * 1000:6.0f} ms   ({verdict})"
+        )
+    delays = len(order) * POD_READY_DELAY_MS / 1000
+    ratios = [(t["group_ready"] - t["applied"]).total_seconds() / delays for t in timeline.values()]
+    print(
+        f"applied -> Ready / sum of kwok's pod start delays ({delays:.1f} s): "
+        f"p50 {statistics.median(ratios):.2f}, max {max(ratios):.2f} (goal <= 1.2)"
+    )
 
 
-async def scale(apiserver: Apiserver, op: Operator, count: int) -> tuple[float, int, PassCost]:
-    """Bring ``count`` groups to Ready, playing the kubelet for every applied component.
+def scale(cluster: Cluster, pid: int) -> None:
+    print()
+    print(
+        " groups  to Ready (s)  operator CPU s/group  operator requests/group"
+        "  apiserver requests/group"
+    )
+    per_group: dict[int, tuple[float, float]] = {}
+    for count in COUNTS:
+        namespaces = [f"scale-{count}-{i}" for i in range(count)]
+        since = harness.now()
+        cpu, served = _cpu_seconds(pid), _apiserver_requests(cluster)
+        started = time.monotonic()
+        _apply_groups(cluster, namespaces)
+        _all_ready(cluster, namespaces, 120 + 6 * count)
+        wall = time.monotonic() - started
+        cpu_per = (_cpu_seconds(pid) - cpu) / count
+        requests_per = _operator_requests(cluster, since) / count
+        apiserver_per = (_apiserver_requests(cluster) - served) / count
+        per_group[count] = (cpu_per, requests_per)
+        print(
+            f"{count:7d}  {wall:12.1f}  {cpu_per:20.3f}  {requests_per:23.1f}"
+            f"  {apiserver_per:24.1f}"
+        )
+    if 10 in per_group and 100 in per_group:
+        cpu_ratio = per_group[100][0] / per_group[10][0]
+        request_ratio = per_group[100][1] / per_group[10][1]
+        print(
+            f"per group, 100 vs 10 groups: CPU x{cpu_ratio:.2f}, requests x{request_ratio:.2f} "
+            "(goal <= 1.2)"
+        )
 
-    Returns (wall seconds, API requests per group, the cost of a steady-state pass)."""
-    names = [f"s{count}-{i}" for i in range(count)]
-    served = len(apiserver.served)
-    start = time.perf_counter()
-    await asyncio.gather(*(create_group(apiserver, n) for n in names))
-    for comp in ORDER:
-        await _wait(lambda c=comp: all(workload(apiserver, n, c) for n in names), 120)
-        await asyncio.gather(*(mark_ready(apiserver, n, comp) for n in names))
-    await _wait(lambda: all(_is_ready(apiserver, n) for n in names), 120)
-    wall = time.perf_counter() - start
-    per_group = (len(apiserver.served) - served) // count
-    return wall, per_group, await asyncio.to_thread(steady_passes, op, names)
 
-
-async def main() -> None:
-    logging.disable(logging.WARNING)
-    async with Apiserver() as apiserver, kmock.Server(apiserver):
-        op = Operator(apiserver, repair_interval=300.0)
-        await op.start()
-        try:
-            samples = await latency(apiserver)
-            print(f"child marked ready -> next component applied ({len(samples)} transitions):")
-            print(
-                f"  median {statistics.median(samples) * 1000:7.1f} ms"
-                f"   max {max(samples) * 1000:7.1f} ms"
-            )
-            print()
-            print(" groups   to Ready (s)   s/group   API requests/group")
-            passes = {}
-            for count in COUNTS:
-                wall, per_group, passes[count] = await scale(apiserver, op, count)
-                print(f"{count:7d}   {wall:12.2f}   {wall / count:7.3f}   {per_group:18d}")
-            print()
-            print("one steady-state pass (nothing to change), mean per group:")
-            print(" groups   requests   ms total   ms in API calls   ms operator's own")
-            base = passes[COUNTS[0]]
-            for count, cost in passes.items():
-                print(
-                    f"{count:7d}   {cost.requests:8.1f}   {cost.total_ms:8.1f}"
-                    f"   {cost.api_ms:15.1f}   {cost.own_ms:17.1f}"
-                    f"  (own x{cost.own_ms / base.own_ms:.2f} of {COUNTS[0]} group(s))"
-                )
-        finally:
-            # Every group's daemon may be inside a pass against the slow emulator.
-            await op.stop(timeout=120.0)
+def main() -> None:
+    build.ensure()
+    with tempfile.TemporaryDirectory() as tmp, Cluster(Path(tmp) / "cluster") as cluster:
+        cluster.kubectl("apply", "-f", str(harness.MANIFESTS))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/madgroups.madgroup.io")
+        kubeconfig = cluster.service_account_kubeconfig(
+            harness.OPERATOR_NAMESPACE, harness.OPERATOR_ACCOUNT
+        )
+        load = os.getloadavg()
+        print(
+            f"kube-apiserver {cluster.server_version()}, kwok pod start delay "
+            f"{POD_READY_DELAY_MS} ms, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        )
+        log = Path(tmp) / "operator.log"
+        # The default repair interval: the steady cost per group is what a cluster pays.
+        with harness.operator_running(cluster, kubeconfig, log, "--repair-interval", "30") as op:
+            hops(cluster)
+            scale(cluster, op.pid)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

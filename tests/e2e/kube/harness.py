@@ -325,8 +325,10 @@ def operator_user() -> str:
 
 
 @contextlib.contextmanager
-def operator_running(cluster: Cluster, kubeconfig: Path, log: Path) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(cluster, kubeconfig, log).start()
+def operator_running(
+    cluster: Cluster, kubeconfig: Path, log: Path, *extra: str
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(cluster, kubeconfig, log).start(*extra)
     try:
         yield process
     finally:

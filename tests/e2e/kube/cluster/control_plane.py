@@ -48,10 +48,14 @@ AUDIT_POLICY = {
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
     "rules": [
-        # Pod status writes with their bodies: when a Pod turned Ready, to the microsecond.
+        # Status writes of Pods and MadGroups with their bodies: when a Pod, or a group,
+        # turned Ready, to the microsecond.
         {
             "level": "Request",
-            "resources": [{"group": "", "resources": ["pods/status"]}],
+            "resources": [
+                {"group": "", "resources": ["pods/status"]},
+                {"group": "madgroup.io", "resources": ["madgroups/status"]},
+            ],
             "verbs": ["patch", "update"],
         },
         # Who asked for what, and what the server answered, for everything else. Metadata
