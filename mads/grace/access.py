@@ -185,11 +185,14 @@ class AccessGuard:
     async def _unidentified(
         self, scope: Scope, receive: Receive, send: Send, host: str | None, why: Unidentified
     ) -> None:
-        self._refused("-", host, "unauthenticated", why.reason)
+        unavailable = why.status == 503
+        self._refused(
+            "-", host, "issuer_unavailable" if unavailable else "unauthenticated", why.reason
+        )
         if self._oauth is None:
             await _reply(send, 401, why.reason, {"www-authenticate": 'Bearer realm="grace"'})
             return
-        if why.status == 503:
+        if unavailable:
             retry = str(UNAVAILABLE_RETRY_S)
             await _reply(send, 503, why.reason, {"retry-after": retry})
             return

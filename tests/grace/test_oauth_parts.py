@@ -20,10 +20,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 from werkzeug.datastructures import WWWAuthenticate
 
 from mads.core.settings import ConfigurationError, load_settings
 from mads.grace import scope_map
+from mads.grace.access import AccessGuard, OAuthDoor
 from mads.grace.issuer import IssuerKeys, IssuerUnavailable, metadata_urls
 from mads.grace.oauth import Accepted, OAuthVerifier, Refused
 from mads.grace.resource_metadata import ProtectedResource
@@ -332,3 +338,28 @@ def test_the_challenge_quotes_what_rfc6750_allows() -> None:
         "error": "invalid_token",
         "error_description": "a 'quoted' ' and 'n'code reason",
     }
+
+
+def test_an_unreachable_issuer_is_503_with_retry_after_not_a_login(tmp_path: Path) -> None:
+    issuer = Issuer()
+    issuer.down = True
+    metrics = CollectorRegistry()
+    verifier = verifier_for(issuer, Clock(), tmp_path)
+
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/mcp", ok, methods=["POST"])])
+    door = OAuthDoor(verifier, ProtectedResource(RESOURCE, ISSUER, ["narrow"]))
+    app.add_middleware(AccessGuard, principals={}, logger=LOG, metrics=metrics, oauth=door)
+    token = issuer.token("k1").decode()
+    response = TestClient(app, client=("10.1.2.3", 1)).post(
+        "/mcp", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert "cannot verify access tokens right now" in response.json()["error"]
+    assert token not in response.text
+    refused = metrics.get_sample_value(
+        "grace_refusals_total", {"token": "-", "reason": "issuer_unavailable"}
+    )
+    assert refused == 1
