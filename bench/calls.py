@@ -1,12 +1,20 @@
 """What one MCP ``tools/call`` costs a MAD: the direct path against the SDK's stateless path,
-in one run on one machine.
+and an OAuth access token (a JWT) against a static token, in one run on one machine.
 
-    .venv/bin/python bench/calls.py [--seconds 5] [--concurrency 16]
+    .venv/bin/python bench/calls.py [--seconds 5] [--concurrency 16] [--part paths|auth|all]
+                                    [--rounds 2]
 
 Starts a password-protected redis-server and two Grace processes that differ only in
 ``MAD_DIRECT_TOOL_CALLS``, then drives each with ``grace_send_message`` calls (JSON-RPC
 over keep-alive connections, ``--concurrency`` outstanding) for ``--seconds``. Prints, for
 each, calls/s and Grace's own CPU time per call (from /proc), and the ratios direct / SDK.
+
+Then (``auth``) Ory Hydra (``tests/support/hydra/build``, cached) and one Grace accepting
+both a static token and Hydra's JWT access tokens, both allowed everything (so the same
+work follows the check); each credential drives it in turn, ``--rounds`` times, and the
+ratios JWT / static token (calls/s over all rounds, Grace's CPU per call) are printed
+(goal for calls/s: at least 0.9, since a JWT is verified once and its verdict kept until it
+expires).
 
 Not a test: the numbers depend on the machine; the ratios are what compare across machines.
 """
@@ -15,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +36,10 @@ sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
 from tests.grace.load import SendClient  # noqa: E402
 from tests.support.grace import new_token  # noqa: E402
+from tests.support.hydra_server import BUILD as HYDRA_BUILD  # noqa: E402
+from tests.support.hydra_server import HydraServer  # noqa: E402
 from tests.support.mad_process import MadProcess  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 CHANNEL = "mad.topic.bench"
@@ -77,41 +90,111 @@ def measure(grace: MadProcess, token: str, seconds: float, concurrency: int) -> 
     return calls / elapsed, cpu_ms
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
-    parser.add_argument("--concurrency", type=int, default=16, help="calls outstanding")
-    args = parser.parse_args()
-
+def paths(tmp: Path, redis_server: RedisServer, seconds: float, concurrency: int) -> None:
+    """The direct path against the SDK path."""
     token = new_token()
-    with tempfile.TemporaryDirectory() as tmp:
-        redis_server = RedisServer(Path(tmp) / "redis", appendonly=False).start()
-        results = {}
+    results = {}
+    for label, direct in (("direct path", "true"), ("SDK path", "false")):
+        grace = MadProcess(
+            "grace",
+            tmp / label.replace(" ", "-"),
+            {
+                **redis_server.env,
+                "GRACE_API_TOKENS": token,
+                "MAD_DIRECT_TOOL_CALLS": direct,
+                "MAD_HEARTBEAT_S": "5",
+            },
+        ).start()
         try:
-            for label, direct in (("direct path", "true"), ("SDK path", "false")):
-                grace = MadProcess(
-                    "grace",
-                    Path(tmp) / label.replace(" ", "-"),
-                    {
-                        **redis_server.env,
-                        "GRACE_API_TOKENS": token,
-                        "MAD_DIRECT_TOOL_CALLS": direct,
-                        "MAD_HEARTBEAT_S": "5",
-                    },
-                ).start()
-                try:
-                    results[label] = measure(grace, token, args.seconds, args.concurrency)
-                finally:
-                    grace.stop()
-                rate, cpu_ms = results[label]
-                cpu = f"{cpu_ms:.2f} ms of Grace CPU per call" if cpu_ms else "CPU n/a"
-                print(f"{label:>12}: {rate:,.0f} grace_send_message calls/s, {cpu}")
+            results[label] = measure(grace, token, seconds, concurrency)
         finally:
-            redis_server.stop()
+            grace.stop()
+        rate, cpu_ms = results[label]
+        cpu = f"{cpu_ms:.2f} ms of Grace CPU per call" if cpu_ms else "CPU n/a"
+        print(f"{label:>12}: {rate:,.0f} grace_send_message calls/s, {cpu}")
     (direct_rate, direct_cpu), (sdk_rate, sdk_cpu) = results["direct path"], results["SDK path"]
     print(f"ratio calls/s, direct / SDK: {direct_rate / sdk_rate:.2f}")
     if direct_cpu and sdk_cpu:
         print(f"ratio CPU per call, direct / SDK: {direct_cpu / sdk_cpu:.2f}")
+
+
+def hydra_binary() -> Path | None:
+    done = subprocess.run([str(HYDRA_BUILD)], capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        print(f"bench: Ory Hydra could not be built, so no JWT run:\n{done.stderr[-1000:]}")
+        return None
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def auth(
+    tmp: Path, redis_server: RedisServer, seconds: float, concurrency: int, rounds: int
+) -> None:
+    """A JWT access token from Hydra against a static token, on one Grace."""
+    binary = hydra_binary()
+    if binary is None:
+        return
+    hydra = HydraServer(tmp / "hydra", binary).start()
+    try:
+        port = free_port()
+        resource = f"http://127.0.0.1:{port}/mcp"
+        scopes = tmp / "scopes.json"
+        scopes.write_text(json.dumps({"scopes": {"mad.all": {"tools": ["*"], "topics": ["*"]}}}))
+        static = new_token()
+        grace = MadProcess(
+            "grace",
+            tmp / "grace-oauth",
+            {
+                **redis_server.env,
+                "GRACE_API_TOKENS": static,
+                "GRACE_OAUTH_ISSUER": hydra.issuer,
+                "GRACE_OAUTH_RESOURCE": resource,
+                "GRACE_OAUTH_SCOPES_FILE": str(scopes),
+                "MAD_HEARTBEAT_S": "5",
+            },
+            port=port,
+        ).start()
+        try:
+            client = hydra.client(["mad.all"], [resource])
+            jwt = hydra.token(client, ["mad.all"], resource)
+            totals = {"static token": 0.0, "JWT": 0.0}
+            cpu_totals = {"static token": 0.0, "JWT": 0.0}
+            for _ in range(rounds):
+                for label, token in (("static token", static), ("JWT", jwt)):
+                    rate, cpu_ms = measure(grace, token, seconds, concurrency)
+                    totals[label] += rate
+                    cpu_totals[label] += cpu_ms or 0.0
+                    cpu = f"{cpu_ms:.2f} ms of Grace CPU per call" if cpu_ms else "CPU n/a"
+                    print(f"{label:>12}: {rate:,.0f} grace_send_message calls/s, {cpu}")
+        finally:
+            grace.stop()
+    finally:
+        hydra.stop()
+    ratio = totals["JWT"] / totals["static token"]
+    print(f"ratio calls/s, JWT / static token: {ratio:.2f} (goal: at least 0.9)")
+    if cpu_totals["JWT"] and cpu_totals["static token"]:
+        cpu_ratio = cpu_totals["JWT"] / cpu_totals["static token"]
+        print(f"ratio Grace CPU per call, JWT / static token: {cpu_ratio:.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
+    parser.add_argument("--concurrency", type=int, default=16, help="calls outstanding")
+    parser.add_argument(
+        "--part", choices=("paths", "auth", "all"), default="all", help="which comparison"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="alternations (auth)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_server = RedisServer(Path(tmp) / "redis", appendonly=False).start()
+        try:
+            if args.part in ("paths", "all"):
+                paths(Path(tmp), redis_server, args.seconds, args.concurrency)
+            if args.part in ("auth", "all"):
+                auth(Path(tmp), redis_server, args.seconds, args.concurrency, args.rounds)
+        finally:
+            redis_server.stop()
     return 0
 
 

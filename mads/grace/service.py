@@ -7,9 +7,9 @@ from starlette.applications import Starlette
 
 from mads.core.service import MadService
 from mads.core.settings import ConfigurationError, load_settings
+from mads.grace import oauth_setup, tokens, tools
 from mads.grace import tasks as task_gateway
-from mads.grace import tokens, tools
-from mads.grace.access import AccessGuard
+from mads.grace.access import AccessGuard, OAuthDoor
 from mads.grace.buffers import ClientBuffers
 from mads.grace.gateway import Gateway, Liveness
 from mads.grace.relay import FanOut
@@ -38,6 +38,10 @@ class GraceService(MadService):
             except tokens.TokenFileError as exc:
                 raise ConfigurationError(str(exc)) from None
             self.principals.update(named)
+        self.oauth: OAuthDoor | None = None
+        if settings.grace_oauth_issuer:
+            self.oauth = oauth_setup.door(settings, self)
+            self.add_routes(self.oauth.resource.routes())
 
     def app(self) -> Starlette:
         app = super().app()
@@ -47,6 +51,7 @@ class GraceService(MadService):
             logger=self.log,
             metrics=self.metrics,
             scrape=self.scrape_credential(),
+            oauth=self.oauth,
         )
         return app
 
@@ -72,6 +77,13 @@ def build() -> MadService:
     service.add_background(gateway.run)
 
     async def announce_access() -> None:
+        if service.oauth is not None:
+            service.log.info(
+                "Access: OAuth access tokens from %s for %s accepted on /mcp%s",
+                settings.grace_oauth_issuer,
+                settings.grace_oauth_resource,
+                "" if settings.static_tokens else " (static tokens turned off)",
+            )
         if service.principals:
             limited = sum(
                 not p.unrestricted
@@ -84,7 +96,7 @@ def build() -> MadService:
                 len(service.principals),
                 f", {limited} scoped or limited" if limited else "",
             )
-        else:
+        elif service.oauth is None:
             service.log.warning(
                 "Access: GRACE_API_TOKENS is not set, so Grace serves loopback clients only"
             )

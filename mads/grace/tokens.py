@@ -48,13 +48,26 @@ TOPIC_TOOLS = {"grace_send_message": "channel", "grace_subscribe": "topics"}
 
 @dataclass(frozen=True)
 class Principal:
-    """What one token may do."""
+    """What one token (or the subject of an OAuth access token) may do."""
 
     name: str
     tools: tuple[str, ...] = ALL
     topics: tuple[str, ...] = ALL
     requests_per_second: float | None = None
     concurrent_calls: int | None = None
+    kind: str = "token"
+    """``token`` (a static token, by its name) or ``subject`` (an OAuth token's ``sub``)."""
+
+    @property
+    def key(self) -> str:
+        """Whose limits and metrics these are: a static token's name, or ``subject:<sub>``
+        (so a subject never shares a static token's usage)."""
+        return self.name if self.kind == "token" else f"{self.kind}:{self.name}"
+
+    @property
+    def who(self) -> str:
+        """How refusals name it: ``token 'dashboard'``, ``subject 'batch-client'``."""
+        return f"{self.kind} {self.name!r}"
 
     @property
     def unrestricted(self) -> bool:
@@ -119,14 +132,33 @@ TaskToolOf = Callable[[Any, str], str | None]
 """For a ``tasks/*`` request: the tool it acts as, given its task id and method."""
 
 
+@dataclass(frozen=True)
+class ScopeRefusal:
+    """Why a request is out of a principal's scope: the one-line reason, and the tool or
+    topic it lacked (so an OAuth challenge can name the scope that grants it)."""
+
+    reason: str
+    tool: str | None = None
+    topic: str | None = None
+
+
 def scope_problem(
     principal: Principal, message: Any, task_tool_of: TaskToolOf | None = None
 ) -> str | None:
+    """Why ``principal`` may not send this JSON-RPC message (or batch), or None."""
+    refusal = scope_refusal(principal, message, task_tool_of)
+    return refusal.reason if refusal is not None else None
+
+
+def scope_refusal(
+    principal: Principal, message: Any, task_tool_of: TaskToolOf | None = None
+) -> ScopeRefusal | None:
     """Why ``principal`` may not send this JSON-RPC message (or batch), or None. A task
     request needs the scope of the tool it acts as (``task_tool_of``); one whose task
     names no such tool is left to be refused as unknown."""
     if principal.unrestricted:
         return None
+    who = principal.who
     for item in message if isinstance(message, list) else [message]:
         if not isinstance(item, Mapping):
             continue
@@ -135,25 +167,34 @@ def scope_problem(
         if method in TASK_METHODS and task_tool_of is not None and isinstance(params, Mapping):
             acting_as = task_tool_of(params.get("taskId"), str(method))
             if acting_as is not None and not principal.may_call(acting_as):
-                return f"token {principal.name!r} lacks the scope for tool {acting_as!r} ({method})"
+                reason = f"{who} lacks the scope for tool {acting_as!r} ({method})"
+                return ScopeRefusal(reason, tool=acting_as)
             continue
-        if method != "tools/call":
+        tool = called_tool(item)
+        if tool is None:
             continue
-        if not isinstance(params, Mapping) or not isinstance(params.get("name"), str):
-            continue
-        tool = params["name"]
         if not principal.may_call(tool):
-            return f"token {principal.name!r} lacks the scope for tool {tool!r}"
+            return ScopeRefusal(f"{who} lacks the scope for tool {tool!r}", tool=tool)
         argument = TOPIC_TOOLS.get(tool)
-        arguments = params.get("arguments")
+        arguments = params.get("arguments") if isinstance(params, Mapping) else None
         if argument is None or not isinstance(arguments, Mapping):
             continue
         value = arguments.get(argument)
         topics = value if isinstance(value, list) else [value]
         for topic in topics:
             if isinstance(topic, str) and not principal.may_use_topic(topic):
-                return f"token {principal.name!r} lacks the scope for topic {topic!r}"
+                return ScopeRefusal(f"{who} lacks the scope for topic {topic!r}", topic=topic)
     return None
+
+
+def called_tool(item: Any) -> str | None:
+    """The tool a JSON-RPC ``tools/call`` request names, or None for anything else."""
+    if not isinstance(item, Mapping) or item.get("method") != "tools/call":
+        return None
+    params = item.get("params")
+    if not isinstance(params, Mapping) or not isinstance(params.get("name"), str):
+        return None
+    return str(params["name"])
 
 
 @dataclass
@@ -181,10 +222,10 @@ class Limiter:
     _usage: dict[str, _Usage] = field(default_factory=dict)
 
     def _for(self, principal: Principal) -> _Usage:
-        usage = self._usage.get(principal.name)
+        usage = self._usage.get(principal.key)
         if usage is None:
             capacity = max(1.0, principal.requests_per_second or 1.0)
-            usage = self._usage[principal.name] = _Usage(capacity, self.clock())
+            usage = self._usage[principal.key] = _Usage(capacity, self.clock())
         return usage
 
     def admit(self, principal: Principal) -> OverLimit | None:
@@ -192,7 +233,7 @@ class Limiter:
         taken."""
         usage = self._for(principal)
         if principal.concurrent_calls is not None and usage.in_flight >= principal.concurrent_calls:
-            reason = f"token {principal.name!r} has {usage.in_flight} calls in flight, its limit"
+            reason = f"{principal.who} has {usage.in_flight} calls in flight, its limit"
             return OverLimit("concurrency", reason, 1.0)
         rate = principal.requests_per_second
         if rate is not None:
@@ -201,14 +242,14 @@ class Limiter:
             usage.tokens = min(capacity, usage.tokens + (now - usage.updated) * rate)
             usage.updated = now
             if usage.tokens < 1.0:
-                reason = f"token {principal.name!r} is over its limit of {rate:g} requests/s"
+                reason = f"{principal.who} is over its limit of {rate:g} requests/s"
                 return OverLimit("rate", reason, (1.0 - usage.tokens) / rate)
             usage.tokens -= 1.0
         usage.in_flight += 1
         return None
 
     def release(self, principal: Principal) -> None:
-        usage = self._usage.get(principal.name)
+        usage = self._usage.get(principal.key)
         if usage is not None and usage.in_flight > 0:
             usage.in_flight -= 1
 
@@ -222,10 +263,13 @@ __all__ = [
     "Limiter",
     "OverLimit",
     "Principal",
+    "ScopeRefusal",
     "TokenFileError",
+    "called_tool",
     "digest",
     "from_api_tokens",
     "load_file",
     "retry_after",
     "scope_problem",
+    "scope_refusal",
 ]

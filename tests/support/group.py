@@ -43,11 +43,17 @@ class ProcessGroup:
         return env
 
     def start(
-        self, name: str, env: dict[str, str] | None = None, wait_ready: bool = True
+        self,
+        name: str,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        port: int | None = None,
     ) -> MadProcess:
-        """Start MAD ``name``; started twice, the two replicas share one working directory
-        (and log), and both are stopped with the group."""
-        process = MadProcess(name, self.workdir / name, {**self.env_for(name), **(env or {})})
+        """Start MAD ``name`` (on ``port``, or a free one); started twice, the two replicas
+        share one working directory (and log), and both are stopped with the group."""
+        process = MadProcess(
+            name, self.workdir / name, {**self.env_for(name), **(env or {})}, port=port
+        )
         self.mads[name] = process
         self._started.append(process)
         return process.start(wait_ready=wait_ready)
