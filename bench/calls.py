@@ -9,7 +9,7 @@ Starts a password-protected redis-server and two Grace processes that differ onl
 over keep-alive connections, ``--concurrency`` outstanding) for ``--seconds``. Prints, for
 each, calls/s and Grace's own CPU time per call (from /proc), and the ratios direct / SDK.
 
-Then (``auth``) Ory Hydra (``tests/support/hydra/build``, cached) and one Grace accepting
+Then (``auth``) Ory Hydra (built by ``tests/support/gotools``, cached) and one Grace accepting
 both a static token and Hydra's JWT access tokens, both allowed everything (so the same
 work follows the check); each credential drives it in turn, ``--rounds`` times, and the
 ratios JWT / static token (calls/s over all rounds, Grace's CPU per call) are printed

@@ -40,8 +40,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 from madgroup import topology  # noqa: E402
 
 from tests.e2e.kube import harness  # noqa: E402
-from tests.e2e.kube.cluster import build  # noqa: E402
 from tests.e2e.kube.cluster.control_plane import POD_READY_DELAY_MS, Cluster  # noqa: E402
+from tests.support.gotools import build  # noqa: E402
+from tests.support.gotools.tools import CLUSTER_TOOLS  # noqa: E402
 
 COUNTS = tuple(int(a) for a in sys.argv[1:]) or (1, 10, 100)
 HOP_GROUPS = 5
@@ -205,7 +206,7 @@ def scale(cluster: Cluster, pid: int) -> None:
 
 
 def main() -> None:
-    build.ensure()
+    build.ensure(CLUSTER_TOOLS)
     with tempfile.TemporaryDirectory() as tmp, Cluster(Path(tmp) / "cluster") as cluster:
         cluster.kubectl("apply", "-f", str(harness.MANIFESTS))
         cluster.kubectl("wait", "--for=condition=Established", "crd/madgroups.madgroup.io")

@@ -1,6 +1,7 @@
 """A real OAuth 2.1 authorization server for tests: Ory Hydra, built from the Go module
-pinned in ``tests/support/hydra/`` (``tests/support/hydra/build``, cached by version), run
-with its in-memory store on free loopback ports and issuing JWT access tokens.
+pinned in ``tests/support/gotools/modules/hydra/`` (by :mod:`tests.support.gotools`, cached
+by version), run with its in-memory store on free loopback ports and issuing JWT access
+tokens.
 
 The admin API does what an organisation's identity team would: register client-credentials
 clients (for an audience, with scopes; opaque tokens for one that asks), shorten a client's
@@ -12,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,22 +22,23 @@ import httpx
 import pytest
 
 from tests.support import processes
+from tests.support.gotools import build
+from tests.support.gotools.tools import HYDRA_TOOL
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
-BUILD = Path(__file__).resolve().parent / "hydra" / "build"
 ACCESS_TOKEN_KEYS = "hydra.jwt.access-token"
 
 
 def binary() -> Path:
-    """The cached Hydra binary, built first if it is not there (several minutes, once).
-    A test fails naming the fix when it cannot be built."""
-    if shutil.which("go") is None:
-        pytest.fail("the go command is not installed: Ory Hydra cannot be built (Debian: golang)")
-    done = subprocess.run([str(BUILD)], capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        pytest.fail(f"{BUILD} failed:\n{done.stderr[-3000:]}")
-    return Path(done.stdout.strip().splitlines()[-1])
+    """The cached Hydra binary, built first if it is not there (several minutes, once:
+    scripts/test builds it before the suite). A test fails naming the fix when it cannot
+    be built."""
+    try:
+        build.ensure([HYDRA_TOOL])
+        return build.binaries([HYDRA_TOOL])["hydra"]
+    except build.BuildError as exc:
+        pytest.fail(f"Ory Hydra cannot be built: {exc}")
 
 
 @dataclass(frozen=True)

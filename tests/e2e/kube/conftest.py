@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.kube import harness
-from tests.e2e.kube.cluster import build, control_plane
+from tests.e2e.kube.cluster import control_plane
 from tests.support import evidence
+from tests.support.gotools import build
+from tests.support.gotools.tools import CLUSTER_TOOLS
 
 TIMEOUT = 600  # a rollout on the real control plane, beside the suite's 120 s default
 
@@ -43,10 +45,11 @@ def _versions(cluster: control_plane.Cluster) -> str:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control_plane.Cluster]:
     try:
-        build.binaries()
+        build.binaries(CLUSTER_TOOLS)
     except build.BuildError as exc:
         pytest.skip(f"no control plane to test on: {exc}")
-    for outcome in build.last_ensure():
+    cluster_tools = {t.name for t in CLUSTER_TOOLS}
+    for outcome in (o for o in build.last_ensure() if o.tool in cluster_tools):
         how = f"built in {outcome.seconds:.0f} s (cold)" if outcome.built else "from the cache"
         evidence.record("kube e2e", f"{outcome.tool} {outcome.version}: {how}")
     directory = tmp_path_factory.mktemp("kube-cluster")

@@ -14,18 +14,20 @@ import json
 import sys
 from pathlib import Path
 
-from tests.e2e.kube.cluster import build, control_plane, processes
+from tests.e2e.kube.cluster import control_plane, processes
+from tests.support.gotools import build
+from tests.support.gotools.tools import CLUSTER_TOOLS
 
 DEFAULT_DIR = Path(".madgroup") / "kube-cluster"
 
 
 def _build(_: argparse.Namespace) -> int:
-    build.ensure()
+    build.ensure(CLUSTER_TOOLS)
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
-    build.ensure()
+    build.ensure(CLUSTER_TOOLS)
     cluster = control_plane.Cluster(args.dir, nodes=args.nodes, attached=False)
     try:
         cluster.up()

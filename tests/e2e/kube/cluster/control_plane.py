@@ -29,8 +29,9 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.kube.cluster import build, pki, processes
-from tests.e2e.kube.cluster.tools import TOOLS
+from tests.e2e.kube.cluster import pki, processes
+from tests.support.gotools import build
+from tests.support.gotools.tools import CLUSTER_TOOLS
 from tests.support.ports import free_port
 
 SERVICE_RANGE = "10.96.0.0/16"
@@ -175,8 +176,8 @@ class Cluster:
             )
         shutil.rmtree(self.directory, ignore_errors=True)
         (self.directory / "logs").mkdir(parents=True)
-        self.state.binaries = {k: str(v) for k, v in build.binaries(TOOLS).items()}
-        self.state.versions = {t.name: t.version for t in TOOLS}
+        self.state.binaries = {k: str(v) for k, v in build.binaries(CLUSTER_TOOLS).items()}
+        self.state.versions = {t.name: t.version for t in CLUSTER_TOOLS}
         self.state.save()
         started = time.monotonic()
         self._certificates()

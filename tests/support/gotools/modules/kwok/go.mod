@@ -1,4 +1,4 @@
-module madgroup.test/cluster/kwok
+module madgroup.test/tools/kwok
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module madgroup.example/tests/hydra
+module madgroup.test/tools/hydra
 
 go 1.24
 

@@ -1,12 +1,14 @@
-"""The programs of the test cluster, each pinned by a Go module of ours (``modules/<name>``:
+"""The Go programs the tests run, each pinned by a Go module of ours (``modules/<name>``:
 go.mod and go.sum name every dependency and its hash), and built from source with ``go``.
 
-No registry here ships Kubernetes binaries, but the Go module proxy serves their sources,
-so the cluster is built the way the field builds it (envtest, kwokctl), from those modules.
+No registry here ships Kubernetes binaries or an OAuth server, but the Go module proxy
+serves their sources: the test cluster (tests/e2e/kube/cluster) is built the way the field
+builds it (envtest, kwokctl), and Ory Hydra as its own Makefile builds it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ KUBERNETES = "v1.37.2"
 ETCD = "v3.7.0"  # the etcd release Kubernetes 1.37 names (build/dependencies.yaml)
 KWOK = "v0.8.0"
 HELM = "v4.3.2"
+HYDRA = "v2.3.0"
 # Its CRDs only (PodMonitor, PrometheusRule...): the chart's monitoring objects need them.
 PROMETHEUS_OPERATOR = "v0.85.0"
 
@@ -46,6 +49,8 @@ class Tool:
     # Files the programs need at run time, kept beside them: (Go module, its folders).
     data: tuple[str, tuple[str, ...]] | None = None
     cold_note: str = ""  # what to expect of a first build
+    cgo: bool = False
+    tags: tuple[str, ...] = ()
 
     @property
     def module(self) -> Path:
@@ -57,12 +62,17 @@ class Tool:
 
 
 def _program_name(package: str) -> str:
-    last = package.rstrip("/").rsplit("/", 1)[-1]
-    # go.etcd.io/etcd/server/v3 is etcd's main package; its binary is etcd.
-    return "etcd" if package.startswith("go.etcd.io/etcd/server") else last
+    """A main package's program: its last path element, before a major version suffix
+    (``github.com/ory/hydra/v2`` is ``hydra``); etcd's main package is its server module."""
+    if package.startswith("go.etcd.io/etcd/server"):
+        return "etcd"
+    parts = package.rstrip("/").split("/")
+    if len(parts) > 1 and re.fullmatch(r"v[0-9]+", parts[-1]):
+        return parts[-2]
+    return parts[-1]
 
 
-TOOLS: tuple[Tool, ...] = (
+CLUSTER_TOOLS: tuple[Tool, ...] = (
     Tool(
         "kubernetes",
         KUBERNETES,
@@ -108,5 +118,19 @@ TOOLS: tuple[Tool, ...] = (
 )
 
 
+HYDRA_TOOL = Tool(
+    "hydra",
+    HYDRA,
+    ("github.com/ory/hydra/v2",),
+    (f"-X github.com/ory/hydra/v2/driver/config.Version={HYDRA}",),
+    # Its in-memory store (DSN=memory) is SQLite: cgo and the sqlite tags, as its Makefile.
+    cgo=True,
+    tags=("sqlite", "sqlite_omit_load_extension"),
+)
+"""Ory Hydra, the OAuth 2.1 authorization server of Grace's OAuth tests."""
+
+ALL_TOOLS = (*CLUSTER_TOOLS, HYDRA_TOOL)
+
+
 def tool(name: str) -> Tool:
-    return next(t for t in TOOLS if t.name == name)
+    return next(t for t in ALL_TOOLS if t.name == name)

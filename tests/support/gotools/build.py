@@ -1,4 +1,4 @@
-"""Build the cluster's programs from their pinned modules, once per version.
+"""Build the tests' Go programs from their pinned modules, once per version.
 
 Each tool's programs land in ``<cache>/<name>-<version>-<key>/``, where the key hashes
 what decides the result (go.mod, go.sum, the link flags, the Go version). A second run
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tests.e2e.kube.cluster.tools import TOOLS, Tool
+from tests.support.gotools.tools import ALL_TOOLS, Tool
 
 
 class BuildError(RuntimeError):
@@ -32,7 +32,7 @@ def cache_root() -> Path:
     if base:
         return Path(base)
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "madgroup" / "kube-tools"
+    return Path(xdg) / "madgroup" / "go-tools"
 
 
 def _go() -> str:
@@ -58,6 +58,7 @@ def _key(tool: Tool, go_version: str) -> str:
         (tool.module / "go.sum").read_bytes(),
         "\n".join(tool.packages).encode(),
         "\n".join(tool.ldflags).encode(),
+        "\n".join((*tool.tags, f"cgo={tool.cgo}")).encode(),
         go_version.encode(),
     ):
         digest.update(part)
@@ -76,7 +77,7 @@ class Outcome:
 
 
 def _say(line: str) -> None:
-    print(f"kube-cluster: {line}", file=sys.stderr, flush=True)
+    print(f"go tools: {line}", file=sys.stderr, flush=True)
 
 
 def _build(tool: Tool, go: str, target: Path) -> None:
@@ -85,10 +86,12 @@ def _build(tool: Tool, go: str, target: Path) -> None:
     partial.mkdir(parents=True)
     env = {
         **os.environ,
-        "CGO_ENABLED": "0",
+        "CGO_ENABLED": "1" if tool.cgo else "0",
         "GOTOOLCHAIN": "local",
         "GOFLAGS": "-mod=readonly",
     }
+    if tool.cgo and shutil.which("cc") is None:
+        raise BuildError(f"{tool.name} needs cgo, and there is no C compiler (Debian: gcc)")
     if tool.packages:
         _go_build(tool, go, env, partial)
     if tool.data is not None:
@@ -104,6 +107,7 @@ def _go_build(tool: Tool, go: str, env: dict[str, str], into: Path) -> None:
             go,
             "build",
             "-trimpath",
+            *(["-tags", ",".join(tool.tags)] if tool.tags else []),
             "-ldflags",
             " ".join(("-s", "-w", *tool.ldflags)),
             "-o",
@@ -145,7 +149,7 @@ def _copy_data(tool: Tool, go: str, env: dict[str, str], into: Path) -> None:
                 shutil.copyfile(path, into / path.name)
 
 
-def ensure(tools: Iterable[Tool] = TOOLS) -> list[Outcome]:
+def ensure(tools: Iterable[Tool] = ALL_TOOLS) -> list[Outcome]:
     """Every tool's programs, built when the cache lacks them. Says what it does."""
     go = _go()
     go_version = _go_version(go)
@@ -187,7 +191,7 @@ def last_ensure() -> list[Outcome]:
     return [Outcome(**item) for item in data]
 
 
-def binaries(tools: Iterable[Tool] = TOOLS) -> dict[str, Path]:
+def binaries(tools: Iterable[Tool] = ALL_TOOLS) -> dict[str, Path]:
     """Program name -> path, for tools already built; raises naming what is missing."""
     go = _go()
     go_version = _go_version(go)
@@ -197,8 +201,8 @@ def binaries(tools: Iterable[Tool] = TOOLS) -> dict[str, Path]:
         target = root / f"{tool.name}-{tool.version}-{_key(tool, go_version)}"
         if not target.is_dir():
             raise BuildError(
-                f"{tool.name} {tool.version} is not built: run `scripts/kube-cluster build` "
-                "(scripts/test does it before the suite)"
+                f"{tool.name} {tool.version} is not built: run `.venv/bin/python -m "
+                "tests.support.gotools build` (scripts/test does it before the suite)"
             )
         for program in tool.programs:
             found[program] = target / program

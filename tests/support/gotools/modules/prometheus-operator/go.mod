@@ -1,6 +1,6 @@
 // The Prometheus Operator's CustomResourceDefinitions (example/prometheus-operator-crd),
 // which the chart's monitoring objects need. Nothing is built from this module.
-module madgroup.test/cluster/prometheus-operator
+module madgroup.test/tools/prometheus-operator
 
 go 1.26.0
 

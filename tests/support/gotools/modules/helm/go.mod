@@ -1,4 +1,4 @@
-module madgroup.test/cluster/helm
+module madgroup.test/tools/helm
 
 go 1.26.0
 

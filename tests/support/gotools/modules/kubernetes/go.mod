@@ -1,4 +1,4 @@
-module madgroup.test/cluster/kubernetes
+module madgroup.test/tools/kubernetes
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module madgroup.test/cluster/etcd
+module madgroup.test/tools/etcd
 
 go 1.26.0
 
