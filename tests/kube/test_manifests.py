@@ -126,11 +126,21 @@ def test_the_sample_is_a_valid_spec():
     crd.parse(sample["spec"])
 
 
-def test_the_operator_runs_as_one_recreated_replica_with_a_liveness_probe():
+def test_the_operator_runs_two_replicas_under_a_leader_lease_with_a_liveness_probe():
     deploy = install.deployment()
-    assert deploy["spec"]["replicas"] == 1
-    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    assert deploy["spec"]["replicas"] == 2
+    assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert "--leader-elect" in container["command"]
+    lease_role = next(d for d in install.rbac() if d["kind"] == "Role")
+    assert lease_role["metadata"]["namespace"] == install.NAMESPACE
+    assert lease_role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
     assert container["image"] == "ghcr.io/madgroup/operator:0.1.0"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert deploy["metadata"]["namespace"] == "madgroup-system"

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 from madgroup import topology
-from madgroup.kube import crd, naming, objects
+from madgroup.kube import crd, install, naming, objects
 
 CHART = Path("charts") / "madgroup-operator"
 K8S_VERSION = "1.33"
@@ -63,7 +63,15 @@ def test_helm_lint_strict(helm: str, root: Path) -> None:
 def test_default_render_validates(helm: str, root: Path, dev_tool, tmp_path: Path) -> None:
     docs = _template(helm, root)
     kinds = _by_kind(docs)
-    assert set(kinds) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+    assert set(kinds) == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "PodDisruptionBudget",
+    }
     _validate(dev_tool("kubernetes-validate"), tmp_path, docs)
 
 
@@ -106,8 +114,11 @@ def test_operator_deployment(helm: str, root: Path) -> None:
     kinds = _by_kind(_template(helm, root))
     (deployment,) = kinds["Deployment"]
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    manifests = install.deployment()["spec"]
+    assert spec["replicas"] == manifests["replicas"] == 2
+    assert spec["strategy"] == manifests["strategy"]
+    (budget,) = kinds["PodDisruptionBudget"]
+    assert budget["spec"]["maxUnavailable"] == 1
     pod = spec["template"]["spec"]
     (sa,) = kinds["ServiceAccount"]
     assert pod["serviceAccountName"] == sa["metadata"]["name"]
@@ -120,7 +131,10 @@ def test_operator_deployment(helm: str, root: Path) -> None:
     assert container["image"] == (
         f"{topology.DEFAULT_IMAGE_REPOSITORY}/operator:{topology.DEFAULT_IMAGE_TAG}"
     )
-    assert container["command"] == ["madgroup", "operator"]
+    # The same command as manifests/: every namespace, the leader Lease, the liveness
+    # endpoint the probe asks for.
+    assert container["command"] == install.operator_command()
+    assert {e["name"] for e in container["env"]} >= {"POD_NAME", "POD_NAMESPACE"}
     probe = container["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz"
     port = {p["name"]: p["containerPort"] for p in container["ports"]}[probe["port"]]

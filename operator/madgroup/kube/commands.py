@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from madgroup.errors import UsageError
 
@@ -74,6 +74,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="how often each group is checked for drift nobody announced (default: 30)",
     )
     parser.add_argument("--context", default=None, help="kubeconfig context to use")
+    election = parser.add_argument_group(
+        "leader election",
+        "with several replicas, one reconciles: the holder of a Lease; the others stand by",
+    )
+    election.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="compete for the leader Lease before reconciling (the install manifests set it)",
+    )
+    election.add_argument(
+        "--lease-name", default="madgroup-operator", help="the Lease (default: madgroup-operator)"
+    )
+    election.add_argument(
+        "--lease-namespace",
+        default=None,
+        metavar="NS",
+        help="its namespace (default: $POD_NAMESPACE, else madgroup-system)",
+    )
+    election.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        metavar="SECONDS",
+        help="how long a silent leader keeps the Lease; the renew deadline is 2/3 of it, "
+        "retries come every 2/15 of it (default: 15)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.set_defaults(handler=_run)
 
@@ -107,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.repair_interval <= 0:
         raise CommandError("--repair-interval must be positive", code=2)
+    if args.lease_duration < 6:
+        raise CommandError("--lease-duration must be at least 6 seconds", code=2)
     try:
         client = client_from_kubeconfig(args.context)
     except (kubernetes.config.ConfigException, OSError) as exc:
@@ -115,22 +143,63 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s:%(name)s:%(message)s",
     )
-    registry = build_registry(KubeApi(client), repair_interval=args.repair_interval)
+    leadership = _leadership(args, client) if args.leader_elect else None
+    registry = build_registry(
+        KubeApi(client),
+        repair_interval=args.repair_interval,
+        guard=leadership.leading if leadership else None,
+    )
     namespaces = (
         [] if args.all_namespaces else (args.namespace or [_default_namespace(args.context)])
     )
     import asyncio  # only the operator needs an event loop; the CLI starts without it
 
-    asyncio.run(
-        kopf.operator(
+    def operate(stop_flag: Any = None) -> Any:
+        return kopf.operator(
             registry=registry,
             standalone=True,
             clusterwide=args.all_namespaces,
             namespaces=namespaces,
             liveness_endpoint=args.liveness,
+            stop_flag=stop_flag,
         )
-    )
+
+    if leadership is None:
+        asyncio.run(operate())
+        return 0
+    from madgroup.kube.leadership import lead, stand_by
+
+    leadership.start()
+    if not asyncio.run(stand_by(leadership, args.liveness)):
+        return 0  # told to stop while standing by
+    asyncio.run(lead(leadership, operate))
+    if leadership.lost.is_set():
+        raise CommandError(
+            f"lost the leader lease {leadership.namespace}/{leadership.name}: stopped "
+            "reconciling; a new process stands by again"
+        )
+    leadership.release()
     return 0
+
+
+def _leadership(args: argparse.Namespace, client: Any) -> Any:
+    """The Lease this replica competes for; its identity names it in the Lease and in the
+    user agent of every request it makes (the API server's audit log tells replicas apart)."""
+    import os
+    import socket
+    import uuid
+
+    from madgroup.kube.install import NAMESPACE
+    from madgroup.kube.leadership import Leadership, Timing
+
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    client.user_agent = f"madgroup-operator/{identity}"
+    duration = args.lease_duration
+    timing = Timing(
+        lease_s=duration, renew_deadline_s=duration * 2 // 3, retry_s=max(1, duration * 2 // 15)
+    )
+    namespace = args.lease_namespace or os.environ.get("POD_NAMESPACE") or NAMESPACE
+    return Leadership(client, namespace, args.lease_name, identity, timing)
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:

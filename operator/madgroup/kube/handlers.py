@@ -100,8 +100,14 @@ def build_registry(
     login: LoginFn | None = kopf.login_via_client,
     repair_interval: float = DEFAULT_REPAIR_INTERVAL,
     nudges: Nudges | None = None,
+    guard: Callable[[], bool] | None = None,
 ) -> kopf.OperatorRegistry:
-    """A fresh registry with the operator's handlers (tests build one per operator run)."""
+    """A fresh registry with the operator's handlers (tests build one per operator run).
+
+    ``guard``: whether this replica may write now (it holds the leader Lease); checked
+    before every pass and teardown, so a replica that stopped holding it writes nothing
+    even before it has stopped."""
+    allowed = guard or (lambda: True)
     registry = kopf.OperatorRegistry()
     nudges = nudges or Nudges()
     managed = {naming.LABEL_MANAGED_BY: naming.MANAGER}
@@ -154,6 +160,9 @@ def build_registry(
             while not stopped:
                 wake.clear()
                 delay = repair_interval
+                if not allowed():
+                    await _wait_any(wake, stopped, RETRY_DELAY)
+                    continue
                 lock = nudges.lock(namespace, name)
                 if not await _acquire(lock, stopped):
                     break
@@ -176,6 +185,8 @@ def build_registry(
         body: kopf.Body, name: str, namespace: str | None, logger: kopf.Logger, **_: Any
     ) -> None:
         namespace = _namespace_of(namespace)
+        if not allowed():
+            raise kopf.TemporaryError("not holding the leader lease", delay=RETRY_DELAY)
         events: list[reconcile.Event] = []
         try:
             async with nudges.lock(namespace, name):

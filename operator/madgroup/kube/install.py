@@ -103,24 +103,80 @@ def rbac() -> list[dict[str, Any]]:
             },
             "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}],
         },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": LEASE_ROLE, "namespace": NAMESPACE, "labels": _labels()},
+            "rules": lease_rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": LEASE_ROLE, "namespace": NAMESPACE, "labels": _labels()},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": LEASE_ROLE,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}],
+        },
     ]
 
 
+LEASE_ROLE = f"{OPERATOR}-leader-election"
+REPLICAS = 2
+
+
+def lease_rules() -> list[dict[str, Any]]:
+    """Leader election, in the operator's own namespace only (a Role, not the ClusterRole):
+    the replicas compete for one Lease."""
+    return [_rule(["coordination.k8s.io"], ["leases"], ["get", "create", "update"])]
+
+
+def operator_command() -> list[str]:
+    """What the operator's container runs, in manifests/ and in the chart alike."""
+    return [
+        "madgroup",
+        "operator",
+        "--all-namespaces",
+        "--leader-elect",
+        "--liveness",
+        f"http://0.0.0.0:{LIVENESS_PORT}/healthz",
+    ]
+
+
+def _downward(variable: str, field: str) -> dict[str, Any]:
+    return {"name": variable, "valueFrom": {"fieldRef": {"fieldPath": field}}}
+
+
 def deployment() -> dict[str, Any]:
-    """One replica, ``Recreate``: two operators must never reconcile the same group."""
+    """Two replicas, one reconciling (the Lease's holder) and one standing by, spread over
+    nodes; a rolling update starts the new replica before the old one stops and gives up
+    the Lease, so reconciling pauses only for the hand-over."""
     selector = {naming.LABEL_NAME: OPERATOR}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": OPERATOR, "namespace": NAMESPACE, "labels": _labels()},
         "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
+            "replicas": REPLICAS,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": _labels()},
                 "spec": {
                     "serviceAccountName": OPERATOR,
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector},
+                        }
+                    ],
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": meta.POD_UID,
@@ -132,12 +188,10 @@ def deployment() -> dict[str, Any]:
                             "name": "operator",
                             "image": OPERATOR_IMAGE,
                             "imagePullPolicy": "IfNotPresent",
-                            "command": [
-                                "madgroup",
-                                "operator",
-                                "--all-namespaces",
-                                "--liveness",
-                                f"http://0.0.0.0:{LIVENESS_PORT}/healthz",
+                            "command": operator_command(),
+                            "env": [
+                                _downward("POD_NAME", "metadata.name"),
+                                _downward("POD_NAMESPACE", "metadata.namespace"),
                             ],
                             "ports": [
                                 {
@@ -164,6 +218,16 @@ def deployment() -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+def disruption_budget() -> dict[str, Any]:
+    """A drain takes one replica at a time: the other holds or takes the Lease."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": OPERATOR, "namespace": NAMESPACE, "labels": _labels()},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {naming.LABEL_NAME: OPERATOR}}},
     }
 
 
@@ -203,15 +267,19 @@ def render_crd() -> dict[str, str]:
 
 
 def render_chart_rbac() -> dict[str, str]:
-    """The chart's ClusterRole rules: the same list as manifests/operator.yaml's."""
-    return {f"{CHART}/files/rbac-rules.yaml": dump([rules()], "manifests")}
+    """The chart's ClusterRole and leader-election Role rules: the same lists as
+    manifests/operator.yaml's."""
+    return {
+        f"{CHART}/files/rbac-rules.yaml": dump([rules()], "manifests"),
+        f"{CHART}/files/lease-rules.yaml": dump([lease_rules()], "manifests"),
+    }
 
 
 def render_manifests() -> dict[str, str]:
     return {
         "manifests/00-namespace.yaml": dump([namespace()], "manifests"),
         **render_crd(),
-        "manifests/operator.yaml": dump([*rbac(), deployment()], "manifests"),
+        "manifests/operator.yaml": dump([*rbac(), deployment(), disruption_budget()], "manifests"),
         "manifests/samples/madgroup.yaml": dump([sample()], "manifests"),
         **render_chart_rbac(),
     }

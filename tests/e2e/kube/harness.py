@@ -52,10 +52,10 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.liveness = 0
 
-    def start(self, *extra: str) -> OperatorProcess:
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> OperatorProcess:
         self.liveness = free_port()
         madgroup = Path(sys.executable).parent / "madgroup"
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **(env or {})}
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [
@@ -122,6 +122,7 @@ class Request:
     name: str
     code: int
     body: dict[str, Any] | None
+    agent: str = ""
 
     @property
     def what(self) -> str:
@@ -153,6 +154,7 @@ def audit(cluster: Cluster) -> Iterator[Request]:
                     name=ref.get("name", ""),
                     code=int((entry.get("responseStatus") or {}).get("code") or 0),
                     body=entry.get("requestObject"),
+                    agent=entry.get("userAgent", ""),
                 )
 
 
