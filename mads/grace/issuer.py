@@ -34,13 +34,14 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 from prometheus_client import CollectorRegistry, Counter
 
+from mads.core.errors import MadError
 from mads.core.logs import quoted
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 FETCH_TIMEOUT_S = 10.0
 
 
-class IssuerUnavailable(Exception):
+class IssuerUnavailable(MadError):
     """The issuer's metadata or keys cannot be had right now (one line, for logs and 503s)."""
 
 
@@ -217,7 +218,7 @@ class IssuerKeys:
         return data
 
 
-class MissingDocument(Exception):
+class MissingDocument(MadError):
     """404/410: nothing at that address (try the next one)."""
 
 
