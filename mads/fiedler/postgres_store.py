@@ -1,0 +1,477 @@
+"""Fiedler's PostgreSQL task store: shared by any number of Fiedler replicas.
+
+Statements run through a psycopg 3 connection pool, each on its own autocommit connection
+unless it needs a transaction. Replicas claim work with ``FOR UPDATE SKIP LOCKED`` (two
+replicas never take the same task, and neither waits for the other), hold it under a lease
+timed by the database's clock (replicas' clocks do not matter), and finish it fenced by the
+lease's generation. ``LISTEN``/``NOTIFY`` tells the other replicas at once that there is new
+work (``fiedler_tasks``) or that a running task is to be cancelled (``fiedler_cancels``);
+each replica also looks for work periodically and learns of cancellations when it renews
+its leases, so a notification missed during a reconnect delays, never loses, anything.
+
+A connection that broke (PostgreSQL restarted, a failover moved the primary behind the same
+address) is checked out no more: the pool checks each connection before handing it over,
+and an operation that failed on a broken one is tried once more on a fresh one. Every
+operation is safe to repeat: a task is created under its own id and request key, a finish
+already written under the same lease is recognised as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from mads.fiedler.contract import TaskStatus
+from mads.fiedler.postgres_schema import migrate
+from mads.fiedler.postgres_uri import PostgresTarget
+from mads.fiedler.store import (
+    SCHEMA_VERSION,
+    CancelAsked,
+    Claim,
+    StoreUnavailableError,
+    Task,
+    Wake,
+    cancelled_by,
+    describe,
+    iso,
+    written_by,
+)
+
+T = TypeVar("T")
+Conn = AsyncConnection[TupleRow]
+
+NEW_WORK = "fiedler_tasks"
+CANCELS = "fiedler_cancels"
+LISTEN_KEEPALIVE_S = 5.0
+"""How long the notification connection may stay silent before a query checks it is alive."""
+
+COLUMNS = (
+    "task_id, status, prompt, requester_id, result_payload, error_details, attempts, "
+    "created_at, updated_at, lease_owner, lease_generation"
+)
+CLAIMABLE = (
+    "(status = 'PENDING' OR (status = 'RUNNING' "
+    "AND (lease_expires_at IS NULL OR lease_expires_at < now())))"
+)
+"""Tasks a claim may take: waiting, or running under a lease that expired or was let go."""
+CANCEL_ON_CLAIM = "(picked.was = 'RUNNING' AND picked.cancel_by IS NOT NULL)"
+"""A task whose holder was lost after its cancellation was asked for: cancelled, not run."""
+
+CLAIM = f"""
+WITH picked AS (
+    SELECT task_id, status AS was, lease_owner AS previous, cancel_requested_by AS cancel_by
+    FROM tasks WHERE {CLAIMABLE} AND NOT (task_id = ANY(%(exclude)s::text[]))
+    ORDER BY seq LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks AS t SET
+    status = CASE WHEN {CANCEL_ON_CLAIM} THEN 'CANCELLED' ELSE 'RUNNING' END,
+    attempts = t.attempts + CASE WHEN {CANCEL_ON_CLAIM} THEN 0 ELSE 1 END,
+    error_details = CASE WHEN {CANCEL_ON_CLAIM}
+        THEN 'cancelled by ' || picked.cancel_by || ' while running' ELSE t.error_details END,
+    lease_owner = %(owner)s,
+    lease_generation = t.lease_generation + 1,
+    lease_expires_at = CASE WHEN {CANCEL_ON_CLAIM}
+        THEN NULL ELSE now() + make_interval(secs => %(lease_s)s) END,
+    updated_at = now()
+FROM picked
+WHERE t.task_id = picked.task_id
+RETURNING t.seq, picked.was, picked.previous, {", ".join("t." + c for c in COLUMNS.split(", "))}
+"""
+
+
+def _task(row: tuple[Any, ...]) -> Task:
+    task_id, status, prompt, requester, result, error, attempts, created, updated, *lease = row
+    return Task(
+        task_id,
+        TaskStatus(status),
+        prompt,
+        requester,
+        result,
+        error,
+        attempts,
+        _stamp(created),
+        _stamp(updated),
+        *lease,
+    )
+
+
+def _stamp(value: datetime | str) -> str:
+    return iso(value) if isinstance(value, datetime) else value
+
+
+class PostgresTaskStore:
+    """A store shared by every Fiedler replica of a group."""
+
+    kind = "PostgreSQL"
+    shared = True
+
+    def __init__(
+        self,
+        target: PostgresTarget,
+        logger: logging.Logger | None = None,
+        *,
+        pool_size: int = 10,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.target = target
+        self.location = target.location
+        self.log = logger or logging.getLogger("fiedler")
+        self.pool_size = pool_size
+        self.timeout_s = timeout_s
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self.last_error: str | None = "not opened yet"
+
+    @property
+    def ok(self) -> bool:
+        return self._pool is not None and self.last_error is None
+
+    def _describe(self, exc: BaseException) -> str:
+        return self.target.redact(describe(exc))
+
+    async def _connect(self, **options: Any) -> Conn:
+        connect_timeout = max(1, round(min(self.timeout_s, 10)))
+        return await AsyncConnection.connect(
+            self.target.uri,
+            connect_timeout=connect_timeout,
+            application_name="fiedler",
+            **options,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Migrate (once across replicas) and open the pool; raises
+        :class:`StoreUnavailableError` with the reason."""
+        if self._pool is not None:
+            return
+        try:
+            async with asyncio.timeout(self.timeout_s * 3):
+                conn = await self._connect(autocommit=True)
+                async with conn:
+                    found = await migrate(conn)
+        except StoreUnavailableError as exc:
+            self.last_error = str(exc)
+            raise
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            self.last_error = self._describe(exc)
+            raise StoreUnavailableError(self.last_error) from None
+        if found != SCHEMA_VERSION:
+            self.log.info(
+                "Migrated the PostgreSQL task store at %s from schema version %d to %d",
+                self.location,
+                found,
+                SCHEMA_VERSION,
+            )
+        # The pool says each failed reconnection attempt; Database reports the outage once.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+        self._pool = AsyncConnectionPool(
+            self.target.uri,
+            kwargs={
+                "autocommit": True,
+                "application_name": "fiedler",
+                "connect_timeout": max(1, round(min(self.timeout_s, 10))),
+            },
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            timeout=self.timeout_s,
+            check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=24 * 3600,
+            name="fiedler",
+        )
+        await self._pool.open(wait=False)
+        self.last_error = None
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close(timeout=5)
+
+    async def _run(self, op: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``op`` on a pooled connection; once more on a fresh one if the connection
+        broke under it. Raises :class:`StoreUnavailableError` with the reason."""
+        if self._pool is None:
+            raise StoreUnavailableError(f"task store not open: {self.last_error}")
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(self.timeout_s), self._pool.connection() as conn:
+                    return await op(conn)
+            except psycopg.OperationalError as exc:
+                if attempt == 1:
+                    continue
+                self.last_error = self._describe(exc)
+            except (PoolTimeout, TimeoutError) as exc:
+                self.last_error = await self._reason(exc)
+            except psycopg.Error as exc:
+                self.last_error = self._describe(exc)
+            raise StoreUnavailableError(self.last_error) from None
+        raise AssertionError("unreachable")
+
+    async def _reason(self, exc: BaseException) -> str:
+        """Why no connection could be had: a fresh connection's error says it better than
+        the pool's timeout."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                conn = await self._connect()
+                await conn.close()
+        except (psycopg.Error, OSError, TimeoutError) as failure:
+            return self._describe(failure)
+        return self._describe(exc)
+
+    async def check(self) -> str | None:
+        if self._pool is None:
+            return self.last_error or "not opened"
+
+        async def probe(conn: Conn) -> None:
+            cursor = await conn.execute("SELECT max(version) FROM schema_version")
+            row = await cursor.fetchone()
+            version = row[0] if row else None
+            if version != SCHEMA_VERSION:
+                raise StoreUnavailableError(f"unexpected schema version {version}")
+            await conn.execute("SELECT count(*) FROM tasks WHERE status = 'PENDING'")
+
+        try:
+            await self._run(probe)
+        except StoreUnavailableError as exc:
+            self.last_error = str(exc)
+            return self.last_error
+        self.last_error = None
+        return None
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def create(
+        self, task_id: str, prompt: str, requester_id: str, request_key: str | None = None
+    ) -> tuple[Task, bool]:
+        async def op(conn: Conn) -> tuple[Task, bool]:
+            cursor = await conn.execute(
+                f"WITH created AS (INSERT INTO tasks (task_id, status, prompt, requester_id, "
+                f"request_key) VALUES (%s, 'PENDING', %s, %s, %s) ON CONFLICT DO NOTHING "
+                f"RETURNING {COLUMNS}) "
+                f"SELECT {COLUMNS}, pg_notify('{NEW_WORK}', '') FROM created",
+                (task_id, prompt, requester_id, request_key),
+            )
+            row = await cursor.fetchone()
+            if row is not None:
+                return _task(row[:-1]), True
+            # Already stored: by an earlier try of this very call, or under the request key.
+            if request_key is not None:
+                cursor = await conn.execute(
+                    f"SELECT {COLUMNS} FROM tasks WHERE request_key = %s", (request_key,)
+                )
+            else:
+                cursor = await conn.execute(
+                    f"SELECT {COLUMNS} FROM tasks WHERE task_id = %s", (task_id,)
+                )
+            row = await cursor.fetchone()
+            assert row is not None, "a conflicting row exists"
+            return _task(row), False
+
+        return await self._run(op)
+
+    async def get(self, task_id: str) -> Task | None:
+        async def op(conn: Conn) -> Task | None:
+            cursor = await conn.execute(
+                f"SELECT {COLUMNS} FROM tasks WHERE task_id = %s", (task_id,)
+            )
+            row = await cursor.fetchone()
+            return None if row is None else _task(row)
+
+        return await self._run(op)
+
+    async def recent(
+        self, status: TaskStatus | None = None, requester_id: str | None = None, limit: int = 50
+    ) -> list[Task]:
+        async def op(conn: Conn) -> list[Task]:
+            cursor = await conn.execute(
+                f"SELECT {COLUMNS} FROM tasks "
+                "WHERE (%(status)s::text IS NULL OR status = %(status)s) "
+                "AND (%(requester)s::text IS NULL OR requester_id = %(requester)s) "
+                "ORDER BY seq DESC LIMIT %(limit)s",
+                {
+                    "status": None if status is None else str(status),
+                    "requester": requester_id,
+                    "limit": limit,
+                },
+            )
+            return [_task(row) for row in await cursor.fetchall()]
+
+        return await self._run(op)
+
+    async def counts(self) -> dict[TaskStatus, int]:
+        async def op(conn: Conn) -> dict[str, int]:
+            cursor = await conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")
+            return {str(status): int(n) for status, n in await cursor.fetchall()}
+
+        found = await self._run(op)
+        return {status: found.get(status, 0) for status in TaskStatus}
+
+    async def cancel(self, task_id: str, by: str) -> tuple[Task, bool] | None:
+        async def op(conn: Conn) -> tuple[Task, bool] | None:
+            async with conn.transaction():
+                cursor = await conn.execute(
+                    "UPDATE tasks SET status = 'CANCELLED', error_details = %s, "
+                    "updated_at = now() WHERE task_id = %s AND status = 'PENDING' "
+                    "RETURNING task_id",
+                    (cancelled_by(by, before_running=True), task_id),
+                )
+                now_cancelled = await cursor.fetchone() is not None
+                if not now_cancelled:
+                    cursor = await conn.execute(
+                        "UPDATE tasks SET cancel_requested_by = "
+                        "coalesce(cancel_requested_by, %s) WHERE task_id = %s "
+                        "AND status = 'RUNNING' RETURNING cancel_requested_by",
+                        (by, task_id),
+                    )
+                    asked = await cursor.fetchone()
+                    if asked is not None:  # the holder hears it on commit
+                        notice = json.dumps({"task_id": task_id, "by": asked[0]})
+                        await conn.execute("SELECT pg_notify(%s, %s)", (CANCELS, notice))
+                cursor = await conn.execute(
+                    f"SELECT {COLUMNS} FROM tasks WHERE task_id = %s", (task_id,)
+                )
+                row = await cursor.fetchone()
+            return None if row is None else (_task(row), now_cancelled)
+
+        return await self._run(op)
+
+    async def unfinished(self, limit: int = 10_000) -> list[tuple[str, TaskStatus]]:
+        async def op(conn: Conn) -> list[tuple[str, TaskStatus]]:
+            cursor = await conn.execute(
+                f"SELECT task_id, status FROM tasks WHERE {CLAIMABLE} ORDER BY seq LIMIT %s",
+                (limit,),
+            )
+            return [
+                (str(task_id), TaskStatus(status)) for task_id, status in await cursor.fetchall()
+            ]
+
+        return await self._run(op)
+
+    async def backlog(self) -> tuple[int, float]:
+        async def op(conn: Conn) -> tuple[int, float]:
+            cursor = await conn.execute(
+                "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+                "FROM tasks WHERE status = 'PENDING'"
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            return int(row[0]), max(0.0, float(row[1]))
+
+        return await self._run(op)
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
+    ) -> list[Claim]:
+        params = {"limit": limit, "owner": owner, "lease_s": lease_s, "exclude": list(exclude)}
+
+        async def op(conn: Conn) -> list[tuple[Any, ...]]:
+            cursor = await conn.execute(CLAIM.encode(), params)
+            return await cursor.fetchall()
+
+        rows = sorted(await self._run(op), key=lambda row: int(row[0]))
+        return [
+            Claim(_task(row[3:]), taken_over_from=row[2] if row[1] == "RUNNING" else None)
+            for row in rows
+        ]
+
+    async def renew(
+        self, owner: str, held: Mapping[str, int], lease_s: float
+    ) -> dict[str, str | None]:
+        async def op(conn: Conn) -> dict[str, str | None]:
+            cursor = await conn.execute(
+                "UPDATE tasks AS t SET lease_expires_at = now() + make_interval(secs => %s) "
+                "FROM unnest(%s::text[], %s::bigint[]) AS held(task_id, generation) "
+                "WHERE t.task_id = held.task_id AND t.lease_generation = held.generation "
+                "AND t.lease_owner = %s AND t.status = 'RUNNING' "
+                "RETURNING t.task_id, t.cancel_requested_by",
+                (lease_s, list(held), list(held.values()), owner),
+            )
+            return {str(task_id): by for task_id, by in await cursor.fetchall()}
+
+        return await self._run(op)
+
+    async def finish(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        result: str | None,
+        error: str | None,
+        *,
+        owner: str,
+        generation: int,
+    ) -> Task | None:
+        status = TaskStatus(status)
+        if not status.terminal:
+            raise ValueError(f"{status} is not a terminal status")
+
+        async def op(conn: Conn) -> Task | None:
+            cursor = await conn.execute(
+                "UPDATE tasks SET status = %s, result_payload = %s, error_details = %s, "
+                "updated_at = now(), lease_expires_at = NULL WHERE task_id = %s "
+                "AND status = 'RUNNING' AND lease_owner = %s AND lease_generation = %s "
+                f"RETURNING {COLUMNS}",
+                (str(status), result, error, task_id, owner, generation),
+            )
+            row = await cursor.fetchone()
+            if row is not None:
+                return _task(row)
+            cursor = await conn.execute(
+                f"SELECT {COLUMNS} FROM tasks WHERE task_id = %s", (task_id,)
+            )
+            row = await cursor.fetchone()
+            task = None if row is None else _task(row)
+            return task if written_by(task, status, owner, generation) else None
+
+        return await self._run(op)
+
+    async def release(self, owner: str, held: Mapping[str, int]) -> None:
+        async def op(conn: Conn) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    "UPDATE tasks AS t SET lease_expires_at = NULL "
+                    "FROM unnest(%s::text[], %s::bigint[]) AS held(task_id, generation) "
+                    "WHERE t.task_id = held.task_id AND t.lease_generation = held.generation "
+                    "AND t.lease_owner = %s AND t.status = 'RUNNING'",
+                    (list(held), list(held.values()), owner),
+                )
+                await conn.execute("SELECT pg_notify(%s, '')", (NEW_WORK,))
+
+        await self._run(op)
+
+    async def listen(self, wake: Wake, cancel_asked: CancelAsked) -> None:
+        """Hear ``fiedler_tasks`` and ``fiedler_cancels`` on a connection of its own,
+        reconnecting for as long as it runs; after each (re)connection ``wake`` is called
+        once, for whatever was announced while no one listened."""
+        delay = 0.5
+        while True:
+            try:
+                conn = await self._connect(autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {NEW_WORK}")
+                    await conn.execute(f"LISTEN {CANCELS}")
+                    wake()
+                    delay = 0.5
+                    while True:
+                        async for notice in conn.notifies(timeout=LISTEN_KEEPALIVE_S):
+                            if notice.channel == CANCELS:
+                                asked = json.loads(notice.payload)
+                                cancel_asked(str(asked["task_id"]), str(asked["by"]))
+                            else:
+                                wake()
+                        await conn.execute("SELECT 1")  # a silent connection may be dead
+            except (psycopg.Error, OSError, ValueError, KeyError) as exc:
+                self.log.debug("Task notifications interrupted: %s", self._describe(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
