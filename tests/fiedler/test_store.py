@@ -35,10 +35,7 @@ async def test_concurrent_writes_are_all_committed(store: TaskStore) -> None:
     assert sorted(t.task_id for t in started) == sorted(ids)
     assert {t.status for t in started} == {"RUNNING"}
     await asyncio.gather(
-        *(
-            store.finish(t.task_id, "COMPLETED", "OK", None, owner=ME, generation=1)
-            for t in started
-        )
+        *(store.finish(t.task_id, "COMPLETED", "OK", None, owner=ME, generation=1) for t in started)
     )
     # Another connection (another process would see the same) reads every row back.
     conn = sqlite3.connect(store.path)
