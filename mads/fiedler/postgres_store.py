@@ -51,6 +51,12 @@ Conn = AsyncConnection[TupleRow]
 
 NEW_WORK = "fiedler_tasks"
 CANCELS = "fiedler_cancels"
+RECONNECT_S = 4.0
+"""How long the pool retries a lost connection (backing off 1 s, 2 s...) before it lets the
+attempt go; the next request starts a fresh one. Keeps the pool from backing off for long
+once PostgreSQL is back after an outage."""
+CHECK_S = 2.0
+"""The longest a health check (the status line, readiness) waits for an answer."""
 LISTEN_KEEPALIVE_S = 5.0
 """How long the notification connection may stay silent before a query checks it is alive."""
 
@@ -63,30 +69,42 @@ CLAIMABLE = (
     "AND (lease_expires_at IS NULL OR lease_expires_at < now())))"
 )
 """Tasks a claim may take: waiting, or running under a lease that expired or was let go."""
+CLAIMABLE_WITHOUT_TAKE_OVER = (
+    "(status = 'PENDING' OR (status = 'RUNNING' AND lease_expires_at IS NULL))"
+)
+"""Waiting, or running under a lease that was let go: no expired lease is taken over."""
 CANCEL_ON_CLAIM = "(picked.was = 'RUNNING' AND picked.cancel_by IS NOT NULL)"
 """A task whose holder was lost after its cancellation was asked for: cancelled, not run."""
 
-CLAIM = f"""
+CLAIM = """
 WITH picked AS (
     SELECT task_id, status AS was, lease_owner AS previous, cancel_requested_by AS cancel_by
-    FROM tasks WHERE {CLAIMABLE} AND NOT (task_id = ANY(%(exclude)s::text[]))
+    FROM tasks WHERE {claimable} AND NOT (task_id = ANY(%(exclude)s::text[]))
     ORDER BY seq LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
 UPDATE tasks AS t SET
-    status = CASE WHEN {CANCEL_ON_CLAIM} THEN 'CANCELLED' ELSE 'RUNNING' END,
-    attempts = t.attempts + CASE WHEN {CANCEL_ON_CLAIM} THEN 0 ELSE 1 END,
-    error_details = CASE WHEN {CANCEL_ON_CLAIM}
+    status = CASE WHEN {cancel} THEN 'CANCELLED' ELSE 'RUNNING' END,
+    attempts = t.attempts + CASE WHEN {cancel} THEN 0 ELSE 1 END,
+    error_details = CASE WHEN {cancel}
         THEN 'cancelled by ' || picked.cancel_by || ' while running' ELSE t.error_details END,
     lease_owner = %(owner)s,
     lease_generation = t.lease_generation + 1,
-    lease_expires_at = CASE WHEN {CANCEL_ON_CLAIM}
+    lease_expires_at = CASE WHEN {cancel}
         THEN NULL ELSE now() + make_interval(secs => %(lease_s)s) END,
     updated_at = now()
 FROM picked
 WHERE t.task_id = picked.task_id
-RETURNING t.seq, picked.was, picked.previous, {", ".join("t." + c for c in COLUMNS.split(", "))}
+RETURNING t.seq, picked.was, picked.previous, {returning}
 """
+RETURNING = ", ".join("t." + column for column in COLUMNS.split(", "))
+CLAIMS = {
+    take_over: CLAIM.format(claimable=claimable, cancel=CANCEL_ON_CLAIM, returning=RETURNING)
+    .strip()
+    .encode()
+    for take_over, claimable in ((True, CLAIMABLE), (False, CLAIMABLE_WITHOUT_TAKE_OVER))
+}
+"""The claim statement, with and without taking over expired leases."""
 
 
 def _task(row: tuple[Any, ...]) -> Task:
@@ -103,6 +121,15 @@ def _task(row: tuple[Any, ...]) -> Task:
         _stamp(updated),
         *lease,
     )
+
+
+async def _probe(conn: Conn) -> None:
+    cursor = await conn.execute("SELECT max(version) FROM schema_version")
+    row = await cursor.fetchone()
+    version = row[0] if row else None
+    if version != SCHEMA_VERSION:
+        raise StoreUnavailableError(f"unexpected schema version {version}")
+    await conn.execute("SELECT count(*) FROM tasks WHERE status = 'PENDING'")
 
 
 def _stamp(value: datetime | str) -> str:
@@ -162,7 +189,10 @@ class PostgresTaskStore:
         except StoreUnavailableError as exc:
             self.last_error = str(exc)
             raise
-        except (psycopg.Error, OSError, TimeoutError) as exc:
+        except TimeoutError:
+            self.last_error = f"no answer from {self.location} within {self.timeout_s * 3:g} s"
+            raise StoreUnavailableError(self.last_error) from None
+        except (psycopg.Error, OSError) as exc:
             self.last_error = self._describe(exc)
             raise StoreUnavailableError(self.last_error) from None
         if found != SCHEMA_VERSION:
@@ -186,7 +216,7 @@ class PostgresTaskStore:
             open=False,
             timeout=self.timeout_s,
             check=AsyncConnectionPool.check_connection,
-            reconnect_timeout=24 * 3600,
+            reconnect_timeout=RECONNECT_S,
             name="fiedler",
         )
         await self._pool.open(wait=False)
@@ -202,51 +232,59 @@ class PostgresTaskStore:
         broke under it. Raises :class:`StoreUnavailableError` with the reason."""
         if self._pool is None:
             raise StoreUnavailableError(f"task store not open: {self.last_error}")
+        # While the store is known to be down, fail fast: callers retry on their own.
+        timeout = self.timeout_s if self.last_error is None else min(self.timeout_s, CHECK_S)
         for attempt in (1, 2):
             try:
-                async with asyncio.timeout(self.timeout_s), self._pool.connection() as conn:
+                async with asyncio.timeout(timeout), self._pool.connection(timeout) as conn:
                     return await op(conn)
+            except (PoolTimeout, TimeoutError):  # before OperationalError: PoolTimeout is one
+                waited = f"no answer from {self.location} within {timeout:g} s"
+                self.last_error = await self._reason(waited)
             except psycopg.OperationalError as exc:
                 if attempt == 1:
                     continue
                 self.last_error = self._describe(exc)
-            except (PoolTimeout, TimeoutError) as exc:
-                self.last_error = await self._reason(exc)
             except psycopg.Error as exc:
                 self.last_error = self._describe(exc)
             raise StoreUnavailableError(self.last_error) from None
         raise AssertionError("unreachable")
 
-    async def _reason(self, exc: BaseException) -> str:
+    async def _reason(self, otherwise: str) -> str:
         """Why no connection could be had: a fresh connection's error says it better than
-        the pool's timeout."""
+        a timeout; ``otherwise`` when a fresh connection works."""
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(CHECK_S):
                 conn = await self._connect()
                 await conn.close()
-        except (psycopg.Error, OSError, TimeoutError) as failure:
+        except TimeoutError:
+            return otherwise
+        except (psycopg.Error, OSError) as failure:
             return self._describe(failure)
-        return self._describe(exc)
+        return otherwise
 
     async def check(self) -> str | None:
+        """A real query within :data:`CHECK_S`: through the pool while the store is
+        healthy, on a fresh connection once it is not (which also says why it fails)."""
         if self._pool is None:
             return self.last_error or "not opened"
-
-        async def probe(conn: Conn) -> None:
-            cursor = await conn.execute("SELECT max(version) FROM schema_version")
-            row = await cursor.fetchone()
-            version = row[0] if row else None
-            if version != SCHEMA_VERSION:
-                raise StoreUnavailableError(f"unexpected schema version {version}")
-            await conn.execute("SELECT count(*) FROM tasks WHERE status = 'PENDING'")
-
         try:
-            await self._run(probe)
+            async with asyncio.timeout(CHECK_S):
+                if self.last_error is None:
+                    async with self._pool.connection(timeout=CHECK_S) as conn:
+                        await _probe(conn)
+                else:
+                    async with await self._connect() as conn:
+                        await _probe(conn)
         except StoreUnavailableError as exc:
             self.last_error = str(exc)
-            return self.last_error
-        self.last_error = None
-        return None
+        except (PoolTimeout, TimeoutError):  # before OSError and psycopg.Error: it is both
+            self.last_error = f"no answer from {self.location} within {CHECK_S:g} s"
+        except (psycopg.Error, OSError) as exc:
+            self.last_error = self._describe(exc)
+        else:
+            self.last_error = None
+        return self.last_error
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -372,12 +410,18 @@ class PostgresTaskStore:
     # -- leases ----------------------------------------------------------------------------
 
     async def claim(
-        self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
+        self,
+        owner: str,
+        limit: int,
+        lease_s: float,
+        exclude: Collection[str] = (),
+        *,
+        take_over: bool = True,
     ) -> list[Claim]:
         params = {"limit": limit, "owner": owner, "lease_s": lease_s, "exclude": list(exclude)}
 
         async def op(conn: Conn) -> list[tuple[Any, ...]]:
-            cursor = await conn.execute(CLAIM.encode(), params)
+            cursor = await conn.execute(CLAIMS[take_over], params)
             return await cursor.fetchall()
 
         rows = sorted(await self._run(op), key=lambda row: int(row[0]))

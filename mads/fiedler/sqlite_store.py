@@ -111,9 +111,10 @@ COLUMNS = (
 )
 CLAIMABLE = (
     "(status = 'PENDING' OR (status = 'RUNNING' "
-    "AND (lease_expires_at IS NULL OR lease_expires_at < :now)))"
+    "AND (lease_expires_at IS NULL OR lease_expires_at < :expired_before)))"
 )
-"""Tasks a claim may take: waiting, or running under a lease that expired or was let go."""
+"""Tasks a claim may take: waiting, or running under a lease that was let go (NULL) or
+expired (before ``:expired_before``; 0 when only let-go leases may be taken)."""
 
 
 def _row(row: tuple[Any, ...] | None) -> Task | None:
@@ -424,7 +425,7 @@ class SQLiteTaskStore:
         rows = await self._run(
             lambda conn: conn.execute(
                 f"SELECT task_id, status FROM tasks WHERE {CLAIMABLE} ORDER BY rowid LIMIT :limit",
-                {"now": time.time(), "limit": limit},
+                {"expired_before": time.time(), "limit": limit},
             ).fetchall()
         )
         return [(str(task_id), TaskStatus(status)) for task_id, status in rows]
@@ -444,7 +445,13 @@ class SQLiteTaskStore:
     # -- leases ----------------------------------------------------------------------------
 
     async def claim(
-        self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
+        self,
+        owner: str,
+        limit: int,
+        lease_s: float,
+        exclude: Collection[str] = (),
+        *,
+        take_over: bool = True,
     ) -> list[Claim]:
         skip = set(exclude)
 
@@ -453,7 +460,7 @@ class SQLiteTaskStore:
             found = conn.execute(
                 "SELECT task_id, status, lease_owner, cancel_requested_by FROM tasks "
                 f"WHERE {CLAIMABLE} ORDER BY rowid LIMIT :limit",
-                {"now": moment, "limit": limit + len(skip)},
+                {"expired_before": moment if take_over else 0, "limit": limit + len(skip)},
             ).fetchall()
             picked = [row for row in found if row[0] not in skip][:limit]
             stamp = now()

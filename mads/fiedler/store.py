@@ -131,13 +131,21 @@ class TaskStore(Protocol):
         ...
 
     async def claim(
-        self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
+        self,
+        owner: str,
+        limit: int,
+        lease_s: float,
+        exclude: Collection[str] = (),
+        *,
+        take_over: bool = True,
     ) -> list[Claim]:
         """Take up to ``limit`` claimable tasks, oldest first, under leases of ``lease_s``
         seconds held by ``owner``: each becomes RUNNING (``attempts`` + 1, generation + 1),
         or CANCELLED if its cancellation was asked for while an earlier holder ran it.
-        ``exclude``: tasks the caller still runs (their leases may have lapsed while the
-        store was unreachable; they are renewed, not claimed again)."""
+        Claimable: PENDING, RUNNING under a lease let go (:meth:`release`, or voided at
+        open), and, with ``take_over``, RUNNING under a lease that expired. ``exclude``:
+        tasks the caller still runs (their leases may have lapsed while the store was
+        unreachable; they are renewed, not claimed again)."""
         ...
 
     async def renew(

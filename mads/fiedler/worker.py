@@ -30,6 +30,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +51,9 @@ from mads.fiedler.store import (
     cancelled_by,
 )
 
-FINISH_RETRY_S = 1.0
-"""How often a result that could not be written (the store is down) is tried again."""
+RETRY_S = 0.5
+"""How soon an outcome or a lease renewal that could not be written (the store is down) is
+tried again."""
 MAX_TRACES = 10_000
 
 Outcome = tuple[TaskStatus, str | None, str | None]
@@ -101,6 +103,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._traces: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._store_problem: str | None = None
+        self._store_back_at = time.monotonic()
         self.chunks = ChunkFeed()  # each task's chunks, for clients that asked for progress
         self.status_changes: collections.Counter[str] = collections.Counter()
         self._backlog: tuple[int, float] = (0, 0.0)
@@ -177,6 +180,13 @@ class Worker:
         if found:
             self.log.info("Recovered %d unfinished task(s) from an earlier run", len(found))
 
+    def _may_take_over(self) -> bool:
+        """Whether expired leases may be taken over now: not within one lease period of
+        this replica's start or of the store's return after an outage, so that holders
+        whose leases ran out while the store was away renew them (or write their outcome)
+        before anyone else takes their tasks and runs them a second time."""
+        return time.monotonic() - self._store_back_at >= self.lease_s
+
     async def _claim_loop(self) -> None:
         while True:
             self._wake.clear()
@@ -184,7 +194,11 @@ class Worker:
             if free > 0:
                 try:
                     claims = await self.store.claim(
-                        self.owner, free, self.lease_s, exclude=list(self._held)
+                        self.owner,
+                        free,
+                        self.lease_s,
+                        exclude=list(self._held),
+                        take_over=self._may_take_over(),
                     )
                 except StoreUnavailableError as exc:
                     self._store_down("Cannot claim tasks", exc)
@@ -197,17 +211,19 @@ class Worker:
                     await self._wake.wait()
 
     async def _renew_loop(self) -> None:
+        pause = self.lease_s / 3
         while True:
-            await asyncio.sleep(self.lease_s / 3)
+            await asyncio.sleep(pause)
+            pause = self.lease_s / 3
             held = {task_id: h.generation for task_id, h in self._held.items() if not h.finishing}
             try:
+                renewed = await self.store.renew(self.owner, held, self.lease_s) if held else {}
                 self._backlog = await self.store.backlog()
-                if not held:
-                    continue
-                renewed = await self.store.renew(self.owner, held, self.lease_s)
             except StoreUnavailableError as exc:
                 self._store_down("Cannot renew task leases", exc)
+                pause = min(pause, RETRY_S)
                 continue
+            self._store_up()
             for task_id, generation in held.items():
                 h = self._held.get(task_id)
                 if h is None or h.finishing or h.generation != generation:
@@ -232,12 +248,15 @@ class Worker:
             held.call.cancel()
 
     def _store_down(self, doing: str, exc: StoreUnavailableError) -> None:
+        self._store_back_at = time.monotonic()  # no take-over until a lease after it is back
         if str(exc) != self._store_problem:  # once per distinct reason
             self._store_problem = str(exc)
             self.log.warning("%s: %s", doing, exc)
 
     def _store_up(self) -> None:
-        self._store_problem = None
+        if self._store_problem is not None:
+            self._store_problem = None
+            self._store_back_at = time.monotonic()
 
     async def _stop_runners(self) -> None:
         held = {task_id: h.generation for task_id, h in self._held.items()}
@@ -321,9 +340,9 @@ class Worker:
                         "Task %s: its outcome cannot be written yet (%s); retrying every %g s",
                         task.task_id,
                         exc,
-                        FINISH_RETRY_S,
+                        RETRY_S,
                     )
-                await asyncio.sleep(FINISH_RETRY_S)
+                await asyncio.sleep(RETRY_S)
         if finished is None:
             self.log.warning(
                 "Task %s: late finish refused: this replica's lease (generation %d) passed "

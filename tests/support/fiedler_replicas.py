@@ -6,6 +6,7 @@ apart); the store is read straight from PostgreSQL; a task is followed through a
 
 from __future__ import annotations
 
+import collections
 import re
 import subprocess
 from collections.abc import Iterator
@@ -73,6 +74,15 @@ class Replicas:
 
     def count(self, where: str = "true", params: tuple[object, ...] = ()) -> int:
         return int(self.rows(f"SELECT count(*) FROM tasks WHERE {where}", params)[0][0])
+
+
+def completions(logs: str) -> collections.Counter[str]:
+    """How many times each task was logged ``COMPLETED`` (over replicas and restarts)."""
+    return collections.Counter(
+        line.split()[1]
+        for line in logs.splitlines()
+        if line.startswith("INFO:fiedler:Task ") and line.endswith(" status changed to COMPLETED")
+    )
 
 
 def owner_of(process: MadProcess) -> str:
