@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from psycopg import conninfo
-
 SCHEMES = ("postgresql://", "postgres://")
 SHAPE = "postgresql://user:password@host:5432/dbname"
 
@@ -42,6 +40,9 @@ class PostgresTarget:
 
 
 def parse(uri: str) -> PostgresTarget:
+    # Imported here: a Fiedler on the SQLite store starts without loading psycopg.
+    from psycopg import conninfo
+
     uri = uri.strip()
     if not uri.startswith(SCHEMES):
         raise InvalidUriError(f"must be a PostgreSQL URI ({SHAPE})")
