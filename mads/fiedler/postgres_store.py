@@ -10,8 +10,8 @@ each replica also looks for work periodically and learns of cancellations when i
 its leases, so a notification missed during a reconnect delays, never loses, anything.
 
 A connection that broke (PostgreSQL restarted, a failover moved the primary behind the same
-address) is checked out no more: the pool checks each connection before handing it over,
-and an operation that failed on a broken one is tried once more on a fresh one. Every
+address) is not used again: an operation that failed on one has the pool check its idle
+connections (dropping the broken ones) and is tried once more. Every
 operation is safe to repeat: a task is created under its own id and request key, a finish
 already written under the same lease is recognised as such.
 """
@@ -19,6 +19,8 @@ already written under the same lease is recognised as such.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -57,6 +59,8 @@ attempt go; the next request starts a fresh one. Keeps the pool from backing off
 once PostgreSQL is back after an outage."""
 CHECK_S = 2.0
 """The longest a health check (the status line, readiness) waits for an answer."""
+MAX_BATCH = 256
+"""Most tasks stored by one statement."""
 LISTEN_KEEPALIVE_S = 5.0
 """How long the notification connection may stay silent before a query checks it is alive."""
 
@@ -123,6 +127,61 @@ def _task(row: tuple[Any, ...]) -> Task:
     )
 
 
+Create = tuple[str, str, str, str | None, "asyncio.Future[tuple[Task, bool]]"]
+"""A task waiting to be stored: id, prompt, requester, request key, and who awaits it."""
+
+
+async def _insert(conn: Conn, *, batch: list[Create]) -> list[tuple[Task, bool]]:
+    """Insert ``batch`` in order; an entry whose request key is already stored gets that
+    task (``created`` False). One whose own id is already stored was inserted by an earlier
+    try of this very statement (the reply was lost, the statement tried again): created."""
+    ids = [entry[0] for entry in batch]
+    prompts = [entry[1] for entry in batch]
+    requesters = [entry[2] for entry in batch]
+    keys = [entry[3] for entry in batch]
+    cursor = await conn.execute(
+        "INSERT INTO tasks (task_id, status, prompt, requester_id, request_key) "
+        "SELECT task_id, 'PENDING', prompt, requester_id, request_key "
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
+        "AS given(task_id, prompt, requester_id, request_key, n) ORDER BY n "
+        f"ON CONFLICT DO NOTHING RETURNING {COLUMNS}",
+        (ids, prompts, requesters, keys),
+    )
+    inserted = {task.task_id: task for task in map(_task, await cursor.fetchall())}
+    missing = [entry for entry in batch if entry[0] not in inserted]
+    found: dict[str, Task] = {}
+    if missing:
+        cursor = await conn.execute(
+            f"SELECT {COLUMNS}, request_key FROM tasks "
+            "WHERE task_id = ANY(%s) OR request_key = ANY(%s)",
+            ([entry[0] for entry in missing], [entry[3] for entry in missing if entry[3]]),
+        )
+        for *row, key in await cursor.fetchall():
+            task = _task(tuple(row))
+            found[task.task_id] = task
+            if key is not None:
+                found[f"key:{key}"] = task
+    outcomes: list[tuple[Task, bool]] = []
+    for task_id, _prompt, _requester, key, _waiting in batch:
+        if task_id in inserted:
+            outcomes.append((inserted[task_id], True))
+        elif task_id in found:
+            outcomes.append((found[task_id], True))
+        else:
+            outcomes.append((found[f"key:{key}"], False))
+    return outcomes
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: it is stored as U+FFFD (the same input always maps
+    to the same text, so lookups and request keys still match)."""
+    return value.replace("\x00", "\ufffd")
+
+
+def _text_or_none(value: str | None) -> str | None:
+    return None if value is None else _text(value)
+
+
 async def _probe(conn: Conn) -> None:
     cursor = await conn.execute("SELECT max(version) FROM schema_version")
     row = await cursor.fetchone()
@@ -157,6 +216,10 @@ class PostgresTaskStore:
         self.timeout_s = timeout_s
         self._pool: AsyncConnectionPool[Conn] | None = None
         self.last_error: str | None = "not opened yet"
+        self._announcing: asyncio.Task[None] | None = None
+        self._more_work = False
+        self._creates: list[Create] = []
+        self._creating: asyncio.Task[None] | None = None
 
     @property
     def ok(self) -> bool:
@@ -215,7 +278,6 @@ class PostgresTaskStore:
             max_size=self.pool_size,
             open=False,
             timeout=self.timeout_s,
-            check=AsyncConnectionPool.check_connection,
             reconnect_timeout=RECONNECT_S,
             name="fiedler",
         )
@@ -223,6 +285,8 @@ class PostgresTaskStore:
         self.last_error = None
 
     async def close(self) -> None:
+        if self._announcing is not None:
+            self._announcing.cancel()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close(timeout=5)
@@ -243,6 +307,11 @@ class PostgresTaskStore:
                 self.last_error = await self._reason(waited)
             except psycopg.OperationalError as exc:
                 if attempt == 1:
+                    # The connection broke (a restart, a failover): the pool's others
+                    # likely did too. Drop the broken ones, then once more.
+                    with contextlib.suppress(psycopg.Error, TimeoutError):
+                        async with asyncio.timeout(CHECK_S):
+                            await self._pool.check()
                     continue
                 self.last_error = self._describe(exc)
             except psycopg.Error as exc:
@@ -291,36 +360,54 @@ class PostgresTaskStore:
     async def create(
         self, task_id: str, prompt: str, requester_id: str, request_key: str | None = None
     ) -> tuple[Task, bool]:
-        async def op(conn: Conn) -> tuple[Task, bool]:
-            cursor = await conn.execute(
-                f"WITH created AS (INSERT INTO tasks (task_id, status, prompt, requester_id, "
-                f"request_key) VALUES (%s, 'PENDING', %s, %s, %s) ON CONFLICT DO NOTHING "
-                f"RETURNING {COLUMNS}) "
-                f"SELECT {COLUMNS}, pg_notify('{NEW_WORK}', '') FROM created",
-                (task_id, prompt, requester_id, request_key),
-            )
-            row = await cursor.fetchone()
-            if row is not None:
-                return _task(row[:-1]), True
-            # Already stored: by an earlier try of this very call, or under the request key.
-            if request_key is not None:
-                cursor = await conn.execute(
-                    f"SELECT {COLUMNS} FROM tasks WHERE request_key = %s", (request_key,)
-                )
-            else:
-                cursor = await conn.execute(
-                    f"SELECT {COLUMNS} FROM tasks WHERE task_id = %s", (task_id,)
-                )
-            row = await cursor.fetchone()
-            assert row is not None, "a conflicting row exists"
-            return _task(row), False
+        """Stored with the other creates waiting at that moment, in one statement and one
+        commit (as the SQLite store groups its commits): under load, many tasks share a
+        round trip and an fsync."""
+        waiting: asyncio.Future[tuple[Task, bool]] = asyncio.get_running_loop().create_future()
+        entry = (_text(task_id), _text(prompt), _text(requester_id), _text_or_none(request_key))
+        self._creates.append((*entry, waiting))
+        if self._creating is None or self._creating.done():
+            self._creating = asyncio.create_task(self._store_creates())
+        return await waiting
 
-        return await self._run(op)
+    async def _store_creates(self) -> None:
+        while self._creates:
+            batch = self._creates[:MAX_BATCH]
+            del self._creates[:MAX_BATCH]
+            try:
+                outcomes = await self._run(functools.partial(_insert, batch=batch))
+            except StoreUnavailableError as exc:
+                for *_entry, waiting in batch:
+                    if not waiting.done():
+                        waiting.set_exception(StoreUnavailableError(str(exc)))
+                continue
+            for (*_entry, waiting), outcome in zip(batch, outcomes, strict=True):
+                if not waiting.done():
+                    waiting.set_result(outcome)
+            if any(created for _task, created in outcomes):
+                self._announce_new_work()
+
+    def _announce_new_work(self) -> None:
+        """``NOTIFY fiedler_tasks`` soon, once for every burst of new tasks: a notification
+        in each creating transaction would serialise their commits on PostgreSQL's
+        notification queue. Best effort: replicas also look for work periodically."""
+        self._more_work = True
+        if self._announcing is None or self._announcing.done():
+            self._announcing = asyncio.create_task(self._announce())
+
+    async def _announce(self) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute("SELECT pg_notify(%s, '')", (NEW_WORK,))
+
+        while self._more_work:
+            self._more_work = False
+            with contextlib.suppress(StoreUnavailableError):
+                await self._run(op)
 
     async def get(self, task_id: str) -> Task | None:
         async def op(conn: Conn) -> Task | None:
             cursor = await conn.execute(
-                f"SELECT {COLUMNS} FROM tasks WHERE task_id = %s", (task_id,)
+                f"SELECT {COLUMNS} FROM tasks WHERE task_id = %s", (_text(task_id),)
             )
             row = await cursor.fetchone()
             return None if row is None else _task(row)
@@ -338,7 +425,7 @@ class PostgresTaskStore:
                 "ORDER BY seq DESC LIMIT %(limit)s",
                 {
                     "status": None if status is None else str(status),
-                    "requester": requester_id,
+                    "requester": _text_or_none(requester_id),
                     "limit": limit,
                 },
             )
@@ -355,6 +442,8 @@ class PostgresTaskStore:
         return {status: found.get(status, 0) for status in TaskStatus}
 
     async def cancel(self, task_id: str, by: str) -> tuple[Task, bool] | None:
+        task_id, by = _text(task_id), _text(by)
+
         async def op(conn: Conn) -> tuple[Task, bool] | None:
             async with conn.transaction():
                 cursor = await conn.execute(
@@ -459,6 +548,7 @@ class PostgresTaskStore:
         status = TaskStatus(status)
         if not status.terminal:
             raise ValueError(f"{status} is not a terminal status")
+        result, error = _text_or_none(result), _text_or_none(error)
 
         async def op(conn: Conn) -> Task | None:
             cursor = await conn.execute(

@@ -185,3 +185,19 @@ async def test_outages_are_said_without_the_password(server: PostgresServer) -> 
 
 async def _healthy(store: PostgresTaskStore) -> bool:
     return await store.check() is None
+
+
+async def test_nul_characters_are_stored_as_replacement_characters(
+    store: PostgresTaskStore,
+) -> None:
+    """PostgreSQL text cannot hold NUL; the SQLite store can: nothing fails on it."""
+    task, created = await store.create("nul", "a\x00b", "r\x00", "request:r\x00:k")
+    assert created and task.prompt == "a\ufffdb" and task.requester_id == "r\ufffd"
+    again, created = await store.create("other", "a\x00b", "r\x00", "request:r\x00:k")
+    assert not created and again.task_id == "nul"
+    assert await store.get("nul\x00") is None
+    assert await store.recent(requester_id="r\x00") == [task]
+    assert [c.task.task_id for c in await store.claim("a", 1, 30.0)] == ["nul"]
+    done = await store.finish("nul", "COMPLETED", "x\x00y", None, owner="a", generation=1)
+    assert done is not None and done.result_payload == "x\ufffdy"
+    assert await store.cancel("nul\x00", "o\x00") is None
