@@ -11,9 +11,9 @@ its leases, so a notification missed during a reconnect delays, never loses, any
 
 A connection that broke (PostgreSQL restarted, a failover moved the primary behind the same
 address) is not used again: an operation that failed on one has the pool check its idle
-connections (dropping the broken ones) and is tried once more. Every
-operation is safe to repeat: a task is created under its own id and request key, a finish
-already written under the same lease is recognised as such.
+connections (dropping the broken ones) and is tried once more. Every operation is safe to
+repeat: a task is created under its own id and request key, a finish already written under
+the same lease is recognised as such.
 """
 
 from __future__ import annotations
@@ -228,14 +228,16 @@ class PostgresTaskStore:
     def _describe(self, exc: BaseException) -> str:
         return self.target.redact(describe(exc))
 
+    @property
+    def _connection_options(self) -> dict[str, Any]:
+        """libpq options every connection gets (over the same ones in the URI, if any)."""
+        return {
+            "application_name": "fiedler",
+            "connect_timeout": max(1, round(min(self.timeout_s, 10))),
+        }
+
     async def _connect(self, **options: Any) -> Conn:
-        connect_timeout = max(1, round(min(self.timeout_s, 10)))
-        return await AsyncConnection.connect(
-            self.target.uri,
-            connect_timeout=connect_timeout,
-            application_name="fiedler",
-            **options,
-        )
+        return await AsyncConnection.connect(self.target.uri, **self._connection_options, **options)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -269,11 +271,7 @@ class PostgresTaskStore:
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         self._pool = AsyncConnectionPool(
             self.target.uri,
-            kwargs={
-                "autocommit": True,
-                "application_name": "fiedler",
-                "connect_timeout": max(1, round(min(self.timeout_s, 10))),
-            },
+            kwargs={"autocommit": True, **self._connection_options},
             min_size=1,
             max_size=self.pool_size,
             open=False,
