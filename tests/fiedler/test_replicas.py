@@ -193,19 +193,24 @@ async def test_a_replica_stalled_past_its_lease_loses_the_task_and_its_late_fini
     )
 
 
-async def test_mcp_tasks_are_answered_by_any_replica(fleet: Replicas) -> None:
+async def test_mcp_tasks_are_answered_by_any_replica(fleet: Replicas, fake_llm: FakeLLM) -> None:
     a, b = fleet.start(2)
     async with (
         Client(f"{a.url}/mcp", mode="legacy") as on_a,
         Client(f"{b.url}/mcp", mode="legacy") as on_b,
     ):
-        params = t.CallToolRequestParams(
-            name="fiedler_converse",
-            arguments={"prompt": "System check", "requester_id": "ops"},
-            task=t.TaskMetadata(ttl=60_000),
-        ).model_dump(by_alias=True, mode="json", exclude_none=True)
-        raw = await on_a.session._dispatcher.send_raw_request("tools/call", params, {})
-        task_id = t.CreateTaskResult.model_validate(raw).task.task_id
+
+        async def as_task(prompt: str) -> str:
+            params = t.CallToolRequestParams(
+                name="fiedler_converse",
+                arguments={"prompt": prompt, "requester_id": "ops"},
+                task=t.TaskMetadata(ttl=60_000),
+            ).model_dump(by_alias=True, mode="json", exclude_none=True)
+            raw = await on_a.session._dispatcher.send_raw_request("tools/call", params, {})
+            return t.CreateTaskResult.model_validate(raw).task.task_id
+
+        # Created through one replica, its result and state read through the other.
+        task_id = await as_task("System check")
         result = await on_b.session.send_request(
             t.GetTaskPayloadRequest(params=t.GetTaskPayloadRequestParams(task_id=task_id)),
             t.CallToolResult,
@@ -215,3 +220,20 @@ async def test_mcp_tasks_are_answered_by_any_replica(fleet: Replicas) -> None:
             t.GetTaskRequest(params=t.GetTaskRequestParams(task_id=task_id)), t.GetTaskResult
         )
         assert seen.status == "completed"
+
+        # Cancelled through either replica, whichever runs it.
+        slow = await as_task("slow: an MCP task cancelled")
+        await async_wait_for(
+            lambda: "slow: an MCP task cancelled" in fake_llm.streaming, timeout=30, what="stream"
+        )
+        request = t.CancelTaskRequest(params=t.CancelTaskRequestParams(task_id=slow))
+        await on_b.session.send_request(request, t.CancelTaskResult)
+
+        async def cancelled() -> t.GetTaskResult | None:
+            found = await on_a.session.send_request(
+                t.GetTaskRequest(params=t.GetTaskRequestParams(task_id=slow)), t.GetTaskResult
+            )
+            return found if found.status == "cancelled" else None
+
+        final = await async_wait_for(cancelled, timeout=30, interval=0.2, what="cancelled")
+        assert final.status_message == "cancelled by the MCP client (tasks/cancel) while running"
