@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from mads.core.errors import MadUsageError
+
 SCHEMES = ("postgresql://", "postgres://")
 SHAPE = "postgresql://user:password@host:5432/dbname"
 
 
-class InvalidUriError(ValueError):
+class InvalidUriError(MadUsageError, ValueError):
     """Not a PostgreSQL URI; the message never repeats the URI (it may hold a password)."""
 
 
