@@ -124,9 +124,6 @@ class Worker:
 
     # -- cancelling ------------------------------------------------------------------------
 
-    def holds(self, task_id: str) -> bool:
-        return task_id in self._held
-
     def request_cancel(self, task_id: str, by: str) -> bool:
         """Abort ``task_id``'s provider call if it runs here (or as soon as it starts);
         True when this process holds the task."""
