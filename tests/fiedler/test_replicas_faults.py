@@ -45,7 +45,14 @@ def fleet(
     group: ProcessGroup, postgres: PostgresServer, fake_llm: FakeLLM, tmp_path: Path
 ) -> Iterator[Replicas]:
     group.redis.client().delete(REQUESTS)
-    env = {**fake_llm.fiedler_env, **FAST_LEASES, "FIEDLER_MAX_CONCURRENCY": "8"}
+    # Leases of 6 s: short enough for quick take-overs, long enough that a replica merely
+    # starved of CPU on a busy machine keeps renewing them (only killed ones lose theirs).
+    env = {
+        **fake_llm.fiedler_env,
+        **FAST_LEASES,
+        "FIEDLER_LEASE_S": "6",
+        "FIEDLER_MAX_CONCURRENCY": "8",
+    }
     yield from replicas(group, postgres, tmp_path, env)
 
 
