@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -173,6 +174,7 @@ def main() -> int:
         llm.stop()
         group.stop()
         postgres.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
     if one:
         print(
             f"scale-out: {args.tasks} tasks, 2 s each, FIEDLER_MAX_CONCURRENCY="
