@@ -7,6 +7,11 @@ group, runs the tool, publishes the reply on the ``reply_channel`` the request n
 A request appended while the owner is down waits in the stream; one read by an owner that
 died before acknowledging is claimed again when it returns.
 
+An owner whose own dependency is down (Fiedler's task store, say) neither reads nor
+answers: its ``gate`` holds the reading, and a tool runner that raises :class:`Deferred`
+leaves the request unacknowledged in the stream, to be claimed again once it can be
+carried out.
+
 Replies are cached for a while under ``mad.<owner>.replies.<message_id>`` so that a request
 delivered twice is answered twice but executed once. Tools that must be idempotent across a
 crash between running and caching (a call that stores a task, say) read
@@ -45,7 +50,16 @@ current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 ToolRunner = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, Any]]]
-"""Runs a tool by name: returns ``(True, result)`` or ``(False, error message)``."""
+"""Runs a tool by name: returns ``(True, result)`` or ``(False, error message)``, or raises
+:class:`Deferred`."""
+Gate = Callable[[], Awaitable[None]]
+"""Returns once the owner can carry out requests."""
+
+
+class Deferred(MadError):
+    """Raised by a tool runner: the request cannot be carried out now (a dependency of the
+    owner is down). It is neither answered nor acknowledged: it stays in the stream and is
+    claimed again (``claim_idle_ms``) when the owner can carry it out."""
 
 
 def reply_cache_key(owner: str, message_id: str) -> str:
@@ -64,6 +78,7 @@ class ToolRequestServer:
         logger: logging.Logger | None = None,
         concurrency: int = 8,
         claim_idle_ms: int = 30_000,
+        gate: Gate | None = None,
     ) -> None:
         self.bus = bus
         self.owner = owner
@@ -72,6 +87,7 @@ class ToolRequestServer:
         self.log = logger or logging.getLogger(owner)
         self.consumer = f"{owner}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.claim_idle_ms = claim_idle_ms
+        self.gate = gate
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._published: tuple[int, bytes] | None = None
@@ -98,6 +114,8 @@ class ToolRequestServer:
             self._published = (len(tools), json.dumps(tools).encode())
         while True:
             await self.bus.wait_connected()
+            if self.gate is not None:
+                await self.gate()
             try:
                 await self.keep_tools_published()
                 await self.bus.ensure_group(self.stream, GROUP)
@@ -154,6 +172,8 @@ class ToolRequestServer:
             try:
                 with tracing.continued(envelope.traceparent, f"relay {tool}", SpanKind.CONSUMER):
                     ok, result = await self.run_tool(tool, arguments)
+            except Deferred:
+                return  # left pending: claimed again once it can be carried out
             finally:
                 current_request_id.reset(token)
             reply = {"ok": ok, "result": result if ok else None, "error": None if ok else result}

@@ -57,6 +57,7 @@ CONTRACT = MadContract(
     status_labels=(THINKING_STATUS, DATABASE_LABEL),
     log_lines={
         "database": "Initialized SQLite state database at {path}...",
+        "database_shared": "Initialized PostgreSQL task store at {location}...",
         "received": "Received new task {task_id}",
         "status": "Task {task_id} status changed to {status}",
     },

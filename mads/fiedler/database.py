@@ -1,9 +1,13 @@
 """Keeping the task store open and its health visible.
 
-Opening is tried at start and, when it fails (a volume not mounted yet, wrong permissions),
-again every few seconds — Fiedler stays up and says why in ``Database Status: ERROR
-(<reason>)`` instead of exiting. Once open, a real query on a fresh connection keeps the
-status line and readiness honest.
+Opening is tried at start and, when it fails (a volume not mounted yet, wrong permissions,
+PostgreSQL not reachable yet), again every few seconds — Fiedler stays up and says why in
+``Database Status: ERROR (<reason>)`` instead of exiting. Once open, a real query keeps the
+status line and readiness honest; while it fails, ``/readyz`` says so and relayed requests
+wait in their stream (see ``service.py``).
+
+The guide's line, ``Initialized SQLite state database at <path>...``, is the SQLite store's
+alone; the PostgreSQL store's names its host and database (never the URI or a password).
 """
 
 from __future__ import annotations
@@ -35,15 +39,26 @@ class Database:
             if str(exc) != self._open_error:  # once per distinct reason, not every retry
                 self._open_error = str(exc)
                 self.log.error(
-                    "Cannot open the SQLite state database at %s: %s; retrying every %g s",
-                    self.store.path,
+                    "Cannot open the %s at %s: %s; retrying every %g s",
+                    self.what,
+                    self.store.location,
                     exc,
                     self.retry_s,
                 )
             return False
         self.opened.set()
-        self.log.info(CONTRACT.log_line("database", path=self.store.path))
+        if self.store.shared:
+            self.log.info(CONTRACT.log_line("database_shared", location=self.store.location))
+        else:
+            self.log.info(CONTRACT.log_line("database", path=self.store.location))
         return True
+
+    @property
+    def what(self) -> str:
+        """How log lines name the store."""
+        if self.store.shared:
+            return f"{self.store.kind} task store"
+        return f"{self.store.kind} state database"
 
     async def run(self) -> None:
         """Open when not yet open; then check health periodically (feeds readiness)."""
@@ -54,9 +69,9 @@ class Database:
             problem = await self.store.check()
             if problem != previous:
                 if problem:
-                    self.log.error("SQLite state database at %s: %s", self.store.path, problem)
+                    self.log.error("%s at %s: %s", self.what, self.store.location, problem)
                 else:
-                    self.log.info("SQLite state database at %s is OK again", self.store.path)
+                    self.log.info("%s at %s is OK again", self.what, self.store.location)
                 previous = problem
             await asyncio.sleep(self.retry_s)
 

@@ -3,7 +3,7 @@
 ``fiedler_converse`` is task-capable: asked for a task (a ``task`` parameter on 2025-11-25,
 the tasks extension declared on 2026-07-28) it creates the Fiedler task as usual and answers
 with a task handle whose id *is* the Fiedler task id. The task methods read and change the
-same SQLite rows that ``fiedler_get_task_status`` and ``fiedler_cancel_task`` do. A client
+same task rows that ``fiedler_get_task_status`` and ``fiedler_cancel_task`` do. A client
 that does not ask for a task sees exactly the tools and JSON it always did.
 """
 

@@ -1,15 +1,19 @@
 """Fiedler, the orchestrator: durable tasks answered by an LLM provider.
 
-Wiring only: settings, the bus, the Sequential Thinking link, the task store, the provider,
-the worker, the MCP tools, and the durable request stream ``mad.fiedler.requests`` through
-which a relay (Grace) hands work over even while Fiedler restarts.
+Wiring only: settings, the bus, the Sequential Thinking link, the task store (SQLite, or
+PostgreSQL shared by several replicas), the provider, the worker, the MCP tools, and the
+durable request stream ``mad.fiedler.requests`` through which a relay (Grace) hands work
+over even while Fiedler restarts — or while its task store is down: requests are then left
+in the stream until they can be stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
-from mads.core.relay import ToolRequestServer
+from mads.core.relay import Deferred, ToolRequestServer
 from mads.core.service import MadService
 from mads.core.settings import load_settings
 from mads.fiedler import mcp_tasks, tools
@@ -19,6 +23,7 @@ from mads.fiedler.metrics import FiedlerCollector
 from mads.fiedler.providers import Provider
 from mads.fiedler.providers.builtin import BuiltinProvider
 from mads.fiedler.settings import FiedlerSettings
+from mads.fiedler.sqlite_store import SQLiteTaskStore
 from mads.fiedler.store import TaskStore
 from mads.fiedler.worker import Worker
 from mads.sequential_thinking import client
@@ -30,9 +35,26 @@ INSTRUCTIONS = (
     "answers with its handle), fiedler_get_task_status reports it, fiedler_cancel_task "
     "cancels it, fiedler_list_tasks lists them."
 )
-# Fiedler runs one replica and fiedler_converse is idempotent per request, so a request an
-# earlier incarnation read but never acknowledged can be taken over quickly.
+# fiedler_converse is idempotent per request (the relay's request id is unique in the
+# store), so a request that a replica or an earlier incarnation read but never acknowledged
+# can be taken over quickly by any replica.
 CLAIM_IDLE_MS = 5_000
+STORE_WAIT_S = 0.2
+"""How often a relay held by an unavailable store looks again."""
+
+
+def make_store(settings: FiedlerSettings, logger: logging.Logger) -> TaskStore:
+    if settings.fiedler_store == "postgresql":
+        # Imported only when configured: the SQLite default goes without psycopg.
+        from mads.fiedler.postgres_store import PostgresTaskStore
+
+        return PostgresTaskStore(
+            settings.postgres_target(),
+            logger,
+            pool_size=settings.fiedler_store_pool_size,
+            timeout_s=settings.fiedler_store_timeout_s,
+        )
+    return SQLiteTaskStore(settings.fiedler_db_path, logger)
 
 
 def make_provider(
@@ -60,13 +82,14 @@ def make_provider(
 def build() -> MadService:
     settings = load_settings(FiedlerSettings, mad_name=NAME)
     settings.check_provider()
+    settings.check_store()
     service = MadService(NAME, settings, instructions=INSTRUCTIONS)
     log = service.log
 
     bus = service.use_bus(settings)
     link = client.link(service, settings)
 
-    store = TaskStore(settings.fiedler_db_path, log)
+    store = make_store(settings, log)
     database = Database(store, log)
     service.add_status(database.status_line)
     service.add_readiness("Database", database.ready)
@@ -75,7 +98,15 @@ def build() -> MadService:
 
     provider = make_provider(settings, link, log)
     announcer = Announcer(bus, log)
-    worker = Worker(store, provider, announcer, log, concurrency=settings.max_concurrency)
+    worker = Worker(
+        store,
+        provider,
+        announcer,
+        log,
+        concurrency=settings.max_concurrency,
+        lease_s=settings.fiedler_lease_s,
+        poll_s=settings.fiedler_claim_poll_s,
+    )
     service.metrics.register(FiedlerCollector(worker))
     tools.register(service, store, worker, settings.fiedler_max_prompt_chars)
     mcp_tasks.serve(service, store, worker)
@@ -88,10 +119,36 @@ def build() -> MadService:
             provider.name,
             settings.max_concurrency,
         )
+        if store.shared:
+            log.info(
+                "Claiming tasks from the %s task store as replica %s (leases of %g s)",
+                store.kind,
+                worker.owner,
+                settings.fiedler_lease_s,
+            )
         await worker.run()
 
+    async def store_available() -> None:
+        while not store.ok:
+            await asyncio.sleep(STORE_WAIT_S)
+
+    async def run_relayed(tool: str, arguments: dict[str, Any]) -> tuple[bool, Any]:
+        """A relayed call while the store is down is not answered with an error: it stays
+        in the stream and is carried out once the store is back."""
+        if not store.ok:
+            raise Deferred(f"the task store is unavailable: {store.last_error}")
+        ok, result = await service.call_tool_locally(tool, arguments)
+        if not ok and not store.ok:  # the store went away during the call
+            raise Deferred(f"the task store is unavailable: {store.last_error}")
+        return ok, result
+
     server = ToolRequestServer(
-        bus, NAME, service.call_tool_locally, logger=log, claim_idle_ms=CLAIM_IDLE_MS
+        bus,
+        NAME,
+        run_relayed,
+        logger=log,
+        claim_idle_ms=CLAIM_IDLE_MS,
+        gate=store_available,
     )
     service.before_heartbeat(server.keep_tools_published)
 

@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from mads.core.settings import ConfigurationError
+from mads.fiedler import postgres_uri
 from mads.sequential_thinking.client import ThinkingClientSettings
 
 DEFAULT_DB_PATH = "/data/fiedler_state.db"
 
 
 class FiedlerSettings(ThinkingClientSettings):
+    fiedler_store: Literal["sqlite", "postgresql"] = Field(
+        default="sqlite",
+        description="Where tasks live: the SQLite file (one replica) or PostgreSQL (shared "
+        "by any number of replicas).",
+    )
     fiedler_db_path: str = Field(default=DEFAULT_DB_PATH, min_length=1)
+    fiedler_store_uri: SecretStr | None = Field(
+        default=None,
+        description="With FIEDLER_STORE=postgresql: postgresql://user:password@host:5432/db "
+        "(secret).",
+    )
+    fiedler_store_uri_file: Path | None = Field(
+        default=None,
+        description="A file holding FIEDLER_STORE_URI (used when that is unset or empty), "
+        "e.g. the key 'uri' of a CloudNativePG cluster's app Secret.",
+    )
+    fiedler_store_pool_size: int = Field(default=10, ge=1, le=1000)
+    fiedler_store_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    fiedler_lease_s: float = Field(
+        default=15.0,
+        ge=1,
+        le=3600,
+        description="How long a replica's claim on a task lasts unless renewed (every third "
+        "of it); a task whose holder died is taken over after at most this long.",
+    )
+    fiedler_claim_poll_s: float = Field(default=1.0, gt=0, le=60)
+    fiedler_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="How many Fiedler replicas the group declares; more than one needs "
+        "FIEDLER_STORE=postgresql.",
+    )
     fiedler_llm_provider: Literal["builtin", "openai"] = "builtin"
     fiedler_llm_base_url: str | None = None
     fiedler_llm_model: str | None = None
@@ -24,7 +58,7 @@ class FiedlerSettings(ThinkingClientSettings):
     fiedler_max_concurrency: int | None = Field(default=None, ge=1, le=1024)
     fiedler_max_prompt_chars: int = Field(default=100_000, ge=1, le=1_000_000)
 
-    @field_validator("fiedler_llm_provider", mode="before")
+    @field_validator("fiedler_llm_provider", "fiedler_store", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -43,6 +77,33 @@ class FiedlerSettings(ThinkingClientSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @field_validator("fiedler_store_uri")
+    @classmethod
+    def _store_uri(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        postgres_uri.parse(value.get_secret_value())  # one line, the URI never repeated
+        return value
+
+    def postgres_target(self) -> postgres_uri.PostgresTarget:
+        """The PostgreSQL store's address (checked by :meth:`check_store`)."""
+        assert self.fiedler_store_uri is not None
+        return postgres_uri.parse(self.fiedler_store_uri.get_secret_value())
+
+    def check_store(self) -> None:
+        """PostgreSQL needs its URI; more than one replica needs PostgreSQL (one line
+        naming the variable, as every configuration error)."""
+        if self.fiedler_store == "postgresql" and self.fiedler_store_uri is None:
+            raise ConfigurationError(
+                "FIEDLER_STORE_URI (or FIEDLER_STORE_URI_FILE) is required when "
+                "FIEDLER_STORE=postgresql"
+            )
+        if self.fiedler_store == "sqlite" and self.fiedler_replicas > 1:
+            raise ConfigurationError(
+                f"FIEDLER_REPLICAS={self.fiedler_replicas} needs FIEDLER_STORE=postgresql: "
+                "the SQLite store has one writer, so Fiedler runs one replica on it"
+            )
 
     @property
     def max_concurrency(self) -> int:

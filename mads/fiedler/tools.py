@@ -1,5 +1,6 @@
 """Fiedler's MCP tools: thin — they check input, then hand over to the store and worker."""
 
+import asyncio
 import uuid
 from typing import Annotated
 
@@ -34,6 +35,8 @@ changes nothing and gives the same reply; a COMPLETED or FAILED task cannot be c
 CANCEL_WAIT_S = 2.0
 """How long fiedler_cancel_task waits for a running task's provider call to stop, so its
 reply shows CANCELLED."""
+CANCEL_POLL_S = 0.1
+"""How often the store is read while waiting for another replica to stop a task."""
 LIST_TASKS = """Recent tasks, newest first, optionally only those with a status or from one
 requester. For operators: each entry shows the first 200 characters of the prompt."""
 COUNT_TASKS = """How many tasks the store holds, in total and in each state (PENDING, RUNNING,
@@ -198,7 +201,8 @@ class CancelRefused(MadError, ValueError):
 async def cancel(store: TaskStore, worker: Worker, task_id: str, by: str) -> Task:
     """Cancel ``task_id`` (the one path for fiedler_cancel_task and MCP's tasks/cancel) and
     return it as it then is: CANCELLED, or still RUNNING if its provider call has not
-    stopped within CANCEL_WAIT_S (it ends CANCELLED when it does)."""
+    stopped within CANCEL_WAIT_S (it ends CANCELLED when it does). A task another replica
+    runs hears of it through the store; this one watches the store for the outcome."""
     found = await store.cancel(task_id, by)
     if found is None:
         raise CancelRefused(f"unknown task_id {quoted(task_id)}: no such task")
@@ -214,6 +218,18 @@ async def cancel(store: TaskStore, worker: Worker, task_id: str, by: str) -> Tas
     elif task.status == TaskStatus.RUNNING and worker.request_cancel(task_id, by):
         await worker.wait_done(task_id, CANCEL_WAIT_S)
         task = await store.get(task_id) or task
+    elif task.status == TaskStatus.RUNNING:
+        task = await _outcome_within(store, task, CANCEL_WAIT_S)
+    return task
+
+
+async def _outcome_within(store: TaskStore, task: Task, timeout: float) -> Task:
+    """The task once it is terminal, or as it is after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not task.status.terminal and loop.time() < deadline:
+        await asyncio.sleep(CANCEL_POLL_S)
+        task = await store.get(task.task_id) or task
     return task
 
 

@@ -114,7 +114,7 @@ def test_an_unwritable_data_directory_is_named_with_uid_and_fix() -> None:
     data = Path(tempfile.mkdtemp(prefix="fiedler-data-"))
     data.chmod(0o755)
     code = (
-        "import sys; from mads.fiedler.store import connect\n"
+        "import sys; from mads.fiedler.sqlite_store import connect\n"
         "try:\n    connect(sys.argv[1])\n"
         "except PermissionError as exc:\n    print(exc)\n"
     )
