@@ -10,14 +10,10 @@ costs nothing and pulls in none of the MAD's code.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from mads.core.service import MadService
+from typing import Any
 
 ENTRY_POINT_GROUP = "mads.services"
 
@@ -149,12 +145,6 @@ class MadContract:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log_lines", _frozen(self.log_lines))
-
-    def build(self) -> MadService:
-        module_name, _, function = self.service.partition(":")
-        factory: Callable[[], Any] = getattr(importlib.import_module(module_name), function)
-        service: MadService = factory()
-        return service
 
     def log_line(self, purpose: str, **values: object) -> str:
         return self.log_lines[purpose].format(**values)
