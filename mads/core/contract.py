@@ -126,6 +126,9 @@ class MadContract:
     """What it does on the bus (when it uses it): its ACL user is derived from this."""
     peers: tuple[str, ...] = ()
     """Other MADs it calls (over MCP) and cannot be ready without."""
+    url_variable: str | None = None
+    """The variable a MAD that calls this one (names it among its ``peers``) reads this
+    MAD's MCP endpoint from."""
     status_labels: tuple[str, ...] = ()
     """The lines ``mad-status`` shows after the common ones, in order."""
     log_lines: Mapping[str, str] = field(default_factory=_frozen)

@@ -16,7 +16,7 @@ from typing import Any
 
 from madgroup import backup, topology
 from madgroup.errors import CommandError
-from madgroup.local import certificates, envfile, processes, redis_admin
+from madgroup.local import certificates, processes, redis_admin
 from madgroup.local.context import Context
 
 BGSAVE_WAIT_S = 120.0
@@ -35,7 +35,7 @@ def take(ctx: Context, output: Path) -> dict[str, Any]:
         bus = next(c for c in topology.COMPONENTS if not c.is_mad)
         rdb, settings = _redis_snapshot(
             state.ports.get(bus.name, bus.port),
-            dotenv[envfile.PASSWORD_KEY],
+            ctx.admin_password(dotenv),
             certificates.ca_file(ctx.state),
             work,
         )

@@ -241,8 +241,8 @@ def _reload_running_redis(ctx: Context) -> None:
     files = certificates.tls_files(ctx.state, topology.bus().name)
     if redis is None or files is None or not processes.alive(redis.pid, redis.ticks):
         return
-    password = ctx.dotenv().get(envfile.PASSWORD_KEY, "")
-    certificates.reload_redis(redis.port, password, files)  # ReloadError: one line, exit 1
+    # ReloadError: one line, exit 1
+    certificates.reload_redis(redis.port, ctx.admin_password(), files)
     print(f"TLS: the running Redis (port {redis.port}) now serves its new certificate")
 
 
@@ -286,7 +286,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     password = None
     with contextlib.suppress(envfile.EnvFileError):
-        password = envfile.load(ctx.env_file).get(envfile.PASSWORD_KEY)
+        password = envfile.load(ctx.env_file).get(ctx.state.declared().admin.dotenv_key)
     rows = [("COMPONENT", "PID", "PORT", "READY", "RESTARTS", "UPTIME", "STATE")]
     now = time.time()
     observed: dict[str, rollout.Observed] = {}

@@ -63,14 +63,21 @@ def load(path: Path) -> dict[str, str]:
     return parse(text, source=path.name)
 
 
-def require_password(values: dict[str, str], source: str = ".env") -> str:
-    if PASSWORD_KEY not in values:
-        raise EnvFileError(f"{PASSWORD_KEY} is not set in {source}; add one with: madgroup init")
-    password = values[PASSWORD_KEY]
+def require_password(values: dict[str, str], source: str = ".env", key: str = PASSWORD_KEY) -> str:
+    """The administrator's password, kept under ``key``: the guide's ``REDIS_PASSWORD``, or
+    the variable a MadGroup's ``spec.redis.passwordSecretRef`` names."""
+    fix = (
+        "with: madgroup init"
+        if key == PASSWORD_KEY
+        else "to the administrator's password (spec.redis.passwordSecretRef names it)"
+    )
+    if key not in values:
+        raise EnvFileError(f"{key} is not set in {source}; add it {fix}")
+    password = values[key]
     if not password:
-        raise EnvFileError(f"{PASSWORD_KEY} in {source} is empty; fill it in with: madgroup init")
+        raise EnvFileError(f"{key} in {source} is empty; fill it in {fix}")
     if any(ch.isspace() for ch in password):
-        raise EnvFileError(f"{PASSWORD_KEY} in {source} contains whitespace; use another one")
+        raise EnvFileError(f"{key} in {source} contains whitespace; use another one")
     return password
 
 
