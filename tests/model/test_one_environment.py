@@ -339,7 +339,8 @@ def test_compose_reads_the_declared_administrators_password_and_refuses_two(
 ) -> None:
     """compose's credentials one-shot takes the administrator's password from the key the
     declaration names (the ACL file's default user), and refuses a .env whose guide
-    variable holds another."""
+    variable holds another; so for any secret the declaration reads from a key of its
+    own."""
     path = sample_with(tmp_path, {"redis": {"passwordSecretRef": {"name": "a", "key": ADMIN_KEY}}})
     compose = yaml.safe_load(render.render_files(read_document(path))[render.COMPOSE_FILE])
     command = compose["services"][render.CREDENTIALS_SERVICE]["command"]
@@ -353,6 +354,15 @@ def test_compose_reads_the_declared_administrators_password_and_refuses_two(
     env_file.write_text(f"REDIS_PASSWORD={secrets.token_urlsafe(24)}\n{ADMIN_KEY}={admin}\n")
     refused = bus_users.main([str(out), "--env-file", str(env_file), "--admin-key", ADMIN_KEY])
     assert refused == 2
+
+    tokens = sample_with(tmp_path, {"grace": {"tokenSecretRef": {"name": "t", "key": TOKENS_KEY}}})
+    compose = yaml.safe_load(render.render_files(read_document(tokens))[render.COMPOSE_FILE])
+    command = compose["services"][render.CREDENTIALS_SERVICE]["command"]
+    assert command[-2:] == ["--declared", f"GRACE_API_TOKENS={TOKENS_KEY}"]
+    env_file.write_text(f"REDIS_PASSWORD={admin}\n{TOKENS_KEY}=one-{admin}\n")
+    assert bus_users.main([str(out), "--env-file", str(env_file), *command[-2:]]) == 0
+    env_file.write_text(f"{env_file.read_text()}GRACE_API_TOKENS=another-{admin}\n")
+    assert bus_users.main([str(out), "--env-file", str(env_file), *command[-2:]]) == 2
 
 
 def test_what_the_declaration_sets_wins_over_env_on_compose_and_locally(tmp_path: Path) -> None:

@@ -115,13 +115,31 @@ def admin_password(values: dict[str, str], key: str, where: str) -> str:
     admin = values.get(key, "")
     if not admin:
         raise ValueError(f"{key} is not set in {where} (the administrator's; guide step 1)")
-    if key != ADMIN_KEY and values.get(ADMIN_KEY, admin) != admin:
-        raise ValueError(
-            f"{where} sets {ADMIN_KEY} and {key} (the administrator's password, as the "
-            f"MadGroup declares it) to different values: remove {ADMIN_KEY} or give both "
-            "the same value"
-        )
+    check_declared(values, {ADMIN_KEY: key}, where)
     return admin
+
+
+def check_declared(values: dict[str, str], declared: dict[str, str], where: str) -> None:
+    """``declared``: variable -> the variable the MadGroup reads that secret from instead.
+    ValueError (one line, no value) when ``values`` sets both to different values."""
+    for variable, key in declared.items():
+        both = variable in values and key in values and variable != key
+        if both and values[variable] != values[key]:
+            raise ValueError(
+                f"{where} sets {variable} and {key} (which the MadGroup declares for it) to "
+                f"different values: remove {variable} or give both the same value"
+            )
+
+
+def _declared(specs: list[str]) -> dict[str, str]:
+    """``VARIABLE=KEY`` -> {VARIABLE: KEY}; ValueError names a malformed one."""
+    found = {}
+    for spec in specs:
+        variable, sep, key = spec.partition("=")
+        if not sep or not variable.isidentifier() or not key.isidentifier():
+            raise ValueError(f"--declared {spec!r} is not VARIABLE=KEY")
+        found[variable] = key
+    return found
 
 
 def server_owner(server: str) -> int:
@@ -193,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         "read-only) instead of the environment, so no container's environment holds it",
     )
     parser.add_argument(
+        "--declared",
+        metavar="VARIABLE=KEY",
+        action="append",
+        default=[],
+        help="a secret the MadGroup reads from KEY for VARIABLE: refuse a .env that also "
+        "sets VARIABLE to another value (repeatable)",
+    )
+    parser.add_argument(
         "--admin-key",
         default=ADMIN_KEY,
         metavar="NAME",
@@ -205,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         servers = _servers(args.tls)
+        declared = _declared(args.declared)
     except ValueError as exc:
         print(f"mad-bus-users: {exc}", file=sys.stderr)
         return 2
@@ -219,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         admin = admin_password(values, args.admin_key, where)
+        check_declared(values, declared, where)
     except ValueError as exc:
         print(f"mad-bus-users: {exc}", file=sys.stderr)
         return 2

@@ -311,7 +311,9 @@ def credentials_service(group: ResolvedGroup) -> dict[str, Any]:
     """The one-shot that writes the credentials (as root, for the files' ownership: every
     capability dropped but CHOWN and DAC_OVERRIDE — to keep files it made for the MADs'
     user —, no network, read-only, exits when done). It reads the administrator's
-    password from the ``.env`` variable the declaration names."""
+    password from the ``.env`` variable the declaration names, and refuses a ``.env`` that
+    sets a declared secret's variable to another value than the key the declaration
+    names for it (one line)."""
     first = group.of(topology.tools_component().name)
     bus = topology.bus()
     volumes = [f"{ACL_VOLUME}:{CREDENTIALS_DIR}/{bus.name}"]
@@ -319,6 +321,10 @@ def credentials_service(group: ResolvedGroup) -> dict[str, Any]:
     admin = group.admin
     if admin.dotenv_key != admin.variable:
         command += ["--admin-key", admin.dotenv_key]
+    for part in group:  # .env must not set what the declaration reads elsewhere, apart
+        for entry in part.environment:
+            if isinstance(entry, Secret) and entry.ref.key != entry.variable:
+                command += ["--declared", f"{entry.variable}={entry.ref.key}"]
     volumes.append(f"./{ENV_FILE}:{ENV_MOUNT}:ro")
     if group.spec.tls.enabled:
         volumes.append(f"{CA_VOLUME}:{CREDENTIALS_DIR}/ca")
