@@ -31,6 +31,7 @@ from madgroup.environment import (
 from madgroup.resolved import ResolvedComponent, ResolvedGroup, resolve
 from madgroup.spec import Document, MadGroupSpec, default_document, parse_spec, substrates
 from madgroup.topology import Component
+from mads.core.cli import bus_users
 
 COMPOSE_FILE = "docker-compose.yml"
 DOCKERFILE = "docker/Dockerfile"
@@ -151,9 +152,9 @@ def optional(variable: str) -> str:
 
 
 CREDENTIAL_FILES = {
-    CredentialKind.ADMIN_PASSWORD: "admin_password",
-    CredentialKind.BUS_PASSWORD: "bus_password",
-    CredentialKind.INTERNAL_TOKEN: "internal_token",
+    CredentialKind.ADMIN_PASSWORD: bus_users.ADMIN_PASSWORD_FILE,
+    CredentialKind.BUS_PASSWORD: bus_users.PASSWORD_FILE,
+    CredentialKind.INTERNAL_TOKEN: bus_users.INTERNAL_TOKEN_FILE,
 }
 """The file the credentials service writes for each kind it keeps, in the volume a
 service mounts on ``CREDENTIALS_DIR``."""
@@ -220,7 +221,7 @@ def healthcheck(comp: Component, tls: bool = False) -> dict[str, Any]:
     ``$$`` keeps compose from interpolating it; over TLS with the group's CA)."""
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         over = f"--tls --cacert {tls_files(comp).ca} " if tls else ""
-        auth = f'REDISCLI_AUTH="$$(cat {CREDENTIALS_DIR}/admin_password)"'
+        auth = f'REDISCLI_AUTH="$$(cat {CREDENTIALS_DIR}/{bus_users.ADMIN_PASSWORD_FILE})"'
         test: list[str] = [
             "CMD-SHELL",
             f"{auth} redis-cli {over}-p {comp.port} ping | grep -q PONG",

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from madgroup import topology
+from madgroup import rollout, topology
 from madgroup.errors import UsageError
 from mads.fiedler import contract as fiedler_contract
 from mads.fiedler.contract import LLM_KEYED, LLMProvider, llm_missing
@@ -220,11 +220,6 @@ def field_name(component: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-def class_name(component: str) -> str:
-    """``sequential_thinking`` -> ``SequentialThinking``."""
-    return "".join(part.capitalize() for part in component.split("_"))
-
-
 def mad_settings(comp: topology.Component) -> type[ComponentSpec]:
     """A MAD's settings class: its own (:data:`MAD_SETTINGS`) or the shared one, with
     ``replicas`` bounded by what its contract allows."""
@@ -232,7 +227,7 @@ def mad_settings(comp: topology.Component) -> type[ComponentSpec]:
     limit = comp.max_replicas or MAX_REPLICAS
     why = f": {comp.name} runs at most {limit}" if comp.max_replicas else ""
     return create_model(
-        f"{class_name(comp.name)}Spec",
+        f"{rollout.camel(comp.name)}Spec",
         __base__=base,
         __doc__=base.__doc__ if base is not ComponentSpec else comp.description,
         __module__=__name__,
