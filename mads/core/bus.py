@@ -34,8 +34,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from mads.core import channels, registry
+from mads.core import channels
 from mads.core.access import SenderPolicy
+from mads.core.contract import BUS_CONNECTED_LOG, DEFAULT_BUS_NAME
 from mads.core.envelope import Envelope, EnvelopeError, decode, encode, make_envelope
 from mads.core.errors import BusBusyError, BusCommandError, BusError, BusUnavailableError
 from mads.core.logs import FirstTime, quoted
@@ -46,6 +47,7 @@ ENVELOPE_FIELD = "envelope"
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_POOL_TIMEOUT_S = 5.0
 DEFAULT_MAX_SUBSCRIPTIONS = 64
+DEFAULT_CONNECTED_LOG = BUS_CONNECTED_LOG.format(bus=DEFAULT_BUS_NAME)
 OWN_SUBSCRIPTIONS = 16
 """Connections for a MAD's own subscriptions (a fixed few per MAD: Grace has four)."""
 
@@ -134,8 +136,12 @@ class Bus:
         pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
         tls_ca_file: str | None = None,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        connected_log: str = DEFAULT_CONNECTED_LOG,
     ) -> None:
         self.sender_id = sender_id
+        self.connected_log = connected_log
+        """Logged on every (re)connect: the line the deployment guide looks for, in the
+        group's name for its bus (:func:`mads.core.registry.bus_connected_log`)."""
         self.max_message_bytes = max_message_bytes
         self.log = logger or logging.getLogger(sender_id)
         self._backoff = backoff or Backoff()
@@ -276,7 +282,7 @@ class Bus:
                     self.reconnects += 1
                 self._connected.set()
                 self.last_error = None
-                self.log.info(registry.bus_connected_log())
+                self.log.info(self.connected_log)
                 delays = self._backoff.delays()
             first = False
             await asyncio.sleep(self._check_interval)

@@ -10,14 +10,10 @@ costs nothing and pulls in none of the MAD's code.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from mads.core.service import MadService
+from typing import Any
 
 ENTRY_POINT_GROUP = "mads.services"
 
@@ -130,6 +126,9 @@ class MadContract:
     """What it does on the bus (when it uses it): its ACL user is derived from this."""
     peers: tuple[str, ...] = ()
     """Other MADs it calls (over MCP) and cannot be ready without."""
+    url_variable: str | None = None
+    """The variable a MAD that calls this one (names it among its ``peers``) reads this
+    MAD's MCP endpoint from."""
     status_labels: tuple[str, ...] = ()
     """The lines ``mad-status`` shows after the common ones, in order."""
     log_lines: Mapping[str, str] = field(default_factory=_frozen)
@@ -149,12 +148,6 @@ class MadContract:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log_lines", _frozen(self.log_lines))
-
-    def build(self) -> MadService:
-        module_name, _, function = self.service.partition(":")
-        factory: Callable[[], Any] = getattr(importlib.import_module(module_name), function)
-        service: MadService = factory()
-        return service
 
     def log_line(self, purpose: str, **values: object) -> str:
         return self.log_lines[purpose].format(**values)

@@ -22,13 +22,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mads.core.contract import INTERNAL_TOKEN_VARIABLE
 from mads.core.edge import LOOPBACK_OPEN_PATHS, OPEN_PATHS, is_loopback
 from mads.core.logs import FirstTime
-from mads.core.registry import contracts
 
 
-def refusal() -> str:
+def refusal(front: str | None = None) -> str:
     """What a caller without the internal credential is told: how to get in, and which MAD
-    outside clients call instead (the exposed one, when one is installed)."""
-    front = next((c.name for c in contracts().values() if c.exposed), None)
+    outside clients call instead (``front``: the exposed one, when one is installed)."""
     instead = f", or call its tools through {front}" if front else ""
     return (
         "this MAD serves the group only: present the group's internal credential "
@@ -63,8 +61,10 @@ class InternalGuard:
         metrics: CollectorRegistry | None = None,
         scrape: ScrapeCredential | None = None,
         loopback_prefixes: tuple[str, ...] = (),
+        front_door: str | None = None,
     ) -> None:
         self.app = app
+        self._front_door = front_door
         self._expected = f"Bearer {token}".encode()
         self._scrape = scrape or ScrapeCredential("")
         self._loopback_prefixes = loopback_prefixes
@@ -103,7 +103,7 @@ class InternalGuard:
                 "(further ones are counted in mad_internal_refusals_total, not logged)",
                 where,
             )
-        body = json.dumps({"error": refusal()}).encode()
+        body = json.dumps({"error": refusal(self._front_door)}).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -23,7 +23,9 @@ class UnknownMadError(MadUsageError, LookupError):
 
 @functools.cache
 def contracts() -> dict[str, MadContract]:
-    """Every installed MAD's contract by name, in order of their default ports."""
+    """Every installed MAD's contract by name, in order of their default ports: the
+    group's start order (the deployment guide's for its MADs, 8000 upwards), which the
+    topology keeps, placing a MAD after the peers it calls."""
     found: dict[str, MadContract] = {}
     points = {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
     for point in points.values():

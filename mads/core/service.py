@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib
 import inspect
 import logging
 import socket
@@ -39,7 +40,7 @@ from starlette.routing import Mount, Route
 from mads.core import invoke, registry, sdk, tracing
 from mads.core.access import SenderPolicy
 from mads.core.arguments import ArgumentCheck, ToolSignature, UnknownTools
-from mads.core.contract import STARTED_LOG
+from mads.core.contract import STARTED_LOG, MadContract
 from mads.core.direct_calls import DirectToolCalls
 from mads.core.edge import HttpEdge
 from mads.core.errors import MadError
@@ -188,6 +189,7 @@ class MadService:
             pool_timeout_s=settings.redis_pool_timeout_s,
             max_subscriptions=settings.redis_max_subscriptions,
             tls_ca_file=str(settings.redis_tls_ca_file) if settings.redis_tls_ca_file else None,
+            connected_log=registry.bus_connected_log(),
         )
         self.bus = bus
         self.add_status(lambda: connected_line("Conversation Bus", bus.connected, bus.last_error))
@@ -340,6 +342,7 @@ class MadService:
                 metrics=self.metrics,
                 scrape=self.scrape_credential(),
                 loopback_prefixes=self._loopback_prefixes,
+                front_door=next((c.name for c in registry.contracts().values() if c.exposed), None),
             )
             middleware.insert(0, guard)
         return Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
@@ -452,3 +455,10 @@ async def _guarded(factory: Callable[[], Awaitable[None]], log: logging.Logger) 
         except Exception:
             log.exception("background task failed; restarting it in 1 s")
             await asyncio.sleep(1)
+
+
+def build(contract: MadContract) -> MadService:
+    """The MAD's service, from the ``module:function`` its contract names."""
+    module_name, _, function = contract.service.partition(":")
+    factory: Callable[[], MadService] = getattr(importlib.import_module(module_name), function)
+    return factory()

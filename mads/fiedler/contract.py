@@ -5,7 +5,10 @@ output chunks on ``mad.stream.<task_id>``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Literal
 
 from mads.core import channels
 from mads.core.contract import BusAccess, DataFile, MadContract, TaskTools
@@ -24,6 +27,22 @@ LLM_VARIABLES = {
     "api_key": "FIEDLER_LLM_API_KEY",
 }
 """The variables naming Fiedler's answer provider (``builtin`` or ``openai``)."""
+
+LLMProvider = Literal["builtin", "openai"]
+"""Where Fiedler's answers come from: the built-in responder (operational checks only) or
+any OpenAI-compatible endpoint."""
+LLM_REQUIRES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"builtin": (), "openai": ("base_url", "model")}
+)
+"""The settings (keys of :data:`LLM_VARIABLES`) each provider cannot work without: the one
+rule, which Fiedler's settings and the MadGroup declaration both check in their words."""
+LLM_KEYED: tuple[str, ...] = ("openai",)
+"""The providers an API key applies to."""
+
+
+def llm_missing(provider: str, given: Mapping[str, object]) -> tuple[str, ...]:
+    """What ``provider`` requires that ``given`` (settings by key) leaves empty."""
+    return tuple(key for key in LLM_REQUIRES.get(provider, ()) if not given.get(key))
 
 
 class TaskStatus(StrEnum):

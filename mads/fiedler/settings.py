@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from mads.core.settings import ConfigurationError
 from mads.fiedler import postgres_uri
+from mads.fiedler.contract import LLM_VARIABLES, LLMProvider, llm_missing
 from mads.sequential_thinking.client import ThinkingClientSettings
 
 DEFAULT_DB_PATH = "/data/fiedler_state.db"
@@ -48,7 +49,7 @@ class FiedlerSettings(ThinkingClientSettings):
         description="How many Fiedler replicas the group declares; more than one needs "
         "FIEDLER_STORE=postgresql.",
     )
-    fiedler_llm_provider: Literal["builtin", "openai"] = "builtin"
+    fiedler_llm_provider: LLMProvider = "builtin"
     fiedler_llm_base_url: str | None = None
     fiedler_llm_model: str | None = None
     fiedler_llm_api_key: SecretStr | None = None
@@ -115,13 +116,13 @@ class FiedlerSettings(ThinkingClientSettings):
         return 32 if self.fiedler_llm_provider == "builtin" else 4
 
     def check_provider(self) -> None:
-        """The ``openai`` provider needs an endpoint and a model; say which variable is
-        missing (one line, as every configuration error)."""
-        if self.fiedler_llm_provider != "openai":
-            return
-        for variable, value in (
-            ("FIEDLER_LLM_BASE_URL", self.fiedler_llm_base_url),
-            ("FIEDLER_LLM_MODEL", self.fiedler_llm_model),
-        ):
-            if not value:
-                raise ConfigurationError(f"{variable} is required when FIEDLER_LLM_PROVIDER=openai")
+        """What the provider requires (:data:`mads.fiedler.contract.LLM_REQUIRES`) is set;
+        say which variable is missing (one line, as every configuration error)."""
+        provider = self.fiedler_llm_provider
+        given = {"base_url": self.fiedler_llm_base_url, "model": self.fiedler_llm_model}
+        missing = llm_missing(provider, given)
+        if missing:
+            variable = LLM_VARIABLES[missing[0]]
+            raise ConfigurationError(
+                f"{variable} is required when {LLM_VARIABLES['provider']}={provider}"
+            )

@@ -15,6 +15,8 @@ LINK_NAME = "Sequential Thinking"
 STATUS_LABEL = f"{LINK_NAME} Connected"
 """The status line a caller's link adds to the caller's ``mad-status``."""
 DEFAULT_URL = f"http://{NAME}:{PORT}/mcp"
+URL_VARIABLE = "SEQUENTIAL_THINKING_URL"
+"""Where a caller reads this MAD's MCP endpoint (:mod:`mads.sequential_thinking.client`)."""
 
 CONTRACT = MadContract(
     name=NAME,
@@ -24,6 +26,7 @@ CONTRACT = MadContract(
     description="MCP server with the sequentialthinking tool.",
     tools=(TOOL_NAME,),
     uses_bus=False,
+    url_variable=URL_VARIABLE,
     status_labels=("Thoughts In Memory",),
     log_lines={"caller_connected": CONNECTED_LOG},
 )

@@ -1,8 +1,11 @@
 """The errors the control plane raises on purpose, under one base.
 
-Each carries the exit code the ``madgroup`` command ends with (``exit_code``: 1 when the
-work failed, 2 when the request itself was wrong). Only :mod:`madgroup.cli` turns them into
-exit codes and one printed line; the substrates raise them and know nothing of the CLI.
+Each carries the exit code a command ends with (``exit_code``: 1 when the work failed, 2 when
+the request itself was wrong). The entry points turn them into that code and one printed
+line — :mod:`madgroup.cli` (``madgroup``), and the two programs it starts on their own: the
+local supervisor (:mod:`madgroup.local.supervisor`) and the backup archive tool the
+Kubernetes CronJob runs (``python -m madgroup.backup``); the rest raise them and know
+nothing of an entry point.
 """
 
 from __future__ import annotations

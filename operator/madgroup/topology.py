@@ -1,15 +1,17 @@
 """The one description of a MAD group that every substrate renders.
 
 Kubernetes objects, the committed ``docker-compose.yml`` and the local process runner all
-read their components, commands, ports, environment, dependencies and readiness checks from
-here, so "ready" and "start order" mean the same thing everywhere.
+read their components, commands, ports, dependencies and readiness checks from here, so
+"ready" and "start order" mean the same thing everywhere. The group is data: the bus, then
+every MAD the registry of contracts finds (:mod:`mads.core.registry`), in its order; each
+MAD's port, banner, dependencies and data come from its own contract. What each component's
+environment holds is :mod:`madgroup.environment`'s to say.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
@@ -17,10 +19,6 @@ from madgroup.errors import UsageError
 from mads.core import access, registry
 from mads.core import contract as contract_module
 from mads.core.contract import DataFile, MadContract
-from mads.fiedler import contract as fiedler_contract
-from mads.grace import contract as grace_contract
-from mads.rogers import contract as rogers_contract
-from mads.sequential_thinking import contract as sequential_thinking_contract
 
 
 class ProbeKind(StrEnum):
@@ -34,10 +32,6 @@ class ProbeKind(StrEnum):
 
 REDIS = "redis"
 """The bus: the one component that is not a MAD (it has no contract)."""
-SEQUENTIAL_THINKING = sequential_thinking_contract.NAME
-GRACE = grace_contract.NAME
-ROGERS = rogers_contract.NAME
-FIEDLER = fiedler_contract.NAME
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/madgroup"
 DEFAULT_IMAGE_TAG = "0.1.0"
@@ -52,11 +46,6 @@ class Probe:
 
     kind: ProbeKind
     path: str = "/readyz"
-
-
-VARIABLE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
-"""A Kubernetes-style ``$(VAR)`` reference in a command argument (see
-:meth:`Component.command`); group 1 is the variable's name."""
 
 
 @dataclass(frozen=True)
@@ -81,16 +70,19 @@ class Component:
     banner: str | None = None
     exposed: bool = False
     stateful: bool = False
-    needs_sequential_thinking: bool = False
     data_path: str | None = None
     max_replicas: int | None = None
-    extra_env: Mapping[str, str] = field(default_factory=dict)
     contract: MadContract | None = None
     """The MAD's own contract (None for Redis)."""
 
     @property
     def uses_bus(self) -> bool:
         return REDIS in self.depends_on
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """The MADs it calls."""
+        return self.contract.peers if self.contract is not None else ()
 
     @property
     def data_file(self) -> DataFile | None:
@@ -182,8 +174,6 @@ REDIS_COMPONENT = Component(
     data_path=DATA_DIR,
     max_replicas=1,
 )
-GUIDE_ORDER: tuple[str, ...] = (REDIS, SEQUENTIAL_THINKING, GRACE, ROGERS, FIEDLER)
-"""The deployment guide's start order: each component starts once the one before is ready."""
 
 
 def mad_component(contract: MadContract, start_after: str | None) -> Component:
@@ -201,24 +191,44 @@ def mad_component(contract: MadContract, start_after: str | None) -> Component:
         banner=contract.banner,
         exposed=contract.exposed,
         stateful=data is not None,
-        needs_sequential_thinking=SEQUENTIAL_THINKING in contract.peers,
         data_path=DATA_DIR if data is not None else None,
         max_replicas=contract.max_replicas,
-        extra_env={data.variable: f"{DATA_DIR}/{data.filename}"} if data is not None else {},
         contract=contract,
     )
 
 
-COMPONENTS: tuple[Component, ...] = (
-    REDIS_COMPONENT,
-    *(
-        mad_component(registry.contract(name), start_after=GUIDE_ORDER[i])
-        for i, name in enumerate(GUIDE_ORDER[1:])
-    ),
-)
-"""The components in the guide's start order. ``depends_on`` lists what a component talks to
-(grace -> redis; rogers, fiedler -> redis, sequential_thinking); ``start_after`` is the
-guide's one-by-one gate: a component starts only once the one before it is ready."""
+def start_sequence(contracts: Iterable[MadContract]) -> list[MadContract]:
+    """The MADs in the registry's order (the guide's: by default port), except that a MAD
+    never comes before a peer it calls; a peer no contract names is an error."""
+    waiting = list(contracts)
+    installed = {c.name for c in waiting}
+    for contract in waiting:
+        unknown = [p for p in contract.peers if p not in installed]
+        if unknown:
+            raise TypeError(f"MAD {contract.name} calls {', '.join(unknown)}: not installed")
+    placed: list[MadContract] = []
+    while waiting:
+        done = {c.name for c in placed}
+        ready = next((c for c in waiting if set(c.peers) <= done), None)
+        if ready is None:
+            raise TypeError(f"MADs that call each other: {', '.join(c.name for c in waiting)}")
+        placed.append(ready)
+        waiting.remove(ready)
+    return placed
+
+
+def _components() -> tuple[Component, ...]:
+    found = [REDIS_COMPONENT]
+    for contract in start_sequence(registry.contracts().values()):
+        found.append(mad_component(contract, start_after=found[-1].name))
+    return tuple(found)
+
+
+COMPONENTS: tuple[Component, ...] = _components()
+"""The bus, then every installed MAD, in the guide's start order. ``depends_on`` lists what a
+component talks to (grace -> redis; rogers, fiedler -> redis, sequential_thinking);
+``start_after`` is the guide's one-by-one gate: a component starts only once the one before
+it is ready."""
 
 COMPONENT_NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENTS)
 MAD_NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENTS if c.is_mad)
@@ -310,6 +320,9 @@ def needs_internal_token(comp: Component) -> bool:
     return comp.contract is not None and access.uses_internal_token(comp.contract)
 
 
+PASSWORD_VARIABLE = "REDIS_PASSWORD"
+"""The bus password's variable: the administrator's in the deployment guide's ``.env``; a
+MAD's own bus user's in its environment."""
 BUS_USERNAME_VARIABLE = "REDIS_USERNAME"
 """A MAD's bus user; its password goes in ``REDIS_PASSWORD``, as the administrator's would."""
 
@@ -350,50 +363,6 @@ def tls_servers() -> dict[str, Component]:
 
 def serves_tls(comp: Component) -> bool:
     return comp.name in tls_servers()
-
-
-def tls_environment(comp: Component, ca_file: str, own: TlsFiles | None = None) -> dict[str, str]:
-    """What a MAD needs when TLS is on: the CA to check the bus against (a MAD on the bus)
-    and, for one that serves HTTPS, its own certificate and key (``own``)."""
-    env: dict[str, str] = {}
-    if not comp.is_mad:
-        return env
-    if comp.uses_bus:
-        env[TLS_CA_VARIABLE] = ca_file
-    if own is not None and serves_tls(comp):
-        env.update(MAD_TLS_CERT_FILE=own.cert, MAD_TLS_KEY_FILE=own.key, MAD_TLS_CA_FILE=own.ca)
-    return env
-
-
-Address = Callable[[str], tuple[str, int]]
-"""Maps a component name to the (host, port) where the others reach it."""
-
-
-def environment(
-    comp: Component, address: Address, *, allowed_hosts: Iterable[str] = ()
-) -> dict[str, str]:
-    """The non-secret environment a component runs with on a given substrate.
-
-    ``REDIS_PASSWORD`` is never part of it: each substrate injects it from its own secret
-    store (``.env``, a Kubernetes Secret, the local state directory).
-    """
-    if not comp.is_mad:
-        return {}
-    redis_host, redis_port = address(REDIS)
-    st_host, st_port = address(SEQUENTIAL_THINKING)
-    env = {
-        "MAD_NAME": comp.name,
-        "MAD_HOST": "0.0.0.0",
-        "MAD_PORT": str(comp.port),
-        "REDIS_HOST": redis_host,
-        "REDIS_PORT": str(redis_port),
-        "SEQUENTIAL_THINKING_URL": f"http://{st_host}:{st_port}/mcp",
-    }
-    hosts = [h for h in allowed_hosts if h]
-    if hosts:
-        env["MAD_ALLOWED_HOSTS"] = ",".join(hosts)
-    env.update(comp.extra_env)
-    return env
 
 
 def data_keepers() -> list[tuple[Component, DataFile]]:

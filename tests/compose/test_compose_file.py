@@ -186,11 +186,17 @@ def test_all_services_share_one_private_network(compose: dict[str, Any]) -> None
 def test_mads_reach_each_other_by_service_name(compose: dict[str, Any]) -> None:
     for name in GUIDE_SERVICES[1:]:
         env = compose["services"][name]["environment"]
+        comp = topology.component(name)
         assert env["MAD_NAME"] == name
-        assert env["MAD_PORT"] == str(topology.component(name).port)
-        assert env["REDIS_HOST"] == "redis"
-        assert env["REDIS_PORT"] == "6379"
-        assert env["SEQUENTIAL_THINKING_URL"] == "http://sequential_thinking:8000/mcp"
+        assert env["MAD_PORT"] == str(comp.port)
+        if comp.uses_bus:
+            assert (env["REDIS_HOST"], env["REDIS_PORT"]) == ("redis", "6379")
+        else:  # what it does not talk to, it is not told of
+            assert "REDIS_HOST" not in env and "REDIS_PORT" not in env
+        if "sequential_thinking" in comp.peers:
+            assert env["SEQUENTIAL_THINKING_URL"] == "http://sequential_thinking:8000/mcp"
+        else:
+            assert "SEQUENTIAL_THINKING_URL" not in env
         assert name in env["MAD_ALLOWED_HOSTS"].split(",")
         # Not the administrator's password (from .env): each MAD's own, from a file.
         assert env["REDIS_PASSWORD"] == "", name
@@ -280,7 +286,9 @@ def test_tls_renders_a_tls_only_redis_and_the_ca_for_every_bus_user():
 
 def test_each_container_holds_only_its_own_secrets_from_env_file():
     """``env_file: .env`` hands every container the whole file; each service's
-    ``environment`` (which wins) blanks every secret of .env it does not use."""
+    ``environment`` (which wins) blanks every secret of .env it does not use, and gives a
+    declared secret to the variable the MAD reads, by compose's interpolation of the .env
+    variable the declaration names (which itself stays blank)."""
     from madgroup.compose.render import compose_document
     from madgroup.spec import parse_spec
 
@@ -298,14 +306,18 @@ def test_each_container_holds_only_its_own_secrets_from_env_file():
         }
     )
     services = compose_document(declared)["services"]
-    secrets = {"REDIS_PASSWORD", "OPENAI_KEY", "FRONT_DOOR_TOKENS", "GRACE_API_TOKENS"}
+    secrets = {
+        "REDIS_PASSWORD",
+        "OPENAI_KEY",
+        "FRONT_DOOR_TOKENS",
+        "GRACE_API_TOKENS",
+        "FIEDLER_LLM_API_KEY",
+        "MAD_INTERNAL_TOKEN",
+        "GRACE_BUS_PASSWORD",
+    }
     own = {
-        "bus_users": {"REDIS_PASSWORD"},
-        "redis": {"REDIS_PASSWORD"},
-        "sequential_thinking": set(),
-        "grace": {"GRACE_API_TOKENS", "FRONT_DOOR_TOKENS"},
-        "rogers": set(),
-        "fiedler": {"OPENAI_KEY"},
+        "grace": {"GRACE_API_TOKENS": "FRONT_DOOR_TOKENS"},
+        "fiedler": {"FIEDLER_LLM_API_KEY": "OPENAI_KEY"},
     }
     for name, svc in services.items():
         env = svc.get("environment", {})
@@ -313,7 +325,8 @@ def test_each_container_holds_only_its_own_secrets_from_env_file():
             assert "env_file" not in svc and env == {}
             continue
         assert svc["env_file"] == [".env"], name
-        for key in secrets - own[name]:
+        held = own.get(name, {})
+        for key in secrets - set(held):
             assert env.get(key) == "", (name, key)
-        for key in own[name] - {"REDIS_PASSWORD"}:
-            assert env.get(key) != "", (name, key)
+        for variable, key in held.items():
+            assert env[variable].startswith(f"${{{key}:?"), (name, variable)

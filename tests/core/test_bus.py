@@ -24,7 +24,11 @@ from tests.support.waiting import async_wait_for
 @pytest.fixture
 async def bus(redis_server: RedisServer) -> AsyncIterator[Bus]:
     client = Bus(
-        host="127.0.0.1", port=redis_server.port, password=redis_server.password, sender_id="tester"
+        host="127.0.0.1",
+        port=redis_server.port,
+        password=redis_server.password,
+        sender_id="tester",
+        connected_log=bus_connected_log(),
     )
     await client.start()
     assert await client.wait_connected(10)

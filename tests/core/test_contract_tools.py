@@ -7,6 +7,7 @@ import pytest
 
 from mads.core.contract import MadContract
 from mads.core.registry import contracts
+from mads.core.service import build
 
 ENV = {
     "REDIS_PASSWORD": "contract-test-password",
@@ -22,7 +23,7 @@ async def test_declared_tools_are_the_served_ones(
         monkeypatch.setenv(name, value)
     if contract.data is not None:
         monkeypatch.setenv(contract.data.variable, str(tmp_path / contract.data.filename))
-    service = contract.build()
+    service = build(contract)
     served = {tool["name"] for tool in await service.tool_definitions()}
     assert served == set(contract.tools)
 

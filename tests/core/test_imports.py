@@ -29,9 +29,10 @@ import json, sys
 from mads.core.cli import run
 from mads.core.logs import configure_logging
 from mads.core.registry import contract
+from mads.core.service import build
 
 configure_logging()
-contract(sys.argv[1]).build().app()
+build(contract(sys.argv[1])).app()
 print(json.dumps(sorted(sys.modules)))
 """
 

@@ -71,4 +71,3 @@ def test_every_mad_is_found_through_its_contract() -> None:
     assert list(found) == ["sequential_thinking", "grace", "rogers", "fiedler"]
     for name, contract in found.items():
         assert contract.service == f"mads.{name}.service:build"
-        assert contract.build.__self__ is contract  # type: ignore[attr-defined]

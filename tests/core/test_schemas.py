@@ -10,7 +10,7 @@ import pytest
 
 from mads.core import sdk
 from mads.core.registry import contracts
-from mads.core.service import MadService
+from mads.core.service import MadService, build
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[MadService
     built = []
     for name, contract in contracts().items():
         monkeypatch.setenv("MAD_NAME", name)
-        built.append(contract.build())
+        built.append(build(contract))
     return built
 
 

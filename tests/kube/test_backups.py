@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 from madgroup import topology
 from madgroup.kube import backups, crd, naming, objects
+from madgroup.resolved import resolve
 
 from tests.support.redis_server import RedisServer
 
 OWNER = objects.Owner("demo", "team-a", "0000-1111")
 BACKUP = {"schedule": "15 2 * * *", "retention": 2, "claimName": "madgroup-backups"}
+DEFAULT = crd.parse({})
+DEFAULT_GROUP = resolve(DEFAULT)
 
 
 def cron_job(raw: dict | None = None) -> dict:
@@ -27,14 +30,18 @@ def cron_job(raw: dict | None = None) -> dict:
     keeper = backups.keeper()
     assert keeper is not None and keeper.name == "fiedler"
     (job,) = [
-        m for m in objects.component_objects(OWNER, spec, keeper.name) if m["kind"] == "CronJob"
+        m
+        for m in objects.component_objects(OWNER, spec, resolve(spec).of(keeper.name))
+        if m["kind"] == "CronJob"
     ]
     return job
 
 
 def test_no_backup_without_spec_backup() -> None:
     for name in topology.COMPONENT_NAMES:
-        kinds = {m["kind"] for m in objects.component_objects(OWNER, crd.parse({}), name)}
+        kinds = {
+            m["kind"] for m in objects.component_objects(OWNER, DEFAULT, DEFAULT_GROUP.of(name))
+        }
         assert "CronJob" not in kinds
 
 
@@ -64,7 +71,7 @@ def test_the_cron_job() -> None:
     (main,) = pod["spec"]["containers"]
     assert (
         init["image"]
-        == objects.workload(OWNER, crd.parse({}), "redis")["spec"]["template"]["spec"][
+        == objects.workload(OWNER, DEFAULT, DEFAULT_GROUP.of("redis"))["spec"]["template"]["spec"][
             "containers"
         ][0]["image"]
     )

@@ -18,6 +18,7 @@ import pytest
 import redis
 from madgroup import topology
 from madgroup.kube import certificates, crd, naming, objects
+from madgroup.resolved import resolve
 
 from tests.support import processes
 from tests.support.ports import free_port
@@ -27,7 +28,8 @@ OWNER = objects.Owner("demo", "team-a", "0000-1111")
 
 
 def _pod(name: str, raw: dict | None = None) -> dict:
-    return objects.workload(OWNER, crd.parse(raw or {}), name)["spec"]["template"]["spec"]
+    desired = crd.parse(raw or {})
+    return objects.workload(OWNER, desired, resolve(desired).of(name))["spec"]["template"]["spec"]
 
 
 def _secret_names(container: dict) -> set[str]:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from madgroup import topology
 from madgroup.kube import crd, install, objects
+from madgroup.resolved import resolve
 from madgroup.spec import InvalidSpecError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ def _children(raw_spec):
     desired = crd.parse(raw_spec)
     docs = [objects.password_secret(owner)]
     for name in topology.COMPONENT_NAMES:
-        docs += objects.component_objects(owner, desired, name)
+        docs += objects.component_objects(owner, desired, resolve(desired).of(name))
     return docs
 
 

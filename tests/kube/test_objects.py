@@ -6,12 +6,14 @@ import json
 
 from madgroup import topology
 from madgroup.kube import crd, objects
+from madgroup.resolved import resolve
 
 OWNER = objects.Owner("demo", "team-a", "0000-1111")
 
 
 def _pod(name, raw=None):
-    return objects.workload(OWNER, crd.parse(raw or {}), name)["spec"]["template"]["spec"]
+    desired = crd.parse(raw or {})
+    return objects.workload(OWNER, desired, resolve(desired).of(name))["spec"]["template"]["spec"]
 
 
 def _env(name, raw=None):
@@ -35,7 +37,10 @@ def test_every_pod_is_locked_down():
 
 def test_stateful_components_are_statefulsets_with_claims():
     desired = crd.parse({})
-    kinds = {n: objects.workload(OWNER, desired, n)["kind"] for n in topology.COMPONENT_NAMES}
+    kinds = {
+        n: objects.workload(OWNER, desired, resolve(desired).of(n))["kind"]
+        for n in topology.COMPONENT_NAMES
+    }
     assert kinds == {
         "redis": "StatefulSet",
         "sequential_thinking": "Deployment",
@@ -43,7 +48,7 @@ def test_stateful_components_are_statefulsets_with_claims():
         "rogers": "Deployment",
         "fiedler": "StatefulSet",
     }
-    sts = objects.workload(OWNER, desired, "fiedler")
+    sts = objects.workload(OWNER, desired, resolve(desired).of("fiedler"))
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
 
@@ -89,7 +94,10 @@ def test_the_generated_password_is_random_and_only_in_the_secret():
     assert first["data"]["password"] != second["data"]["password"]
     desired = crd.parse({})
     rendered = json.dumps(
-        [objects.component_objects(OWNER, desired, n) for n in topology.COMPONENT_NAMES]
+        [
+            objects.component_objects(OWNER, desired, resolve(desired).of(n))
+            for n in topology.COMPONENT_NAMES
+        ]
     )
     assert first["data"]["password"] not in rendered
 
@@ -107,7 +115,7 @@ def test_the_network_policy_fences_everything_but_grace():
 def test_children_are_owned_and_labelled():
     desired = crd.parse({})
     for name in topology.COMPONENT_NAMES:
-        for obj in objects.component_objects(OWNER, desired, name):
+        for obj in objects.component_objects(OWNER, desired, resolve(desired).of(name)):
             meta = obj["metadata"]
             assert meta["ownerReferences"][0]["uid"] == "0000-1111"
             assert meta["ownerReferences"][0]["controller"] is True
@@ -122,14 +130,14 @@ def test_components_that_may_run_replicas_get_a_disruption_budget():
     for name in topology.COMPONENT_NAMES:
         found = [
             m
-            for m in objects.component_objects(owner, spec, name)
+            for m in objects.component_objects(owner, spec, resolve(spec).of(name))
             if m["kind"] == "PodDisruptionBudget"
         ]
         if topology.component(name).max_replicas == 1:
             assert found == [], name  # Redis, Rogers, Fiedler run one pod: nothing to budget
             continue
         (budget,) = found
-        workload = objects.workload(owner, spec, name)
+        workload = objects.workload(owner, spec, resolve(spec).of(name))
         assert budget["apiVersion"] == "policy/v1"
         assert budget["spec"]["maxUnavailable"] == 1
         assert budget["spec"]["selector"] == workload["spec"]["selector"]

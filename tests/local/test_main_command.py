@@ -30,7 +30,7 @@ def assert_started_in_order(group: Group) -> None:
     for comp in topology.COMPONENTS:
         for gate in topology.gates(comp):
             assert readies[gate] <= starts[comp.name], (GATES_READY_BEFORE_START, comp.name, gate)
-    for name in (topology.GRACE, topology.ROGERS, topology.FIEDLER):
+    for name in ("grace", "rogers", "fiedler"):
         log = group.log(name)
         assert "Successfully connected to Rogers Conversation Bus (Redis)" in log
         assert "Connection refused" not in log and "Error 111" not in log, log

@@ -23,7 +23,7 @@ from tests.support.waiting import wait_for
 
 GRACE_DELAY = 2.5
 THINKING_DELAY = 1.5
-BUS_MADS = (topology.GRACE, topology.ROGERS, topology.FIEDLER)
+BUS_MADS = ("grace", "rogers", "fiedler")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_components_start_only_when_their_slow_dependencies_are_ready(slow: Grou
         log = slow.log(name)
         assert "Successfully connected to Rogers Conversation Bus (Redis)" in log, name
         assert "Error 111" not in log and "Connection refused" not in log, log
-    for name in (topology.ROGERS, topology.FIEDLER):
+    for name in ("rogers", "fiedler"):
         assert "Successfully connected to Sequential Thinking MCP server" in slow.log(name)
     # The progress display (plain lines: not a terminal): waiting, starting, ready + timing.
     shown = slow.up_result.stdout
@@ -116,9 +116,9 @@ def test_kill_9_of_sequential_thinking_leaves_its_dependents_up_but_not_ready(
 ) -> None:
     """The planner restarts the component that died and nothing else: rogers and fiedler
     report not ready while their gate is gone, and ready again once it is back."""
-    dependents = (topology.ROGERS, topology.FIEDLER)
+    dependents = ("rogers", "fiedler")
     kept = {name: (slow.pid(name), component(slow, name)["restarts"]) for name in dependents}
-    others = {topology.REDIS, topology.GRACE, *dependents}
+    others = {topology.REDIS, "grace", *dependents}
     since = max(t for t, *_ in slow.events())
     old = slow.pid("sequential_thinking")
     os.kill(old, signal.SIGKILL)

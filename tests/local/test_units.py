@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 from madgroup import topology
-from madgroup.local import envfile, launcher, ports, processes, readiness
+from madgroup.local import envfile, launcher, ports, processes, redis_admin
 from madgroup.local.state import ComponentState, GroupState, StateDir
 
 
@@ -116,9 +116,9 @@ def test_the_generated_config_really_protects_redis(tmp_path: Path) -> None:
     argv = launcher.command(redis, {"redis": port}, dotenv, state)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     try:
-        wait_for(lambda: readiness.redis_ready(port, "pw-123"), timeout=10)
-        assert readiness.redis_ping(port, None).startswith("NOAUTH")
-        assert readiness.redis_ping(port, "wrong").startswith("WRONGPASS")
+        wait_for(lambda: redis_admin.ready(port, "pw-123"), timeout=10)
+        assert redis_admin.ping(port, None).startswith("NOAUTH")
+        assert redis_admin.ping(port, "wrong").startswith("WRONGPASS")
         grace = redis_lib.Redis(port=port, username="grace", password="pw-grace")
         assert grace.ping()
         with pytest.raises(redis_lib.exceptions.NoPermissionError):

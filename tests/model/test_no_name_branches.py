@@ -19,8 +19,9 @@ CONSTANTS = {
     attr
     for attr in dir(topology)
     if isinstance(getattr(topology, attr), str) and getattr(topology, attr) in NAMES
-}
-"""topology's name constants (REDIS, GRACE, ...)."""
+} | {"NAME", *(name.upper() for name in NAMES)}
+"""Names a component's name goes by in code: topology's constants (REDIS), a contract's
+``NAME`` and what it is imported as (``from mads.grace.contract import NAME as GRACE``)."""
 
 
 def names_a_component(node: ast.AST) -> bool:
@@ -59,8 +60,8 @@ def test_the_check_sees_every_substrate_and_finds_a_planted_branch() -> None:
     assert {"REDIS", "GRACE", "FIEDLER"} <= CONSTANTS
     planted = ast.parse(
         "if name == 'fiedler': pass\n"
-        "if comp.name in (topology.GRACE, 'x'): pass\n"
-        "match name:\n    case topology.ROGERS: pass\n"
+        "if comp.name in (GRACE, 'x'): pass\n"
+        "match name:\n    case rogers_contract.NAME: pass\n"
         "if comp.probe.kind == topology.ProbeKind.REDIS_PING: pass\n"
     )
     assert len(list(branches(planted))) == 3

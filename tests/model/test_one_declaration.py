@@ -15,6 +15,7 @@ import pytest
 import yaml
 from madgroup.compose.render import render_files
 from madgroup.kube import crd, objects
+from madgroup.resolved import resolve
 from madgroup.spec import InvalidSpecError, read_document
 from pydantic import BaseModel
 
@@ -95,7 +96,8 @@ def test_the_llm_declared_once_reaches_fiedler_on_every_substrate(tmp_path: Path
     # Kubernetes: the values, and the key from the Secret it names
     declared = crd.parse(read_document(path).raw_spec)
     owner = objects.Owner("demo", "default", "uid")
-    kube_env = {e["name"]: e for e in objects.environment(owner, declared, "fiedler")}
+    fiedler = resolve(declared).of("fiedler")
+    kube_env = {e["name"]: e for e in objects.environment(owner, declared, fiedler)}
     assert {k: kube_env[k]["value"] for k in EXPECTED} == EXPECTED
     assert kube_env["FIEDLER_LLM_API_KEY"]["valueFrom"] == {
         "secretKeyRef": {"name": "llm", "key": LLM_KEY_VARIABLE}
@@ -114,7 +116,7 @@ def test_the_llm_declared_once_reaches_fiedler_on_every_substrate(tmp_path: Path
         status = local.mg("exec", "fiedler", "mad-status", check=False)
         written = [
             compose,
-            yaml.safe_dump(objects.component_objects(owner, declared, "fiedler")),
+            yaml.safe_dump(objects.component_objects(owner, declared, fiedler)),
             status.stdout + status.stderr,
             local.mg("status").stdout,
             (local.state_dir / "state.json").read_text(),
@@ -215,8 +217,8 @@ def test_a_secret_missing_from_env_stops_up_before_anything_starts(tmp_path: Pat
     up = local.up("-f", str(path), check=False)
     assert up.returncode == 2
     assert up.stderr == (
-        f"madgroup: {LLM_KEY_VARIABLE} is not set in .env (the declaration's "
-        "FIEDLER_LLM_API_KEY); nothing was started\n"
+        f"madgroup: {LLM_KEY_VARIABLE} is not set in .env (spec.fiedler.llm.apiKeySecretRef, "
+        "for FIEDLER_LLM_API_KEY); nothing was started\n"
     )
     assert not (local.state_dir / "state.json").exists()
 
@@ -254,7 +256,10 @@ async def test_the_tokens_declared_once_reach_grace_on_every_substrate(tmp_path:
     # Kubernetes: a ConfigMap, mounted, and a template digest so a change rolls Grace
     declared = crd.parse(read_document(path).raw_spec)
     owner = objects.Owner("demo", "default", "uid")
-    children = {m["kind"]: m for m in objects.component_objects(owner, declared, "grace")}
+    children = {
+        m["kind"]: m
+        for m in objects.component_objects(owner, declared, resolve(declared).of("grace"))
+    }
     assert principals(children["ConfigMap"]["data"]["GRACE_TOKENS_FILE"]) == expected
     template = children["Deployment"]["spec"]["template"]
     assert objects.FILES_ANNOTATION in template["metadata"]["annotations"]

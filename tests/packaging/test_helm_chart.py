@@ -14,6 +14,7 @@ import pytest
 import yaml
 from madgroup import topology
 from madgroup.kube import crd, install, naming, objects
+from madgroup.resolved import resolve
 
 CHART = Path("charts") / "madgroup-operator"
 K8S_VERSION = "1.33"
@@ -319,7 +320,7 @@ def test_the_pod_monitor_matches_what_the_operator_renders() -> None:
     owner = objects.Owner("demo", "team-a", "0000")
     spec = crd.parse({})
     for name in topology.MAD_NAMES:
-        pod = objects.workload(owner, spec, name)["spec"]["template"]["spec"]
+        pod = objects.workload(owner, spec, resolve(spec).of(name))["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert [p["name"] for p in container["ports"]] == ["http"]
         env = {e["name"]: e for e in container["env"]}

@@ -65,7 +65,7 @@ def test_no_secret_is_visible_outside_the_process_that_needs_it(group: Group) ->
         env = _environment(int(state["components"][name]["pid"]))
         held = {key for key, value in secrets.items() if value in env.values()}
         own = {topology.bus_password_variable(name)} if name in topology.bus_users() else set()
-        if name == topology.GRACE:
+        if name == "grace":
             own.add("GRACE_API_TOKENS")
         if topology.needs_internal_token(topology.component(name)):
             own.add("MAD_INTERNAL_TOKEN")

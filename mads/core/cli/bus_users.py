@@ -5,8 +5,9 @@ For every MAD with a bus user, ``DIR/<mad>/bus_password`` (created once from a C
 across runs, mode 0400, owned by the MADs' uid); for every MAD that uses the group's
 internal credential, ``DIR/<mad>/internal_token`` (one value for the group); and
 ``DIR/redis/users.acl``, Redis's ACL file, rewritten on every run from the administrator's
-password (``$REDIS_PASSWORD``, or the ``.env`` file given with ``--env-file``) and the
-users' passwords — hashes only, mode 0444 for the Redis user —, and
+password (``$REDIS_PASSWORD``, or the ``.env`` file given with ``--env-file``; another
+variable with ``--admin-key``) and the users' passwords — hashes only, mode 0444 for the
+Redis user —, and
 ``DIR/redis/admin_password`` (0400, Redis's user) for Redis's healthcheck. Nothing secret
 is printed.
 
@@ -40,6 +41,8 @@ INTERNAL_TOKEN_FILE = "internal_token"
 ACL_FILE = "users.acl"
 ADMIN_PASSWORD_FILE = "admin_password"
 ACL_DIR = "redis"
+ADMIN_KEY = "REDIS_PASSWORD"
+"""The deployment guide's ``.env`` variable for the administrator's password."""
 
 
 def _new_secret() -> str:
@@ -95,15 +98,48 @@ def provide(out: Path, admin_password: str, owner: int | None = OWNER_UID) -> li
     return done
 
 
-def admin_from_env_file(path: Path) -> str:
-    """``REDIS_PASSWORD`` as the guide's ``.env`` holds it (the last such line wins, the
-    value is everything after the first ``=``, like ``cut -d '=' -f2-``); "" when absent."""
-    value = ""
+def env_file_values(path: Path) -> dict[str, str]:
+    """The variables of a ``.env`` file as the guide reads it (the last line of a name wins,
+    the value is everything after the first ``=``, like ``cut -d '=' -f2-``)."""
+    values = {}
     for line in path.read_text().splitlines():
         key, sep, rest = line.partition("=")
-        if sep and key.strip() == "REDIS_PASSWORD":
-            value = rest.strip()
-    return value
+        if sep and not key.lstrip().startswith("#"):
+            values[key.strip()] = rest.strip()
+    return values
+
+
+def admin_password(values: dict[str, str], key: str, where: str) -> str:
+    """The administrator's password under ``key``; ValueError (one line, no value) when it
+    is missing, or when ``key`` is not the guide's variable and that one holds another."""
+    admin = values.get(key, "")
+    if not admin:
+        raise ValueError(f"{key} is not set in {where} (the administrator's; guide step 1)")
+    check_declared(values, {ADMIN_KEY: key}, where)
+    return admin
+
+
+def check_declared(values: dict[str, str], declared: dict[str, str], where: str) -> None:
+    """``declared``: variable -> the variable the MadGroup reads that secret from instead.
+    ValueError (one line, no value) when ``values`` sets both to different values."""
+    for variable, key in declared.items():
+        both = variable in values and key in values and variable != key
+        if both and values[variable] != values[key]:
+            raise ValueError(
+                f"{where} sets {variable} and {key} (which the MadGroup declares for it) to "
+                f"different values: remove {variable} or give both the same value"
+            )
+
+
+def _declared(specs: list[str]) -> dict[str, str]:
+    """``VARIABLE=KEY`` -> {VARIABLE: KEY}; ValueError names a malformed one."""
+    found = {}
+    for spec in specs:
+        variable, sep, key = spec.partition("=")
+        if not sep or not variable.isidentifier() or not key.isidentifier():
+            raise ValueError(f"--declared {spec!r} is not VARIABLE=KEY")
+        found[variable] = key
+    return found
 
 
 def server_owner(server: str) -> int:
@@ -174,30 +210,45 @@ def main(argv: list[str] | None = None) -> int:
         help="read the administrator's REDIS_PASSWORD from this .env file (mounted "
         "read-only) instead of the environment, so no container's environment holds it",
     )
+    parser.add_argument(
+        "--declared",
+        metavar="VARIABLE=KEY",
+        action="append",
+        default=[],
+        help="a secret the MadGroup reads from KEY for VARIABLE: refuse a .env that also "
+        "sets VARIABLE to another value (repeatable)",
+    )
+    parser.add_argument(
+        "--admin-key",
+        default=ADMIN_KEY,
+        metavar="NAME",
+        help="the variable holding the administrator's password (default: REDIS_PASSWORD; "
+        "a MadGroup's spec.redis.passwordSecretRef names another)",
+    )
     args = parser.parse_args(argv)
     if args.renew and not args.tls and "--renew" in (sys.argv[1:] if argv is None else argv):
         print("mad-bus-users: --renew needs --tls", file=sys.stderr)
         return 2
     try:
         servers = _servers(args.tls)
+        declared = _declared(args.declared)
     except ValueError as exc:
         print(f"mad-bus-users: {exc}", file=sys.stderr)
         return 2
-    admin = os.environ.get("REDIS_PASSWORD", "")
+    values: dict[str, str] = dict(os.environ)
     where = "the environment"
     if args.env_file is not None:
         where = str(args.env_file)
         try:
-            admin = admin_from_env_file(args.env_file)
+            values = env_file_values(args.env_file)
         except OSError as exc:
             print(f"mad-bus-users: cannot read {where}: {exc.strerror}", file=sys.stderr)
             return 2
-    if not admin:
-        print(
-            f"mad-bus-users: REDIS_PASSWORD is not set in {where} (the administrator's; "
-            "guide step 1)",
-            file=sys.stderr,
-        )
+    try:
+        admin = admin_password(values, args.admin_key, where)
+        check_declared(values, declared, where)
+    except ValueError as exc:
+        print(f"mad-bus-users: {exc}", file=sys.stderr)
         return 2
     try:
         done = provide(args.dir, admin)

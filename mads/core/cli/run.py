@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from mads.core.errors import MadError
 from mads.core.logs import configure_logging
 from mads.core.registry import contracts
-from mads.core.service import PortInUseError
+from mads.core.service import PortInUseError, build
 from mads.core.settings import ConfigurationError
 
 
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["MAD_NAME"] = args.name
     configure_logging(os.environ.get("MAD_LOG_FORMAT", "text").lower())
     try:
-        service = installed[args.name].build()
+        service = build(installed[args.name])
     except ConfigurationError as exc:
         print(f"mad-run {args.name}: configuration error: {exc}", file=sys.stderr)
         return exc.exit_code

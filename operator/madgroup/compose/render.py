@@ -1,27 +1,37 @@
 """Render the committed ``docker-compose.yml`` from the shared topology.
 
 Everything a service runs with (image, command, port, environment, start gates, readiness
-check) comes from :mod:`madgroup.topology`; this module only says how compose spells it.
+check) comes from the resolved declaration (:mod:`madgroup.resolved`: the topology, the
+declared settings, each component's environment entries); this module only says how
+compose spells it: a secret the declaration names is compose's interpolation of the
+``.env`` variable, a credential is a file the credentials service writes, a declared file
+is mounted read-only.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from madgroup import topology
-from madgroup.spec import (
-    PASSWORD_VARIABLE,
-    Document,
-    MadGroupSpec,
-    check_substrate,
-    default_document,
-    parse_spec,
+from madgroup.environment import (
+    Address,
+    Credential,
+    CredentialKind,
+    DataPath,
+    Entry,
+    File,
+    Place,
+    Secret,
+    TlsPath,
+    Value,
 )
+from madgroup.resolved import ResolvedComponent, ResolvedGroup, resolve
+from madgroup.spec import Document, MadGroupSpec, default_document, parse_spec, substrates
 from madgroup.topology import Component
+from mads.core.cli import bus_users
 
 COMPOSE_FILE = "docker-compose.yml"
 DOCKERFILE = "docker/Dockerfile"
@@ -69,7 +79,7 @@ FILES_MOUNT = "/run/madgroup-files"
 
 
 def declared_file(comp: Component, variable: str) -> str:
-    """The rendered file of a ``file`` binding, relative to the project."""
+    """Where ``render compose`` writes a declared file, relative to the project."""
     return f"{FILES_DIR}/{comp.name}/{variable}"
 
 
@@ -136,52 +146,64 @@ def required(variable: str) -> str:
     return f"${{{variable}:?{variable} must be set in {ENV_FILE}}}"
 
 
-def compose_argument(arg: str, secrets: Mapping[str, str] | None = None) -> str:
-    """Translate Kubernetes-style ``$(VAR)`` in a command argument into compose
-    interpolation of the ``.env`` variable that holds it (``secrets``: variable -> the
-    ``.env`` key the declaration names; by default the same name)."""
-    keys = secrets or {}
-    return topology.VARIABLE.sub(lambda m: required(keys.get(m.group(1), m.group(1))), arg)
+def optional(variable: str) -> str:
+    """Compose interpolation of a ``.env`` variable that may be unset (then empty)."""
+    return f"${{{variable}:-}}"
 
 
-def compose_command(comp: Component, declared: MadGroupSpec | None = None) -> list[str]:
-    """The topology's command line, spelled for compose (same arguments), except that Redis
-    takes its users from the ACL file the credentials service writes instead of a
-    ``--requirepass`` (which ``docker inspect`` and ``ps`` would show)."""
-    spec = declared or MadGroupSpec()
-    keys = secret_keys(spec, comp)
-    tls = tls_files(comp) if spec.tls.enabled else None
-    args = comp.command(users_file=f"{CREDENTIALS_DIR}/users.acl", tls=tls)
-    return [compose_argument(arg, keys) for arg in args]
+CREDENTIAL_FILES = {
+    CredentialKind.ADMIN_PASSWORD: bus_users.ADMIN_PASSWORD_FILE,
+    CredentialKind.BUS_PASSWORD: bus_users.PASSWORD_FILE,
+    CredentialKind.INTERNAL_TOKEN: bus_users.INTERNAL_TOKEN_FILE,
+}
+"""The file the credentials service writes for each kind it keeps, in the volume a
+service mounts on ``CREDENTIALS_DIR``."""
 
 
-def env_file_secrets(declared: MadGroupSpec) -> set[str]:
-    """Every ``.env`` variable that holds a secret: the administrator's password, what a
-    MAD's contract reads as a secret, and what the declaration names."""
-    found = {PASSWORD_VARIABLE}
-    for comp in topology.COMPONENTS:
-        if comp.contract is not None:
-            found.update(comp.contract.secrets)
-        found.update(b.secret.key for b in declared.bindings(comp.name) if b.secret is not None)
-    return found
+def environment(part: ResolvedComponent, group: ResolvedGroup) -> dict[str, str]:
+    """The service's ``environment``: every ``.env`` secret it does not take blanked (it
+    wins over ``env_file``, which stays, as the guide's troubleshooting expects), then its
+    entries as compose has them."""
+    env = {key: "" for key in sorted(group.secret_keys - part.passes_through)}
+    for entry in part.environment:
+        env.update(translate(entry, part.component))
+    return env
 
 
-def foreign_secrets(declared: MadGroupSpec, comp: Component) -> list[str]:
-    """The ``.env`` secrets ``comp`` does not use: blanked in its ``environment`` (which
-    wins over ``env_file``), so each container holds only its own (``env_file`` stays, as
-    the guide's troubleshooting expects)."""
-    own = set(comp.contract.secrets) if comp.contract is not None else set()
-    for binding in declared.bindings(comp.name):
-        if binding.secret is not None and not (
-            comp.is_mad and binding.variable == PASSWORD_VARIABLE
-        ):
-            own.update({binding.secret.key, binding.variable})
-    return sorted(env_file_secrets(declared) - own)
+def translate(entry: Entry, comp: Component) -> dict[str, str]:
+    """One entry as compose spells it (a variable, or a credential's ``_FILE`` twin)."""
+    match entry:
+        case Value():
+            return {entry.variable: entry.value}
+        case Secret():  # compose reads it from .env; the file never holds it
+            return {entry.variable: required(entry.ref.key)}
+        case File():
+            return {entry.variable: f"{FILES_MOUNT}/{entry.variable}"}
+        case Credential() if entry.kind in CREDENTIAL_FILES:
+            path = f"{CREDENTIALS_DIR}/{CREDENTIAL_FILES[entry.kind]}"
+            return {entry.variable: "", f"{entry.variable}_FILE": path}
+        case Credential():
+            return {entry.variable: optional(entry.dotenv_key)}
+        case Address():
+            return {entry.variable: _address(entry)}
+        case DataPath():
+            return {entry.variable: f"{topology.DATA_DIR}/{entry.filename}"}
+        case TlsPath():
+            return {entry.variable: str(getattr(tls_files(comp), entry.part.value))}
 
 
-def secret_keys(declared: MadGroupSpec, comp: Component) -> dict[str, str]:
-    """Variable -> the ``.env`` key holding it, for the secrets the declaration names."""
-    return {b.variable: b.secret.key for b in declared.bindings(comp.name) if b.secret is not None}
+def _address(entry: Address) -> str:
+    """Services reach each other by compose service name on the private network."""
+    port = topology.component(entry.component).port
+    match entry.place:
+        case Place.HOST | Place.NAMES:
+            return entry.component
+        case Place.PORT:
+            return str(port)
+        case Place.MCP_URL:
+            return f"http://{entry.component}:{port}/mcp"
+        case Place.BIND:
+            return "0.0.0.0"
 
 
 def volume_name(comp: Component) -> str:
@@ -193,18 +215,13 @@ def build_target(comp: Component) -> str:
     return comp.dns_name
 
 
-def _address(name: str) -> tuple[str, int]:
-    """Services reach each other by compose service name on the private network."""
-    return name, topology.component(name).port
-
-
 def healthcheck(comp: Component, tls: bool = False) -> dict[str, Any]:
     """Readiness, the same as every substrate: ``/readyz`` for a MAD, an authenticated PING
     for Redis (the password comes from the container's environment, never the command line;
     ``$$`` keeps compose from interpolating it; over TLS with the group's CA)."""
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
         over = f"--tls --cacert {tls_files(comp).ca} " if tls else ""
-        auth = f'REDISCLI_AUTH="$$(cat {CREDENTIALS_DIR}/admin_password)"'
+        auth = f'REDISCLI_AUTH="$$(cat {CREDENTIALS_DIR}/{bus_users.ADMIN_PASSWORD_FILE})"'
         test: list[str] = [
             "CMD-SHELL",
             f"{auth} redis-cli {over}-p {comp.port} ping | grep -q PONG",
@@ -241,8 +258,9 @@ def readyz_probe(port: str, path: str, ca: str | None = None) -> str:
     )
 
 
-def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
-    svc: dict[str, Any] = {"image": declared.image_of(comp.name)}
+def service(part: ResolvedComponent, group: ResolvedGroup) -> dict[str, Any]:
+    comp, tls = part.component, group.spec.tls.enabled
+    svc: dict[str, Any] = {"image": part.image}
     if comp.is_mad:
         svc["build"] = {
             "context": ".",
@@ -251,39 +269,20 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
             "args": list(BUILD_ARGS),
         }
         svc["init"] = True
-    svc["command"] = compose_command(comp, declared)
+    svc["command"] = comp.command(
+        users_file=f"{CREDENTIALS_DIR}/users.acl", tls=tls_files(comp) if tls else None
+    )
     svc["env_file"] = [ENV_FILE]
-    env = topology.environment(comp, _address, allowed_hosts=[comp.name])
-    files = []
-    for binding in declared.bindings(comp.name):
-        if binding.file is not None:
-            env[binding.variable] = f"{FILES_MOUNT}/{binding.variable}"
-            files.append(f"./{declared_file(comp, binding.variable)}:{env[binding.variable]}:ro")
-        elif binding.value is not None:
-            env[binding.variable] = binding.value
-        elif binding.secret is not None and binding.secret.key != binding.variable:
-            # A secret by reference: compose reads it from .env, the file never holds it.
-            env[binding.variable] = required(binding.secret.key)
-    svc["environment"] = env  # filled in below; dropped if it stays empty
-    for key in foreign_secrets(declared, comp):
-        env.setdefault(key, "")  # REDIS_PASSWORD for a MAD: not the administrator's
-    if comp.bus_user is not None:
-        env[topology.BUS_USERNAME_VARIABLE] = comp.bus_user
-        env[f"{PASSWORD_VARIABLE}_FILE"] = f"{CREDENTIALS_DIR}/bus_password"
-    if topology.needs_internal_token(comp):
-        env[f"{topology.INTERNAL_TOKEN_VARIABLE}_FILE"] = f"{CREDENTIALS_DIR}/internal_token"
-    if declared.tls.enabled:
-        env.update(topology.tls_environment(comp, tls_files(comp).ca, tls_files(comp)))
-    if not env:
-        del svc["environment"]
-    gates = topology.gates(comp, declared.order)
+    env = environment(part, group)
+    if env:
+        svc["environment"] = env
     depends: dict[str, dict[str, str]] = {}
     if not comp.is_mad:
         depends[CREDENTIALS_SERVICE] = {"condition": "service_completed_successfully"}
-    depends.update({name: {"condition": "service_healthy"} for name in gates})
+    depends.update({name: {"condition": "service_healthy"} for name in part.gates})
     if depends:
         svc["depends_on"] = depends
-    svc["healthcheck"] = healthcheck(comp, declared.tls.enabled)
+    svc["healthcheck"] = healthcheck(comp, tls)
     svc["restart"] = RESTART_POLICY
     if comp.exposed:
         svc["ports"] = [
@@ -294,7 +293,9 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
         volumes.append(f"{ACL_VOLUME}:{CREDENTIALS_DIR}:ro")
     elif holds_credentials(comp):
         volumes.append(f"{credentials_volume(comp)}:{CREDENTIALS_DIR}:ro")
-    volumes += files
+    volumes += [
+        f"./{declared_file(comp, variable)}:{FILES_MOUNT}/{variable}:ro" for variable in part.files
+    ]
     if volumes:
         svc["volumes"] = volumes
     if comp.is_mad:
@@ -307,16 +308,26 @@ def service(comp: Component, declared: MadGroupSpec) -> dict[str, Any]:
     return svc
 
 
-def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
+def credentials_service(group: ResolvedGroup) -> dict[str, Any]:
     """The one-shot that writes the credentials (as root, for the files' ownership: every
     capability dropped but CHOWN and DAC_OVERRIDE — to keep files it made for the MADs'
-    user —, no network, read-only, exits when done)."""
-    first = topology.tools_component()
+    user —, no network, read-only, exits when done). It reads the administrator's
+    password from the ``.env`` variable the declaration names, and refuses a ``.env`` that
+    sets a declared secret's variable to another value than the key the declaration
+    names for it (one line)."""
+    first = group.of(topology.tools_component().name)
     bus = topology.bus()
     volumes = [f"{ACL_VOLUME}:{CREDENTIALS_DIR}/{bus.name}"]
     command = ["mad-bus-users", CREDENTIALS_DIR, "--env-file", ENV_MOUNT]
+    admin = group.admin
+    if admin.dotenv_key != admin.variable:
+        command += ["--admin-key", admin.dotenv_key]
+    for part in group:  # .env must not set what the declaration reads elsewhere, apart
+        for entry in part.environment:
+            if isinstance(entry, Secret) and entry.ref.key != entry.variable:
+                command += ["--declared", f"{entry.variable}={entry.ref.key}"]
     volumes.append(f"./{ENV_FILE}:{ENV_MOUNT}:ro")
-    if declared.tls.enabled:
+    if group.spec.tls.enabled:
         volumes.append(f"{CA_VOLUME}:{CREDENTIALS_DIR}/ca")
         for name in topology.tls_servers():
             command += ["--tls", f"{name}={','.join([name, *TLS_HOSTS])}"]
@@ -326,11 +337,11 @@ def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
         if c.is_mad and holds_credentials(c)
     ]
     return {
-        "image": declared.image_of(first.name),
+        "image": first.image,
         "build": {
             "context": ".",
             "dockerfile": DOCKERFILE,
-            "target": build_target(first),
+            "target": build_target(first.component),
             "args": list(BUILD_ARGS),
         },
         "command": command,
@@ -348,14 +359,14 @@ def credentials_service(declared: MadGroupSpec) -> dict[str, Any]:
 
 
 def compose_document(declared: MadGroupSpec | None = None) -> dict[str, Any]:
-    spec = declared or MadGroupSpec()
-    services = {CREDENTIALS_SERVICE: credentials_service(spec)}
-    services.update({comp.name: service(comp, spec) for comp in topology.start_order()})
+    group = resolve(declared or parse_spec({}))
+    services = {CREDENTIALS_SERVICE: credentials_service(group)}
+    services.update({part.name: service(part, group) for part in group})
     volumes: dict[str, dict[str, Any]] = {
         volume_name(c): {} for c in topology.COMPONENTS if c.data_path
     }
     volumes[ACL_VOLUME] = {}
-    if spec.tls.enabled:
+    if group.spec.tls.enabled:
         volumes[CA_VOLUME] = {}
     volumes.update(
         {
@@ -396,27 +407,17 @@ def render_start_interval() -> str:
     return START_INTERVAL_HEADER + "\n" + body
 
 
-SUBSTRATE = "docker compose"
-REFUSED = {
-    "spec.*.replicas": "it runs one container per service; more replicas need Kubernetes",
-}
-IGNORED = {
-    "spec.*.storage.size": "a named volume has no size",
-}
-
-
 def render_files(document: Document | None = None) -> dict[str, str]:
     """The compose files for a MadGroup document (the built-in group when None): what
     compose cannot honour is refused, what it ignores is said on stderr."""
     declared = parse_spec((document or default_document()).raw_spec)
-    for note in check_substrate(declared, SUBSTRATE, refused=REFUSED, ignored=IGNORED):
+    for note in substrates.check(declared, substrates.COMPOSE):
         print(f"madgroup: note: {note}", file=sys.stderr)
     rendered = {
         COMPOSE_FILE: render_compose(declared),
         START_INTERVAL_FILE: render_start_interval(),
     }
-    for comp in topology.COMPONENTS:
-        for binding in declared.bindings(comp.name):
-            if binding.file is not None:
-                rendered[declared_file(comp, binding.variable)] = binding.file + "\n"
+    for part in resolve(declared):
+        for variable, content in part.files.items():
+            rendered[declared_file(part.component, variable)] = content + "\n"
     return rendered

@@ -150,13 +150,6 @@ def volume(owner: Owner, spec: KubeMadGroupSpec, comp: topology.Component) -> di
     return {"name": VOLUME, "secret": source}
 
 
-def environment(spec: KubeMadGroupSpec, comp: topology.Component) -> dict[str, str]:
-    if not uses_tls(spec, comp):
-        return {}
-    own = files() if topology.serves_tls(comp) else None
-    return topology.tls_environment(comp, files().ca, own)
-
-
 def revision(live_secret: Mapping[str, Any] | None) -> str | None:
     """Which certificate a live server Secret holds (a digest of the public certificate)."""
     if not live_secret:

@@ -2,8 +2,10 @@
 Kubernetes honours, the status the operator writes, and the CRD generated from both.
 
 Kubernetes adds: an image pull policy, container resources, a storage class and whether a
-volume outlives its group, the type of Grace's Service, and a referenced Secret for a MAD's
-bus password (elsewhere the substrate makes and keeps it). Cross-field rules live twice on
+volume outlives its group, the type of the exposed MAD's Service, and a referenced Secret
+for a MAD's bus password (elsewhere the substrate makes and keeps it). Each MAD's part is
+derived from its neutral settings and what the topology says of it, so an installed MAD
+is in the CRD with no change here. Cross-field rules live twice on
 purpose: as CEL ``x-kubernetes-validations`` (the API server refuses the object) and as the
 model's validators (an object that slipped past the schema, e.g. created before the CRD was
 updated, is reported ``Stalled`` instead of being half-applied).
@@ -11,12 +13,13 @@ updated, is reported ``Stalled`` instead of being half-applied).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model, model_validator
 
-from madgroup import rollout, spec
+from madgroup import rollout, spec, topology
 from madgroup.spec import API_VERSION, GROUP, KIND, QUANTITY, VERSION, Model
+from mads.fiedler.contract import LLM_KEYED, LLM_REQUIRES
 
 __all__ = ["API_VERSION", "GROUP", "KIND", "VERSION"]
 
@@ -95,6 +98,12 @@ class WithBusUser(BaseModel):
     )
 
 
+class WithServiceType(BaseModel):
+    serviceType: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Type of the component's Service (it is exposed)."
+    )
+
+
 class KubeRedisSpec(spec.RedisSpec, WithResources):
     """The Conversation Bus."""
 
@@ -103,50 +112,70 @@ class KubeRedisSpec(spec.RedisSpec, WithResources):
     )
 
 
-class KubeSequentialThinkingSpec(spec.SequentialThinkingSpec, WithResources):
-    """The Sequential Thinking MCP server."""
-
-
-class KubeGraceSpec(spec.GraceSpec, WithResources, WithBusUser):
-    """The front door, the one component reachable from outside the group."""
-
-    serviceType: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
-        default="ClusterIP", description="Type of Grace's Service."
+def _llm_rules() -> list[JsonValue]:
+    """Fiedler's provider rule (:data:`mads.fiedler.contract.LLM_REQUIRES`) as CEL, in the
+    words the model's validator uses."""
+    fields = spec.model.LLM_FIELDS
+    rules: list[JsonValue] = []
+    for provider, needs in LLM_REQUIRES.items():
+        if needs:
+            has = " && ".join(f"has(self.{fields[key]})" for key in needs)
+            rules.append(
+                {
+                    "rule": f"self.{fields['provider']} != '{provider}' || ({has})",
+                    "message": spec.model.llm_needs_message(provider, needs),
+                }
+            )
+    keyed = " || ".join(f"self.{fields['provider']} == '{p}'" for p in LLM_KEYED)
+    rules.append(
+        {
+            "rule": f"{keyed} || !has(self.{fields['api_key']})",
+            "message": spec.model.llm_key_message(),
+        }
     )
-
-
-class KubeRogersSpec(spec.RogersSpec, WithResources, WithBusUser):
-    """The bus monitor."""
+    return rules
 
 
 class KubeLLMSpec(spec.LLMSpec):
     """Where Fiedler's answers come from."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.provider != 'openai' || (has(self.baseUrl) && has(self.model))",
-                    "message": "provider openai needs baseUrl and model",
-                },
-                {
-                    "rule": "self.provider == 'openai' || !has(self.apiKeySecretRef)",
-                    "message": "apiKeySecretRef applies only to provider openai",
-                },
-            ]
-        },
+        extra="forbid", json_schema_extra={"x-kubernetes-validations": _llm_rules()}
     )
 
 
-class KubeFiedlerSpec(spec.FiedlerSpec, WithResources, WithBusUser):
-    """The orchestrator (one writer of its SQLite task store)."""
+KUBE_PARTS: dict[type[BaseModel], type[BaseModel]] = {
+    spec.StorageSpec: KubeStorageSpec,
+    spec.LLMSpec: KubeLLMSpec,
+}
+"""A neutral part of a component's settings -> what it is on Kubernetes."""
 
-    storage: KubeStorageSpec = Field(
-        default_factory=KubeStorageSpec,
-        description="Volume for the task store (task history is data).",
+
+def kube_settings(comp: topology.Component) -> type[spec.ComponentSpec]:
+    """A MAD's settings on Kubernetes: its neutral ones (``spec.MadGroupSpec``'s field),
+    their parts as Kubernetes has them (:data:`KUBE_PARTS`), container resources, a
+    referenced bus password for a MAD on the bus and a Service type for the exposed one."""
+    neutral = spec.MadGroupSpec.model_fields[spec.model.field_name(comp.name)].annotation
+    assert isinstance(neutral, type) and issubclass(neutral, spec.ComponentSpec)
+    mixins: list[type[BaseModel]] = [WithResources]
+    if comp.bus_user is not None:
+        mixins.append(WithBusUser)
+    if comp.exposed:
+        mixins.append(WithServiceType)
+    parts: dict[str, Any] = {}
+    for name, field in neutral.model_fields.items():
+        kube = KUBE_PARTS.get(field.annotation) if isinstance(field.annotation, type) else None
+        if kube is not None:
+            parts[name] = (kube, Field(default_factory=kube, description=field.description))
+    bases: tuple[type[BaseModel], ...] = (neutral, *mixins)
+    made = create_model(
+        f"Kube{neutral.__name__}",
+        __base__=bases,
+        __doc__=neutral.__doc__,
+        __module__=__name__,
+        **parts,
     )
-    llm: KubeLLMSpec = Field(default_factory=KubeLLMSpec, description="The LLM provider.")
+    return cast(type[spec.ComponentSpec], made)
 
 
 class IssuerRef(Model):
@@ -192,38 +221,21 @@ class KubeBackupSpec(Model):
     )
 
 
+@spec.model.with_mads(kube_settings)
 class KubeMadGroupSpec(spec.MadGroupSpec):
     """The desired MAD group."""
 
     image: KubeImageSpec = Field(default_factory=KubeImageSpec, description="Images of the MADs.")
     redis: KubeRedisSpec = Field(default_factory=KubeRedisSpec, description="The Conversation Bus.")
-    sequentialThinking: KubeSequentialThinkingSpec = Field(
-        default_factory=KubeSequentialThinkingSpec,
-        description="The Sequential Thinking MCP server.",
-    )
-    grace: KubeGraceSpec = Field(default_factory=KubeGraceSpec, description="The front door.")
-    rogers: KubeRogersSpec = Field(default_factory=KubeRogersSpec, description="The bus monitor.")
-    fiedler: KubeFiedlerSpec = Field(
-        default_factory=KubeFiedlerSpec, description="The orchestrator."
-    )
     tls: KubeTLSSpec = Field(default_factory=KubeTLSSpec, description="Encryption of the bus.")
     backup: KubeBackupSpec | None = Field(
         default=None, description="Scheduled backups to a PersistentVolumeClaim; none when unset."
     )
 
-    def kube(self, name: str) -> WithResources:
-        found = self.component(name)
-        assert isinstance(found, WithResources)
-        return found
-
     def bus_password(self, user: str) -> spec.SecretKeyRef | None:
         """The Secret a bus user's password is referenced from; None: the generated one."""
         found = self.component(user)
         return found.busPasswordSecretRef if isinstance(found, WithBusUser) else None
-
-    def storage_of(self, name: str) -> KubeStorageSpec | None:
-        found = getattr(self.component(name), "storage", None)
-        return found if isinstance(found, KubeStorageSpec) else None
 
 
 def parse(raw: Any) -> KubeMadGroupSpec:
@@ -331,6 +343,11 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     return _structural(raw, raw.get("$defs", {}))
 
 
+def _group_description() -> str:
+    *first, last = topology.COMPONENT_NAMES
+    return f"A MAD group: {', '.join(first)} and {last}, rolled out in dependency order."
+
+
 def crd_manifest() -> dict[str, Any]:
     """The CustomResourceDefinition for MadGroup."""
     spec_schema = openapi_schema(KubeMadGroupSpec)
@@ -382,8 +399,7 @@ def crd_manifest() -> dict[str, Any]:
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "A MAD group: Redis, Sequential Thinking, Grace, "
-                            "Rogers and Fiedler, rolled out in dependency order.",
+                            "description": _group_description(),
                             "properties": {
                                 "apiVersion": {
                                     "type": "string",

@@ -242,10 +242,7 @@ def sample() -> dict[str, Any]:
                 "tag": topology.DEFAULT_IMAGE_TAG,
             },
             "order": "guide",
-            "fiedler": {
-                "storage": {"size": "1Gi"},
-                "llm": {"provider": "builtin"},
-            },
+            "fiedler": {"storage": {"size": "1Gi"}},
         },
     }
 

@@ -1,8 +1,9 @@
-"""The Kubernetes objects of one MadGroup, rendered from the shared topology.
+"""The Kubernetes objects of one MadGroup, rendered from the resolved declaration.
 
-Pure functions: given the group's identity and its validated spec, return plain manifests.
-Nothing here talks to a cluster, so every object can be checked against the Kubernetes
-schemas offline.
+Pure functions: given the group's identity, its validated spec and one resolved component
+(:mod:`madgroup.resolved`: its topology, declared settings and environment entries), return
+plain manifests. Nothing here talks to a cluster, so every object can be checked against
+the Kubernetes schemas offline.
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from madgroup import topology
+from madgroup.environment import (
+    Address,
+    Credential,
+    CredentialKind,
+    DataPath,
+    Entry,
+    File,
+    Place,
+    Secret,
+    TlsPath,
+    Value,
+)
 from madgroup.kube import backups, certificates, credentials, naming
 from madgroup.kube.crd import KubeMadGroupSpec, KubeStorageSpec, WithResources
 from madgroup.kube.credentials import PASSWORD_KEY, GeneratedSecret, bus_password_ref, password_ref
@@ -25,7 +38,8 @@ from madgroup.kube.meta import (
     pod_security_context,
 )
 from madgroup.kube.meta import metadata as _metadata
-from madgroup.spec import PASSWORD_VARIABLE, SecretKeyRef
+from madgroup.resolved import ResolvedComponent
+from madgroup.spec import SecretKeyRef
 
 __all__ = ["PASSWORD_KEY", "Manifest", "Owner", "allowed_hosts", "generated_secrets"]
 
@@ -80,9 +94,9 @@ def _port_name(comp: topology.Component) -> str:
     return str(comp.probe.kind)
 
 
-def service(owner: Owner, spec: KubeMadGroupSpec, name: str) -> Manifest:
-    comp = topology.component(name)
-    svc_type = str(getattr(spec.component(name), "serviceType", "ClusterIP"))
+def service(owner: Owner, part: ResolvedComponent) -> Manifest:
+    comp, name = part.component, part.name
+    svc_type = str(getattr(part.settings, "serviceType", "ClusterIP"))
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -106,48 +120,74 @@ def _secret_env(var: str, ref: SecretKeyRef) -> dict[str, Any]:
     return {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
-def environment(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[dict[str, Any]]:
-    """The container's env: the topology's, pointing at the group's Services, plus secrets
-    by reference (never by value)."""
-    comp = topology.component(name)
+def environment(
+    owner: Owner, spec: KubeMadGroupSpec, part: ResolvedComponent
+) -> list[dict[str, Any]]:
+    """The container's env: the component's entries as Kubernetes has them — addresses of
+    the group's Services, secrets and credentials by reference (never by value)."""
+    return [translate(owner, spec, part.component, entry) for entry in part.environment]
 
-    def address(other: str) -> tuple[str, int]:
-        return naming.child_name(owner.name, other), topology.component(other).port
 
-    env: list[dict[str, Any]] = [
-        {"name": key, "value": value}
-        for key, value in topology.environment(
-            comp, address, allowed_hosts=allowed_hosts(owner, name)
-        ).items()
-    ]
-    for binding in spec.bindings(name):
-        if comp.is_mad and binding.variable == PASSWORD_VARIABLE:
-            continue  # a MAD connects as its own bus user, never as the administrator
-        if binding.file is not None:
-            env.append({"name": binding.variable, "value": f"{FILES_DIR}/{binding.variable}"})
-        elif binding.value is not None:
-            env.append({"name": binding.variable, "value": binding.value})
-        else:
-            env.append(_secret_env(binding.variable, binding.secret or password_ref(owner, spec)))
-    env += [{"name": k, "value": v} for k, v in certificates.environment(spec, comp).items()]
-    if comp.bus_user is not None:
-        env.append({"name": topology.BUS_USERNAME_VARIABLE, "value": comp.bus_user})
-        env.append(_secret_env(PASSWORD_VARIABLE, bus_password_ref(owner, spec, comp.bus_user)))
-    if topology.needs_internal_token(comp):
-        env.append(
-            _secret_env(topology.INTERNAL_TOKEN_VARIABLE, credentials.internal_secret(owner).ref())
-        )
-    if comp.is_mad:
-        metrics = credentials.metrics_secret(owner).ref()
-        env.append(_secret_env(topology.METRICS_TOKEN_VARIABLE, metrics))
-    return env
+def translate(
+    owner: Owner, spec: KubeMadGroupSpec, comp: topology.Component, entry: Entry
+) -> dict[str, Any]:
+    """One entry as a container's ``env`` item."""
+    match entry:
+        case Value():
+            return {"name": entry.variable, "value": entry.value}
+        case Secret():
+            ref = SecretKeyRef(name=entry.ref.name, key=entry.ref.key)
+            return _secret_env(entry.variable, ref)
+        case File():
+            return {"name": entry.variable, "value": f"{FILES_DIR}/{entry.variable}"}
+        case Credential():
+            return _secret_env(entry.variable, _credential_ref(owner, spec, entry))
+        case Address():
+            return {"name": entry.variable, "value": _address(owner, entry)}
+        case DataPath():
+            return {"name": entry.variable, "value": f"{topology.DATA_DIR}/{entry.filename}"}
+        case TlsPath():
+            path = getattr(certificates.files(), entry.part.value)
+            return {"name": entry.variable, "value": str(path)}
+
+
+def _credential_ref(owner: Owner, spec: KubeMadGroupSpec, entry: Credential) -> SecretKeyRef:
+    """The Secret a credential is kept in: the declared one, or the one the operator
+    generates."""
+    match entry.kind:
+        case CredentialKind.ADMIN_PASSWORD:
+            return password_ref(owner, spec)
+        case CredentialKind.BUS_PASSWORD:
+            assert entry.user is not None
+            return bus_password_ref(owner, spec, entry.user)
+        case CredentialKind.INTERNAL_TOKEN:
+            return credentials.internal_secret(owner).ref()
+        case CredentialKind.METRICS_TOKEN:
+            return credentials.metrics_secret(owner).ref()
+
+
+def _address(owner: Owner, entry: Address) -> str:
+    """Components reach each other by their Service's name."""
+    service_name = naming.child_name(owner.name, entry.component)
+    port = topology.component(entry.component).port
+    match entry.place:
+        case Place.HOST:
+            return service_name
+        case Place.PORT:
+            return str(port)
+        case Place.MCP_URL:
+            return f"http://{service_name}:{port}/mcp"
+        case Place.BIND:
+            return "0.0.0.0"
+        case Place.NAMES:
+            return ",".join(allowed_hosts(owner, entry.component))
 
 
 def _acl_writer(owner: Owner, spec: KubeMadGroupSpec) -> dict[str, Any]:
     """Redis's init container: a shell script in Redis's own image (so a new MAD image
     never restarts the bus) writes the ACL file, hashes of the administrator's and every
     bus user's password, read from their Secrets (:func:`mads.core.access.acl_script`)."""
-    env = [_secret_env(PASSWORD_VARIABLE, password_ref(owner, spec))]
+    env = [_secret_env(topology.PASSWORD_VARIABLE, password_ref(owner, spec))]
     env += [
         _secret_env(topology.bus_password_variable(u), bus_password_ref(owner, spec, u))
         for u in topology.bus_users()
@@ -212,12 +252,13 @@ def _resources(settings: WithResources) -> dict[str, Any]:
 
 
 def pod_template(
-    owner: Owner, spec: KubeMadGroupSpec, name: str, tls_revision: str | None = None
+    owner: Owner, spec: KubeMadGroupSpec, part: ResolvedComponent, tls_revision: str | None = None
 ) -> dict[str, Any]:
     """``tls_revision``: which certificate a server that reads it only at start runs with
     (a renewed one changes the template, so the pods roll)."""
-    comp = topology.component(name)
-    settings = spec.kube(name)
+    comp, name = part.component, part.name
+    settings = part.settings
+    assert isinstance(settings, WithResources)
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     if comp.data_path:
         mounts.append({"name": "data", "mountPath": comp.data_path})
@@ -229,7 +270,7 @@ def pod_template(
         mounts.append({"name": ACL_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True})
         volumes.append({"name": ACL_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
         init.append(_acl_writer(owner, spec))
-    files = declared_files(spec, name)
+    files = part.files
     if files:
         mounts.append({"name": "files", "mountPath": FILES_DIR, "readOnly": True})
         volumes.append(
@@ -243,11 +284,11 @@ def pod_template(
         volumes.append(certificates.volume(owner, spec, comp))
     container: dict[str, Any] = {
         "name": comp.dns_name,
-        "image": spec.image_of(name),
+        "image": part.image,
         "imagePullPolicy": spec.image.pullPolicy,
         "command": comp.command(users_file=ACL_PATH, tls=certificates.files() if tls_on else None),
         "ports": [{"name": _port_name(comp), "containerPort": comp.port, "protocol": "TCP"}],
-        "env": environment(owner, spec, name),
+        "env": environment(owner, spec, part),
         **_probes(comp, tls_on),
         "resources": _resources(settings),
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
@@ -274,20 +315,15 @@ def pod_template(
     return {"metadata": meta, "spec": pod}
 
 
-def declared_files(spec: KubeMadGroupSpec, name: str) -> dict[str, str]:
-    """The files the declaration gives component ``name``: variable -> content."""
-    return {b.variable: b.file for b in spec.bindings(name) if b.file is not None}
-
-
-def files_config_map(owner: Owner, spec: KubeMadGroupSpec, name: str) -> Manifest | None:
-    files = declared_files(spec, name)
-    if not files:
+def files_config_map(owner: Owner, part: ResolvedComponent) -> Manifest | None:
+    """The files the declaration gives the component, as a ConfigMap its pods mount."""
+    if not part.files:
         return None
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(owner, naming.files_name(owner.name, name), name),
-        "data": files,
+        "metadata": _metadata(owner, naming.files_name(owner.name, part.name), part.name),
+        "data": part.files,
     }
 
 
@@ -304,22 +340,22 @@ def _claim(storage: KubeStorageSpec) -> dict[str, Any]:
     return claim
 
 
-def storage_of(spec: KubeMadGroupSpec, name: str) -> KubeStorageSpec | None:
-    return spec.storage_of(name)
+def storage_of(part: ResolvedComponent) -> KubeStorageSpec | None:
+    found = getattr(part.settings, "storage", None)
+    return found if isinstance(found, KubeStorageSpec) else None
 
 
 def workload(
-    owner: Owner, spec: KubeMadGroupSpec, name: str, tls_revision: str | None = None
+    owner: Owner, spec: KubeMadGroupSpec, part: ResolvedComponent, tls_revision: str | None = None
 ) -> Manifest:
     """A StatefulSet for components with data (Redis, Fiedler), a Deployment otherwise."""
-    comp = topology.component(name)
-    settings = spec.component(name)
+    comp, name = part.component, part.name
     body: dict[str, Any] = {
-        "replicas": settings.replicas,
+        "replicas": part.settings.replicas,
         "selector": {"matchLabels": naming.selector_labels(owner.name, name)},
-        "template": pod_template(owner, spec, name, tls_revision),
+        "template": pod_template(owner, spec, part, tls_revision),
     }
-    storage = storage_of(spec, name)
+    storage = storage_of(part)
     if comp.stateful and storage is not None:
         body["serviceName"] = naming.child_name(owner.name, name)
         body["volumeClaimTemplates"] = [_claim(storage)]
@@ -339,38 +375,38 @@ def workload(
     }
 
 
-def claim_names(owner: Owner, spec: KubeMadGroupSpec, name: str) -> list[str]:
+def claim_names(owner: Owner, part: ResolvedComponent) -> list[str]:
     """The PersistentVolumeClaims a component's StatefulSet creates (``data-<sts>-<i>``)."""
-    if storage_of(spec, name) is None:
+    if storage_of(part) is None:
         return []
-    sts = naming.child_name(owner.name, name)
-    return [f"data-{sts}-{i}" for i in range(spec.component(name).replicas)]
+    sts = naming.child_name(owner.name, part.name)
+    return [f"data-{sts}-{i}" for i in range(part.settings.replicas)]
 
 
 def component_objects(
     owner: Owner,
     spec: KubeMadGroupSpec,
-    name: str,
+    part: ResolvedComponent,
     tls_revisions: Mapping[str, str] | None = None,
 ) -> list[Manifest]:
     """What the operator applies for one component, in order (the generated Secrets are
     created separately, once). The NetworkPolicy comes with Redis: it protects Redis
     before Redis exists; a cert-manager Certificate comes before the pods that mount its
     Secret. ``tls_revisions``: which certificate each TLS server's live Secret holds."""
-    comp = topology.component(name)
+    comp, name = part.component, part.name
     out: list[Manifest] = []
     if not comp.is_mad:
         out.append(network_policy(owner))
     out += certificates.certificates(owner, spec, name)
-    files = files_config_map(owner, spec, name)
+    files = files_config_map(owner, part)
     if files is not None:
         out.append(files)
-    out.append(service(owner, spec, name))
+    out.append(service(owner, part))
     revision = (tls_revisions or {}).get(name) if not comp.reloads_certificates else None
-    out.append(workload(owner, spec, name, revision))
+    out.append(workload(owner, spec, part, revision))
     if comp.max_replicas != 1:
         out.append(disruption_budget(owner, name))
-    claims = claim_names(owner, spec, name)
+    claims = claim_names(owner, part)
     job = backups.cron_job(owner, spec, claims[0]) if claims and comp.keeps_data else None
     if job is not None:
         out.append(job)

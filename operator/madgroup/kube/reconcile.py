@@ -18,6 +18,7 @@ from madgroup.errors import MadGroupError
 from madgroup.kube import certificates, crd, naming, objects
 from madgroup.kube.api import ApiError, KubeApi
 from madgroup.kube.credentials import GeneratedSecret
+from madgroup.resolved import ResolvedComponent, resolve
 
 ORDER = topology.COMPONENT_NAMES
 
@@ -108,10 +109,11 @@ def _observe(
     api: KubeApi,
     owner: objects.Owner,
     desired: crd.KubeMadGroupSpec,
-    name: str,
+    part: ResolvedComponent,
     revisions: dict[str, str],
 ) -> _Seen:
-    manifests = objects.component_objects(owner, desired, name, revisions)
+    name = part.name
+    manifests = objects.component_objects(owner, desired, part, revisions)
     stale: list[dict[str, Any]] = []
     workload_live: dict[str, Any] | None = None
     for manifest in manifests:
@@ -120,7 +122,7 @@ def _observe(
             stale.append(manifest)
         if manifest["kind"] in ("Deployment", "StatefulSet"):
             workload_live = live
-    wanted = desired.component(name).replicas
+    wanted = part.settings.replicas
     missing = [
         g for g in _generated(owner, desired, name) if api.get(_secret_path(owner, g)) is None
     ]
@@ -153,7 +155,7 @@ def _observe(
         rolled_out=rolled_out,
         stuck=stuck,
     )
-    return _Seen(observed, stale, desired.image_of(name))
+    return _Seen(observed, stale, part.image)
 
 
 def _create_secret(api: KubeApi, owner: objects.Owner, secret: GeneratedSecret) -> None:
@@ -169,7 +171,11 @@ def _create_secret(api: KubeApi, owner: objects.Owner, secret: GeneratedSecret) 
 
 
 def _apply(
-    api: KubeApi, owner: objects.Owner, desired: crd.KubeMadGroupSpec, name: str, seen: _Seen
+    api: KubeApi,
+    owner: objects.Owner,
+    desired: crd.KubeMadGroupSpec,
+    part: ResolvedComponent,
+    seen: _Seen,
 ) -> list[str]:
     """Create the component's missing Secrets, then apply its stale objects. A new TLS
     Secret changes what the workload pins, so the objects are rendered again after it."""
@@ -180,7 +186,8 @@ def _apply(
         _create_secret(api, owner, secret)
         done.append("Secret")
     if made:
-        fresh = objects.component_objects(owner, desired, name, _tls_revisions(api, owner, desired))
+        revisions = _tls_revisions(api, owner, desired)
+        fresh = objects.component_objects(owner, desired, part, revisions)
         stale = [m for m in fresh if not contains(api.get(_path(m)), m)]
     for manifest in stale:
         if "generate" in manifest:
@@ -264,6 +271,7 @@ def reconcile(
     try:
         naming.check_group_name(name)
         desired = crd.parse(group.get("spec"))
+        resolved = resolve(desired)
         problem = _missing_secrets(api, namespace, desired)
         if problem:
             raise spec.InvalidSpecError(problem)
@@ -273,12 +281,12 @@ def reconcile(
     else:
         paused = paused or desired.paused
         revisions = _tls_revisions(api, owner, desired)
-        seen = {n: _observe(api, owner, desired, n, revisions) for n in ORDER}
+        seen = {n: _observe(api, owner, desired, resolved.of(n), revisions) for n in ORDER}
         observed = {n: s.observed for n, s in seen.items()}
         plan = rollout.plan(ORDER, observed, topology.gate_map(desired.order))
         if not paused:
             for comp in plan.apply:
-                kinds = _apply(api, owner, desired, comp, seen[comp])
+                kinds = _apply(api, owner, desired, resolved.of(comp), seen[comp])
                 outcome.applied.append(comp)
                 outcome.events.append(
                     Event("Normal", "Applied", f"{comp}: applied {', '.join(kinds)}")
@@ -318,16 +326,19 @@ def teardown(api: KubeApi, group: Mapping[str, Any], emit: Callable[[Event], Non
     owner = objects.Owner(meta["name"], meta["namespace"], meta.get("uid", ""))
     try:
         desired = crd.parse(group.get("spec"))
+        resolved = resolve(desired)
     except spec.InvalidSpecError:
         desired = crd.KubeMadGroupSpec()  # names do not depend on the spec; keep all data
+        resolved = resolve(desired)
     for comp in topology.stop_order():
-        manifests = objects.component_objects(owner, desired, comp.name)
+        part = resolved.of(comp.name)
+        manifests = objects.component_objects(owner, desired, part)
         paths = [_path(m) for m in reversed(manifests)]
-        storage = objects.storage_of(desired, comp.name)
+        storage = objects.storage_of(part)
         if storage is not None and not storage.retainOnDelete:
             paths += [
                 naming.PVC.path(owner.namespace, claim)
-                for claim in objects.claim_names(owner, desired, comp.name)
+                for claim in objects.claim_names(owner, part)
             ]
         paths += [_secret_path(owner, g) for g in _generated(owner, desired, comp.name)]
         deleted = [p for p in paths if api.delete(p)]

@@ -20,6 +20,7 @@ from madgroup import spec as spec_module
 from madgroup.kube import crd, naming, objects
 from madgroup.kube.api import ApiError, KubeApi
 from madgroup.kube.reconcile import group_path
+from madgroup.resolved import resolve
 
 POD_LOG_LINES = bundle.LOG_LINES
 METRICS = (
@@ -38,9 +39,11 @@ def collect(api: KubeApi, namespace: str, name: str, exec_in: Any = None) -> bun
     problem = None
     try:
         spec = crd.parse(group.get("spec"))
+        resolved = resolve(spec)
     except Exception as exc:  # an invalid spec is reported as such; the rest is still kept
         problem = f"the spec does not parse: {exc}"
         spec = crd.KubeMadGroupSpec()
+        resolved = resolve(spec)
     owner = objects.Owner(name, namespace, "")
     secrets, unread = _secret_values(api, owner, spec)
     report = bundle.Bundle("kubernetes", secrets)
@@ -51,8 +54,8 @@ def collect(api: KubeApi, namespace: str, name: str, exec_in: Any = None) -> bun
     report.add("versions.json", bundle.versions())
     report.add("madgroup.json", _without_secrets(group))
     _events(api, report, namespace, name)
-    for comp in topology.COMPONENTS:
-        for manifest in objects.component_objects(owner, spec, comp.name):
+    for component in resolved:
+        for manifest in objects.component_objects(owner, spec, component):
             kind = naming.KINDS.get(manifest["kind"])
             if kind is None or manifest["kind"] == "Secret":
                 continue

@@ -14,13 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from madgroup import backup, topology
 from madgroup.errors import CommandError
-from madgroup.local import certificates, envfile, processes
+from madgroup.local import certificates, processes, redis_admin
 from madgroup.local.context import Context
-from madgroup.local.ports import HOST
 
 BGSAVE_WAIT_S = 120.0
 
@@ -38,7 +35,7 @@ def take(ctx: Context, output: Path) -> dict[str, Any]:
         bus = next(c for c in topology.COMPONENTS if not c.is_mad)
         rdb, settings = _redis_snapshot(
             state.ports.get(bus.name, bus.port),
-            dotenv[envfile.PASSWORD_KEY],
+            ctx.admin_password(dotenv),
             certificates.ca_file(ctx.state),
             work,
         )
@@ -50,19 +47,16 @@ def take(ctx: Context, output: Path) -> dict[str, Any]:
 def _redis_snapshot(
     port: int, password: str, ca_file: str | None, work: Path
 ) -> tuple[Path, dict[str, str]]:
-    client = redis.Redis(
-        host=HOST,
-        port=port,
-        password=password,
-        ssl=ca_file is not None,
-        ssl_ca_certs=ca_file,
-        socket_timeout=30,
-    )
+    with redis_admin.administrator(port, password, timeout=30, ca_file=ca_file) as client:
+        return _snapshot(client, work)
+
+
+def _snapshot(client: redis_admin.Redis, work: Path) -> tuple[Path, dict[str, str]]:
     try:
         before = int(client.lastsave().timestamp())
         try:
             client.bgsave()
-        except redis.ResponseError as exc:  # one is running already: wait for it, then ours
+        except redis_admin.ResponseError as exc:  # one is running already: wait for it, then ours
             if "in progress" not in str(exc):
                 raise
         deadline = time.monotonic() + BGSAVE_WAIT_S
@@ -79,10 +73,8 @@ def _redis_snapshot(
         config: dict[str, str] = {}
         for key in ("dir", "dbfilename", "appendfilename", "appenddirname"):
             config.update({str(k): str(v) for k, v in client.config_get(key).items()})
-    except redis.RedisError as exc:
+    except redis_admin.RedisError as exc:
         raise backup.BackupError(f"cannot snapshot Redis: {exc}") from None
-    finally:
-        client.close()
     target = work / "dump.rdb"
     backup.place(Path(config["dir"]) / config["dbfilename"], target)
     settings = {k: config[k] for k in ("appendfilename", "appenddirname")}

@@ -4,10 +4,9 @@ the state directory (``madgroup init --tls``), and picking up a renewed one whil
 
 from __future__ import annotations
 
-import redis
-
 from madgroup import topology
 from madgroup.errors import MadGroupError
+from madgroup.local import redis_admin
 from madgroup.local.ports import HOST
 from madgroup.local.state import StateDir
 from mads.core import tls
@@ -49,19 +48,9 @@ def reload_redis(port: int, password: str, files: topology.TlsFiles) -> None:
     """Make a running Redis serve its renewed certificate: ``CONFIG SET`` of its TLS files
     (as the administrator, over TLS) reloads them; connections already open stay, new ones
     get the new certificate, so nothing in flight is lost."""
-    client = redis.Redis(
-        host=HOST,
-        port=port,
-        password=password,
-        ssl=True,
-        ssl_ca_certs=files.ca,
-        socket_timeout=5,
-        socket_connect_timeout=5,
-    )
     try:
-        client.config_set("tls-cert-file", files.cert)
-        client.config_set("tls-key-file", files.key)
-    except redis.RedisError as exc:
+        with redis_admin.administrator(port, password, timeout=5, ca_file=files.ca) as client:
+            client.config_set("tls-cert-file", files.cert)
+            client.config_set("tls-key-file", files.key)
+    except redis_admin.RedisError as exc:
         raise ReloadError(f"Redis on port {port} did not reload its certificate: {exc}") from None
-    finally:
-        client.close()

@@ -19,6 +19,7 @@ from madgroup.local import (
     certificates,
     conditions,
     control,
+    declaration,
     envfile,
     launcher,
     logview,
@@ -29,6 +30,7 @@ from madgroup.local import (
 from madgroup.local.context import Context
 from madgroup.local.smoke import smoke as run_smoke
 from madgroup.local.state import STATE_ENV, Phase
+from madgroup.resolved import resolve
 from mads.core.status import HEALTHY
 
 REDIS_CLI_TARGET_FLAGS = ("-p", "-h", "-u", "-s")
@@ -62,7 +64,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "only to it). Missing "
         "or empty ones are filled in; an existing password is never replaced. With --tls, "
         "also the group's private CA and Redis's certificate (in the state directory's tls/; "
-        "kept, and renewed when due).",
+        "kept, and renewed when due). With -f, the administrator's password goes where the "
+        "MadGroup file's spec.redis.passwordSecretRef says.",
+    )
+    p.add_argument(
+        "-f",
+        "--file",
+        type=Path,
+        metavar="FILE",
+        help="the MadGroup file 'madgroup up -f' will take (default: the built-in group)",
     )
     p.add_argument(
         "--tls",
@@ -214,10 +224,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.renew and not args.tls:
         raise CommandError("--renew renews the TLS certificates: use it with --tls", code=2)
     ctx = Context.from_args(args)
+    _document, declared, _notes = declaration.load(args.file)
+    admin = resolve(declared).admin.dotenv_key
     try:
         users = {user: topology.bus_password_variable(user) for user in topology.bus_users()}
         internal = topology.INTERNAL_TOKEN_VARIABLE
-        print(envfile.init(ctx.env_file, ctx.example_file, users, internal))
+        print(envfile.init(ctx.env_file, ctx.example_file, users, internal, admin_key=admin))
     except envfile.EnvFileError as exc:
         raise CommandError(str(exc), code=2) from None
     if args.tls:
@@ -241,8 +253,8 @@ def _reload_running_redis(ctx: Context) -> None:
     files = certificates.tls_files(ctx.state, topology.bus().name)
     if redis is None or files is None or not processes.alive(redis.pid, redis.ticks):
         return
-    password = ctx.dotenv().get(envfile.PASSWORD_KEY, "")
-    certificates.reload_redis(redis.port, password, files)  # ReloadError: one line, exit 1
+    # ReloadError: one line, exit 1
+    certificates.reload_redis(redis.port, ctx.admin_password(), files)
     print(f"TLS: the running Redis (port {redis.port}) now serves its new certificate")
 
 
@@ -286,7 +298,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     password = None
     with contextlib.suppress(envfile.EnvFileError):
-        password = envfile.load(ctx.env_file).get(envfile.PASSWORD_KEY)
+        password = envfile.load(ctx.env_file).get(ctx.state.declared().admin.dotenv_key)
     rows = [("COMPONENT", "PID", "PORT", "READY", "RESTARTS", "UPTIME", "STATE")]
     now = time.time()
     observed: dict[str, rollout.Observed] = {}

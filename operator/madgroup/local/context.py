@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from madgroup.errors import CommandError
 from madgroup.local import envfile, processes
 from madgroup.local.state import GroupState, StateDir
+
+if TYPE_CHECKING:
+    from madgroup.local.declaration import Declared
 
 PROJECT_ENV = "MADGROUP_PROJECT_DIR"
 
@@ -48,14 +52,21 @@ class Context:
     def example_file(self) -> Path:
         return self.project / ".env.example"
 
-    def dotenv(self) -> dict[str, str]:
-        """``.env`` with a usable ``REDIS_PASSWORD``, or a one-line error (exit 2)."""
+    def dotenv(self, declared: Declared | None = None) -> dict[str, str]:
+        """``.env`` with a usable administrator's password where the declaration (the one
+        given, else the group's) keeps it, or a one-line error (exit 2)."""
+        key = (declared or self.state.declared()).admin.dotenv_key
         try:
             values = envfile.load(self.env_file)
-            envfile.require_password(values, source=str(self.env_file))
+            envfile.require_password(values, source=str(self.env_file), key=key)
         except envfile.EnvFileError as exc:
             raise CommandError(str(exc), code=2) from None
         return values
+
+    def admin_password(self, dotenv: dict[str, str] | None = None) -> str:
+        """The administrator's Redis password, from ``.env`` (or ``dotenv``)."""
+        values = self.dotenv() if dotenv is None else dotenv
+        return values[self.state.declared().admin.dotenv_key]
 
     def running_state(self) -> GroupState:
         """The state of a group that is up, or an error saying it is not."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from madgroup import spec, topology
+from madgroup.environment import SecretConflictError
 from madgroup.errors import CommandError
 from madgroup.local import (
     certificates,
@@ -24,6 +25,7 @@ from madgroup.local import (
     watch,
 )
 from madgroup.local.context import Context
+from madgroup.local.declaration import Declared
 from madgroup.local.progress import Progress, describe
 from madgroup.local.state import (
     FAILED,
@@ -31,10 +33,10 @@ from madgroup.local.state import (
     STOPPED,
     WAITING,
     ComponentState,
-    Declared,
     GroupState,
     SupervisorStatus,
 )
+from madgroup.resolved import resolve
 
 REDRAW = 0.25
 """How often ``up``'s progress display redraws its elapsed times on a terminal."""
@@ -71,11 +73,11 @@ def up(
         declared = declared.model_copy(update={"tls": spec.TLSSpec(enabled=True)})
     for note in notes:
         print(f"madgroup: note: {note}", file=sys.stderr)
-    resolved = spec.resolve(declared)
-    dotenv = ctx.dotenv()
+    kept = Declared.of(resolve(declared))
+    dotenv = ctx.dotenv(kept)
     try:
-        launcher.check_secrets(Declared.from_json(resolved), wanted, dotenv)
-    except launcher.LaunchError as exc:
+        launcher.check_secrets(kept, wanted, dotenv)
+    except (launcher.LaunchError, SecretConflictError) as exc:
         raise CommandError(f"{exc}; nothing was started", code=2) from None
     if any(not topology.component(n).is_mad for n in wanted):
         try:
@@ -88,14 +90,14 @@ def up(
         state = sd.load()
         if sd.supervisor_running():
             chosen = file is not None or order is not None or tls is not None
-            if chosen and sd.declared() != Declared.from_json(resolved):
+            if chosen and sd.declared() != kept:
                 raise CommandError(
                     "the group is running with another declaration: run 'madgroup down' "
                     "first, then 'madgroup up' with the new one",
                     code=2,
                 )
             return _up_running(ctx, state, wanted, timeout)
-        sd.save_declaration(document, resolved)
+        sd.save_declaration(document, kept.to_json())
         if declared.tls.enabled:
             try:
                 certificates.ensure(sd, document.name)

@@ -1,28 +1,87 @@
-"""The MadGroup declaration, as the local runner takes it (``madgroup up -f FILE``).
+"""The MadGroup declaration, as the local runner takes it (``madgroup up -f FILE``) and keeps
+it for the supervisor and later commands.
 
 The same file as on the other substrates, validated by the same model; what the local
-runner cannot honour is refused or reported, one line each.
+runner cannot honour is refused or reported, one line each. What the runner keeps of it
+(:class:`Declared`, in the state directory's ``declaration.json``) is the resolved group as
+typed data: the order, TLS, and each component's environment entries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from madgroup import spec
-
-SUBSTRATE = "the local runner"
-REFUSED = {
-    "spec.*.replicas": "it runs one process per component; more replicas need Kubernetes",
-}
-IGNORED = {
-    "spec.image.*": "it runs this installation's code, not images",
-    "spec.*.image": "it runs this installation's code, not images",
-    "spec.*.storage.size": "data lives in the state directory, which has no size",
-}
+from madgroup import environment, spec, topology
+from madgroup.environment import Credential, Entry
+from madgroup.resolved import ResolvedGroup, resolve
+from madgroup.spec import substrates
 
 
 def load(path: Path | None) -> tuple[spec.Document, spec.MadGroupSpec, list[str]]:
     """The declaration, validated and checked; the notes are what it ignores."""
     document, declared = spec.load(path)
-    notes = spec.check_substrate(declared, SUBSTRATE, refused=REFUSED, ignored=IGNORED)
+    notes = substrates.check(declared, substrates.LOCAL)
     return document, declared, notes
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the supervisor and the launcher need of the declaration."""
+
+    order: str
+    tls: bool
+    environments: Mapping[str, tuple[Entry, ...]]
+    """Each component's environment (:mod:`madgroup.environment`)."""
+    secret_keys: frozenset[str]
+    """The one list of ``.env`` variables holding secrets."""
+    passes_through: Mapping[str, frozenset[str]]
+    """Per component, the ``.env`` secrets it takes as they are."""
+
+    @classmethod
+    def of(cls, group: ResolvedGroup) -> Declared:
+        return cls(
+            order=group.spec.order,
+            tls=group.spec.tls.enabled,
+            environments={part.name: part.environment for part in group},
+            secret_keys=group.secret_keys,
+            passes_through={part.name: part.passes_through for part in group},
+        )
+
+    @classmethod
+    def default(cls) -> Declared:
+        """The built-in group's."""
+        return cls.of(resolve(spec.parse_spec({})))
+
+    def environment(self, name: str) -> tuple[Entry, ...]:
+        return self.environments.get(name, ())
+
+    @property
+    def admin(self) -> Credential:
+        """The administrator's password (where ``.env`` holds it: :attr:`admin.dotenv_key`)."""
+        found = environment.admin_credential(self.environment(topology.bus().name))
+        assert found is not None, "the bus's environment holds the administrator's password"
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "order": self.order,
+            "tls": self.tls,
+            "environments": {k: environment.to_json(v) for k, v in self.environments.items()},
+            "secret_keys": sorted(self.secret_keys),
+            "passes_through": {k: sorted(v) for k, v in self.passes_through.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Declared:
+        return cls(
+            order=str(data.get("order", "guide")),
+            tls=bool(data.get("tls", False)),
+            environments={
+                str(k): environment.from_json(v) for k, v in data["environments"].items()
+            },
+            secret_keys=frozenset(data["secret_keys"]),
+            passes_through={str(k): frozenset(v) for k, v in data["passes_through"].items()},
+        )

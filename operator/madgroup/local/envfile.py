@@ -63,14 +63,21 @@ def load(path: Path) -> dict[str, str]:
     return parse(text, source=path.name)
 
 
-def require_password(values: dict[str, str], source: str = ".env") -> str:
-    if PASSWORD_KEY not in values:
-        raise EnvFileError(f"{PASSWORD_KEY} is not set in {source}; add one with: madgroup init")
-    password = values[PASSWORD_KEY]
+def require_password(values: dict[str, str], source: str = ".env", key: str = PASSWORD_KEY) -> str:
+    """The administrator's password, kept under ``key``: the guide's ``REDIS_PASSWORD``, or
+    the variable a MadGroup's ``spec.redis.passwordSecretRef`` names."""
+    fix = (
+        "with: madgroup init"
+        if key == PASSWORD_KEY
+        else "to the administrator's password (spec.redis.passwordSecretRef names it)"
+    )
+    if key not in values:
+        raise EnvFileError(f"{key} is not set in {source}; add it {fix}")
+    password = values[key]
     if not password:
-        raise EnvFileError(f"{PASSWORD_KEY} in {source} is empty; fill it in with: madgroup init")
+        raise EnvFileError(f"{key} in {source} is empty; fill it in {fix}")
     if any(ch.isspace() for ch in password):
-        raise EnvFileError(f"{PASSWORD_KEY} in {source} contains whitespace; use another one")
+        raise EnvFileError(f"{key} in {source} contains whitespace; use another one")
     return password
 
 
@@ -84,10 +91,12 @@ def init(
     example_path: Path,
     bus_passwords: Mapping[str, str] | None = None,
     internal_token: str | None = None,
+    admin_key: str = PASSWORD_KEY,
 ) -> str:
     """Create or complete ``.env``; return what was done (never a password).
 
-    Fills in ``REDIS_PASSWORD`` (the administrator's) and each MAD's bus password
+    Fills in ``REDIS_PASSWORD`` (the administrator's; ``admin_key`` when a declaration
+    keeps it under another name) and each MAD's bus password
     (``bus_passwords``: each bus user's ``.env`` variable, ``GRACE_BUS_PASSWORD``...)
     and the group's internal credential (``internal_token``, the variable) where missing or
     empty; an existing
@@ -109,7 +118,7 @@ def init(
     added: list[str] = []
     users = dict(bus_passwords or {})
     extra = (internal_token,) if internal_token else ()
-    for key in (PASSWORD_KEY, *users.values(), *extra):
+    for key in (admin_key, *users.values(), *extra):
         if _fill(lines, key):
             added.append(key)
     origin = f"created {env_path.name} from {example_path.name}" if created else None
@@ -119,10 +128,10 @@ def init(
             return f"{origin} (mode 0600)"
         tightened = _tighten(env_path)
         note = "; permissions tightened to 0600" if tightened else ""
-        has = f"{PASSWORD_KEY} and the other secrets" if users else f"a {PASSWORD_KEY}"
+        has = f"{admin_key} and the other secrets" if users else f"a {admin_key}"
         return f"{env_path.name} already has {has}; left unchanged{note}"
     _write_private(env_path, "\n".join(lines) + "\n")
-    what = _describe(added, users)
+    what = _describe(added, users, admin_key)
     return f"{origin or f'updated {env_path.name}'} with {what} (mode 0600)"
 
 
@@ -145,14 +154,14 @@ def _fill(lines: list[str], key: str) -> bool:
     return True
 
 
-def _describe(added: list[str], users: Mapping[str, str]) -> str:
+def _describe(added: list[str], users: Mapping[str, str], admin_key: str) -> str:
     parts = []
-    if PASSWORD_KEY in added:
-        parts.append(f"a new random {PASSWORD_KEY}")
+    if admin_key in added:
+        parts.append(f"a new random {admin_key}")
     new_users = [user for user, key in users.items() if key in added]
     if new_users:
         parts.append(f"new bus passwords for {', '.join(new_users)}")
-    others = [key for key in added if key != PASSWORD_KEY and key not in users.values()]
+    others = [key for key in added if key != admin_key and key not in users.values()]
     if others:
         parts.append(f"a new {', '.join(others)}")
     return " and ".join(parts)

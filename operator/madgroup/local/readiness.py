@@ -1,67 +1,17 @@
-"""Is a component ready? The same checks as every substrate: an authenticated Redis PING,
-or HTTP ``GET /readyz`` answering 200. Standard library only, so probes are cheap."""
+"""Is a component ready? The same checks as every substrate: an authenticated Redis PING
+(:mod:`madgroup.local.redis_admin`), or HTTP ``GET /readyz`` answering 200 (the standard
+library's client, so probes are cheap)."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 from typing import Any
 
 from madgroup import topology
+from madgroup.local import redis_admin
 from madgroup.local.ports import HOST
-
-
-def _bulk(text: str) -> bytes:
-    data = text.encode()
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
-def _connect(port: int, timeout: float, ca_file: str | None) -> socket.socket:
-    sock = socket.create_connection((HOST, port), timeout=timeout)
-    if ca_file is None:
-        return sock
-    context = ssl.create_default_context(cafile=ca_file)
-    try:
-        return context.wrap_socket(sock, server_hostname=HOST)
-    except BaseException:
-        sock.close()
-        raise
-
-
-def redis_ping(
-    port: int, password: str | None, timeout: float = 0.5, ca_file: str | None = None
-) -> str:
-    """Send ``AUTH`` (if a password is given) and ``PING``; return Redis's last reply line
-    (``PONG`` when ready, e.g. ``NOAUTH ...`` or ``LOADING ...`` otherwise). With a
-    ``ca_file``, over TLS, Redis's certificate checked against that CA."""
-    request = b""
-    replies = 1
-    if password is not None:
-        request += b"*2\r\n" + _bulk("AUTH") + _bulk(password)
-        replies += 1
-    request += b"*1\r\n" + _bulk("PING")
-    with _connect(port, timeout, ca_file) as sock:
-        sock.sendall(request)
-        buffer = b""
-        while buffer.count(b"\r\n") < replies:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            buffer += chunk
-    lines = [line for line in buffer.decode(errors="replace").split("\r\n") if line]
-    if not lines:
-        return "no reply"
-    failed = next((line for line in lines if line.startswith("-")), None)
-    return (failed or lines[-1]).lstrip("+-")
-
-
-def redis_ready(port: int, password: str, timeout: float = 0.5, ca_file: str | None = None) -> bool:
-    try:
-        return redis_ping(port, password, timeout, ca_file) == "PONG"
-    except OSError:
-        return False
 
 
 def http_get(
@@ -105,7 +55,7 @@ def ready(
 ) -> bool:
     """``ca_file``: the bus speaks TLS, its certificate signed by that CA."""
     if comp.probe.kind == topology.ProbeKind.REDIS_PING:
-        return redis_ready(port, password, timeout, ca_file)
+        return redis_admin.ready(port, password, timeout, ca_file)
     https = ca_file if topology.serves_tls(comp) else None
     return http_ready(port, comp.probe.path, timeout, https)
 

@@ -30,7 +30,7 @@ def collect(ctx: Context) -> bundle.Bundle:
     state = ctx.state.load()
     dotenv = envfile.load(ctx.env_file) if ctx.env_file.exists() else {}
     declared = ctx.state.declared()
-    secret_keys = launcher.secret_keys(declared) | {topology.METRICS_TOKEN_VARIABLE}
+    secret_keys = declared.secret_keys
     report = bundle.Bundle("local", bundle.secret_values(dotenv, secret_keys))
     report.add("versions.json", {**bundle.versions(), "redis-server": _redis_version()})
     report.add("env.json", bundle.redact_env(dotenv, secret_keys))

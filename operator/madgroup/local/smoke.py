@@ -20,13 +20,16 @@ from madgroup import topology
 from madgroup.errors import MadGroupError
 from madgroup.local import certificates, launcher, readiness
 from madgroup.local.context import Context
-from madgroup.local.envfile import PASSWORD_KEY
 from madgroup.local.state import GroupState
 from mads.core.contract import BUS_STATUS_LABEL, STARTED_LOG, MadContract, TaskTools
 from mads.core.registry import bus_connected_log, contracts
 from mads.core.status import HEALTHY, header_lines, healthy_value, render_line
+from mads.fiedler.contract import NAME as FIEDLER
 from mads.fiedler.contract import TASK_STATUS_CHANNEL, TaskStatus
+from mads.grace.contract import NAME as GRACE
 from mads.rogers.contract import CONNECTIONS_TOOL, ConnectionStatus
+from mads.rogers.contract import NAME as ROGERS
+from mads.sequential_thinking.contract import NAME as SEQUENTIAL_THINKING
 
 T = TypeVar("T")
 PROMPT = "System check, please respond with OK."
@@ -155,7 +158,7 @@ class Smoke:
     # -- the guide's steps -----------------------------------------------------------------
 
     def step2(self) -> str:
-        port = str(self.ports[topology.REDIS])
+        port = str(self.ports[topology.bus().name])
         ca = certificates.ca_file(self.ctx.state)
         # With TLS on, the guide's redis-cli needs --tls and the group's CA; a plaintext
         # client must be refused first.
@@ -163,33 +166,33 @@ class Smoke:
         plain = ""
         if ca is not None:
             refused = self.run(
-                topology.REDIS,
+                topology.bus().name,
                 ["redis-cli", "-p", port, "ping"],
-                extra={"REDISCLI_AUTH": self.dotenv[PASSWORD_KEY]},
+                extra={"REDISCLI_AUTH": self.ctx.admin_password(self.dotenv)},
             )
             if refused.stdout.strip() == "PONG":
                 raise StepFailed("a plaintext redis-cli got PONG although TLS is on")
             plain = "; plaintext refused (TLS only)"
         no_pass = self.run(
-            topology.REDIS, ["redis-cli", *tls, "-p", port, "ping"], drop=("REDISCLI_AUTH",)
+            topology.bus().name, ["redis-cli", *tls, "-p", port, "ping"], drop=("REDISCLI_AUTH",)
         )
         said = (no_pass.stdout + no_pass.stderr).strip()
         if "NOAUTH Authentication required" not in said:
             raise StepFailed(f"redis-cli ping without the password said {said!r}, not NOAUTH")
         with_pass = self.run(
-            topology.REDIS,
+            topology.bus().name,
             ["redis-cli", *tls, "-p", port, "ping"],
-            extra={"REDISCLI_AUTH": self.dotenv[PASSWORD_KEY]},
+            extra={"REDISCLI_AUTH": self.ctx.admin_password(self.dotenv)},
         )
         if with_pass.stdout.strip() != "PONG":
             raise StepFailed(f"redis-cli ping with the password said {with_pass.stdout!r}")
-        self.wait_log(topology.REDIS, ["Ready to accept connections"])
+        self.wait_log(topology.bus().name, ["Ready to accept connections"])
         return f"NOAUTH without the password, PONG with it; 'Ready to accept connections'{plain}"
 
     def step3(self) -> str:
-        port = self.ports[topology.SEQUENTIAL_THINKING]
+        port = self.ports[SEQUENTIAL_THINKING]
         started = STARTED_LOG.format(port=port)
-        self.wait_log(topology.SEQUENTIAL_THINKING, [started])
+        self.wait_log(SEQUENTIAL_THINKING, [started])
         if not readiness.http_ready(port):
             raise StepFailed("sequential_thinking is not ready (/readyz)")
         return f"{started!r}; running (healthy)"
@@ -224,7 +227,7 @@ class Smoke:
         expected = _heard_on_the_bus()
 
         def attempt() -> str:
-            data = self.mad_cli(topology.ROGERS, CONNECTIONS_TOOL, {})
+            data = self.mad_cli(ROGERS, CONNECTIONS_TOOL, {})
             seen = {c.get("mad_id"): c.get("status") for c in data.get("connections", [])}
             if data.get("status") != "success" or any(seen.get(n) != healthy for n in expected):
                 raise StepFailed(f"connections: {seen or data}")
@@ -235,10 +238,8 @@ class Smoke:
         )
 
     def step8(self) -> str:
-        tasks = _tasks(topology.FIEDLER)
-        created = self.mad_cli(
-            topology.FIEDLER, tasks.start, {"prompt": PROMPT, "requester_id": "ops-team"}
-        )
+        tasks = _tasks(FIEDLER)
+        created = self.mad_cli(FIEDLER, tasks.start, {"prompt": PROMPT, "requester_id": "ops-team"})
         task_id = created.get(tasks.id_field)
         if created.get("status") != TaskStatus.PENDING.lower() or not task_id:
             raise StepFailed(f"{tasks.start} answered {created}")
@@ -247,7 +248,7 @@ class Smoke:
         self.task_id = task_id
 
         def attempt() -> dict[str, Any]:
-            data = self.mad_cli(topology.FIEDLER, tasks.status, {tasks.id_field: task_id})
+            data = self.mad_cli(FIEDLER, tasks.status, {tasks.id_field: task_id})
             status = str(data.get("status"))
             if status not in set(TaskStatus) or not TaskStatus(status).terminal:
                 raise StepFailed(f"still {status}")
@@ -266,10 +267,10 @@ class Smoke:
     def step9(self) -> str:
         if not self.task_id:
             raise StepFailed("no task from step 8 to look for")
-        fiedler, rogers = _contract(topology.FIEDLER), _contract(topology.ROGERS)
+        fiedler, rogers = _contract(FIEDLER), _contract(ROGERS)
         task = self.task_id
         self.wait_log(
-            topology.FIEDLER,
+            FIEDLER,
             [
                 _logged(logging.INFO, fiedler.name, line)
                 for line in (
@@ -280,16 +281,16 @@ class Smoke:
             ],
         )
         metrics = rogers.log_line("metrics", sender=fiedler.name, channel=TASK_STATUS_CHANNEL)
-        self.wait_log(topology.ROGERS, [_logged(logging.INFO, rogers.name, metrics)])
+        self.wait_log(ROGERS, [_logged(logging.INFO, rogers.name, metrics)])
         return "fiedler: received / RUNNING / COMPLETED; rogers: [Metrics] line for fiedler"
 
     def steps(self) -> list[tuple[int, str, Callable[[], str]]]:
         return [
             (2, "Redis requires its password", self.step2),
             (3, "Sequential Thinking started", self.step3),
-            (4, "Grace connected and HEALTHY", lambda: self.mad_step(topology.GRACE)),
-            (5, "Rogers connected and HEALTHY", lambda: self.mad_step(topology.ROGERS)),
-            (6, "Fiedler connected, database OK", lambda: self.mad_step(topology.FIEDLER)),
+            (4, "Grace connected and HEALTHY", lambda: self.mad_step(GRACE)),
+            (5, "Rogers connected and HEALTHY", lambda: self.mad_step(ROGERS)),
+            (6, "Fiedler connected, database OK", lambda: self.mad_step(FIEDLER)),
             (7, "Rogers sees grace and fiedler", self.step7),
             (8, "End-to-end task", self.step8),
             (9, "Log verification", self.step9),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from madgroup.local import watch
 
 if TYPE_CHECKING:
+    from madgroup.local.declaration import Declared
     from madgroup.spec import Document
 
 STATE_ENV = "MADGROUP_STATE_DIR"
@@ -101,23 +102,6 @@ class GroupState:
         )
 
 
-@dataclass(frozen=True)
-class Declared:
-    """What the supervisor and the launcher need of the declaration, as plain data."""
-
-    order: str = "guide"
-    bindings: dict[str, list[dict[str, str | None]]] = field(default_factory=dict)
-    tls: bool = False
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Declared:
-        return cls(
-            order=str(data.get("order", "guide")),
-            bindings=dict(data.get("bindings", {})),
-            tls=bool(data.get("tls", False)),
-        )
-
-
 class StateDir:
     """Paths and files of one state directory."""
 
@@ -159,7 +143,7 @@ class StateDir:
     @property
     def declaration_file(self) -> Path:
         """The MadGroup document this group runs (``madgroup up -f``), as JSON, with its
-        resolved form (order, each component's bindings) for the supervisor."""
+        resolved form (order, each component's environment) for the supervisor."""
         return self.root / "declaration.json"
 
     def save_declaration(self, document: Document, resolved: dict[str, Any]) -> None:
@@ -197,13 +181,16 @@ class StateDir:
         )
 
     def declared(self) -> Declared:
-        """The resolved declaration; computed from the spec when none was saved."""
-        resolved = self._declaration_data().get("resolved")
-        if not isinstance(resolved, dict):
-            from madgroup.spec import parse_spec, resolve
+        """The resolved declaration the group runs with; resolved again from the kept
+        spec when none was saved (or one of an older form)."""
+        from madgroup.local.declaration import Declared
+        from madgroup.resolved import resolve
+        from madgroup.spec import parse_spec
 
-            resolved = resolve(parse_spec(self.document().raw_spec))
-        return Declared.from_json(resolved)
+        resolved = self._declaration_data().get("resolved")
+        if isinstance(resolved, dict) and "environments" in resolved:
+            return Declared.from_json(resolved)
+        return Declared.of(resolve(parse_spec(self.document().raw_spec)))
 
     @property
     def supervisor_log(self) -> Path:

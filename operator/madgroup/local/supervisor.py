@@ -97,11 +97,12 @@ class Wakeup:
 class Supervisor:
     def __init__(self, state_dir: StateDir, env_file: Path, timeout: float) -> None:
         self.sd = state_dir
+        declared = state_dir.declared()
         self.dotenv = envfile.load(env_file)
-        self.password = envfile.require_password(self.dotenv)
+        self.password = envfile.require_password(self.dotenv, key=declared.admin.dotenv_key)
         self.timeout = timeout
         self.state = state_dir.load()
-        self.gates = conditions.gates(state_dir.declared().order)
+        self.gates = conditions.gates(declared.order)
         self.ca_file = certificates.ca_file(state_dir)
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False

@@ -1,0 +1,415 @@
+"""What each component's process finds in its environment: computed once, here, from the
+declaration and the topology, as a typed list of entries.
+
+An entry says what a variable holds, never how a substrate spells it: a literal
+(:class:`Value`), a secret the declaration names (:class:`Secret`), a file's content
+(:class:`File`), a credential of a kind (:class:`Credential`), where a component is reached
+(:class:`Address`), a data file's path (:class:`DataPath`) or a TLS file's
+(:class:`TlsPath`). Each substrate translates every kind into its own form — the local
+runner into process environment and private files, compose into ``environment``,
+``env_file`` and mounted files, Kubernetes into ``env``, ``valueFrom`` and volumes — and
+decides nothing about a component.
+
+The rules live here too: no MAD ever receives the administrator's password (the bus gets
+it, each MAD its own bus credential); what the declaration sets wins over ``.env`` (a
+substrate with ``.env`` applies entries after it), and where both set a secret to different
+values, :func:`check_dotenv` refuses in one line; :func:`secret_keys` is the one list of
+``.env`` variables that hold secrets, which never reach a component that does not use them.
+
+Adding a setting to the declaration is one field in :mod:`madgroup.spec.model` and one row
+in :data:`DECLARED`: the field path inside the component's settings and its variable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+from madgroup import topology
+from madgroup.errors import UsageError
+from madgroup.spec.model import (
+    LLM_FIELDS,
+    ComponentSpec,
+    FiedlerSpec,
+    GraceSpec,
+    InvalidSpecError,
+    MadGroupSpec,
+    SecretKeyRef,
+    field_name,
+)
+from mads.core import access
+from mads.fiedler.contract import LLM_VARIABLES
+from mads.grace.contract import TOKENS_FILE_VARIABLE, TOKENS_VARIABLE
+from mads.grace.token_file import TokenEntry, TokenFile
+
+# ---- the entries --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A secret the declaration names: the Secret ``name``'s key ``key`` on Kubernetes, the
+    ``.env`` variable ``key`` elsewhere; ``source`` is where the declaration names it."""
+
+    name: str
+    key: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Value:
+    """A literal value."""
+
+    variable: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret by reference; no substrate renders its value into a file it writes."""
+
+    variable: str
+    ref: Ref
+
+
+@dataclass(frozen=True)
+class File:
+    """A file's content (settings, never a secret); the variable holds the file's path."""
+
+    variable: str
+    content: str
+
+
+class CredentialKind(StrEnum):
+    """Credentials the group keeps for itself (generated, or the administrator's)."""
+
+    ADMIN_PASSWORD = "admin_password"
+    """The administrator's bus password: the bus's own, never a MAD's."""
+    BUS_PASSWORD = "bus_password"
+    """A MAD's own bus user's password."""
+    INTERNAL_TOKEN = "internal_token"
+    """The group's internal credential (:mod:`mads.core.internal_access`)."""
+    METRICS_TOKEN = "metrics_token"
+    """The group's metrics credential: optional where a person keeps ``.env``."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A credential of a kind; ``user``: the bus user of a bus password; ``ref``: where
+    the declaration keeps the administrator's password (None: the substrate's default)."""
+
+    variable: str
+    kind: CredentialKind
+    user: str | None = None
+    ref: Ref | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.kind != CredentialKind.METRICS_TOKEN
+
+    @property
+    def dotenv_key(self) -> str:
+        """Where a substrate that keeps the group's secrets in ``.env`` finds it."""
+        if self.ref is not None:
+            return self.ref.key
+        if self.kind == CredentialKind.ADMIN_PASSWORD:
+            return topology.PASSWORD_VARIABLE
+        if self.kind == CredentialKind.BUS_PASSWORD:
+            assert self.user is not None
+            return access.password_variable(self.user)
+        if self.kind == CredentialKind.INTERNAL_TOKEN:
+            return topology.INTERNAL_TOKEN_VARIABLE
+        return topology.METRICS_TOKEN_VARIABLE
+
+
+class Place(StrEnum):
+    """What an :class:`Address` gives of a component on a substrate."""
+
+    HOST = "host"
+    """The name the others reach it by."""
+    PORT = "port"
+    """The port it listens on and the others reach it at."""
+    MCP_URL = "mcp_url"
+    """Its MCP endpoint, as the others reach it."""
+    BIND = "bind"
+    """The address it listens on."""
+    NAMES = "names"
+    """The ``Host`` names clients may use for it, comma-separated."""
+
+
+@dataclass(frozen=True)
+class Address:
+    variable: str
+    component: str
+    place: Place
+
+
+@dataclass(frozen=True)
+class DataPath:
+    """The path of a data file the component keeps (in its data directory or volume)."""
+
+    variable: str
+    filename: str
+
+
+class TlsPart(StrEnum):
+    CA = "ca"
+    """The group's CA certificate."""
+    CERT = "cert"
+    """The component's own server certificate."""
+    KEY = "key"
+    """Its key."""
+
+
+@dataclass(frozen=True)
+class TlsPath:
+    """The path of one of the component's TLS files on the substrate."""
+
+    variable: str
+    part: TlsPart
+
+
+Entry = Value | Secret | File | Credential | Address | DataPath | TlsPath
+KINDS: dict[str, type[Entry]] = {
+    cls.__name__.lower(): cls
+    for cls in (Value, Secret, File, Credential, Address, DataPath, TlsPath)
+}
+
+# ---- what the declaration sets ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A field of a component's declared settings (a path inside them, ``llm.baseUrl``)
+    and the variable it sets; ``as_file``: the variable names a file holding this text."""
+
+    field: str
+    variable: str
+    as_file: Callable[[Any], str] | None = None
+
+
+def _tokens_file(tokens: list[TokenEntry]) -> str:
+    return json.dumps(TokenFile(tokens=tokens).model_dump(exclude_none=True), indent=2)
+
+
+DECLARED: Mapping[type[ComponentSpec], tuple[Declared, ...]] = {
+    GraceSpec: (
+        Declared("tokenSecretRef", TOKENS_VARIABLE),
+        Declared("tokens", TOKENS_FILE_VARIABLE, as_file=_tokens_file),
+    ),
+    FiedlerSpec: tuple(
+        Declared(f"llm.{field}", LLM_VARIABLES[setting]) for setting, field in LLM_FIELDS.items()
+    ),
+}
+"""Each declared setting that reaches a MAD's environment, by settings class. A field is
+rendered only when the declaration sets it (a default it leaves alone stays the MAD's, or
+``.env``'s), and then it wins over ``.env``."""
+
+NOT_ENVIRONMENT = frozenset({"image", "replicas", "storage"})
+"""Settings every component has that the substrate acts on itself (a test holds every other
+declared field to a row of :data:`DECLARED`)."""
+
+
+def declared_rows(settings: ComponentSpec) -> tuple[Declared, ...]:
+    return tuple(row for cls in type(settings).__mro__ for row in DECLARED.get(cls, ()))
+
+
+def _set_value(settings: BaseModel, path: str) -> object:
+    """The value at ``path`` when the declaration sets every step of it, else None."""
+    value: object = settings
+    for part in path.split("."):
+        if not isinstance(value, BaseModel) or part not in value.model_fields_set:
+            return None
+        value = getattr(value, part)
+    return value
+
+
+def _ref(ref: SecretKeyRef, source: str) -> Ref:
+    return Ref(name=ref.name, key=ref.key, source=source)
+
+
+def declared_entries(comp: topology.Component, settings: ComponentSpec) -> list[Entry]:
+    found: list[Entry] = []
+    for row in declared_rows(settings):
+        value = _set_value(settings, row.field)
+        source = f"spec.{field_name(comp.name)}.{row.field}"
+        if value is None:
+            continue
+        if isinstance(value, SecretKeyRef):
+            found.append(Secret(row.variable, _ref(value, source)))
+        elif row.as_file is not None:
+            found.append(File(row.variable, row.as_file(value)))
+        elif isinstance(value, bool):
+            found.append(Value(row.variable, "true" if value else "false"))
+        else:
+            found.append(Value(row.variable, str(value)))
+    return found
+
+
+# ---- the computation ----------------------------------------------------------------------
+
+TLS_CERT_VARIABLE = "MAD_TLS_CERT_FILE"
+TLS_KEY_VARIABLE = "MAD_TLS_KEY_FILE"
+TLS_OWN_CA_VARIABLE = "MAD_TLS_CA_FILE"
+
+
+def environment(
+    comp: topology.Component, settings: ComponentSpec, declared: MadGroupSpec
+) -> tuple[Entry, ...]:
+    """Component ``comp``'s environment under the declaration (``settings``: its part)."""
+    if not comp.is_mad:  # the bus: the administrator's password, for its readiness check
+        admin = declared.password()
+        ref = _ref(admin, "spec.redis.passwordSecretRef") if admin is not None else None
+        return (Credential(topology.PASSWORD_VARIABLE, CredentialKind.ADMIN_PASSWORD, ref=ref),)
+    found: list[Entry] = [
+        Value("MAD_NAME", comp.name),
+        Address("MAD_HOST", comp.name, Place.BIND),
+        Address("MAD_PORT", comp.name, Place.PORT),
+        Address("MAD_ALLOWED_HOSTS", comp.name, Place.NAMES),
+    ]
+    if comp.bus_user is not None:
+        bus = topology.bus().name
+        found += [
+            Address("REDIS_HOST", bus, Place.HOST),
+            Address("REDIS_PORT", bus, Place.PORT),
+            Value(topology.BUS_USERNAME_VARIABLE, comp.bus_user),
+            Credential(topology.PASSWORD_VARIABLE, CredentialKind.BUS_PASSWORD, comp.bus_user),
+        ]
+    for peer in comp.peers:
+        contract = topology.component(peer).contract
+        if contract is not None and contract.url_variable:
+            found.append(Address(contract.url_variable, peer, Place.MCP_URL))
+    data = comp.data_file
+    if data is not None:
+        found.append(DataPath(data.variable, data.filename))
+    if topology.needs_internal_token(comp):
+        found.append(Credential(topology.INTERNAL_TOKEN_VARIABLE, CredentialKind.INTERNAL_TOKEN))
+    found.append(Credential(topology.METRICS_TOKEN_VARIABLE, CredentialKind.METRICS_TOKEN))
+    if declared.tls.enabled:
+        if comp.uses_bus:
+            found.append(TlsPath(topology.TLS_CA_VARIABLE, TlsPart.CA))
+        if topology.serves_tls(comp):
+            found += [
+                TlsPath(TLS_CERT_VARIABLE, TlsPart.CERT),
+                TlsPath(TLS_KEY_VARIABLE, TlsPart.KEY),
+                TlsPath(TLS_OWN_CA_VARIABLE, TlsPart.CA),
+            ]
+    found += declared_entries(comp, settings)
+    return tuple(found)
+
+
+def admin_credential(entries: Iterable[Entry]) -> Credential | None:
+    """The administrator's password among ``entries`` (the bus's), if there."""
+    return next(
+        (
+            e
+            for e in entries
+            if isinstance(e, Credential) and e.kind == CredentialKind.ADMIN_PASSWORD
+        ),
+        None,
+    )
+
+
+def check_no_admin(entries: Iterable[Entry], admin: Credential) -> None:
+    """No MAD's entry reads the administrator's password (a declared secret naming its key
+    or its Secret): refused, one line."""
+    for entry in entries:
+        if isinstance(entry, Credential) and entry.kind == CredentialKind.ADMIN_PASSWORD:
+            raise InvalidSpecError(
+                f"{entry.variable}: a MAD never gets the administrator's password"
+            )
+        if not isinstance(entry, Secret):
+            continue
+        same_key = entry.ref.key == admin.dotenv_key
+        same_secret = admin.ref is not None and (admin.ref.name, admin.ref.key) == (
+            entry.ref.name,
+            entry.ref.key,
+        )
+        if same_key or same_secret:
+            raise InvalidSpecError(
+                f"{entry.ref.source}: names the administrator's Redis password; no MAD may "
+                "receive it (give this secret a key of its own)"
+            )
+
+
+def dotenv_secrets(entries: Iterable[Entry]) -> set[str]:
+    """The ``.env`` variables ``entries`` read a secret from, and the variables they set
+    to one."""
+    found: set[str] = set()
+    for entry in entries:
+        if isinstance(entry, Secret):
+            found |= {entry.ref.key, entry.variable}
+        elif isinstance(entry, Credential):
+            found |= {entry.dotenv_key, entry.variable}
+    return found
+
+
+def secret_keys(environments: Iterable[Iterable[Entry]]) -> frozenset[str]:
+    """The one list of ``.env`` variables that hold secrets: the guide's administrator's
+    password, what any component's entries read a secret or credential from (or set to
+    one), and what any MAD's contract reads as a secret."""
+    found = {topology.PASSWORD_VARIABLE}
+    for entries in environments:
+        found |= dotenv_secrets(entries)
+    for comp in topology.COMPONENTS:
+        if comp.contract is not None:
+            found.update(comp.contract.secrets)
+    return frozenset(found)
+
+
+def passes_through(comp: topology.Component, entries: Iterable[Entry]) -> frozenset[str]:
+    """The ``.env`` secrets a component takes as they are: those its contract reads,
+    unless an entry sets that variable (then the declaration's wins)."""
+    own = set(comp.contract.secrets) if comp.contract is not None else set()
+    return frozenset(own - {e.variable for e in entries})
+
+
+class SecretConflictError(UsageError, ValueError):
+    """The declaration and ``.env`` set one secret to two values (one line, no value)."""
+
+
+def check_dotenv(entries: Iterable[Entry], dotenv: Mapping[str, str]) -> None:
+    """Where the declaration reads a secret from a ``.env`` variable of another name, and
+    ``.env`` also sets the variable itself to a different value, refuse: one line naming
+    both, never a value."""
+    for entry in entries:
+        ref = entry.ref if isinstance(entry, Secret | Credential) else None
+        if ref is None or ref.key == entry.variable:
+            continue
+        both = entry.variable in dotenv and ref.key in dotenv
+        if both and dotenv[entry.variable] != dotenv[ref.key]:
+            raise SecretConflictError(
+                f"{ref.source} names {ref.key} in .env, but .env also sets "
+                f"{entry.variable} to another value: remove {entry.variable} from .env "
+                "or give both the same value"
+            )
+
+
+# ---- as data ------------------------------------------------------------------------------
+
+
+def to_json(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Entries as JSON-able data, each with its class under ``entry``."""
+    return [{"entry": type(e).__name__.lower(), **asdict(e)} for e in entries]
+
+
+def from_json(data: Iterable[Mapping[str, Any]]) -> tuple[Entry, ...]:
+    """:func:`to_json`'s entries back, typed."""
+    found: list[Entry] = []
+    for item in data:
+        fields = {k: v for k, v in item.items() if k != "entry"}
+        if isinstance(fields.get("ref"), Mapping):
+            fields["ref"] = Ref(**fields["ref"])
+        cls = KINDS[str(item["entry"])]
+        if cls is Credential:
+            fields["kind"] = CredentialKind(fields["kind"])
+        elif cls is Address:
+            fields["place"] = Place(fields["place"])
+        elif cls is TlsPath:
+            fields["part"] = TlsPart(fields["part"])
+        found.append(cls(**fields))
+    return tuple(found)

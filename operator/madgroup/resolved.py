@@ -1,0 +1,91 @@
+"""The declared group, resolved once: per component, what the topology says of it, what the
+declaration sets for it and its environment (:mod:`madgroup.environment`), so substrate code
+is handed one object per component instead of a name it looks up again and again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+from madgroup import environment, topology
+from madgroup.environment import Credential, Entry
+from madgroup.spec.model import ComponentSpec, MadGroupSpec
+
+
+@dataclass(frozen=True)
+class ResolvedComponent:
+    """One component of the declared group."""
+
+    component: topology.Component
+    settings: ComponentSpec
+    """What the declaration sets for it (a substrate's extension of the model, when the
+    declaration was parsed with one)."""
+    environment: tuple[Entry, ...]
+    image: str
+    gates: tuple[str, ...]
+    """What must be ready before it starts, in the declaration's order."""
+
+    @property
+    def name(self) -> str:
+        return self.component.name
+
+    @property
+    def files(self) -> dict[str, str]:
+        """The files its declaration gives it: variable -> content."""
+        return {e.variable: e.content for e in self.environment if isinstance(e, environment.File)}
+
+    @property
+    def passes_through(self) -> frozenset[str]:
+        """The ``.env`` secrets it takes as they are (:func:`environment.passes_through`)."""
+        return environment.passes_through(self.component, self.environment)
+
+
+@dataclass(frozen=True)
+class ResolvedGroup:
+    """Every component of the declared group, in start order."""
+
+    spec: MadGroupSpec
+    components: tuple[ResolvedComponent, ...]
+
+    def __iter__(self) -> Iterator[ResolvedComponent]:
+        return iter(self.components)
+
+    def of(self, name: str) -> ResolvedComponent:
+        topology.component(name)  # UnknownComponentError for a name that is none
+        return next(c for c in self.components if c.name == name)
+
+    @cached_property
+    def secret_keys(self) -> frozenset[str]:
+        """The one list of ``.env`` variables that hold secrets."""
+        return environment.secret_keys(c.environment for c in self.components)
+
+    @property
+    def admin(self) -> Credential:
+        """The administrator's password (the bus's entry)."""
+        found = environment.admin_credential(self.of(topology.bus().name).environment)
+        assert found is not None
+        return found
+
+
+def resolve(spec: MadGroupSpec) -> ResolvedGroup:
+    """The declaration, per component; a declared secret that would hand a MAD the
+    administrator's password is refused (:class:`~madgroup.spec.InvalidSpecError`)."""
+    parts = []
+    for comp in topology.COMPONENTS:
+        settings = spec.component(comp.name)
+        parts.append(
+            ResolvedComponent(
+                component=comp,
+                settings=settings,
+                environment=environment.environment(comp, settings, spec),
+                image=spec.image_of(comp.name),
+                gates=topology.gates(comp, spec.order),
+            )
+        )
+    group = ResolvedGroup(spec=spec, components=tuple(parts))
+    for part in group:
+        if part.component.is_mad:
+            environment.check_no_admin(part.environment, group.admin)
+    return group

@@ -1,0 +1,321 @@
+"""The ``MadGroup`` model: what a user declares about the group, the same on every substrate.
+
+One document — ``apiVersion: madgroup.io/v1alpha1``, ``kind: MadGroup``, ``spec`` — is
+``kubectl apply``-ed on Kubernetes, taken by ``madgroup up -f`` locally and rendered by
+``madgroup render compose -f`` for compose. This module is the substrate-neutral model of
+``spec``, validated once with one set of messages. The group is data: ``spec`` has the
+fields every group has (order, images, the bus, TLS) and one field per MAD the topology
+holds, named after it (``sequential_thinking`` -> ``sequentialThinking``), so an installed
+MAD is declarable with no change here. A MAD whose declaration says more than replicas and
+an image has a settings class of its own (:data:`MAD_SETTINGS`). What only one substrate
+can honour is that substrate's extension of this model: :mod:`madgroup.kube.crd` adds the
+Kubernetes fields and generates the CRD from the result.
+
+Secrets are referenced by name (:class:`SecretKeyRef`): on Kubernetes, a key of a Secret in
+the group's namespace; locally and on compose, the variable of that name in ``.env``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from madgroup import rollout, topology
+from madgroup.errors import UsageError
+from mads.fiedler import contract as fiedler_contract
+from mads.fiedler.contract import LLM_KEYED, LLMProvider, llm_missing
+from mads.grace import contract as grace_contract
+from mads.grace.token_file import TokenEntry, TokenFile, TokenFileError
+
+GROUP = "madgroup.io"
+VERSION = "v1alpha1"
+KIND = "MadGroup"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+IMAGE = r"^[^\s]+$"
+MAX_REPLICAS = 20
+"""The most instances a component may declare when its contract sets no limit."""
+
+
+class InvalidSpecError(UsageError, ValueError):
+    """A spec no substrate will act on; the message is one line (for a terminal, a status
+    condition and an event alike)."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SecretKeyRef(Model):
+    """A secret, by name: on Kubernetes the key ``key`` of the Secret ``name`` in the
+    group's namespace; locally and on compose, the ``.env`` variable ``key``."""
+
+    name: str = Field(
+        description="Name of the Secret (Kubernetes; in the MadGroup's namespace).",
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+    )
+    key: str = Field(
+        description="Key inside the Secret (Kubernetes) or variable in .env (local, compose).",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+    )
+
+
+class ImageSpec(Model):
+    """Where the MAD images come from (compose and Kubernetes)."""
+
+    repository: str = Field(
+        default=topology.DEFAULT_IMAGE_REPOSITORY,
+        description="Registry and path prefix; a MAD's image is <repository>/<component>:<tag>.",
+        min_length=1,
+        pattern=IMAGE,
+    )
+    tag: str = Field(
+        default=topology.DEFAULT_IMAGE_TAG,
+        description="Tag of every MAD image (Redis has its own image, see redis.image).",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\w][\w.-]*$",
+    )
+
+
+class StorageSpec(Model):
+    """The persistent data of a stateful component."""
+
+    size: str = Field(
+        default="1Gi", description="Requested volume size (a quantity, e.g. 1Gi).", pattern=QUANTITY
+    )
+
+
+class ComponentSpec(Model):
+    """Settings every component shares."""
+
+    image: str | None = Field(
+        default=None,
+        description="Full image reference for this component, overriding spec.image.",
+        pattern=IMAGE,
+    )
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="Number of instances.")
+
+
+class RedisSpec(ComponentSpec):
+    """The Conversation Bus."""
+
+    replicas: int = Field(
+        default=1, ge=1, le=1, description="Number of instances: Redis runs exactly one."
+    )
+    passwordSecretRef: SecretKeyRef | None = Field(
+        default=None,
+        description="The administrator's Redis password (no MAD ever gets it; each has a bus "
+        "user of its own). Unset: a generated Secret on Kubernetes, REDIS_PASSWORD in .env "
+        "locally and on compose.",
+    )
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="Data for Redis's append-only file."
+    )
+
+
+class GraceSpec(ComponentSpec):
+    """The front door, the one component reachable from outside the group."""
+
+    tokenSecretRef: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret with the bearer tokens (comma-separated) outside clients use.",
+    )
+    tokens: list[TokenEntry] | None = Field(
+        default=None,
+        description="Named front-door tokens with scopes and limits, each as the SHA-256 of "
+        "the token (the declaration never holds a token); Grace reads them as "
+        "GRACE_TOKENS_FILE.",
+        max_length=10_000,
+    )
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> GraceSpec:
+        if self.tokens is not None:
+            try:
+                TokenFile(tokens=self.tokens).check_unique()
+            except TokenFileError as exc:
+                raise ValueError(f"tokens: {exc}") from None
+        return self
+
+
+LLM_FIELDS: Mapping[str, str] = {
+    "provider": "provider",
+    "base_url": "baseUrl",
+    "model": "model",
+    "api_key": "apiKeySecretRef",
+}
+""":class:`LLMSpec`'s field for each of Fiedler's LLM settings (keys of
+:data:`mads.fiedler.contract.LLM_VARIABLES`)."""
+
+
+def llm_needs_message(provider: str, missing: tuple[str, ...]) -> str:
+    """The one line for a provider declared without what it requires (:data:`LLM_FIELDS`
+    names)."""
+    return f"provider {provider} needs {' and '.join(LLM_FIELDS[k] for k in missing)}"
+
+
+def llm_key_message() -> str:
+    return f"{LLM_FIELDS['api_key']} applies only to provider {' or '.join(LLM_KEYED)}"
+
+
+class LLMSpec(Model):
+    """Where Fiedler's answers come from."""
+
+    provider: LLMProvider = Field(
+        default="builtin",
+        description="builtin (answers operational checks only) or openai (any "
+        "OpenAI-compatible endpoint: OpenAI, Ollama, vLLM, llama.cpp server).",
+    )
+    baseUrl: str | None = Field(
+        default=None,
+        description="Base URL of the OpenAI-compatible API, e.g. http://ollama:11434/v1.",
+        pattern=r"^https?://[^\s]+$",
+    )
+    model: str | None = Field(default=None, description="Model name sent to the provider.")
+    apiKeySecretRef: SecretKeyRef | None = Field(
+        default=None, description="Secret holding the provider's API key."
+    )
+
+    @model_validator(mode="after")
+    def _provider(self) -> LLMSpec:
+        """The provider's rule (:data:`mads.fiedler.contract.LLM_REQUIRES`), in the
+        declaration's words."""
+        missing = llm_missing(self.provider, {"base_url": self.baseUrl, "model": self.model})
+        if missing:
+            raise ValueError(llm_needs_message(self.provider, missing))
+        if self.provider not in LLM_KEYED and self.apiKeySecretRef is not None:
+            raise ValueError(llm_key_message())
+        return self
+
+
+class FiedlerSpec(ComponentSpec):
+    """The orchestrator (one writer of its SQLite task store)."""
+
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="Data for the task store (task history)."
+    )
+    llm: LLMSpec = Field(default_factory=LLMSpec, description="The LLM provider.")
+
+
+MAD_SETTINGS: Mapping[str, type[ComponentSpec]] = {
+    grace_contract.NAME: GraceSpec,
+    fiedler_contract.NAME: FiedlerSpec,
+}
+"""The MADs whose declaration says more than every component's settings; any other MAD
+the topology holds is declared with :class:`ComponentSpec`."""
+
+
+def field_name(component: str) -> str:
+    """A component's field in ``spec``: ``sequential_thinking`` -> ``sequentialThinking``."""
+    head, *rest = component.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def mad_settings(comp: topology.Component) -> type[ComponentSpec]:
+    """A MAD's settings class: its own (:data:`MAD_SETTINGS`) or the shared one, with
+    ``replicas`` bounded by what its contract allows."""
+    base = MAD_SETTINGS.get(comp.name, ComponentSpec)
+    limit = comp.max_replicas or MAX_REPLICAS
+    why = f": {comp.name} runs at most {limit}" if comp.max_replicas else ""
+    return create_model(
+        f"{rollout.camel(comp.name)}Spec",
+        __base__=base,
+        __doc__=base.__doc__ if base is not ComponentSpec else comp.description,
+        __module__=__name__,
+        replicas=(int, Field(default=1, ge=1, le=limit, description=f"Number of instances{why}.")),
+    )
+
+
+class TLSSpec(Model):
+    """Encryption of the group's own traffic."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Redis speaks TLS only (its plaintext port is closed; client "
+        "certificates optional) and every MAD connects with rediss://, verifying Redis's "
+        "certificate against the group's private CA; Grace serves HTTPS.",
+    )
+
+
+GroupT = TypeVar("GroupT", bound="MadGroupSpec")
+
+
+def with_mads(
+    settings_of: Callable[[topology.Component], type[ComponentSpec]],
+) -> Callable[[type[GroupT]], type[GroupT]]:
+    """A class decorator: the group model with one field per MAD of the topology, of the
+    type ``settings_of`` gives it (described by the MAD's contract)."""
+
+    def decorate(cls: type[GroupT]) -> type[GroupT]:
+        fields: dict[str, Any] = {}
+        for comp in topology.COMPONENTS:
+            if comp.is_mad:
+                settings = settings_of(comp)
+                fields[field_name(comp.name)] = (
+                    settings,
+                    Field(default_factory=settings, description=comp.description),
+                )
+        return create_model(
+            cls.__name__, __base__=cls, __doc__=cls.__doc__, __module__=cls.__module__, **fields
+        )
+
+    return decorate
+
+
+@with_mads(mad_settings)
+class MadGroupSpec(Model):
+    """The desired MAD group."""
+
+    order: topology.Order = Field(
+        default="guide",
+        description="guide: start each component after the one before it (the deployment "
+        "guide's order); graph: only after what it talks to, so independent components "
+        "start side by side.",
+    )
+    image: ImageSpec = Field(default_factory=ImageSpec, description="Images of the MADs.")
+    redis: RedisSpec = Field(default_factory=RedisSpec, description="The Conversation Bus.")
+    tls: TLSSpec = Field(default_factory=TLSSpec, description="Encryption of the bus.")
+    paused: bool = Field(
+        default=False,
+        description="Stop changing the group (same as annotation madgroup.io/paused: "
+        '"true" on Kubernetes).',
+    )
+
+    def component(self, name: str) -> ComponentSpec:
+        """The settings of a topology component (``sequential_thinking`` ->
+        ``sequentialThinking``)."""
+        topology.component(name)
+        found: ComponentSpec = getattr(self, field_name(name))
+        return found
+
+    def image_of(self, name: str) -> str:
+        override = self.component(name).image
+        if override:
+            return override
+        return topology.component(name).image(self.image.repository, self.image.tag)
+
+    def password(self) -> SecretKeyRef | None:
+        """The administrator's password's reference; None means the substrate's default."""
+        return self.redis.passwordSecretRef
+
+
+def secret_refs(model: BaseModel, root: str = "spec") -> dict[str, SecretKeyRef]:
+    """Every secret the declaration references, by path (``spec.grace.tokenSecretRef``)."""
+    found: dict[str, SecretKeyRef] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        where = f"{root}.{name}"
+        if isinstance(value, SecretKeyRef):
+            found[where] = value
+        elif isinstance(value, BaseModel):
+            found.update(secret_refs(value, where))
+    return found
