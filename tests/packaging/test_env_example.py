@@ -28,6 +28,8 @@ UNDOCUMENTED = {
     "REDIS_PASSWORD": "the guide reads it back with grep: the example never spells it",
     "REDIS_PASSWORD_FILE": "its name holds the guide's, which the example never spells",
     "MAD_NAME": "mad-run sets it: it is which MAD the process is",
+    "POD_NAME": "Kubernetes sets it in the operator's pod (the downward API): its Lease name",
+    "POD_NAMESPACE": "Kubernetes sets it in the operator's pod: where its Lease lives",
     "PATH": "the operating system's",
 }
 """Read, and deliberately not in ``.env.example`` (why)."""
