@@ -27,7 +27,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 from prometheus_client import CollectorRegistry, Counter
@@ -36,7 +36,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mads.core.edge import LOOPBACK_OPEN_PATHS, OPEN_PATHS, is_loopback, read_body, replay
 from mads.core.internal_access import ScrapeCredential
 from mads.core.logs import FirstTime
-from mads.grace.oauth import OAuthVerifier, Refused
 from mads.grace.resource_metadata import ProtectedResource, is_metadata_path
 from mads.grace.tasks import method_tools
 from mads.grace.tokens import (
@@ -47,6 +46,10 @@ from mads.grace.tokens import (
     retry_after,
     scope_refusal,
 )
+from mads.grace.verdicts import Refused
+
+if TYPE_CHECKING:
+    from mads.grace.oauth import OAuthVerifier
 
 SCOPE_BODY_LIMIT = 4 * 1024 * 1024
 """Bodies read for the scope check (past it, the MCP endpoint's own limit refuses them)."""

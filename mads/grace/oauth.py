@@ -21,7 +21,6 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,27 +44,11 @@ from mads.core.logs import quoted
 from mads.grace.introspection import Introspection
 from mads.grace.issuer import IssuerKeys, IssuerUnavailable, same_issuer
 from mads.grace.scope_map import ScopeMap
-from mads.grace.tokens import Principal
+from mads.grace.verdicts import Accepted, Refused
 
 CACHE_ENTRIES = 10_000
 """Tokens whose verdict is kept; past it the oldest is forgotten (and verified again)."""
 MAX_TOKEN_BYTES = 16 * 1024
-
-
-@dataclass(frozen=True)
-class Accepted:
-    principal: Principal
-    expires_at: float
-    """Unix time after which the verdict no longer holds."""
-
-
-@dataclass(frozen=True)
-class Refused:
-    """Why a token is not accepted, in one line, and how to answer: ``invalid_token`` with
-    401, or ``temporarily_unavailable`` with 503 (the issuer cannot be reached)."""
-
-    reason: str
-    status: int = 401
 
 
 class OAuthVerifier:

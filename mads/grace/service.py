@@ -7,8 +7,8 @@ from starlette.applications import Starlette
 
 from mads.core.service import MadService
 from mads.core.settings import ConfigurationError, load_settings
-from mads.grace import oauth_setup, tokens, tools
 from mads.grace import tasks as task_gateway
+from mads.grace import tokens, tools
 from mads.grace.access import AccessGuard, OAuthDoor
 from mads.grace.buffers import ClientBuffers
 from mads.grace.gateway import Gateway, Liveness
@@ -40,6 +40,9 @@ class GraceService(MadService):
             self.principals.update(named)
         self.oauth: OAuthDoor | None = None
         if settings.grace_oauth_issuer:
+            # only a Grace with OAuth loads the verifier's libraries (PyJWT, httpx)
+            from mads.grace import oauth_setup
+
             self.oauth = oauth_setup.door(settings, self)
             self.add_routes(self.oauth.resource.routes())
 
