@@ -2,10 +2,15 @@
 # The deployment guide's health check (5.2.2), working under cron and at a terminal alike.
 #
 # Same services, output and exit code as the guide's script (the number of MADs that are
-# not HEALTHY). One difference: `docker-compose exec -T ... < /dev/null`. The guide's
-# `docker-compose exec` asks for a TTY, which compose v1 (docker-compose 1.29) cannot get
-# under cron ("the input device is not a TTY") and which stalls under `timeout` at a
-# terminal; either way a healthy group was reported unhealthy. See docs/packaging.md.
+# not HEALTHY). Two differences:
+# - `docker-compose exec -T ... < /dev/null`. The guide's `docker-compose exec` asks for a
+#   TTY, which compose v1 (docker-compose 1.29) cannot get under cron ("the input device
+#   is not a TTY"); at a terminal, `timeout` runs it in the background, where reading the
+#   terminal stops it: compose v1 until the 10 s run out, compose v2 for good (`timeout`
+#   cannot end it). Either way a healthy group was reported unhealthy, or never reported.
+# - Where `docker-compose` is not installed (Docker's own packages ship Compose v2 as the
+#   docker CLI's plugin only), `docker compose`.
+# See docs/packaging.md.
 #
 # Install:  sudo cp scripts/mad_health_check.sh /opt/ && sudo chmod +x /opt/mad_health_check.sh
 # Cron:     */5 * * * * /opt/mad_health_check.sh >> /var/log/mad_health.log 2>&1
@@ -20,6 +25,13 @@ fi
 
 # Services to check
 SERVICES=("grace" "rogers" "fiedler")
+
+# The guide's docker-compose (v1, or v2 installed standalone), else the plugin's form.
+if command -v docker-compose >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+else
+    COMPOSE=(docker compose)
+fi
 
 # Alerting configuration (customize this)
 ALERT_EMAIL="your-alert-email@example.com"
@@ -38,7 +50,7 @@ for SERVICE in "${SERVICES[@]}"; do
     # Execute mad-status and check for the "Status: HEALTHY" keyword. -T and /dev/null:
     # no TTY is needed, so this works under cron and under timeout.
     # The timeout ensures the script doesn't hang on an unresponsive container
-    if ! timeout 10s docker-compose exec -T "$SERVICE" mad-status < /dev/null | grep -q "Status: HEALTHY"; then
+    if ! timeout 10s "${COMPOSE[@]}" exec -T "$SERVICE" mad-status < /dev/null | grep -q "Status: HEALTHY"; then
         echo "ALERT: Service $SERVICE is NOT HEALTHY!"
         FAILURES=$((FAILURES + 1))
         FAILED_SERVICES="$FAILED_SERVICES $SERVICE"

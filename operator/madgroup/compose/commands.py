@@ -76,7 +76,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     operations, compose = _compose(args)
     manifest = operations.restore(compose, Path(args.archive))
-    print(backup.restored(args.archive, manifest, "docker-compose up -d"))
+    print(backup.restored(args.archive, manifest, f"{compose.spelling} up -d"))
     return 0
 
 

@@ -1,7 +1,9 @@
 """``madgroup report|backup|restore --compose``: the same bundle and archive as the local
-runner's, taken from a group docker compose runs, through ``docker-compose`` itself
-(``exec -T`` into the running services, ``run --rm`` for a restore), from the project
-directory holding ``docker-compose.yml`` and ``.env``.
+runner's, taken from a group docker compose runs, through compose itself (``exec -T`` into
+the running services, ``run --rm`` for a restore), from the project directory holding
+``docker-compose.yml`` and ``.env``. Compose is the guide's ``docker-compose`` (v1, or v2
+installed standalone) when it is installed, else the Docker CLI's plugin, ``docker
+compose`` (v2): the commands used mean the same in both.
 
 Backup: Fiedler's store copied inside its container with SQLite's online backup API
 (``python -m madgroup.backup snapshot``), Redis's snapshot by ``redis-cli --rdb`` inside
@@ -37,23 +39,48 @@ REDIS_SNAPSHOT = (
 )
 
 
-class Compose:
-    def __init__(self, project: Path, program: str | None = None) -> None:
-        self.project = project
-        found = program or shutil.which("docker-compose")
-        if found is None:
-            raise CommandError(
-                "docker-compose is not installed (Debian: apt-get install docker-compose)"
+def compose_program() -> list[str]:
+    """How compose is run here: ``docker-compose`` if installed, else ``docker compose``
+    when the Docker CLI has the plugin."""
+    standalone = shutil.which("docker-compose")
+    if standalone is not None:
+        return [standalone]
+    docker = shutil.which("docker")
+    if docker is not None:
+        try:
+            plugin = subprocess.run(
+                [docker, "compose", "version"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
             )
+        except (OSError, subprocess.TimeoutExpired):
+            plugin = None
+        if plugin is not None and plugin.returncode == 0:
+            return [docker, "compose"]
+    raise CommandError(
+        "neither docker-compose nor the docker compose plugin is installed "
+        "(Docker: the docker-compose-plugin package; Debian: apt-get install docker-compose)"
+    )
+
+
+class Compose:
+    def __init__(self, project: Path, program: Sequence[str] | None = None) -> None:
+        self.project = project
         if not (project / "docker-compose.yml").exists():
             raise CommandError(f"no docker-compose.yml in {project} (use --project-dir)", code=2)
-        self.program = found
+        self.program = list(program or compose_program())
+
+    @property
+    def spelling(self) -> str:
+        """How a user types this compose: ``docker-compose`` or ``docker compose``."""
+        return " ".join([Path(self.program[0]).name, *self.program[1:]])
 
     def run(
         self, args: Sequence[str], stdin: bytes | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[bytes]:
         done = subprocess.run(
-            [self.program, *args],
+            [*self.program, *args],
             cwd=self.project,
             input=stdin,
             stdin=None if stdin is not None else subprocess.DEVNULL,
@@ -62,7 +89,7 @@ class Compose:
         )
         if check and done.returncode != 0:
             said = done.stderr.decode(errors="replace").strip().splitlines()
-            raise CommandError(f"docker-compose {' '.join(args[:3])}: {(said or ['failed'])[-1]}")
+            raise CommandError(f"{self.spelling} {' '.join(args[:3])}: {(said or ['failed'])[-1]}")
         return done
 
     def exec(self, service: str, argv: Sequence[str]) -> bytes:
@@ -122,7 +149,7 @@ def _text(compose: Compose, args: list[str]) -> str:
 def take(compose: Compose, output: Path) -> dict[str, Any]:
     if not compose.running():
         raise CommandError(
-            "the group is not running under docker compose here (docker-compose up -d)"
+            f"the group is not running under docker compose here ({compose.spelling} up -d)"
         )
     archive = backup.Archive("compose")
     with tempfile.TemporaryDirectory(prefix="madgroup-backup-") as tmp:
@@ -157,7 +184,7 @@ def restore(compose: Compose, path: Path) -> dict[str, Any]:
     running = compose.running()
     if running:
         raise CommandError(
-            f"the group is running ({', '.join(running)}); stop it first: docker-compose down"
+            f"the group is running ({', '.join(running)}); stop it first: {compose.spelling} down"
         )
     with tempfile.TemporaryDirectory(prefix="madgroup-restore-") as tmp:
         try:

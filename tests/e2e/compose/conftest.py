@@ -1,8 +1,12 @@
-"""The compose end-to-end run: one Docker engine, one copy of the repository, one group.
+"""The compose end-to-end run: one Docker engine, two passes (Docker Compose v2, then
+docker-compose 1.x: :mod:`tests.e2e.compose.flavours`), in each a copy of the repository
+and a group per module.
 
 The tests in this folder are the deployment guide's steps in order; once one fails, the
-rest are skipped (they would only fail for the same reason). The group is always taken
-down with its volumes, and the run checks that no container, network or volume is left.
+rest of its module in that pass are skipped (they would only fail for the same reason).
+The group is always taken down with its volumes, and the run checks that no container,
+network or volume is left. The v1 pass reuses the images the v2 pass built (the guide's
+``--build`` steps rebuild them from the layer cache).
 """
 
 from __future__ import annotations
@@ -10,12 +14,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.compose import flavours
+from tests.e2e.compose.flavours import Compose
 from tests.e2e.compose.harness import (
     EventLog,
     GuideHost,
@@ -33,10 +41,18 @@ HERE = Path(__file__).resolve().parent
 GRACE_PORT = 8001  # published by docker-compose.yml, as the guide shows
 ENGINE_HINT = "tests/e2e/compose/engine scripts/test installs and starts one"
 
-_failed: dict[str, str] = {}
+_failed: dict[tuple[str, str], str] = {}
+"""(module, flavour) -> the first test of it that failed."""
+_outcomes: dict[str, Counter[str]] = {}
+"""flavour label -> how many of its tests passed, failed, were skipped."""
 _fresh_host: list[str] = []
-"""Set once the images an earlier run built were removed: once per session, so a second
-module (the guide with TLS) reuses what the first one built."""
+"""Set once the images an earlier run built were removed: once per session, so later
+modules and the second pass reuse what the first one built."""
+
+
+def _flavour(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    return str(callspec.params.get("compose", "")) if callspec is not None else ""
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
@@ -45,13 +61,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         and call.when == "call"
         and not call.excinfo.errisinstance(pytest.skip.Exception)
     ):
-        _failed.setdefault(str(item.path), item.name)
+        _failed.setdefault((str(item.path), _flavour(item)), item.name)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    earlier = _failed.get(str(item.path))
+    earlier = _failed.get((str(item.path), _flavour(item)))
     if earlier is not None:
         pytest.skip(f"an earlier step of the guide failed ({earlier})")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for flavour in flavours.FLAVOURS:
+        if f"[compose-{flavour}]" in report.nodeid:
+            counts = _outcomes.setdefault(f"compose-{flavour}", Counter())
+            if report.when == "call" or report.outcome != "passed":
+                counts[report.outcome] += 1
 
 
 def _engine_answers() -> str | None:
@@ -70,11 +94,6 @@ def _engine_answers() -> str | None:
         return f"docker did not answer ({exc}); {ENGINE_HINT}"
     if done.returncode != 0:
         return f"no Docker engine answers; {ENGINE_HINT}"
-    for tool in ("docker-compose",):
-        try:
-            subprocess.run([tool, "--version"], capture_output=True, check=True, timeout=60)
-        except (OSError, subprocess.SubprocessError):
-            return f"{tool} is not installed; {ENGINE_HINT}"
     return None
 
 
@@ -93,9 +112,49 @@ def engine() -> str:
     return base.stdout
 
 
+def _engine_version() -> str:
+    return subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="session", params=flavours.FLAVOURS, ids=lambda f: f"compose-{f}")
+def compose(
+    request: pytest.FixtureRequest, engine: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Compose]:
+    """One pass of the guide: its Docker Compose, and its record in the run's summary (the
+    versions it ran, its outcome and how long it took)."""
+    found = flavours.find(request.param, tmp_path_factory.mktemp(f"compose-{request.param}"))
+    if isinstance(found, str):
+        pytest.skip(found)
+    described = f"docker-compose is {found.program} ({found.version})"
+    if found.flavour == "v2":
+        plugin = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, text=True, timeout=60
+        ).stdout.strip()
+        described += f", docker compose is the docker CLI's plugin ({plugin})"
+    record("compose e2e", f"{found.label} pass: {described}; Docker Engine {_engine_version()}")
+    started = time.monotonic()
+    yield found
+    counts = _outcomes.get(found.label, Counter())
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no tests"
+    record(
+        "compose e2e",
+        f"{found.label} pass ({found.version}): {summary} in {time.monotonic() - started:.0f} s",
+    )
+
+
 @pytest.fixture(scope="module")
-def host(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuideHost]:
-    workdir = copy_repository(ROOT, tmp_path_factory.mktemp("clone"))
+def host(
+    request: pytest.FixtureRequest,
+    engine: str,
+    compose: Compose,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[GuideHost]:
+    workdir = copy_repository(ROOT, tmp_path_factory.mktemp(f"clone-{compose.flavour}"))
     cas = trust_host_cas(workdir)
     if cas:
         print(f"image builds trust this host's extra CA certificates: {', '.join(cas)}")
@@ -113,11 +172,11 @@ def host(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guid
         )
     project = project_name(uuid.uuid4().hex[:8])
     events = EventLog(project, workdir.parent / "docker-events.jsonl")
-    guide = GuideHost(workdir=workdir, project=project, events=events)
+    guide = GuideHost(workdir=workdir, project=project, events=events, compose=compose)
     try:
         yield guide
     finally:
-        failed = str(Path(__file__).parent) in "".join(_failed)
+        failed = (str(request.path), compose.flavour) in _failed
         if failed or os.environ.get("MADGROUP_E2E_LOGS"):
             logs = guide.sh("docker-compose ps; docker-compose logs --no-color", check=False)
             print(logs.output[-20000:])

@@ -1,7 +1,8 @@
 """Running the deployment guide's shell commands against a real Docker engine.
 
 Commands are the guide's own strings, run by bash in a copy of the repository named
-``mad-group-v1`` as the guide's clone is. Commands the guide runs at a terminal
+``mad-group-v1`` as the guide's clone is, with the pass's ``docker-compose`` first on
+``PATH`` (:mod:`tests.e2e.compose.flavours`). Commands the guide runs at a terminal
 (``docker-compose exec`` without ``-T``) run under a pseudo-terminal here, so compose
 allocates a TTY exactly as it does for an operator. Output is returned with colours
 stripped, line ends normalised and every secret the harness knows replaced by ``***``.
@@ -25,6 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from tests.e2e.compose.flavours import Compose
 
 T = TypeVar("T")
 
@@ -94,6 +97,8 @@ class GuideHost:
     workdir: Path
     project: str
     events: EventLog | None = None
+    compose: Compose | None = None
+    """The pass's Docker Compose (its ``docker-compose`` first on ``PATH``); None: as found."""
     secrets: list[str] = field(default_factory=list)
     task_id: str = ""
     """The task the guide's step 8 created; later steps look it up again."""
@@ -101,6 +106,8 @@ class GuideHost:
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        if self.compose is not None:
+            env["PATH"] = f"{self.compose.bin_dir}{os.pathsep}{env.get('PATH', '')}"
         # A name of our own, so the run never touches a group the machine already runs.
         env["COMPOSE_PROJECT_NAME"] = self.project
         env.pop("DOCKER_BUILDKIT", None)
@@ -231,10 +238,13 @@ class EventLog:
 def order_violations(
     events: list[dict[str, Any]], depends_on: dict[str, list[str]]
 ) -> tuple[list[str], int]:
-    """Every container creation that came before one of its service's dependencies had
-    reported healthy (or, for a one-shot, exited 0); and how many creations were checked.
-    A ``docker-compose run --no-deps`` container (a restore's) starts no service: not
-    checked."""
+    """Every container start that came before one of its service's dependencies had
+    reported healthy (or, for a one-shot, exited 0); and how many starts were checked.
+
+    Starts, not creations: compose v1 creates and starts a container once what it depends
+    on is ready, compose v2 creates every container first and starts each once what it
+    depends on is ready. A ``docker-compose run`` container (a restore's, a renewal's)
+    starts no service: not checked."""
     latest: dict[str, str] = {}  # service -> id of its newest container
     healthy_ids: set[str] = set()
     completed_ids: set[str] = set()
@@ -248,11 +258,12 @@ def order_violations(
         if not service or attributes.get("com.docker.compose.oneoff") == "True":
             continue
         if action == "create":
+            latest[service] = cid
+        elif action == "start":
             checked += 1
             for dep in depends_on.get(service, []):
                 if latest.get(dep) not in healthy_ids | completed_ids:
-                    problems.append(f"{service} was created before {dep} reported healthy")
-            latest[service] = cid
+                    problems.append(f"{service} was started before {dep} reported healthy")
         elif action == "health_status: healthy":
             healthy_ids.add(cid)
         elif action in ("die", "health_status: unhealthy"):

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from tests.e2e.compose.harness import CommandFailed, GuideHost, order_violations
+from tests.support.evidence import record
 
 MADS = ("sequential_thinking", "grace", "rogers", "fiedler")
 IMAGES = {
@@ -46,7 +47,12 @@ STATUS_BLOCKS = {
         "- Database Status: OK",
     ],
 }
-HEALTHY = re.compile(r"\b(Up|running) \(healthy\)")
+
+
+def note(host: GuideHost, line: str) -> None:
+    """Keep ``line`` in the run's summary, under the pass it was seen in."""
+    label = host.compose.label if host.compose is not None else "compose"
+    record("compose e2e", f"{label}: {line}")
 
 
 def depends_on(host: GuideHost) -> dict[str, list[str]]:
@@ -54,12 +60,48 @@ def depends_on(host: GuideHost) -> dict[str, list[str]]:
     return {name: list(svc.get("depends_on", {})) for name, svc in doc["services"].items()}
 
 
+def healthy(host: GuideHost, service: str, ps_output: str) -> bool:
+    """Whether ``ps`` listed ``service``'s container running and healthy, as the pass's
+    compose prints it (:meth:`Compose.healthy_row`)."""
+    assert host.compose is not None
+    return bool(host.compose.healthy_row(host.project, service).search(ps_output))
+
+
 def wait_healthy(host: GuideHost, service: str, timeout: float = 180) -> str:
     def attempt() -> str | None:
         out = host.sh(f"docker-compose ps {service}").output
-        return out if HEALTHY.search(out) else None
+        return out if healthy(host, service, out) else None
 
     return host.until(attempt, timeout=timeout, what=f"{service} to be running (healthy)")
+
+
+def wait_all_healthy(host: GuideHost, compose: str = "docker-compose") -> str:
+    """Until one ``ps`` lists Redis and every MAD running and healthy; returns it."""
+
+    def attempt() -> str | None:
+        out = host.sh(f"{compose} ps").output
+        return out if all(healthy(host, s, out) for s in ("redis", *MADS)) else None
+
+    return host.until(attempt, timeout=180, what=f"{compose} ps to list every service healthy")
+
+
+def started_at(host: GuideHost, service: str) -> str:
+    """When ``service``'s container was last started (a restart or a recreate changes it)."""
+    return host.sh(
+        f"docker inspect -f '{{{{.State.StartedAt}}}}' $(docker-compose ps -q {service})"
+    ).output.strip()
+
+
+def engine_major() -> int:
+    """The Docker Engine's major version (20 for Debian 12's 20.10)."""
+    version = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    return int(version.split(".")[0])
 
 
 def wait_log(host: GuideHost, service: str, *needles: str, timeout: float = 60) -> str:
@@ -70,16 +112,17 @@ def wait_log(host: GuideHost, service: str, *needles: str, timeout: float = 60) 
     return host.until(attempt, timeout=timeout, what=f"{service} logs to show {needles}")
 
 
-def status_block(host: GuideHost, service: str) -> list[str]:
-    out = host.sh(f"docker-compose exec {service} mad-status", tty=True).output
+def status_block(host: GuideHost, service: str, compose: str = "docker-compose") -> list[str]:
+    out = host.sh(f"{compose} exec {service} mad-status", tty=True).output
     return [line.rstrip() for line in out.strip().splitlines()]
 
 
-def assert_status_block(host: GuideHost, service: str) -> None:
-    """The guide's expected output, line for line, at the top of ``mad-status``."""
+def assert_status_block(host: GuideHost, service: str, compose: str = "docker-compose") -> None:
+    """The guide's expected output, line for line, at the top of ``mad-status`` (run with
+    ``compose exec``: the guide's ``docker-compose`` unless told)."""
     expected = STATUS_BLOCKS[service]
     lines = host.until(
-        lambda: (b := status_block(host, service))[: len(expected)] == expected and b,
+        lambda: (b := status_block(host, service, compose))[: len(expected)] == expected and b,
         timeout=60,
         what=f"{service} mad-status to print the guide's block",
     )
@@ -146,7 +189,7 @@ def assert_completed(host: GuideHost, task_id: str) -> None:
 def assert_start_order(host: GuideHost) -> int:
     assert host.events is not None
     problems, checked = order_violations(host.events.events(), depends_on(host))
-    assert checked > 0, "docker events recorded no container creation"
+    assert checked > 0, "docker events recorded no container start"
     assert not problems, "start order broken: " + "; ".join(problems)
     return checked
 
