@@ -283,12 +283,14 @@ def service(part: ResolvedComponent, group: ResolvedGroup) -> dict[str, Any]:
     if depends:
         svc["depends_on"] = depends
     svc["healthcheck"] = healthcheck(comp, tls)
+    if part.settings.replicas > 1:  # no container_name, no host port: --scale works too
+        svc["deploy"] = {"replicas": part.settings.replicas}
     svc["restart"] = RESTART_POLICY
     if comp.exposed:
         svc["ports"] = [
             f"${{{PUBLISH_ADDRESS_VARIABLE}:-{DEFAULT_PUBLISH_ADDRESS}}}:{comp.port}:{comp.port}"
         ]
-    volumes = [f"{volume_name(comp)}:{comp.data_path}"] if comp.data_path else []
+    volumes = [f"{volume_name(comp)}:{comp.data_path}"] if part.keeps_volume else []
     if not comp.is_mad:
         volumes.append(f"{ACL_VOLUME}:{CREDENTIALS_DIR}:ro")
     elif holds_credentials(comp):
@@ -363,7 +365,7 @@ def compose_document(declared: MadGroupSpec | None = None) -> dict[str, Any]:
     services = {CREDENTIALS_SERVICE: credentials_service(group)}
     services.update({part.name: service(part, group) for part in group})
     volumes: dict[str, dict[str, Any]] = {
-        volume_name(c): {} for c in topology.COMPONENTS if c.data_path
+        volume_name(p.component): {} for p in group if p.keeps_volume
     }
     volumes[ACL_VOLUME] = {}
     if group.spec.tls.enabled:
