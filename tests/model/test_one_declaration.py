@@ -138,6 +138,14 @@ INVALID = [
         "SQLite store has one writer, so Fiedler runs one replica on it)",
     ),
     ({"rogers": {"replicas": 2}}, "spec.rogers.replicas: should be less than or equal to 1"),
+    (
+        {"fiedler": {"store": {"type": "postgresql"}}},
+        "spec.fiedler.store: type postgresql needs uriSecretRef",
+    ),
+    (
+        {"grace": {"oauth": {"staticTokens": False}}},
+        "spec.grace.oauth: staticTokens: false needs an issuer (or nobody gets in)",
+    ),
 ]
 
 
