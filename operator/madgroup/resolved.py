@@ -85,13 +85,10 @@ class ResolvedGroup:
         return environment.secret_keys(c.environment for c in self.components)
 
     def not_backed_up(self) -> dict[str, str]:
-        """Component -> what a backup says of its data kept in a database outside the
-        group (the backup holds none of it: that database's own backups are the way)."""
-        return {
-            p.name: not_backed_up(p.name, where)
-            for p in self
-            if (where := p.data_elsewhere) is not None
-        }
+        """Component -> one line saying where its data is, for each whose declaration keeps
+        it in a database outside the group: no backup or report of the group holds any of
+        it (that database's own backups are the way)."""
+        return {p.name: elsewhere_line(p.name, where) for p in self if (where := p.data_elsewhere)}
 
     @property
     def admin(self) -> Credential:
@@ -101,10 +98,9 @@ class ResolvedGroup:
         return found
 
 
-def not_backed_up(component: str, where: str) -> str:
-    """One line: ``component``'s data is ``where`` (:attr:`ResolvedComponent.data_elsewhere`)
-    and no backup of the group holds it."""
-    return f"{component}'s data is {where}; this backup holds none of it"
+def elsewhere_line(component: str, where: str) -> str:
+    """``component``'s data is ``where`` (:attr:`ResolvedComponent.data_elsewhere`)."""
+    return f"{component}'s data is {where}"
 
 
 def resolve(spec: MadGroupSpec) -> ResolvedGroup:

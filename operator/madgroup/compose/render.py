@@ -59,6 +59,12 @@ ACL_VOLUME = "bus_acl"
 CA_VOLUME = "tls_ca"
 """With TLS: the group's private CA (its key), mounted in the credentials service only."""
 TLS_HOSTS = ("localhost", "127.0.0.1")
+EXTENSION = "x-madgroup"
+"""The compose file's own section (compose ignores ``x-`` keys): what ``madgroup backup`` and
+``report`` need to know of the declaration it was rendered from."""
+NOT_BACKED_UP = "not_backed_up"
+"""In :data:`EXTENSION`: component -> where its data is, when the declaration keeps it in a
+database outside the group (no backup or report copies it)."""
 """Besides its service name: what Redis's certificate names (the healthcheck's address)."""
 
 
@@ -377,7 +383,15 @@ def compose_document(declared: MadGroupSpec | None = None) -> dict[str, Any]:
             if c.is_mad and holds_credentials(c)
         }
     )
-    return {"services": services, "networks": {NETWORK: {"driver": "bridge"}}, "volumes": volumes}
+    document = {
+        "services": services,
+        "networks": {NETWORK: {"driver": "bridge"}},
+        "volumes": volumes,
+    }
+    elsewhere = group.not_backed_up()
+    if elsewhere:
+        document[EXTENSION] = {NOT_BACKED_UP: elsewhere}
+    return document
 
 
 class _Dumper(yaml.SafeDumper):

@@ -25,7 +25,7 @@ from madgroup.kube.crd import KubeMadGroupSpec
 from madgroup.kube.credentials import password_ref
 from madgroup.kube.meta import CONTAINER_SECURITY_CONTEXT, Manifest, Owner, pod_security_context
 from madgroup.kube.meta import metadata as _metadata
-from madgroup.resolved import ResolvedComponent, not_backed_up
+from madgroup.resolved import ResolvedComponent, elsewhere_line
 
 WORK = "/work"
 ARCHIVES = "/backups"
@@ -72,11 +72,11 @@ def cron_job(
         {"name": "work", "mountPath": WORK},
         {"name": "archives", "mountPath": ARCHIVES},
     ]
-    elsewhere = keeper.data_elsewhere
-    if elsewhere is not None or claim is None:
-        line = not_backed_up(comp.name, elsewhere or "not on a volume")
+    if keeper.data_elsewhere is not None:
+        line = elsewhere_line(comp.name, keeper.data_elsewhere)
         keeps = ["--not-included", f"{comp.name}={line}"]
     else:
+        assert claim is not None, "a component keeping its data file has a claim"
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": claim}})
         archive_mounts.append({"name": "data", "mountPath": DATA})
         keeps = ["--sqlite", f"{comp.name}/{data_file}={DATA}/{data_file}"]

@@ -469,10 +469,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         manifest = backup.take(ctx, output)
     except backup_format.BackupError as exc:
         raise CommandError(str(exc)) from None
-    files = ", ".join(
-        f"{name} ({entry['bytes']} bytes)" for name, entry in manifest["files"].items()
-    )
-    print(f"wrote {output}: {files}")
+    print(backup_format.written(output, manifest))
     return 0
 
 

@@ -39,6 +39,11 @@ class Declared:
     """The one list of ``.env`` variables holding secrets."""
     passes_through: Mapping[str, frozenset[str]]
     """Per component, the ``.env`` secrets it takes as they are."""
+    replicas: Mapping[str, int]
+    """Per component, how many processes run it (one unless declared)."""
+    not_backed_up: Mapping[str, str]
+    """Component -> where its data is, when the declaration keeps it outside the group
+    (:meth:`madgroup.resolved.ResolvedGroup.not_backed_up`)."""
 
     @classmethod
     def of(cls, group: ResolvedGroup) -> Declared:
@@ -48,6 +53,8 @@ class Declared:
             environments={part.name: part.environment for part in group},
             secret_keys=group.secret_keys,
             passes_through={part.name: part.passes_through for part in group},
+            replicas={part.name: part.settings.replicas for part in group},
+            not_backed_up=group.not_backed_up(),
         )
 
     @classmethod
@@ -57,6 +64,9 @@ class Declared:
 
     def environment(self, name: str) -> tuple[Entry, ...]:
         return self.environments.get(name, ())
+
+    def replicas_of(self, name: str) -> int:
+        return self.replicas.get(name, 1)
 
     @property
     def admin(self) -> Credential:
@@ -72,6 +82,8 @@ class Declared:
             "environments": {k: environment.to_json(v) for k, v in self.environments.items()},
             "secret_keys": sorted(self.secret_keys),
             "passes_through": {k: sorted(v) for k, v in self.passes_through.items()},
+            "replicas": dict(self.replicas),
+            "not_backed_up": dict(self.not_backed_up),
         }
 
     @classmethod
@@ -84,4 +96,6 @@ class Declared:
             },
             secret_keys=frozenset(data["secret_keys"]),
             passes_through={str(k): frozenset(v) for k, v in data["passes_through"].items()},
+            replicas={str(k): int(v) for k, v in (data.get("replicas") or {}).items()},
+            not_backed_up={str(k): str(v) for k, v in (data.get("not_backed_up") or {}).items()},
         )

@@ -32,6 +32,7 @@ def collect(ctx: Context) -> bundle.Bundle:
     declared = ctx.state.declared()
     secret_keys = declared.secret_keys
     report = bundle.Bundle("local", bundle.secret_values(dotenv, secret_keys))
+    report.not_included.update(declared.not_backed_up)
     report.add("versions.json", {**bundle.versions(), "redis-server": _redis_version()})
     report.add("env.json", bundle.redact_env(dotenv, secret_keys))
     if ctx.state.declaration_file.exists():
