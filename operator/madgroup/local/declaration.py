@@ -9,7 +9,7 @@ typed data: the order, TLS, and each component's environment entries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,13 @@ from madgroup import environment, spec, topology
 from madgroup.environment import Credential, Entry
 from madgroup.resolved import ResolvedGroup, resolve
 from madgroup.spec import substrates
+
+
+def instances(name: str, replicas: int) -> list[str]:
+    """The processes that run component ``name``: the first is named after it (its log,
+    port and state are the guide's), the others ``<name>-2``, ``<name>-3``... each with a
+    port and a log of its own."""
+    return [name, *(f"{name}-{i}" for i in range(2, replicas + 1))]
 
 
 def load(path: Path | None) -> tuple[spec.Document, spec.MadGroupSpec, list[str]]:
@@ -65,8 +72,13 @@ class Declared:
     def environment(self, name: str) -> tuple[Entry, ...]:
         return self.environments.get(name, ())
 
-    def replicas_of(self, name: str) -> int:
-        return self.replicas.get(name, 1)
+    def instances(self, name: str) -> list[str]:
+        """The processes that run component ``name`` (:func:`instances`)."""
+        return instances(name, self.replicas.get(name, 1))
+
+    def units(self, names: Iterable[str]) -> list[str]:
+        """The processes that run the components ``names``, in their order."""
+        return [unit for name in names for unit in self.instances(name)]
 
     @property
     def admin(self) -> Credential:
