@@ -55,9 +55,10 @@ class InvalidSpecError(UsageError, ValueError):
     condition and an event alike)."""
 
 
-class FieldRuleError(ValueError):
+class FieldRuleError(UsageError, ValueError):
     """A rule across a settings object's fields, reported at the one field it is about
-    (``spec.fiedler.replicas: ...``, where the API server's CEL rule names it too)."""
+    (``spec.fiedler.replicas: ...``, where the API server's CEL rule names it too); raised
+    inside the model's validation, which words it as :class:`InvalidSpecError`."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
