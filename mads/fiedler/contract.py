@@ -28,6 +28,19 @@ LLM_VARIABLES = {
 }
 """The variables naming Fiedler's answer provider (``builtin`` or ``openai``)."""
 
+TaskStore = Literal["sqlite", "postgresql"]
+"""Where Fiedler keeps its tasks: the SQLite file in its data directory (one writer, so one
+replica) or a PostgreSQL database that any number of replicas share."""
+SHARED_STORE: TaskStore = "postgresql"
+"""The store several replicas may share."""
+STORE_VARIABLES = {
+    "store": "FIEDLER_STORE",
+    "uri": "FIEDLER_STORE_URI",
+}
+"""The variables choosing Fiedler's task store (the URI is a secret: it holds a password)."""
+ONE_WRITER = "the SQLite store has one writer, so Fiedler runs one replica on it"
+"""Why more than one replica needs the shared store (Fiedler's words and the declaration's)."""
+
 LLMProvider = Literal["builtin", "openai"]
 """Where Fiedler's answers come from: the built-in responder (operational checks only) or
 any OpenAI-compatible endpoint."""
@@ -81,8 +94,7 @@ CONTRACT = MadContract(
         "status": "Task {task_id} status changed to {status}",
     },
     data=DB_FILE,
-    secrets=(LLM_VARIABLES["api_key"],),
-    max_replicas=1,
+    secrets=(LLM_VARIABLES["api_key"], STORE_VARIABLES["uri"]),
     tasks=TaskTools(
         start="fiedler_converse",
         status="fiedler_get_task_status",

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from mads.core.settings import ConfigurationError
 from mads.fiedler import postgres_uri
-from mads.fiedler.contract import LLM_VARIABLES, LLMProvider, llm_missing
+from mads.fiedler.contract import LLM_VARIABLES, ONE_WRITER, LLMProvider, TaskStore, llm_missing
 from mads.sequential_thinking.client import ThinkingClientSettings
 
 DEFAULT_DB_PATH = "/data/fiedler_state.db"
 
 
 class FiedlerSettings(ThinkingClientSettings):
-    fiedler_store: Literal["sqlite", "postgresql"] = Field(
+    fiedler_store: TaskStore = Field(
         default="sqlite",
         description="Where tasks live: the SQLite file (one replica) or PostgreSQL (shared "
         "by any number of replicas).",
@@ -103,7 +102,7 @@ class FiedlerSettings(ThinkingClientSettings):
         if self.fiedler_store == "sqlite" and self.fiedler_replicas > 1:
             raise ConfigurationError(
                 f"FIEDLER_REPLICAS={self.fiedler_replicas} needs FIEDLER_STORE=postgresql: "
-                "the SQLite store has one writer, so Fiedler runs one replica on it"
+                + ONE_WRITER
             )
 
     @property

@@ -10,6 +10,18 @@ NAME = "grace"
 TOKENS_VARIABLE = "GRACE_API_TOKENS"
 TOKENS_FILE_VARIABLE = "GRACE_TOKENS_FILE"
 """Where Grace reads its named, scoped tokens (hashes only; see mads.grace.tokens)."""
+OAUTH_VARIABLES = {
+    "issuer": "GRACE_OAUTH_ISSUER",
+    "resource": "GRACE_OAUTH_RESOURCE",
+    "audience": "GRACE_OAUTH_AUDIENCE",
+    "scopes_file": "GRACE_OAUTH_SCOPES_FILE",
+    "static_tokens": "GRACE_STATIC_TOKENS",
+    "introspection_url": "GRACE_OAUTH_INTROSPECTION_URL",
+    "introspection_client_id": "GRACE_OAUTH_INTROSPECTION_CLIENT_ID",
+    "introspection_client_secret": "GRACE_OAUTH_INTROSPECTION_CLIENT_SECRET",
+}
+"""What makes Grace an OAuth 2.1 resource server (the scopes file maps OAuth scopes onto
+Grace's own: :mod:`mads.grace.scope_file`; the introspection client secret is a secret)."""
 
 CONTRACT = MadContract(
     name=NAME,
@@ -34,7 +46,7 @@ CONTRACT = MadContract(
         ),
         calls_tools=True,
     ),
-    secrets=(TOKENS_VARIABLE,),
+    secrets=(TOKENS_VARIABLE, OAUTH_VARIABLES["introspection_client_secret"]),
     client_token_variable=TOKENS_VARIABLE,
     exposed=True,
 )

@@ -1,6 +1,5 @@
-"""How OAuth scopes map onto Grace's own scopes (``GRACE_OAUTH_SCOPES_FILE``): part of
-Grace's public contract, so a declaration can check and render the file without Grace's
-internals. ::
+"""How OAuth scopes map onto Grace's own scopes (``GRACE_OAUTH_SCOPES_FILE``, whose format
+is :mod:`mads.grace.scope_file`'s). ::
 
     {"scopes": {
        "mad.fiedler": {"tools": ["fiedler_converse", "fiedler_get_task_status"]},
@@ -21,58 +20,14 @@ from __future__ import annotations
 import fnmatch
 import json
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from mads.grace.token_file import ALL, Glob, TokenFileError, TokenLimits
+from mads.grace.scope_file import ScopeMapError, ScopeMapFile
+from mads.grace.token_file import ALL
 from mads.grace.tokens import Principal
 
-SCOPE_TOKEN = r"^[\x21\x23-\x5b\x5d-\x7e]+$"
-"""RFC 6749 section 3.3: a scope is printable ASCII without space, '"' or '\\'."""
-
-ScopeName = Annotated[str, Field(min_length=1, max_length=200, pattern=SCOPE_TOKEN)]
-
-
-class ScopeMapError(TokenFileError):
-    """A scopes file that cannot be used, as one line."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
-class GrantedScope(_Model):
-    """What one OAuth scope lets its holder do at Grace."""
-
-    tools: list[Glob] = Field(
-        default_factory=list, max_length=1000, description="Globs over tool names it grants."
-    )
-    topics: list[Glob] = Field(
-        default_factory=list,
-        max_length=1000,
-        description="Globs over the channels it grants publishing on and subscribing to.",
-    )
-
-
-class SubjectEntry(_Model):
-    """Settings for one subject (a token's ``sub``)."""
-
-    limits: TokenLimits = Field(default_factory=TokenLimits, description="Its own limits.")
-
-
-class ScopeMapFile(_Model):
-    """What ``GRACE_OAUTH_SCOPES_FILE`` holds."""
-
-    scopes: dict[ScopeName, GrantedScope] = Field(
-        max_length=1000, description="OAuth scope -> what it grants."
-    )
-    limits: TokenLimits = Field(
-        default_factory=TokenLimits, description="Limits of each subject (unset: none)."
-    )
-    subjects: dict[Annotated[str, Field(min_length=1, max_length=255)], SubjectEntry] = Field(
-        default_factory=dict, max_length=10_000, description="Per-subject overrides."
-    )
+__all__ = ["ScopeMap", "ScopeMapError", "ScopeMapFile", "load"]
 
 
 class ScopeMap:

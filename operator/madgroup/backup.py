@@ -241,10 +241,25 @@ def redis_aof_from_rdb(rdb: Path, data_dir: Path, appendfilename: str, appenddir
     (data_dir / "dump.rdb").unlink(missing_ok=True)
 
 
+NOT_INCLUDED = "not_included"
+"""The manifest's record of data the group keeps outside itself (a component's database),
+which the archive holds none of: component -> one line saying where it is and what backs it
+up."""
+
+
+def not_included(archive: Archive, notes: Mapping[str, str]) -> None:
+    """Record in ``archive``'s manifest the data it does not hold (``notes``: component ->
+    line)."""
+    if notes:
+        archive.details[NOT_INCLUDED] = dict(sorted(notes.items()))
+
+
 def written(output: Path, manifest: Mapping[str, Any]) -> str:
-    """What ``madgroup backup`` prints."""
+    """What ``madgroup backup`` prints: the files, then one line per component whose data
+    the archive does not hold."""
     files = ", ".join(f"{n} ({e['bytes']} bytes)" for n, e in manifest["files"].items())
-    return f"wrote {output}: {files}"
+    notes = [f"\nnot included: {line}" for line in (manifest.get(NOT_INCLUDED) or {}).values()]
+    return f"wrote {output}: {files}" + "".join(notes)
 
 
 def restored(archive: object, manifest: Mapping[str, Any], start: str) -> str:
@@ -315,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=PATH",
         help="a file taken as it is (Redis's dump.rdb from redis-cli --rdb)",
     )
+    arch.add_argument(
+        "--not-included",
+        action="append",
+        default=[],
+        metavar="NAME=LINE",
+        help="a component whose data is kept outside the group, and where (in the manifest)",
+    )
     arch.add_argument("--output-dir", type=Path, required=True)
     arch.add_argument("--keep", type=int, default=0, help="keep only the newest N backups")
     arch.add_argument("--substrate", default="kubernetes")
@@ -362,6 +384,13 @@ def _archive(args: argparse.Namespace) -> None:
             if not source.is_file():
                 raise BackupError(f"{source} does not exist")
             archive.files[name] = source
+        notes = {}
+        for value in args.not_included:
+            name, sep, line = value.partition("=")
+            if not sep or not name or not line:
+                raise BackupError(f"--not-included takes NAME=LINE, not {value!r}")
+            notes[name] = line
+        not_included(archive, notes)
         for name in archive.files:
             parts = PurePosixPath(name).parts
             if len(parts) != 2 or ".." in parts:
@@ -370,6 +399,8 @@ def _archive(args: argparse.Namespace) -> None:
         archive.write(output)
     gone = prune(args.output_dir, args.keep) if args.keep > 0 else []
     print(f"wrote {output}" + (f"; removed {len(gone)} older" if gone else ""))
+    for line in notes.values():
+        print(f"not included: {line}")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,9 @@ class Bundle:
         )
         self.parts: dict[str, bytes] = {}
         self.missing: dict[str, str] = {}
+        self.not_included: dict[str, str] = {}
+        """Component -> where its data is, when it is kept outside the group (a database
+        with backups of its own): no part holds any of it."""
 
     def redact(self, text: str) -> str:
         for value in self._secrets:
@@ -98,6 +101,11 @@ class Bundle:
                 for name, data in sorted(self.parts.items())
             },
             "missing": dict(sorted(self.missing.items())),
+            **(
+                {"not_included": dict(sorted(self.not_included.items()))}
+                if self.not_included
+                else {}
+            ),
             "redacted": "every secret's value is replaced by " + REDACTED,
         }
 
@@ -115,8 +123,10 @@ class Bundle:
 
 
 def summary(path: str, report: Bundle) -> str:
-    """What ``madgroup report`` prints: where, how many parts, what could not be had."""
+    """What ``madgroup report`` prints: where, how many parts, what could not be had, and
+    whose data is kept outside the group (none of it is in the bundle)."""
     manifest = report.manifest()
     lines = [f"wrote {path}: {len(manifest['parts'])} parts, every secret redacted"]
     lines += [f"  not collected: {n} ({why})" for n, why in manifest["missing"].items()]
+    lines += [f"  not included: {line}" for line in report.not_included.values()]
     return "\n".join(lines)

@@ -43,8 +43,9 @@ from madgroup.spec.model import (
     field_name,
 )
 from mads.core import access
-from mads.fiedler.contract import LLM_VARIABLES
-from mads.grace.contract import TOKENS_FILE_VARIABLE, TOKENS_VARIABLE
+from mads.fiedler.contract import LLM_VARIABLES, STORE_VARIABLES
+from mads.grace.contract import OAUTH_VARIABLES, TOKENS_FILE_VARIABLE, TOKENS_VARIABLE
+from mads.grace.scope_file import ScopeMapFile
 from mads.grace.token_file import TokenEntry, TokenFile
 
 # ---- the entries --------------------------------------------------------------------------
@@ -185,24 +186,58 @@ KINDS: dict[str, type[Entry]] = {
 @dataclass(frozen=True)
 class Declared:
     """A field of a component's declared settings (a path inside them, ``llm.baseUrl``)
-    and the variable it sets; ``as_file``: the variable names a file holding this text."""
+    and the variable it sets; ``as_file``: the variable names a file holding this text;
+    ``as_value``: how the MAD spells the value (default: as it is, booleans
+    ``true``/``false``)."""
 
     field: str
     variable: str
     as_file: Callable[[Any], str] | None = None
+    as_value: Callable[[Any], str] | None = None
 
 
 def _tokens_file(tokens: list[TokenEntry]) -> str:
     return json.dumps(TokenFile(tokens=tokens).model_dump(exclude_none=True), indent=2)
 
 
+def _scopes_file(scopes: ScopeMapFile) -> str:
+    return json.dumps(scopes.model_dump(exclude_none=True), indent=2)
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def _comma_list(values: list[str]) -> str:
+    return ",".join(values)
+
+
 DECLARED: Mapping[type[ComponentSpec], tuple[Declared, ...]] = {
     GraceSpec: (
         Declared("tokenSecretRef", TOKENS_VARIABLE),
         Declared("tokens", TOKENS_FILE_VARIABLE, as_file=_tokens_file),
+        # Grace as an OAuth 2.1 resource server
+        Declared("oauth.issuer", OAUTH_VARIABLES["issuer"]),
+        Declared("oauth.resource", OAUTH_VARIABLES["resource"]),
+        Declared("oauth.audience", OAUTH_VARIABLES["audience"], as_value=_comma_list),
+        Declared("oauth.scopes", OAUTH_VARIABLES["scopes_file"], as_file=_scopes_file),
+        Declared("oauth.staticTokens", OAUTH_VARIABLES["static_tokens"], as_value=_on_off),
+        Declared("oauth.introspection.url", OAUTH_VARIABLES["introspection_url"]),
+        Declared("oauth.introspection.clientId", OAUTH_VARIABLES["introspection_client_id"]),
+        Declared(
+            "oauth.introspection.clientSecretRef",
+            OAUTH_VARIABLES["introspection_client_secret"],
+        ),
     ),
-    FiedlerSpec: tuple(
-        Declared(f"llm.{field}", LLM_VARIABLES[setting]) for setting, field in LLM_FIELDS.items()
+    FiedlerSpec: (
+        *(
+            Declared(f"llm.{field}", LLM_VARIABLES[setting])
+            for setting, field in LLM_FIELDS.items()
+        ),
+        # the task store (replicas are the substrate's; the declaration checks the store
+        # allows them)
+        Declared("store.type", STORE_VARIABLES["store"]),
+        Declared("store.uriSecretRef", STORE_VARIABLES["uri"]),
     ),
 }
 """Each declared setting that reaches a MAD's environment, by settings class. A field is
@@ -243,6 +278,8 @@ def declared_entries(comp: topology.Component, settings: ComponentSpec) -> list[
             found.append(Secret(row.variable, _ref(value, source)))
         elif row.as_file is not None:
             found.append(File(row.variable, row.as_file(value)))
+        elif row.as_value is not None:
+            found.append(Value(row.variable, row.as_value(value)))
         elif isinstance(value, bool):
             found.append(Value(row.variable, "true" if value else "false"))
         else:
@@ -283,7 +320,7 @@ def environment(
         contract = topology.component(peer).contract
         if contract is not None and contract.url_variable:
             found.append(Address(contract.url_variable, peer, Place.MCP_URL))
-    data = comp.data_file
+    data = comp.data_file if settings.data_elsewhere() is None else None
     if data is not None:
         found.append(DataPath(data.variable, data.filename))
     if topology.needs_internal_token(comp):

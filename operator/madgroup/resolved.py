@@ -12,6 +12,7 @@ from functools import cached_property
 from madgroup import environment, topology
 from madgroup.environment import Credential, Entry
 from madgroup.spec.model import ComponentSpec, MadGroupSpec
+from mads.core.contract import DataFile
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,28 @@ class ResolvedComponent:
     @property
     def name(self) -> str:
         return self.component.name
+
+    @property
+    def data_elsewhere(self) -> str | None:
+        """The database outside the group that keeps its data, when the declaration puts
+        it there (:meth:`~madgroup.spec.ComponentSpec.data_elsewhere`)."""
+        return self.settings.data_elsewhere()
+
+    @property
+    def data_file(self) -> DataFile | None:
+        """The data file it keeps here (none when its data is elsewhere)."""
+        return self.component.data_file if self.data_elsewhere is None else None
+
+    @property
+    def keeps_volume(self) -> bool:
+        """Whether it keeps data on a volume of its own (the bus's, a data file's)."""
+        return self.component.stateful and self.data_elsewhere is None
+
+    @property
+    def max_replicas(self) -> int | None:
+        """How many instances it may run: one with a data file of its own (one writer),
+        else what its contract says (None: no limit of its own)."""
+        return 1 if self.data_file is not None else self.component.max_replicas
 
     @property
     def files(self) -> dict[str, str]:
@@ -61,12 +84,23 @@ class ResolvedGroup:
         """The one list of ``.env`` variables that hold secrets."""
         return environment.secret_keys(c.environment for c in self.components)
 
+    def not_backed_up(self) -> dict[str, str]:
+        """Component -> one line saying where its data is, for each whose declaration keeps
+        it in a database outside the group: no backup or report of the group holds any of
+        it (that database's own backups are the way)."""
+        return {p.name: elsewhere_line(p.name, where) for p in self if (where := p.data_elsewhere)}
+
     @property
     def admin(self) -> Credential:
         """The administrator's password (the bus's entry)."""
         found = environment.admin_credential(self.of(topology.bus().name).environment)
         assert found is not None
         return found
+
+
+def elsewhere_line(component: str, where: str) -> str:
+    """``component``'s data is ``where`` (:attr:`ResolvedComponent.data_elsewhere`)."""
+    return f"{component}'s data is {where}"
 
 
 def resolve(spec: MadGroupSpec) -> ResolvedGroup:

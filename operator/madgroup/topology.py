@@ -304,6 +304,14 @@ def stop_order(names: Iterable[str] | None = None) -> list[Component]:
     return list(reversed(start_order(names)))
 
 
+def reached_at_address(comp: Component) -> bool:
+    """Whether others reach ``comp`` at its address (the bus, the exposed MAD, a MAD a
+    peer calls) rather than only through the bus: on one host without a load balancer, one
+    process serves that address, so only a component reached through the bus alone runs
+    several there."""
+    return not comp.is_mad or comp.exposed or any(comp.name in c.peers for c in COMPONENTS)
+
+
 def tools_component() -> Component:
     """The MAD whose image runs the group's one-shot tools (``mad-bus-users``): the first
     to start, so its image is there before Redis is."""

@@ -330,3 +330,28 @@ def test_each_container_holds_only_its_own_secrets_from_env_file():
             assert env.get(key) == "", (name, key)
         for variable, key in held.items():
             assert env[variable].startswith(f"${{{key}:?"), (name, variable)
+
+
+def test_fiedler_on_postgresql_renders_replicas_a_valid_file_and_says_where_its_data_is(
+    dev_tool, tmp_path: Path
+) -> None:
+    """Three Fiedler containers on the shared store: a valid compose file, no Fiedler
+    volume, and the file's own section naming where Fiedler's data is, which ``madgroup
+    backup|report --compose`` read (and copy none of it)."""
+    from madgroup.compose import operations
+    from madgroup.compose.render import COMPOSE_FILE, render_files
+    from madgroup.spec import Document
+
+    store = {"type": "postgresql", "uriSecretRef": {"name": "tasks-app", "key": "TASKS_URI"}}
+    document = Document("demo", {"fiedler": {"replicas": 3, "store": store}})
+    for name, text in render_files(document).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    result = _check_jsonschema(dev_tool("check-jsonschema"), tmp_path / COMPOSE_FILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rendered = yaml.safe_load((tmp_path / COMPOSE_FILE).read_text())
+    assert rendered["services"]["fiedler"]["deploy"] == {"replicas": 3}
+    (line,) = operations.Compose(tmp_path, program="docker-compose").not_backed_up().values()
+    assert line.startswith("fiedler's data is in PostgreSQL, whose own backups keep it")
+    # The guide's group says nothing of it: its data is all in its volumes.
+    assert "x-madgroup" not in yaml.safe_load(render_compose())

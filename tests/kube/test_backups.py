@@ -5,11 +5,13 @@ the tasks and Redis's data come back."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,45 @@ def test_the_jobs_commands_back_up_and_the_documented_restore_restores(
         assert restored.client().get("kept-by-the-backup") == b"yes"
     finally:
         restored.stop()
+
+
+def test_with_fiedler_on_postgresql_the_job_archives_redis_and_says_where_the_tasks_are(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The job's commands, run for real: Redis's snapshot is archived; Fiedler's tasks, in
+    PostgreSQL, are not copied, and the archive's manifest and the job's output say where
+    they are and what backs them up."""
+    if shutil.which("redis-cli") is None:
+        pytest.fail("redis-cli is not installed (Debian: apt-get install redis-tools)")
+    store = {"type": "postgresql", "uriSecretRef": {"name": "tasks-app"}}
+    pod = cron_job({"fiedler": {"replicas": 2, "store": store}})["spec"]["jobTemplate"]["spec"][
+        "template"
+    ]
+    (init,) = pod["spec"]["initContainers"]
+    (main,) = pod["spec"]["containers"]
+    work, archives = tmp_path / "work", tmp_path / "backups"
+    work.mkdir()
+    paths = {backups.WORK: str(work), backups.ARCHIVES: str(archives)}
+    env = {**os.environ, "REDISCLI_AUTH": redis_server.password}
+    snap = subprocess.run(
+        _local(init["command"], paths, "127.0.0.1", redis_server.port),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert snap.returncode == 0, snap.stderr
+    archive_cmd = _local(main["command"], paths, "", 0)
+    archive_cmd[0] = sys.executable
+    done = python_module(archive_cmd)
+    assert done.returncode == 0, done.stderr
+    said = done.stdout.splitlines()
+    assert said[-1].startswith("not included: fiedler's data is in PostgreSQL"), said
+    (written,) = archives.glob("madgroup-backup-*.tar.gz")
+    with tarfile.open(written) as archive:
+        (member,) = [m for m in archive.getmembers() if m.name.endswith("/manifest.json")]
+        handle = archive.extractfile(member)
+        assert handle is not None
+        manifest = json.loads(handle.read())
+    assert list(manifest["files"]) == ["redis/dump.rdb"]
+    assert manifest["not_included"]["fiedler"] == said[-1].removeprefix("not included: ")

@@ -46,8 +46,29 @@ def test_the_crd_describes_every_field_and_carries_the_cross_field_rules():
             assert "type" in node, f"{where} is not structural"
     llm = root["properties"]["spec"]["properties"]["fiedler"]["properties"]["llm"]
     assert any("baseUrl" in r["rule"] for r in llm["x-kubernetes-validations"])
-    fiedler = root["properties"]["spec"]["properties"]["fiedler"]["properties"]["replicas"]
-    assert fiedler["minimum"] == fiedler["maximum"] == 1
+    # Fiedler's replicas need the shared store: a CEL rule named at replicas, in the words
+    # the model's validator uses.
+    fiedler = root["properties"]["spec"]["properties"]["fiedler"]
+    (one_writer,) = fiedler["x-kubernetes-validations"]
+    assert one_writer["fieldPath"] == ".replicas"
+    assert one_writer["message"].startswith("more than one replica needs store.type postgresql")
+    store = fiedler["properties"]["store"]
+    assert {r["message"] for r in store["x-kubernetes-validations"]} == {
+        "type postgresql needs uriSecretRef",
+        "uriSecretRef applies only to type postgresql",
+    }
+    assert store["properties"]["uriSecretRef"]["properties"]["key"]["default"] == "uri"
+    assert store["properties"]["uriSecretRef"]["required"] == ["name"]
+    # Grace's OAuth: every cross-field rule of the model, and the scope map's values kept
+    # (a map of objects, not pruned) with its keys checked.
+    grace = root["properties"]["spec"]["properties"]["grace"]
+    oauth = grace["properties"]["oauth"]
+    assert len(oauth["x-kubernetes-validations"]) == 3
+    assert len(oauth["properties"]["introspection"]["x-kubernetes-validations"]) == 2
+    assert len(grace["x-kubernetes-validations"]) == 1
+    scopes = oauth["properties"]["scopes"]["properties"]["scopes"]
+    assert scopes["additionalProperties"]["properties"]["tools"]["type"] == "array"
+    assert "k.matches(" in scopes["x-kubernetes-validations"][0]["rule"]
     assert manifest["metadata"]["name"] == "madgroups.madgroup.io"
     assert manifest["spec"]["names"]["shortNames"] == ["mg"]
     assert version["subresources"] == {"status": {}}
@@ -57,7 +78,18 @@ def test_the_crd_describes_every_field_and_carries_the_cross_field_rules():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"fiedler": {"replicas": 2}}, "spec.fiedler.replicas: should be less than or equal to 1"),
+        (
+            {"fiedler": {"replicas": 2}},
+            "spec.fiedler.replicas: more than one replica needs store.type postgresql",
+        ),
+        (
+            {"fiedler": {"store": {"type": "postgresql"}}},
+            "spec.fiedler.store: type postgresql needs uriSecretRef",
+        ),
+        (
+            {"grace": {"oauth": {"staticTokens": False}}},
+            "spec.grace.oauth: staticTokens: false needs an issuer",
+        ),
         ({"rogers": {"replicas": 2}}, "spec.rogers.replicas"),
         ({"fiedler": {"llm": {"provider": "openai"}}}, "provider openai needs baseUrl and model"),
         ({"grace": {"resources": {"limits": {"gpu": "1"}}}}, "limits.gpu: unknown resource"),
@@ -106,10 +138,28 @@ FULL_SPEC = {
     "backup": {"schedule": "15 2 * * *", "retention": 14, "claimName": "madgroup-backups"},
 }
 
+SHARED_STORE_SPEC = {
+    "grace": {
+        "oauth": {
+            "issuer": "https://id.example.com",
+            "resource": "https://grace.example.com/mcp",
+            "scopes": {"scopes": {"mad.fiedler": {"tools": ["fiedler_*"]}}},
+            "staticTokens": False,
+            "introspection": {
+                "url": "https://id.example.com/oauth2/introspect",
+                "clientId": "grace",
+                "clientSecretRef": {"name": "grace-oauth", "key": "client-secret"},
+            },
+        }
+    },
+    "fiedler": {"replicas": 3, "store": {"type": "postgresql", "uriSecretRef": {"name": "pg-app"}}},
+    "backup": {"schedule": "15 2 * * *", "retention": 14, "claimName": "madgroup-backups"},
+}
+
 
 def test_every_manifest_validates_against_kubernetes_1_33(tmp_path):
     files = sorted((ROOT / "manifests").rglob("*.yaml"))
-    for i, raw_spec in enumerate(({}, FULL_SPEC)):
+    for i, raw_spec in enumerate(({}, FULL_SPEC, SHARED_STORE_SPEC)):
         path = tmp_path / f"children-{i}.yaml"
         path.write_text(yaml.safe_dump_all(_children(raw_spec)))
         files.append(path)

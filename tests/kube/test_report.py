@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from madgroup import bundle
 from madgroup.kube import naming, report
 from madgroup.kube.api import KubeApi, client_for
 
@@ -76,3 +77,46 @@ async def test_report_of_a_rolled_out_group(apiserver, operator, tmp_path) -> No
     ref = next(e for e in env if e["name"] == "FIEDLER_LLM_API_KEY")
     assert ref["valueFrom"]["secretKeyRef"] == {"name": "llm", "key": "key"}
     assert archive.exists()
+
+
+async def test_with_fiedler_on_postgresql_the_report_says_where_its_data_is(
+    apiserver, tmp_path
+) -> None:
+    """The bundle holds none of the database's data and says where it is; the connection
+    URI (its password in it) is scrubbed wherever it shows, and never read into a part."""
+    password = "pg-" + "9" * 30
+    uri = f"postgresql://app:{password}@tasks-rw.{NS}:5432/app"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "tasks-app", "namespace": NS},
+        "stringData": {"uri": uri, "password": password},
+    }
+    await request(apiserver, "POST", f"/api/v1/namespaces/{NS}/secrets", secret)
+    store = {"type": "postgresql", "uriSecretRef": {"name": "tasks-app"}}
+    await create_group(apiserver, "demo", {"fiedler": {"replicas": 2, "store": store}})
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "demo-fiedler-5d9c-x1",
+            "namespace": NS,
+            "labels": naming.selector_labels("demo", "fiedler"),
+        },
+        "spec": {"containers": [{"name": "fiedler", "image": "fiedler:1"}]},
+    }
+    await request(apiserver, "POST", f"/api/v1/namespaces/{NS}/pods", pod)
+    apiserver.pod_logs[NS, "demo-fiedler-5d9c-x1", "fiedler"] = f"ERROR:fiedler:{uri} refused"
+
+    api = KubeApi(client_for(str(apiserver.url)))
+    collected = await asyncio.to_thread(report.collect, api, NS, "demo", None)
+    manifest = collected.manifest()
+    (line,) = manifest["not_included"].values()
+    assert line.startswith("fiedler's data is in PostgreSQL, whose own backups keep it")
+    summary = bundle.summary("kube.tar.gz", collected)
+    assert f"  not included: {line}" in summary.splitlines()
+    assert "objects/Deployment/demo-fiedler.json" in set(manifest["parts"]) | set(
+        manifest["missing"]
+    )
+    everything = b"".join(collected.parts.values()) + json.dumps(manifest).encode()
+    assert password.encode() not in everything and uri.encode() not in everything

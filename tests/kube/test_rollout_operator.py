@@ -59,7 +59,7 @@ async def test_an_invalid_spec_is_stalled_and_changes_nothing(apiserver, operato
         has_condition(apiserver, "demo", "Stalled", "True", "InvalidSpec"), what="Stalled=True"
     )
     message = condition(apiserver, "demo", "Stalled")["message"]
-    assert "spec.fiedler.replicas" in message and "less than or equal to 1" in message
+    assert "spec.fiedler.replicas" in message and "needs store.type postgresql" in message
     assert condition(apiserver, "demo", "Ready")["status"] == "False"
     assert all(not names for names in children(apiserver).values())
 

@@ -154,6 +154,28 @@ def test_port_plan_and_offset_errors() -> None:
         ports.plan(60000, ["grace"])
 
 
+def test_a_component_run_by_several_processes_gives_each_a_port_and_a_name() -> None:
+    from madgroup.local.declaration import Declared
+    from madgroup.resolved import resolve
+    from madgroup.spec import parse_spec
+
+    store = {"type": "postgresql", "uriSecretRef": {"name": "tasks-app", "key": "TASKS_URI"}}
+    declared = Declared.of(resolve(parse_spec({"fiedler": {"replicas": 3, "store": store}})))
+    assert declared.instances("fiedler") == ["fiedler", "fiedler-2", "fiedler-3"]
+    assert declared.instances("grace") == ["grace"]
+    assert Declared.from_json(declared.to_json()) == declared
+    first = ports.plan(10, list(topology.COMPONENT_NAMES))
+    planned = ports.instance_ports(first, {n: declared.instances(n) for n in first})
+    assert planned["fiedler"] == first["fiedler"] == 8013
+    assert [planned["fiedler-2"], planned["fiedler-3"]] == [8113, 8213]
+    assert len(set(planned.values())) == len(planned)  # no two processes share a port
+    with pytest.raises(ports.PortError, match="fiedler-3 would listen on port 65"):
+        ports.instance_ports({"fiedler": 65400}, {"fiedler": declared.instances("fiedler")})
+    # A group declared before replicas existed is read back with one process each.
+    old = {k: v for k, v in declared.to_json().items() if k not in ("replicas", "not_backed_up")}
+    assert Declared.from_json(old).instances("fiedler") == ["fiedler"]
+
+
 def test_state_round_trips_and_pids_are_matched_by_start_time(tmp_path: Path) -> None:
     import os
 

@@ -78,9 +78,9 @@ def test_the_one_list_of_env_secrets() -> None:
     assert {"REDIS_PASSWORD", "ADMIN", "FRONT", "GRACE_API_TOKENS", "FIEDLER_LLM_API_KEY"} <= keys
     assert {topology.bus_password_variable(u) for u in topology.bus_users()} <= keys
     assert {topology.INTERNAL_TOKEN_VARIABLE, topology.METRICS_TOKEN_VARIABLE} <= keys
-    # Grace's own contract secret is the declaration's now; Fiedler still takes its own.
-    assert group.of("grace").passes_through == frozenset()
-    assert group.of("fiedler").passes_through == {"FIEDLER_LLM_API_KEY"}
+    # Grace's tokens are the declaration's now; what it leaves alone each still takes.
+    assert group.of("grace").passes_through == {"GRACE_OAUTH_INTROSPECTION_CLIENT_SECRET"}
+    assert group.of("fiedler").passes_through == {"FIEDLER_LLM_API_KEY", "FIEDLER_STORE_URI"}
 
 
 def test_entries_survive_the_local_runners_json() -> None:

@@ -134,7 +134,17 @@ INVALID = [
     ({"fiedler": {"colour": "blue"}}, 'unknown field "spec.fiedler.colour"'),
     (
         {"fiedler": {"replicas": 2}},
-        "spec.fiedler.replicas: should be less than or equal to 1",
+        "spec.fiedler.replicas: more than one replica needs store.type postgresql (the "
+        "SQLite store has one writer, so Fiedler runs one replica on it)",
+    ),
+    ({"rogers": {"replicas": 2}}, "spec.rogers.replicas: should be less than or equal to 1"),
+    (
+        {"fiedler": {"store": {"type": "postgresql"}}},
+        "spec.fiedler.store: type postgresql needs uriSecretRef",
+    ),
+    (
+        {"grace": {"oauth": {"staticTokens": False}}},
+        "spec.grace.oauth: staticTokens: false needs an issuer (or nobody gets in)",
     ),
 ]
 

@@ -33,6 +33,7 @@ from madgroup.spec import read_document
 
 from mads.core.cli import bus_users
 from mads.grace import tokens as grace_tokens
+from mads.grace.scope_file import ScopeMapFile
 from tests.support.local_group import Group
 from tests.support.sample import sample_with
 
@@ -42,7 +43,10 @@ LOOPBACK = "127.0.0.1"
 ADMIN_KEY = "ADMIN_PW"
 LLM_KEY = "OPENAI_KEY"
 TOKENS_KEY = "FRONT_TOKENS"
+STORE_KEY = "TASKS_URI"
+CLIENT_SECRET_KEY = "GRACE_CLIENT_SECRET"
 LLM_URL = "http://llm.example:11434/v1"
+SCOPES = {"scopes": {"mad.fiedler": {"tools": ["fiedler_*"]}}, "limits": {"concurrent_calls": 2}}
 
 
 def declaration(token_sha256: str) -> dict[str, Any]:
@@ -54,11 +58,25 @@ def declaration(token_sha256: str) -> dict[str, Any]:
                 "baseUrl": LLM_URL,
                 "model": "llama3.1",
                 "apiKeySecretRef": {"name": "llm", "key": LLM_KEY},
-            }
+            },
+            "store": {
+                "type": "postgresql",
+                "uriSecretRef": {"name": "tasks-app", "key": STORE_KEY},
+            },
         },
         "grace": {
             "tokenSecretRef": {"name": "front", "key": TOKENS_KEY},
             "tokens": [{"name": "ops", "sha256": token_sha256, "scopes": {"tools": ["x"]}}],
+            "oauth": {
+                "issuer": "https://id.example.com",
+                "resource": "https://grace.example.com/mcp",
+                "scopes": SCOPES,
+                "introspection": {
+                    "url": "https://id.example.com/oauth2/introspect",
+                    "clientId": "grace",
+                    "clientSecretRef": {"name": "grace-oauth", "key": CLIENT_SECRET_KEY},
+                },
+            },
         },
     }
 
@@ -73,12 +91,15 @@ class World:
             return secrets.token_urlsafe(24)
 
         self.admin, self.llm_key, self.front_tokens = value(), value(), value()
-        self.internal, self.metrics = value(), value()
+        self.internal, self.metrics, self.client_secret = value(), value(), value()
+        self.store_uri = f"postgresql://app:{value()}@tasks-rw:5432/app"
         self.bus = {user: value() for user in topology.bus_users()}
         self.dotenv = {
             ADMIN_KEY: self.admin,
             LLM_KEY: self.llm_key,
             TOKENS_KEY: self.front_tokens,
+            STORE_KEY: self.store_uri,
+            CLIENT_SECRET_KEY: self.client_secret,
             topology.INTERNAL_TOKEN_VARIABLE: self.internal,
             topology.METRICS_TOKEN_VARIABLE: self.metrics,
             **{topology.bus_password_variable(u): p for u, p in self.bus.items()},
@@ -87,6 +108,8 @@ class World:
             ("admin", ADMIN_KEY): self.admin,
             ("llm", LLM_KEY): self.llm_key,
             ("front", TOKENS_KEY): self.front_tokens,
+            ("tasks-app", STORE_KEY): self.store_uri,
+            ("grace-oauth", CLIENT_SECRET_KEY): self.client_secret,
             (naming.internal_token_secret_name(GROUP), credentials.TOKEN_KEY): self.internal,
             (naming.metrics_token_secret_name(GROUP), credentials.TOKEN_KEY): self.metrics,
             **{
@@ -255,7 +278,7 @@ def test_one_declaration_gives_each_component_the_same_environment_everywhere(
             substrate_own |= set(check_placement(substrate, name, envs[name]))
         for variable in variables["kube"] - substrate_own:
             values = {s: envs[name][variable] for s, envs in seen.items()}
-            if variable == "GRACE_TOKENS_FILE":
+            if variable in ("GRACE_TOKENS_FILE", "GRACE_OAUTH_SCOPES_FILE"):
                 values = {s: file_content(s, v, files, manifests) for s, v in values.items()}
             assert len(set(values.values())) == 1, (name, variable, values)
 
@@ -266,6 +289,13 @@ def test_one_declaration_gives_each_component_the_same_environment_everywhere(
         assert fiedler["FIEDLER_LLM_BASE_URL"] == LLM_URL
         assert fiedler["FIEDLER_LLM_API_KEY"] == world.llm_key
         assert grace["GRACE_API_TOKENS"] == world.front_tokens
+        assert fiedler["FIEDLER_STORE"] == "postgresql"
+        assert fiedler["FIEDLER_STORE_URI"] == world.store_uri
+        assert "FIEDLER_DB_PATH" not in fiedler  # no data file: the tasks are in PostgreSQL
+        assert grace["GRACE_OAUTH_ISSUER"] == "https://id.example.com"
+        assert grace["GRACE_OAUTH_INTROSPECTION_CLIENT_SECRET"] == world.client_secret
+        scopes = file_content(substrate, grace["GRACE_OAUTH_SCOPES_FILE"], files, manifests)
+        assert ScopeMapFile.model_validate_json(scopes) == ScopeMapFile.model_validate(SCOPES)
         assert redis["REDIS_PASSWORD"] == world.admin, substrate
         for mad in topology.MAD_NAMES:
             env = envs[mad]

@@ -8,7 +8,9 @@ compose`` (v2): the commands used mean the same in both.
 Backup: Fiedler's store copied inside its container with SQLite's online backup API
 (``python -m madgroup.backup snapshot``), Redis's snapshot by ``redis-cli --rdb`` inside
 Redis's container (the administrator's password read there from its file), both streamed
-out. Restore: the whole archive checked here first, then each file streamed into its
+out. Data the compose file says is kept in a database outside the group (Fiedler on
+PostgreSQL: its ``x-madgroup`` section) is not copied, and the backup and report say so.
+Restore: the whole archive checked here first, then each file streamed into its
 service's volume by a one-off container (Redis's as the base of a fresh append-only file).
 """
 
@@ -99,6 +101,20 @@ class Compose:
         out = self.run(["ps", "--services", "--filter", "status=running"], check=False)
         return out.stdout.decode().split()
 
+    def not_backed_up(self) -> dict[str, str]:
+        """Component -> where its data is, for each the compose file (rendered from the
+        declaration) says keeps it outside the group."""
+        import yaml
+
+        from madgroup.compose.render import COMPOSE_FILE, EXTENSION, NOT_BACKED_UP
+
+        try:
+            document = yaml.safe_load((self.project / COMPOSE_FILE).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CommandError(f"cannot read {COMPOSE_FILE}: {exc}") from None
+        found = (document.get(EXTENSION) or {}).get(NOT_BACKED_UP) or {}
+        return {str(k): str(v) for k, v in found.items()}
+
     def dotenv(self) -> dict[str, str]:
         path = self.project / ".env"
         values: dict[str, str] = {}
@@ -112,6 +128,7 @@ class Compose:
 def report(compose: Compose) -> bundle.Bundle:
     dotenv = compose.dotenv()
     collected = bundle.Bundle("compose", bundle.secret_values(dotenv))
+    collected.not_included.update(compose.not_backed_up())
     collected.add(
         "versions.json", {**bundle.versions(), "docker-compose": _text(compose, ["version"])}
     )
@@ -152,9 +169,13 @@ def take(compose: Compose, output: Path) -> dict[str, Any]:
             f"the group is not running under docker compose here ({compose.spelling} up -d)"
         )
     archive = backup.Archive("compose")
+    elsewhere = compose.not_backed_up()
+    backup.not_included(archive, elsewhere)
     with tempfile.TemporaryDirectory(prefix="madgroup-backup-") as tmp:
         work = Path(tmp)
         for comp, data in topology.data_keepers():
+            if comp.name in elsewhere:
+                continue
             inside = f"/data/{data.filename}"
             compose.exec(
                 comp.name, ["python", "-m", "madgroup.backup", "snapshot", inside, f"{SNAPSHOT}.db"]

@@ -59,6 +59,12 @@ ACL_VOLUME = "bus_acl"
 CA_VOLUME = "tls_ca"
 """With TLS: the group's private CA (its key), mounted in the credentials service only."""
 TLS_HOSTS = ("localhost", "127.0.0.1")
+EXTENSION = "x-madgroup"
+"""The compose file's own section (compose ignores ``x-`` keys): what ``madgroup backup`` and
+``report`` need to know of the declaration it was rendered from."""
+NOT_BACKED_UP = "not_backed_up"
+"""In :data:`EXTENSION`: component -> where its data is, when the declaration keeps it in a
+database outside the group (no backup or report copies it)."""
 """Besides its service name: what Redis's certificate names (the healthcheck's address)."""
 
 
@@ -283,12 +289,14 @@ def service(part: ResolvedComponent, group: ResolvedGroup) -> dict[str, Any]:
     if depends:
         svc["depends_on"] = depends
     svc["healthcheck"] = healthcheck(comp, tls)
+    if part.settings.replicas > 1:  # no container_name, no host port: --scale works too
+        svc["deploy"] = {"replicas": part.settings.replicas}
     svc["restart"] = RESTART_POLICY
     if comp.exposed:
         svc["ports"] = [
             f"${{{PUBLISH_ADDRESS_VARIABLE}:-{DEFAULT_PUBLISH_ADDRESS}}}:{comp.port}:{comp.port}"
         ]
-    volumes = [f"{volume_name(comp)}:{comp.data_path}"] if comp.data_path else []
+    volumes = [f"{volume_name(comp)}:{comp.data_path}"] if part.keeps_volume else []
     if not comp.is_mad:
         volumes.append(f"{ACL_VOLUME}:{CREDENTIALS_DIR}:ro")
     elif holds_credentials(comp):
@@ -363,7 +371,7 @@ def compose_document(declared: MadGroupSpec | None = None) -> dict[str, Any]:
     services = {CREDENTIALS_SERVICE: credentials_service(group)}
     services.update({part.name: service(part, group) for part in group})
     volumes: dict[str, dict[str, Any]] = {
-        volume_name(c): {} for c in topology.COMPONENTS if c.data_path
+        volume_name(p.component): {} for p in group if p.keeps_volume
     }
     volumes[ACL_VOLUME] = {}
     if group.spec.tls.enabled:
@@ -375,7 +383,15 @@ def compose_document(declared: MadGroupSpec | None = None) -> dict[str, Any]:
             if c.is_mad and holds_credentials(c)
         }
     )
-    return {"services": services, "networks": {NETWORK: {"driver": "bridge"}}, "volumes": volumes}
+    document = {
+        "services": services,
+        "networks": {NETWORK: {"driver": "bridge"}},
+        "volumes": volumes,
+    }
+    elsewhere = group.not_backed_up()
+    if elsewhere:
+        document[EXTENSION] = {NOT_BACKED_UP: elsewhere}
+    return document
 
 
 class _Dumper(yaml.SafeDumper):

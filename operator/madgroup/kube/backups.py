@@ -1,14 +1,17 @@
 """``spec.backup``: a CronJob that writes ``madgroup backup``'s archive to a PVC.
 
-Its pod runs beside the component that keeps a data file (Fiedler: its volume is
+Its pod runs beside the component that keeps a data file (Fiedler on SQLite: its volume is
 ReadWriteOnce, so the pod is scheduled onto the same node, where it may mount it too) and
 carries the group's labels (the group's NetworkPolicy admits only its pods). An init
 container in Redis's own image takes Redis's snapshot over the network (``redis-cli
 --rdb``, the administrator's password from its Secret in the environment); the main
 container, in the data keeper's image, copies its SQLite database with the online backup
 API and writes the archive, keeping the newest ``retention`` (``python -m madgroup.backup
-archive``). The restore is documented (docs/operator.md): a Job running ``python -m
-madgroup.backup restore`` with the group paused.
+archive``). A component whose declaration keeps its data in a database outside the group
+(Fiedler on PostgreSQL) is not copied: the archive's manifest says so, and that database's
+own backups (CloudNativePG's, ``pg_dump``) are the way. The restore is documented
+(docs/operator.md): a Job running ``python -m madgroup.backup restore`` with the group
+paused.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from madgroup.kube.crd import KubeMadGroupSpec
 from madgroup.kube.credentials import password_ref
 from madgroup.kube.meta import CONTAINER_SECURITY_CONTEXT, Manifest, Owner, pod_security_context
 from madgroup.kube.meta import metadata as _metadata
+from madgroup.resolved import ResolvedComponent, elsewhere_line
 
 WORK = "/work"
 ARCHIVES = "/backups"
@@ -37,11 +41,14 @@ def keeper() -> topology.Component | None:
     return next((comp for comp, _data in topology.data_keepers()), None)
 
 
-def cron_job(owner: Owner, spec: KubeMadGroupSpec, claim: str) -> Manifest | None:
-    """The CronJob, or None without ``spec.backup``. ``claim``: the keeper's PVC."""
+def cron_job(
+    owner: Owner, spec: KubeMadGroupSpec, keeper: ResolvedComponent, claim: str | None
+) -> Manifest | None:
+    """The CronJob, or None without ``spec.backup``. ``keeper``: the component that keeps
+    a data file; ``claim``: its PVC (None when its data is in a database elsewhere)."""
     settings = spec.backup
-    comp = keeper()
-    if settings is None or comp is None or comp.data_file is None:
+    comp = keeper.component
+    if settings is None or comp.data_file is None:
         return None
     bus = topology.bus()
     data_file = comp.data_file.filename
@@ -59,9 +66,20 @@ def cron_job(owner: Owner, spec: KubeMadGroupSpec, claim: str) -> Manifest | Non
     redis_mounts: list[dict[str, Any]] = [{"name": "work", "mountPath": WORK}]
     volumes: list[dict[str, Any]] = [
         {"name": "work", "emptyDir": {}},
-        {"name": "data", "persistentVolumeClaim": {"claimName": claim}},
         {"name": "archives", "persistentVolumeClaim": {"claimName": settings.claimName}},
     ]
+    archive_mounts: list[dict[str, Any]] = [
+        {"name": "work", "mountPath": WORK},
+        {"name": "archives", "mountPath": ARCHIVES},
+    ]
+    if keeper.data_elsewhere is not None:
+        line = elsewhere_line(comp.name, keeper.data_elsewhere)
+        keeps = ["--not-included", f"{comp.name}={line}"]
+    else:
+        assert claim is not None, "a component keeping its data file has a claim"
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": claim}})
+        archive_mounts.append({"name": "data", "mountPath": DATA})
+        keeps = ["--sqlite", f"{comp.name}/{data_file}={DATA}/{data_file}"]
     if tls_on:
         volumes.append(certificates.volume(owner, spec, comp))
         redis_mounts.append(
@@ -73,8 +91,7 @@ def cron_job(owner: Owner, spec: KubeMadGroupSpec, claim: str) -> Manifest | Non
         "-m",
         "madgroup.backup",
         "archive",
-        "--sqlite",
-        f"{comp.name}/{data_file}={DATA}/{data_file}",
+        *keeps,
         "--file",
         f"{bus.name}/dump.rdb={WORK}/dump.rdb",
         "--output-dir",
@@ -83,6 +100,16 @@ def cron_job(owner: Owner, spec: KubeMadGroupSpec, claim: str) -> Manifest | Non
         str(settings.retention),
     ]
     selector = naming.selector_labels(owner.name, comp.name)
+    beside = {  # the keeper's ReadWriteOnce volume is mounted on its node only
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": selector},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        }
+    }
     pod = {
         "metadata": {"labels": {**naming.labels(owner.name), naming.LABEL_COMPONENT: "backup"}},
         "spec": {
@@ -90,16 +117,7 @@ def cron_job(owner: Owner, spec: KubeMadGroupSpec, claim: str) -> Manifest | Non
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "securityContext": pod_security_context(),
-            "affinity": {
-                "podAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": [
-                        {
-                            "labelSelector": {"matchLabels": selector},
-                            "topologyKey": "kubernetes.io/hostname",
-                        }
-                    ]
-                }
-            },
+            **({"affinity": beside} if "--sqlite" in keeps else {}),
             "initContainers": [
                 {
                     "name": "redis-snapshot",
@@ -123,11 +141,7 @@ def cron_job(owner: Owner, spec: KubeMadGroupSpec, claim: str) -> Manifest | Non
                     "imagePullPolicy": spec.image.pullPolicy,
                     "command": archive,
                     "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
-                    "volumeMounts": [
-                        {"name": "work", "mountPath": WORK},
-                        {"name": "data", "mountPath": DATA},
-                        {"name": "archives", "mountPath": ARCHIVES},
-                    ],
+                    "volumeMounts": archive_mounts,
                 }
             ],
             "volumes": volumes,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model, mode
 
 from madgroup import rollout, spec, topology
 from madgroup.spec import API_VERSION, GROUP, KIND, QUANTITY, VERSION, Model
-from mads.fiedler.contract import LLM_KEYED, LLM_REQUIRES
+from mads.fiedler.contract import LLM_KEYED, LLM_REQUIRES, SHARED_STORE
 
 __all__ = ["API_VERSION", "GROUP", "KIND", "VERSION"]
 
@@ -136,6 +136,17 @@ def _llm_rules() -> list[JsonValue]:
     return rules
 
 
+def _rules(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, JsonValue]:
+    """``x-kubernetes-validations`` from (rule, message[, fieldPath]) triples."""
+    found: list[JsonValue] = []
+    for rule, message, *where in rules:
+        entry: dict[str, JsonValue] = {"rule": rule, "message": message}
+        if where:
+            entry["fieldPath"] = where[0]
+        found.append(entry)
+    return {"x-kubernetes-validations": found}
+
+
 class KubeLLMSpec(spec.LLMSpec):
     """Where Fiedler's answers come from."""
 
@@ -144,17 +155,144 @@ class KubeLLMSpec(spec.LLMSpec):
     )
 
 
+_SHARED = f"'{SHARED_STORE}'"
+_STORE = spec.model.STORE_RULES
+
+
+class KubeFiedlerStoreSpec(spec.FiedlerStoreSpec):
+    """Where Fiedler keeps its tasks."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=_rules(
+            (f"self.type != {_SHARED} || has(self.uriSecretRef)", _STORE["uri_needed"]),
+            (f"self.type == {_SHARED} || !has(self.uriSecretRef)", _STORE["uri_only"]),
+        ),
+    )
+
+
+class OneWriter(BaseModel):
+    """Fiedler's replicas need the shared store (named at ``replicas``, as the model's
+    validator names it)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                f"self.replicas <= 1 || (has(self.store) && self.store.type == {_SHARED})",
+                _STORE["one_writer"],
+                ".replicas",
+            )
+        )
+    )
+
+
+_GRACE = spec.model.GRACE_RULES
+
+
+class KubeIntrospectionSpec(spec.IntrospectionSpec):
+    """RFC 7662 introspection of opaque (non-JWT) access tokens."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=_rules(
+            (
+                "!has(self.url) || (has(self.clientId) && has(self.clientSecretRef))",
+                _GRACE["introspection_needs"],
+            ),
+            (
+                "has(self.url) || (!has(self.clientId) && !has(self.clientSecretRef))",
+                _GRACE["introspection_only"],
+            ),
+        ),
+    )
+
+
+class KubeGraceOAuthSpec(spec.GraceOAuthSpec):
+    """Grace as an OAuth 2.1 resource server."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=_rules(
+            (
+                "!has(self.issuer) || (has(self.resource) && has(self.scopes))",
+                _GRACE["issuer_needs"],
+            ),
+            (
+                "has(self.issuer) || !(has(self.resource) || has(self.audience) || "
+                "has(self.scopes) || (has(self.introspection) && has(self.introspection.url)))",
+                _GRACE["needs_issuer"],
+            ),
+            ("self.staticTokens || has(self.issuer)", _GRACE["static_off"]),
+        ),
+    )
+
+
+class StaticTokensOff(BaseModel):
+    """With static tokens off, Grace is declared none."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "!has(self.oauth) || self.oauth.staticTokens || "
+                "(!has(self.tokenSecretRef) && !has(self.tokens))",
+                _GRACE["static_off_tokens"],
+            )
+        )
+    )
+
+
 KUBE_PARTS: dict[type[BaseModel], type[BaseModel]] = {
     spec.StorageSpec: KubeStorageSpec,
     spec.LLMSpec: KubeLLMSpec,
+    spec.FiedlerStoreSpec: KubeFiedlerStoreSpec,
+    spec.IntrospectionSpec: KubeIntrospectionSpec,
+    spec.GraceOAuthSpec: KubeGraceOAuthSpec,
 }
-"""A neutral part of a component's settings -> what it is on Kubernetes."""
+"""A neutral part of a component's settings -> what it is on Kubernetes (its CEL rules)."""
+
+KUBE_RULES: dict[type[spec.ComponentSpec], type[BaseModel]] = {
+    spec.FiedlerSpec: OneWriter,
+    spec.GraceSpec: StaticTokensOff,
+}
+"""A MAD's settings class -> the CEL rules across its fields (the model's validators')."""
+
+
+def kube_part(neutral: type[BaseModel]) -> type[BaseModel]:
+    """A part of the settings as Kubernetes has it (:data:`KUBE_PARTS`), with its own parts
+    so too, at any depth."""
+    base = KUBE_PARTS.get(neutral, neutral)
+    parts = _kube_parts(base)
+    if not parts:
+        return base
+    return create_model(
+        base.__name__ if base is not neutral else f"Kube{neutral.__name__}",
+        __base__=base,
+        __doc__=base.__doc__,
+        __module__=__name__,
+        **parts,
+    )
+
+
+def _kube_parts(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s fields whose type has a Kubernetes form, retyped (each such field is a
+    part made by its default factory, as the settings' parts are)."""
+    parts: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            continue
+        kube = kube_part(kind)
+        if kube is not kind:
+            assert field.default_factory is not None, f"{name}: a part has a default factory"
+            parts[name] = (kube, Field(default_factory=kube, description=field.description))
+    return parts
 
 
 def kube_settings(comp: topology.Component) -> type[spec.ComponentSpec]:
     """A MAD's settings on Kubernetes: its neutral ones (``spec.MadGroupSpec``'s field),
-    their parts as Kubernetes has them (:data:`KUBE_PARTS`), container resources, a
-    referenced bus password for a MAD on the bus and a Service type for the exposed one."""
+    their parts as Kubernetes has them (:data:`KUBE_PARTS`), its CEL rules
+    (:data:`KUBE_RULES`), container resources, a referenced bus password for a MAD on the
+    bus and a Service type for the exposed one."""
     neutral = spec.MadGroupSpec.model_fields[spec.model.field_name(comp.name)].annotation
     assert isinstance(neutral, type) and issubclass(neutral, spec.ComponentSpec)
     mixins: list[type[BaseModel]] = [WithResources]
@@ -162,11 +300,8 @@ def kube_settings(comp: topology.Component) -> type[spec.ComponentSpec]:
         mixins.append(WithBusUser)
     if comp.exposed:
         mixins.append(WithServiceType)
-    parts: dict[str, Any] = {}
-    for name, field in neutral.model_fields.items():
-        kube = KUBE_PARTS.get(field.annotation) if isinstance(field.annotation, type) else None
-        if kube is not None:
-            parts[name] = (kube, Field(default_factory=kube, description=field.description))
+    mixins += [rules for cls, rules in KUBE_RULES.items() if issubclass(neutral, cls)]
+    parts = _kube_parts(neutral)
     bases: tuple[type[BaseModel], ...] = (neutral, *mixins)
     made = create_model(
         f"Kube{neutral.__name__}",
@@ -333,9 +468,23 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
                 node["required"] = required
         if isinstance(schema.get("additionalProperties"), dict):
             node["additionalProperties"] = _structural(schema["additionalProperties"], defs)
+        patterns = schema.get("patternProperties") or {}
+        if patterns:  # a map whose keys follow a pattern: its values, the keys by CEL
+            if len(patterns) != 1:
+                raise TypeError(f"cannot render keys of several patterns: {schema}")
+            (pattern, values), *_ = patterns.items()
+            node["additionalProperties"] = _structural(values, defs)
+            node.setdefault("x-kubernetes-validations", []).append(_keys_rule(pattern))
     if schema.get("type") == "array":
         node["items"] = _structural(schema["items"], defs)
     return node
+
+
+def _keys_rule(pattern: str) -> dict[str, str]:
+    """A CEL rule holding a map's keys to ``pattern`` (a regular expression RE2 reads as
+    Python does: the CEL string literal keeps its backslashes)."""
+    literal = pattern.replace("\\", "\\\\").replace("'", "\\'")
+    return {"rule": f"self.all(k, k.matches('{literal}'))", "message": f"keys must match {pattern}"}
 
 
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:

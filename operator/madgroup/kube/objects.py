@@ -260,7 +260,7 @@ def pod_template(
     settings = part.settings
     assert isinstance(settings, WithResources)
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
-    if comp.data_path:
+    if part.keeps_volume and comp.data_path:
         mounts.append({"name": "data", "mountPath": comp.data_path})
     volumes: list[dict[str, Any]] = [
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
@@ -299,6 +299,8 @@ def pod_template(
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
     }
+    if part.max_replicas != 1:
+        pod["topologySpreadConstraints"] = [spread(owner, name)]
     if init:
         pod["initContainers"] = init
     pod["containers"] = [container]
@@ -340,36 +342,54 @@ def _claim(storage: KubeStorageSpec) -> dict[str, Any]:
     return claim
 
 
+def spread(owner: Owner, name: str) -> dict[str, Any]:
+    """A component's pods spread across nodes (a node's loss takes as few as it can; on
+    too few nodes they are placed anyway)."""
+    return {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": naming.selector_labels(owner.name, name)},
+    }
+
+
 def storage_of(part: ResolvedComponent) -> KubeStorageSpec | None:
+    """The volume a component keeps its data on (none when the declaration keeps its data
+    in a database outside the group)."""
     found = getattr(part.settings, "storage", None)
-    return found if isinstance(found, KubeStorageSpec) else None
+    return found if isinstance(found, KubeStorageSpec) and part.keeps_volume else None
+
+
+def workload_kind(part: ResolvedComponent) -> naming.Kind:
+    """A StatefulSet for a component that keeps data on a volume of its own (Redis, Fiedler
+    on SQLite), a Deployment otherwise (Fiedler on PostgreSQL included)."""
+    return naming.STATEFULSET if storage_of(part) is not None else naming.DEPLOYMENT
 
 
 def workload(
     owner: Owner, spec: KubeMadGroupSpec, part: ResolvedComponent, tls_revision: str | None = None
 ) -> Manifest:
-    """A StatefulSet for components with data (Redis, Fiedler), a Deployment otherwise."""
-    comp, name = part.component, part.name
+    """The component's pods (:func:`workload_kind`)."""
+    name = part.name
     body: dict[str, Any] = {
         "replicas": part.settings.replicas,
         "selector": {"matchLabels": naming.selector_labels(owner.name, name)},
         "template": pod_template(owner, spec, part, tls_revision),
     }
     storage = storage_of(part)
-    if comp.stateful and storage is not None:
+    if storage is not None:
         body["serviceName"] = naming.child_name(owner.name, name)
         body["volumeClaimTemplates"] = [_claim(storage)]
         body["persistentVolumeClaimRetentionPolicy"] = {
             "whenDeleted": "Retain" if storage.retainOnDelete else "Delete",
             "whenScaled": "Retain",
         }
-        kind, api_version = "StatefulSet", "apps/v1"
     else:
         body["strategy"] = {"type": "RollingUpdate"}
-        kind, api_version = "Deployment", "apps/v1"
+    made = workload_kind(part)
     return {
-        "apiVersion": api_version,
-        "kind": kind,
+        "apiVersion": made.api_version,
+        "kind": made.kind,
         "metadata": _metadata(owner, naming.child_name(owner.name, name), name),
         "spec": body,
     }
@@ -404,18 +424,35 @@ def component_objects(
     out.append(service(owner, part))
     revision = (tls_revisions or {}).get(name) if not comp.reloads_certificates else None
     out.append(workload(owner, spec, part, revision))
-    if comp.max_replicas != 1:
+    if part.max_replicas != 1:
         out.append(disruption_budget(owner, name))
-    claims = claim_names(owner, part)
-    job = backups.cron_job(owner, spec, claims[0]) if claims and comp.keeps_data else None
-    if job is not None:
-        out.append(job)
+    if comp.keeps_data:
+        claims = claim_names(owner, part)
+        job = backups.cron_job(owner, spec, part, claims[0] if claims else None)
+        if job is not None:
+            out.append(job)
     return out
 
 
+def superseded(owner: Owner, part: ResolvedComponent) -> list[str]:
+    """The API paths of what a component had under another declaration and has no more:
+    the workload of the other kind (Fiedler's StatefulSet once its tasks move to
+    PostgreSQL, its Deployment back on SQLite) and a disruption budget it no longer gets.
+    Only for a component whose shape the declaration can change (one that keeps data)."""
+    if not part.component.keeps_data:
+        return []
+    name = naming.child_name(owner.name, part.name)
+    other = naming.DEPLOYMENT if workload_kind(part) is naming.STATEFULSET else naming.STATEFULSET
+    found = [other.path(owner.namespace, name)]
+    if part.max_replicas == 1:
+        found.append(naming.PDB.path(owner.namespace, name))
+    return found
+
+
 def disruption_budget(owner: Owner, name: str) -> Manifest:
-    """For a component that may run replicas (Sequential Thinking, Grace): a node drain
-    takes at most one of its pods at a time (with one replica, it may take that one)."""
+    """For a component that may run replicas (Sequential Thinking, Grace, Fiedler on
+    PostgreSQL): a node drain takes at most one of its pods at a time (with one replica,
+    it may take that one)."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",

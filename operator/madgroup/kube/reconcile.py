@@ -126,7 +126,9 @@ def _observe(
     missing = [
         g for g in _generated(owner, desired, name) if api.get(_secret_path(owner, g)) is None
     ]
+    left = [path for path in objects.superseded(owner, part) if api.get(path) is not None]
     stale[:0] = [{"kind": "Secret", "generate": g} for g in missing]
+    stale[:0] = [{"kind": _kind_of(path), "delete": path} for path in left]
     ready = 0
     rolled_out = False
     stuck = None
@@ -158,6 +160,12 @@ def _observe(
     return _Seen(observed, stale, part.image)
 
 
+def _kind_of(path: str) -> str:
+    """The kind an API path names (``.../statefulsets/x`` -> ``StatefulSet``)."""
+    plural = path.rsplit("/", 2)[-2]
+    return next(k.kind for k in naming.KINDS.values() if k.plural == plural)
+
+
 def _create_secret(api: KubeApi, owner: objects.Owner, secret: GeneratedSecret) -> None:
     ca = None
     if isinstance(secret, certificates.ServerSecret):  # issued from the group's CA
@@ -177,10 +185,15 @@ def _apply(
     part: ResolvedComponent,
     seen: _Seen,
 ) -> list[str]:
-    """Create the component's missing Secrets, then apply its stale objects. A new TLS
+    """Delete what the component has under its declaration no more (the workload of
+    another kind), create its missing Secrets, then apply its stale objects. A new TLS
     Secret changes what the workload pins, so the objects are rendered again after it."""
     done = []
     stale = seen.stale
+    for gone in [m for m in stale if "delete" in m]:
+        api.delete(gone["delete"])
+        done.append(f"deleted {gone['kind']}")
+    stale = [m for m in stale if "delete" not in m]
     made = [m["generate"] for m in stale if isinstance(m.get("generate"), GeneratedSecret)]
     for secret in made:
         _create_secret(api, owner, secret)
@@ -190,7 +203,7 @@ def _apply(
         fresh = objects.component_objects(owner, desired, part, revisions)
         stale = [m for m in fresh if not contains(api.get(_path(m)), m)]
     for manifest in stale:
-        if "generate" in manifest:
+        if "generate" in manifest or "delete" in manifest:
             continue
         api.apply(_path(manifest), manifest)
         done.append(manifest["kind"])
@@ -333,7 +346,7 @@ def teardown(api: KubeApi, group: Mapping[str, Any], emit: Callable[[Event], Non
     for comp in topology.stop_order():
         part = resolved.of(comp.name)
         manifests = objects.component_objects(owner, desired, part)
-        paths = [_path(m) for m in reversed(manifests)]
+        paths = [_path(m) for m in reversed(manifests)] + objects.superseded(owner, part)
         storage = objects.storage_of(part)
         if storage is not None and not storage.retainOnDelete:
             paths += [

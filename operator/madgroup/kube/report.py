@@ -47,6 +47,7 @@ def collect(api: KubeApi, namespace: str, name: str, exec_in: Any = None) -> bun
     owner = objects.Owner(name, namespace, "")
     secrets, unread = _secret_values(api, owner, spec)
     report = bundle.Bundle("kubernetes", secrets)
+    report.not_included.update(resolved.not_backed_up())
     if problem:
         report.could_not("children", problem)
     if unread:

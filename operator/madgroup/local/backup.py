@@ -2,7 +2,9 @@
 
 A backup is taken while the group runs: each MAD's data file (Fiedler's task store) copied
 with SQLite's online backup API, consistent while the MAD writes, and Redis's data as an RDB
-snapshot (``BGSAVE``, then the file Redis wrote). A restore needs the group stopped; it
+snapshot (``BGSAVE``, then the file Redis wrote). Data the declaration keeps in a database
+outside the group (Fiedler on PostgreSQL) is not copied: the manifest says so, and that
+database's own backups (``pg_dump``) are the way. A restore needs the group stopped; it
 checks the whole archive first, then puts each file in place with one rename (Redis's as
 the base of a fresh append-only file, which is how an AOF-enabled Redis loads it).
 """
@@ -25,10 +27,14 @@ BGSAVE_WAIT_S = 120.0
 def take(ctx: Context, output: Path) -> dict[str, Any]:
     state = ctx.running_state()
     dotenv = ctx.dotenv()
+    elsewhere = ctx.state.declared().not_backed_up
     archive = backup.Archive("local")
+    backup.not_included(archive, elsewhere)
     with tempfile.TemporaryDirectory(prefix="madgroup-backup-") as tmp:
         work = Path(tmp)
         for comp, data in topology.data_keepers():
+            if comp.name in elsewhere:
+                continue
             copy = work / data.filename
             backup.sqlite_snapshot(ctx.state.data_dir(comp.name) / data.filename, copy)
             archive.files[f"{comp.name}/{data.filename}"] = copy

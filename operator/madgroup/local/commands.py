@@ -302,33 +302,36 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = [("COMPONENT", "PID", "PORT", "READY", "RESTARTS", "UPTIME", "STATE")]
     now = time.time()
     observed: dict[str, rollout.Observed] = {}
+    declared = ctx.state.declared()
     for comp in topology.COMPONENTS:
-        c = state.components.get(comp.name)
-        if c is None:
-            rows.append((comp.name, "-", "-", "-", "0", "-", "not started"))
-            observed[comp.name] = conditions.observe(None, running=False, ready=False)
-            continue
-        up = processes.alive(c.pid, c.ticks)
-        ready = "-"
-        ok = False
-        if up:
-            ok = readiness.ready(
-                comp, c.port, password or "", timeout=1.0, ca_file=certificates.ca_file(ctx.state)
+        seen = []
+        for unit in declared.instances(comp.name):  # one row per process
+            c = state.components.get(unit)
+            if c is None:
+                rows.append((unit, "-", "-", "-", "0", "-", "not started"))
+                seen.append(conditions.observe(None, running=False, ready=False))
+                continue
+            up = processes.alive(c.pid, c.ticks)
+            ready = "-"
+            ok = False
+            if up:
+                ca_file = certificates.ca_file(ctx.state)
+                ok = readiness.ready(comp, c.port, password or "", timeout=1.0, ca_file=ca_file)
+                ready = "yes" if ok else "no"
+            seen.append(conditions.observe(c.phase, running=up, ready=ok))
+            rows.append(
+                (
+                    unit,
+                    str(c.pid) if up else "-",
+                    str(c.port),
+                    ready,
+                    str(c.restarts),
+                    _uptime(now - c.started_at) if up and c.started_at else "-",
+                    (c.phase if up or c.phase not in (Phase.READY, Phase.NOT_READY) else "exited")
+                    + (f": {c.message}" if c.message else ""),
+                )
             )
-            ready = "yes" if ok else "no"
-        observed[comp.name] = conditions.observe(c.phase, running=up, ready=ok)
-        rows.append(
-            (
-                comp.name,
-                str(c.pid) if up else "-",
-                str(c.port),
-                ready,
-                str(c.restarts),
-                _uptime(now - c.started_at) if up and c.started_at else "-",
-                (c.phase if up or c.phase not in (Phase.READY, Phase.NOT_READY) else "exited")
-                + (f": {c.message}" if c.message else ""),
-            )
-        )
+        observed[comp.name] = conditions.observe_instances(seen)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1])
@@ -348,10 +351,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     ctx = Context.from_args(args)
     if args.component:
-        control.check_names([args.component])
-        names = [args.component]
+        wanted = control.check_names([args.component])
     else:
-        names = list(topology.COMPONENT_NAMES)
+        wanted = list(topology.COMPONENT_NAMES)
+    names = ctx.state.declared().units(wanted)  # every process of each
     out = logview.Prefixer(names, prefix=not args.no_log_prefix)
     for name in names:
         for line in logview.last_lines(ctx.state.log_file(name), args.tail):
@@ -406,10 +409,11 @@ def cmd_health(args: argparse.Namespace) -> int:
     ctx = Context.from_args(args)
     state = ctx.state.load()
     failures: list[str] = []
-    for name in topology.MAD_NAMES:
+    for name in ctx.state.declared().units(topology.MAD_NAMES):  # every process of each MAD
         print(f"Checking service: {name}")
-        port = state.ports.get(name, topology.component(name).port)
-        comp = topology.component(name)
+        c = state.components.get(name)
+        comp = topology.component(c.of if c is not None else name)
+        port = state.ports.get(name, comp.port)
         https = certificates.ca_file(ctx.state) if topology.serves_tls(comp) else None
         report = readiness.mad_status(port, timeout=10.0, ca_file=https)
         if report is not None and report.get("status") == HEALTHY:
@@ -469,10 +473,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         manifest = backup.take(ctx, output)
     except backup_format.BackupError as exc:
         raise CommandError(str(exc)) from None
-    files = ", ".join(
-        f"{name} ({entry['bytes']} bytes)" for name, entry in manifest["files"].items()
-    )
-    print(f"wrote {output}: {files}")
+    print(backup_format.written(output, manifest))
     return 0
 
 

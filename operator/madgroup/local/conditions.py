@@ -27,6 +27,18 @@ def observe(phase: Phase | None, running: bool, ready: bool) -> rollout.Observed
     )
 
 
+def observe_instances(seen: Sequence[rollout.Observed]) -> rollout.Observed:
+    """A component run by several processes (each observed by :func:`observe`): in sync when
+    every one is, its ready replicas the ready processes."""
+    return rollout.Observed(
+        in_sync=all(o.in_sync for o in seen),
+        ready_replicas=sum(o.ready_replicas for o in seen),
+        desired_replicas=sum(o.desired_replicas for o in seen),
+        rolled_out=all(o.rolled_out for o in seen),
+        stuck=next((o.stuck for o in seen if o.stuck), None),
+    )
+
+
 def gates(order: str) -> rollout.Gates:
     return topology.gate_map("graph" if order == "graph" else "guide")
 

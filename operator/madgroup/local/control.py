@@ -106,44 +106,49 @@ def up(
         adopted = {
             name: c for name, c in state.components.items() if processes.alive(c.pid, c.ticks)
         }
+        instances = {name: kept.instances(name) for name in topology.COMPONENT_NAMES}
         try:
             if adopted:
-                plan = dict(state.ports)
+                plan = {**ports.instance_ports(state.ports, instances), **state.ports}
             else:
-                plan = ports.plan(ports.offset_from(offset), list(topology.COMPONENT_NAMES))
-            ports.check_free({n: p for n, p in plan.items() if n in wanted and n not in adopted})
+                first = ports.plan(ports.offset_from(offset), list(topology.COMPONENT_NAMES))
+                plan = ports.instance_ports(first, instances)
+            starting = set(kept.units(wanted)) - set(adopted)
+            ports.check_free({n: p for n, p in plan.items() if n in starting})
         except ports.PortError as exc:
             raise CommandError(str(exc)) from None
         # keep supervising whatever still runs
-        wanted = [c.name for c in topology.with_gates([*wanted, *adopted])]
+        wanted = [c.name for c in topology.with_gates([*wanted, *(c.of for c in adopted.values())])]
         if adopted:
             print(
                 "adopting the components still running from an earlier supervisor: "
-                + ", ".join(n for n in wanted if n in adopted)
+                + ", ".join(n for n in kept.units(wanted) if n in adopted)
             )
         fresh = GroupState(ports=plan, wanted=wanted, supervisor_status=SupervisorStatus.STARTING)
-        for name in topology.COMPONENT_NAMES:
-            if name in adopted:
-                fresh.components[name] = adopted[name]
-            else:
-                previous = state.components.get(name)
-                phase = WAITING if name in wanted else STOPPED
-                fresh.components[name] = ComponentState(
-                    name=name,
-                    port=plan[name],
-                    phase=phase,
+        for name, units in instances.items():
+            for unit in units:
+                if unit in adopted:
+                    fresh.components[unit] = adopted[unit]
+                    continue
+                previous = state.components.get(unit)
+                fresh.components[unit] = ComponentState(
+                    name=unit,
+                    port=plan[unit],
+                    phase=WAITING if name in wanted else STOPPED,
                     restarts=previous.restarts if previous and adopted else 0,
+                    component=name if unit != name else None,
                 )
         sd.save(fresh)
         supervisor = _spawn_supervisor(ctx, timeout)
+    units = kept.units(wanted)
     if foreground:
-        return _foreground(ctx, supervisor, wanted)
+        return _foreground(ctx, supervisor, units)
     started = time.monotonic()
-    ok = _follow(ctx, wanted, lambda: supervisor.poll() is None, supervisor_pid=supervisor.pid)
+    ok = _follow(ctx, units, lambda: supervisor.poll() is None, supervisor_pid=supervisor.pid)
     if not ok:
         # The supervisor stops what it had started, then exits: wait for that.
         supervisor.wait(timeout=30)
-        return _report_failure(ctx, wanted)
+        return _report_failure(ctx, units)
     state = sd.load()
     took = time.monotonic() - started
     print(f"The MAD group is up ({took:.1f} s); supervisor pid {state.supervisor_pid}.")
@@ -168,8 +173,9 @@ def _up_running(ctx: Context, state: GroupState, wanted: list[str], timeout: flo
     for name in missing:
         ctx.state.request("start", name)
     deadline = time.monotonic() + timeout * len(missing) + 10
-    if not _follow(ctx, missing, ctx.state.supervisor_running, deadline):
-        return _report_failure(ctx, missing, bring_up=False)
+    units = ctx.state.declared().units(missing)
+    if not _follow(ctx, units, ctx.state.supervisor_running, deadline):
+        return _report_failure(ctx, units, bring_up=False)
     print(f"started: {', '.join(missing)}")
     return 0
 
@@ -195,7 +201,8 @@ def _follow(
     deadline: float | None = None,
     supervisor_pid: int | None = None,
 ) -> bool:
-    """Show progress until every one of ``names`` is ready (True) or something failed.
+    """Show progress until every one of ``names`` (processes: a component's, or each of
+    several that run one) is ready (True) or something failed.
     Sleeps until the supervisor saves a change (or exits); on a terminal, the elapsed times
     are redrawn a few times a second meanwhile."""
     progress = Progress(names)
@@ -297,13 +304,14 @@ def stop(ctx: Context, names: list[str], timeout: float = 30.0) -> int:
         raise CommandError("the MAD group is not running here (no supervisor); see: madgroup up")
     for name in names:
         ctx.state.request("stop", name)
+    units = ctx.state.declared().units(names)
     deadline = time.monotonic() + timeout
     with ctx.state.follow() as follower:
         while True:
             state = ctx.state.load()
             pending = [
                 n
-                for n in names
+                for n in units
                 if (c := state.components.get(n)) is not None and c.phase != STOPPED
             ]
             if not pending:
@@ -326,8 +334,9 @@ def down(ctx: Context, volumes: bool, yes: bool, timeout: float = 60.0) -> int:
         state = sd.load()
         alive = [
             c.name
-            for c in (state.components.get(comp.name) for comp in topology.stop_order())
-            if c is not None and processes.alive(c.pid, c.ticks)
+            for comp in topology.stop_order()
+            for c in reversed([c for c in state.components.values() if c.of == comp.name])
+            if processes.alive(c.pid, c.ticks)
         ]
         if sd.supervisor_running() and state.supervisor_pid:
             _stop_supervisor(ctx, state.supervisor_pid, alive, timeout)

@@ -9,7 +9,7 @@ typed data: the order, TLS, and each component's environment entries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,13 @@ from madgroup import environment, spec, topology
 from madgroup.environment import Credential, Entry
 from madgroup.resolved import ResolvedGroup, resolve
 from madgroup.spec import substrates
+
+
+def instances(name: str, replicas: int) -> list[str]:
+    """The processes that run component ``name``: the first is named after it (its log,
+    port and state are the guide's), the others ``<name>-2``, ``<name>-3``... each with a
+    port and a log of its own."""
+    return [name, *(f"{name}-{i}" for i in range(2, replicas + 1))]
 
 
 def load(path: Path | None) -> tuple[spec.Document, spec.MadGroupSpec, list[str]]:
@@ -39,6 +46,11 @@ class Declared:
     """The one list of ``.env`` variables holding secrets."""
     passes_through: Mapping[str, frozenset[str]]
     """Per component, the ``.env`` secrets it takes as they are."""
+    replicas: Mapping[str, int]
+    """Per component, how many processes run it (one unless declared)."""
+    not_backed_up: Mapping[str, str]
+    """Component -> where its data is, when the declaration keeps it outside the group
+    (:meth:`madgroup.resolved.ResolvedGroup.not_backed_up`)."""
 
     @classmethod
     def of(cls, group: ResolvedGroup) -> Declared:
@@ -48,6 +60,8 @@ class Declared:
             environments={part.name: part.environment for part in group},
             secret_keys=group.secret_keys,
             passes_through={part.name: part.passes_through for part in group},
+            replicas={part.name: part.settings.replicas for part in group},
+            not_backed_up=group.not_backed_up(),
         )
 
     @classmethod
@@ -57,6 +71,14 @@ class Declared:
 
     def environment(self, name: str) -> tuple[Entry, ...]:
         return self.environments.get(name, ())
+
+    def instances(self, name: str) -> list[str]:
+        """The processes that run component ``name`` (:func:`instances`)."""
+        return instances(name, self.replicas.get(name, 1))
+
+    def units(self, names: Iterable[str]) -> list[str]:
+        """The processes that run the components ``names``, in their order."""
+        return [unit for name in names for unit in self.instances(name)]
 
     @property
     def admin(self) -> Credential:
@@ -72,6 +94,8 @@ class Declared:
             "environments": {k: environment.to_json(v) for k, v in self.environments.items()},
             "secret_keys": sorted(self.secret_keys),
             "passes_through": {k: sorted(v) for k, v in self.passes_through.items()},
+            "replicas": dict(self.replicas),
+            "not_backed_up": dict(self.not_backed_up),
         }
 
     @classmethod
@@ -84,4 +108,6 @@ class Declared:
             },
             secret_keys=frozenset(data["secret_keys"]),
             passes_through={str(k): frozenset(v) for k, v in data["passes_through"].items()},
+            replicas={str(k): int(v) for k, v in (data.get("replicas") or {}).items()},
+            not_backed_up={str(k): str(v) for k, v in (data.get("not_backed_up") or {}).items()},
         )

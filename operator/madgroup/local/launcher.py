@@ -261,10 +261,15 @@ def rotate(log: Path) -> None:
 
 
 def launch(
-    comp: topology.Component, ports: Mapping[str, int], dotenv: Mapping[str, str], state: StateDir
+    comp: topology.Component,
+    ports: Mapping[str, int],
+    dotenv: Mapping[str, str],
+    state: StateDir,
+    instance: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``comp`` in its own session (a Ctrl-C or a dying supervisor does not take it
-    down), output appended to its log file."""
+    down), output appended to its log file. ``instance``: which of its processes this is
+    (its log file; ``ports`` gives it its own port under the component's name)."""
     state.ensure()
     if comp.stateful:
         state.data_dir(comp.name).mkdir(parents=True, exist_ok=True)
@@ -274,7 +279,7 @@ def launch(
     delay = start_delay(comp.name, env)
     if delay:
         argv = ["/bin/sh", "-c", 'sleep "$0" && exec "$@"', f"{delay:g}", *argv]
-    log_path = state.log_file(comp.name)
+    log_path = state.log_file(instance or comp.name)
     rotate(log_path)
     with log_path.open("ab") as log:
         return subprocess.Popen(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from madgroup import topology
 from madgroup.errors import UsageError
 
 OFFSET_ENV = "MADGROUP_PORT_OFFSET"
 HOST = "127.0.0.1"
+REPLICA_STEP = 100
+"""A component's second process listens this far above its port, the third twice as far..."""
 
 
 class PortError(UsageError, ValueError):
@@ -39,6 +41,19 @@ def plan(offset: int, names: list[str]) -> dict[str, int]:
             f"--port-offset {offset} puts {name} on port {port}; ports must be 1024-65535"
         )
     return ports
+
+
+def instance_ports(ports: Mapping[str, int], instances: Mapping[str, list[str]]) -> dict[str, int]:
+    """Each process's port: the first of a component's takes the component's port, the
+    i-th that port plus ``(i - 1) * REPLICA_STEP``."""
+    found: dict[str, int] = {}
+    for name, units in instances.items():
+        for i, unit in enumerate(units):
+            port = ports[name] + i * REPLICA_STEP
+            if not 1024 <= port <= 65535:
+                raise PortError(f"{unit} would listen on port {port}; ports must be 1024-65535")
+            found[unit] = port
+    return found
 
 
 def in_use(port: int, host: str = HOST) -> bool:

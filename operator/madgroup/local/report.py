@@ -32,22 +32,23 @@ def collect(ctx: Context) -> bundle.Bundle:
     declared = ctx.state.declared()
     secret_keys = declared.secret_keys
     report = bundle.Bundle("local", bundle.secret_values(dotenv, secret_keys))
+    report.not_included.update(declared.not_backed_up)
     report.add("versions.json", {**bundle.versions(), "redis-server": _redis_version()})
     report.add("env.json", bundle.redact_env(dotenv, secret_keys))
     if ctx.state.declaration_file.exists():
         report.add("declaration.json", ctx.state.declaration_file.read_text())
     processes_part: dict[str, Any] = {}
-    for comp in topology.COMPONENTS:
-        c = state.components.get(comp.name)
+    for unit in declared.units(topology.COMPONENT_NAMES):  # each process of each component
+        c = state.components.get(unit)
         if c is None:
-            processes_part[comp.name] = {"state": "not started"}
+            processes_part[unit] = {"state": "not started"}
         else:
-            processes_part[comp.name] = {
+            processes_part[unit] = {
                 **dataclasses.asdict(c),
                 "alive": processes.alive(c.pid, c.ticks),
             }
-        lines = logview.last_lines(ctx.state.log_file(comp.name), bundle.LOG_LINES)
-        report.add(f"{comp.name}/log.txt", "\n".join(lines) + ("\n" if lines else ""))
+        lines = logview.last_lines(ctx.state.log_file(unit), bundle.LOG_LINES)
+        report.add(f"{unit}/log.txt", "\n".join(lines) + ("\n" if lines else ""))
     report.add("processes.json", processes_part)
     for rendered, part in (
         (ctx.state.redis_conf, "redis.conf"),
@@ -58,18 +59,21 @@ def collect(ctx: Context) -> bundle.Bundle:
     ca_file = certificates.ca_file(ctx.state)
     internal = dotenv.get(topology.INTERNAL_TOKEN_VARIABLE, "")
     for comp in topology.COMPONENTS:
-        if comp.is_mad:
-            _mad_parts(report, comp, state.ports.get(comp.name, comp.port), ca_file, internal)
+        for unit in declared.instances(comp.name) if comp.is_mad else ():
+            port = state.ports.get(unit, comp.port)
+            _mad_parts(report, comp, unit, port, ca_file, internal)
     return report
 
 
 def _mad_parts(
     report: bundle.Bundle,
     comp: topology.Component,
+    unit: str,
     port: int,
     ca_file: str | None,
     internal: str,
 ) -> None:
+    """What one process of MAD ``comp`` (``unit``) says of itself."""
     https = topology.serves_tls(comp) and ca_file is not None
     base = f"{'https' if https else 'http'}://127.0.0.1:{port}"
     verify: str | bool = ca_file if https and ca_file else True
@@ -77,15 +81,15 @@ def _mad_parts(
         try:
             response = httpx.get(f"{base}{path}", timeout=TIMEOUT_S, verify=verify)
             response.raise_for_status()
-            report.add(f"{comp.name}/{part}", response.text)
+            report.add(f"{unit}/{part}", response.text)
         except httpx.HTTPError as exc:
-            report.could_not(f"{comp.name}/{part}", f"GET {base}{path}: {exc}")
+            report.could_not(f"{unit}/{part}", f"GET {base}{path}: {exc}")
     contract = comp.contract
     if contract is None:
         return
     headers = {"Authorization": f"Bearer {internal}"} if internal else {}
     for tool in contract.report_tools:
-        name = f"{comp.name}/{tool}.json"
+        name = f"{unit}/{tool}.json"
         try:
             data = asyncio.run(
                 call_tool(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
 from madgroup import topology
+from madgroup.environment import DataPath
 from madgroup.errors import MadGroupError
 from madgroup.local import certificates, launcher, readiness
 from madgroup.local.context import Context
@@ -90,6 +91,7 @@ class Smoke:
         self.state = state
         self.ports = state.ports
         self.dotenv = ctx.dotenv()
+        self.declared = ctx.state.declared()
         self.out = out
         self.task_id: str | None = None
 
@@ -113,10 +115,14 @@ class Smoke:
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
 
     def log(self, name: str) -> str:
-        try:
-            return self.ctx.state.log_file(name).read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        """What component ``name`` logged, in every process that runs it."""
+        found = []
+        for unit in self.declared.instances(name):
+            try:
+                found.append(self.ctx.state.log_file(unit).read_text(errors="replace"))
+            except FileNotFoundError:
+                continue
+        return "".join(found)
 
     def wait_log(self, name: str, needles: list[str], timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -204,8 +210,11 @@ class Smoke:
             connected = _contract(peer).log_lines.get("caller_connected")
             if connected is not None:
                 needles.append(connected)
-        if "database" in contract.log_lines:
+        keeps_file = any(isinstance(e, DataPath) for e in self.declared.environment(name))
+        if keeps_file and "database" in contract.log_lines:
             needles.append(contract.log_line("database", path="").removesuffix("..."))
+        elif not keeps_file and "database_shared" in contract.log_lines:
+            needles.append(contract.log_line("database_shared", location="").removesuffix("..."))
         self.wait_log(name, needles)
         result = self.run(name, ["mad-status"])
         lines = result.stdout.splitlines()

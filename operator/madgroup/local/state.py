@@ -60,6 +60,9 @@ NOT_READY = Phase.NOT_READY
 
 @dataclass
 class ComponentState:
+    """One process of a component (a component declared with replicas runs several, each
+    with a state of its own: ``fiedler``, ``fiedler-2``...)."""
+
     name: str
     port: int
     pid: int | None = None
@@ -71,6 +74,14 @@ class ComponentState:
     ready_at: float | None = None
     restarts: int = 0
     message: str = ""
+    component: str | None = None
+    """The component it runs, when it is not the first of several (that one is named after
+    its component)."""
+
+    @property
+    def of(self) -> str:
+        """The component this process runs."""
+        return self.component or self.name
 
 
 @dataclass

@@ -16,6 +16,10 @@ that is starting is due for its next readiness check.
 - ``madgroup stop <c>`` / ``madgroup up <c>`` arrive as request files; SIGTERM, SIGINT or
   SIGHUP stop everything in reverse order.
 
+A component declared with replicas (Fiedler on PostgreSQL) runs as that many processes,
+each with its own port, log and state (``fiedler``, ``fiedler-2``...): each is started,
+checked and restarted on its own; the planner sees the component, ready once all are.
+
 A new supervisor adopts components that are still running (matched by pid and start time),
 so a crashed supervisor loses nothing.
 """
@@ -35,7 +39,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from madgroup import rollout, topology
-from madgroup.local import certificates, conditions, envfile, launcher, processes, readiness
+from madgroup.local import (
+    certificates,
+    conditions,
+    envfile,
+    launcher,
+    ports,
+    processes,
+    readiness,
+)
 from madgroup.local.state import (
     EXITED,
     FAILED,
@@ -100,6 +112,7 @@ class Supervisor:
         declared = state_dir.declared()
         self.dotenv = envfile.load(env_file)
         self.password = envfile.require_password(self.dotenv, key=declared.admin.dotenv_key)
+        self.declared = declared
         self.timeout = timeout
         self.state = state_dir.load()
         self.gates = conditions.gates(declared.order)
@@ -116,10 +129,27 @@ class Supervisor:
 
     # -- bookkeeping -----------------------------------------------------------------------
 
-    def cs(self, name: str) -> ComponentState:
-        if name not in self.state.components:
-            self.state.components[name] = ComponentState(name=name, port=self.state.ports[name])
-        return self.state.components[name]
+    def cs(self, unit: str) -> ComponentState:
+        """The state of one process (``unit``: a component's name, or ``<name>-<i>``)."""
+        if unit not in self.state.components:
+            comp = self.component_of(unit)
+            self.state.components[unit] = ComponentState(
+                name=unit,
+                port=self.state.ports[unit],
+                component=comp.name if comp.name != unit else None,
+            )
+        return self.state.components[unit]
+
+    def component_of(self, unit: str) -> topology.Component:
+        """The component process ``unit`` runs."""
+        return next(c for c in topology.COMPONENTS if unit in self.units(c.name))
+
+    def units(self, name: str) -> list[str]:
+        """The processes that run component ``name``."""
+        return self.declared.instances(name)
+
+    def all_units(self) -> list[str]:
+        return self.declared.units(self.order())
 
     def save(self) -> None:
         self.sd.save(self.state)
@@ -133,66 +163,76 @@ class Supervisor:
 
     # -- observe ---------------------------------------------------------------------------
 
-    def running(self, name: str) -> bool:
-        child = self.children.get(name)
+    def running(self, unit: str) -> bool:
+        child = self.children.get(unit)
         if child is not None:
             return child.poll() is None
-        c = self.cs(name)
+        c = self.cs(unit)
         return processes.alive(c.pid, c.ticks)
 
-    def exit_code(self, name: str) -> int | None:
-        child = self.children.get(name)
+    def exit_code(self, unit: str) -> int | None:
+        child = self.children.get(unit)
         return child.returncode if child is not None else None
 
-    def ready(self, name: str, now: float) -> bool:
-        """The component's readiness check: run now for a starting one, at most every
+    def ready(self, unit: str, now: float) -> bool:
+        """The process's readiness check: run now for a starting one, at most every
         ``RECHECK`` seconds for one already up."""
-        cached = self.ready_cache.get(name)
-        up = self.cs(name).phase in (READY, NOT_READY)
+        cached = self.ready_cache.get(unit)
+        up = self.cs(unit).phase in (READY, NOT_READY)
         if cached is not None and up and now - cached[1] < RECHECK:
             return cached[0]
-        comp = topology.component(name)
+        comp = self.component_of(unit)
         ok = readiness.ready(
-            comp, self.state.ports[name], self.password, timeout=0.5, ca_file=self.ca_file
+            comp, self.state.ports[unit], self.password, timeout=0.5, ca_file=self.ca_file
         )
-        self.ready_cache[name] = (ok, now)
+        self.ready_cache[unit] = (ok, now)
         return ok
 
     def observe(self, now: float) -> dict[str, rollout.Observed]:
+        """Each process as the planner's record (by process name)."""
         observed = {}
-        for name in self.order():
-            phase = self.cs(name).phase
-            running = phase != STOPPED and self.running(name)
-            ready = running and self.ready(name, now)
-            observed[name] = conditions.observe(phase, running=running, ready=ready)
+        for unit in self.all_units():
+            phase = self.cs(unit).phase
+            running = phase != STOPPED and self.running(unit)
+            ready = running and self.ready(unit, now)
+            observed[unit] = conditions.observe(phase, running=running, ready=ready)
         return observed
+
+    def by_component(self, seen: dict[str, rollout.Observed]) -> dict[str, rollout.Observed]:
+        """The processes' records as the planner's, one per component."""
+        return {
+            name: conditions.observe_instances([seen[u] for u in self.units(name)])
+            for name in self.order()
+        }
 
     # -- act -------------------------------------------------------------------------------
 
-    def start(self, comp: topology.Component, restart: bool = False) -> None:
-        c = self.cs(comp.name)
-        c.port = self.state.ports[comp.name]
-        proc = launcher.launch(comp, self.state.ports, self.dotenv, self.sd)
-        self.children[comp.name] = proc
+    def start(self, unit: str, restart: bool = False) -> None:
+        comp = self.component_of(unit)
+        c = self.cs(unit)
+        c.port = self.state.ports[unit]
+        own = {**self.state.ports, comp.name: c.port}  # its own port under its component's
+        proc = launcher.launch(comp, own, self.dotenv, self.sd, instance=unit)
+        self.children[unit] = proc
         c.pid = proc.pid
         c.ticks = processes.start_ticks(proc.pid)
         c.phase = STARTING
         c.started_at = time.time()
         c.ready_at = None
         c.message = ""
-        self.ready_cache.pop(comp.name, None)
+        self.ready_cache.pop(unit, None)
         if restart:
             c.restarts += 1
-        self.sd.event(comp.name, "restarting" if restart else "starting", f"pid={proc.pid}")
+        self.sd.event(unit, "restarting" if restart else "starting", f"pid={proc.pid}")
         self.save()
 
-    def try_start(self, name: str, now: float) -> None:
-        restart = self.cs(name).phase == EXITED
+    def try_start(self, unit: str, now: float) -> None:
+        restart = self.cs(unit).phase == EXITED
         try:
-            self.start(topology.component(name), restart=restart)
+            self.start(unit, restart=restart)
         except (launcher.LaunchError, OSError) as exc:
-            self.fail(name, f"could not start: {exc}", "could_not_start")
-            self.next_try[name] = now + BACKOFF_MAX
+            self.fail(unit, f"could not start: {exc}", "could_not_start")
+            self.next_try[unit] = now + BACKOFF_MAX
 
     def fail(self, name: str, message: str, event: str) -> None:
         c = self.cs(name)
@@ -240,9 +280,10 @@ class Supervisor:
 
     def stop_all(self) -> None:
         for comp in topology.stop_order():
-            c = self.state.components.get(comp.name)
-            if c is not None and (c.pid or c.phase not in (FAILED, WAITING)):
-                self.stop(comp.name, phase=c.phase if c.phase in (FAILED, WAITING) else STOPPED)
+            for unit in reversed(self.units(comp.name)):
+                c = self.state.components.get(unit)
+                if c is not None and (c.pid or c.phase not in (FAILED, WAITING)):
+                    self.stop(unit, phase=c.phase if c.phase in (FAILED, WAITING) else STOPPED)
         # Redis read its config at start; the next start writes it again.
         with contextlib.suppress(FileNotFoundError):
             self.sd.redis_conf.unlink()
@@ -273,45 +314,46 @@ class Supervisor:
         now = time.monotonic()
         sleep = RECHECK
         # Processes that ended since the last pass.
-        for name in self.order():
-            c = self.cs(name)
-            if c.phase in (READY, NOT_READY, STARTING) and not self.running(name):
+        for unit in self.all_units():
+            c = self.cs(unit)
+            if c.phase in (READY, NOT_READY, STARTING) and not self.running(unit):
                 if not self.brought_up:
-                    message = f"{describe_exit(self.exit_code(name))} before it was ready"
-                    self.fail(name, message, message.replace(" ", "_"))
+                    message = f"{describe_exit(self.exit_code(unit))} before it was ready"
+                    self.fail(unit, message, message.replace(" ", "_"))
                     return 0.0
-                self.died(name, now)
-        observed = self.observe(now)
-        for name in self.order():
-            c = self.cs(name)
-            if c.phase in (STARTING, NOT_READY) and observed[name].ready:
-                self.mark_ready(name)
-                self.turn.pop(name, None)
-            elif c.phase == READY and observed[name].in_sync and not observed[name].ready:
-                self.mark_not_ready(name)
+                self.died(unit, now)
+        seen = self.observe(now)
+        for unit in self.all_units():
+            c = self.cs(unit)
+            if c.phase in (STARTING, NOT_READY) and seen[unit].ready:
+                self.mark_ready(unit)
+                self.turn.pop(unit, None)
+            elif c.phase == READY and seen[unit].in_sync and not seen[unit].ready:
+                self.mark_not_ready(unit)
             elif c.phase == STARTING:
                 sleep = POLL
                 if c.started_at and time.time() - c.started_at > self.timeout:
                     if not self.brought_up:
-                        self.fail(name, f"not ready after {self.timeout:g} s", "timeout")
+                        self.fail(unit, f"not ready after {self.timeout:g} s", "timeout")
                         return 0.0
-                    self.sd.event(name, "not_ready", f"after={self.timeout:g}s")
-                    self.stop(name, phase=None)
+                    self.sd.event(unit, "not_ready", f"after={self.timeout:g}s")
+                    self.stop(unit, phase=None)
         # Plan on what was just observed and recorded: a component counts as ready for its
         # dependents only once its "ready" is in the events log.
+        observed = self.by_component(seen)
         the_plan = rollout.plan(self.order(), observed, self.gates)
-        for name in the_plan.apply:
-            c = self.cs(name)
-            if c.phase in (STOPPED, FAILED):
+        for unit in self.declared.units(the_plan.apply):
+            c = self.cs(unit)
+            if c.phase in (STOPPED, FAILED) or self.running(unit):
                 continue
-            due = self.next_try.get(name, 0.0)
+            due = self.next_try.get(unit, 0.0)
             if now < due:
                 sleep = min(sleep, due - now)
                 continue
-            self.try_start(name, now)
+            self.try_start(unit, now)
             sleep = POLL
         self.note_waiting(observed, the_plan, now)
-        if not self.brought_up and any(self.cs(n).phase == FAILED for n in self.order()):
+        if not self.brought_up and any(self.cs(u).phase == FAILED for u in self.all_units()):
             return 0.0
         if not self.brought_up and the_plan.done:
             self.brought_up = True
@@ -323,30 +365,33 @@ class Supervisor:
     def note_waiting(
         self, observed: dict[str, rollout.Observed], the_plan: rollout.Plan, now: float
     ) -> None:
-        """Say what each component not started yet is waiting for; during the bring-up, one
+        """Say what each process not started yet is waiting for; during the bring-up, one
         whose gates never become ready fails it."""
         for name in self.order():
-            c = self.cs(name)
-            if c.phase not in (WAITING, EXITED) or name in the_plan.apply:
+            if name in the_plan.apply:
                 continue
-            if c.phase == EXITED and now < self.next_try.get(name, 0.0):
-                continue  # still in its backoff: the message says when it restarts
             missing = [g for g in self.gates.get(name, ()) if not observed[g].ready]
             if not missing:
                 continue
-            # The bring-up's display reads "waiting" + "for ..."; later the message is whole.
-            waiting = f"for {', '.join(missing)}"
-            if self.brought_up or c.phase == EXITED:
-                waiting = f"waiting {waiting}"
-            if c.message != waiting:
-                c.message = waiting
-                self.save()
-            if not self.brought_up:
-                since = self.turn.setdefault(name, now)
-                if now - since > self.timeout:
-                    self.fail(
-                        name, f"its gates never became ready: {', '.join(missing)}", "timeout"
-                    )
+            for unit in self.units(name):
+                c = self.cs(unit)
+                if c.phase not in (WAITING, EXITED):
+                    continue
+                if c.phase == EXITED and now < self.next_try.get(unit, 0.0):
+                    continue  # still in its backoff: the message says when it restarts
+                # The bring-up's display reads "waiting" + "for ..."; later it is whole.
+                waiting = f"for {', '.join(missing)}"
+                if self.brought_up or c.phase == EXITED:
+                    waiting = f"waiting {waiting}"
+                if c.message != waiting:
+                    c.message = waiting
+                    self.save()
+                if not self.brought_up:
+                    since = self.turn.setdefault(unit, now)
+                    if now - since > self.timeout:
+                        self.fail(
+                            unit, f"its gates never became ready: {', '.join(missing)}", "timeout"
+                        )
 
     # -- requests --------------------------------------------------------------------------
 
@@ -355,24 +400,29 @@ class Supervisor:
             if name not in topology.COMPONENT_NAMES:
                 continue
             if action == "stop":
-                self.next_try.pop(name, None)
-                self.stop(name)
+                for unit in reversed(self.units(name)):
+                    self.next_try.pop(unit, None)
+                    self.stop(unit)
             elif action == "start":
                 for comp in topology.with_gates([name]):
                     if comp.name not in self.state.wanted:
                         self.state.wanted.append(comp.name)
-                        self.state.ports.setdefault(comp.name, comp.port)
-                    c = self.cs(comp.name)
-                    if c.phase == STOPPED or (c.phase == WAITING and not self.running(comp.name)):
-                        c.phase = WAITING
-                        self.next_try[comp.name] = 0.0
+                        base = {comp.name: self.state.ports.get(comp.name, comp.port)}
+                        planned = ports.instance_ports(base, {comp.name: self.units(comp.name)})
+                        for unit, port in planned.items():
+                            self.state.ports.setdefault(unit, port)
+                    for unit in self.units(comp.name):
+                        c = self.cs(unit)
+                        if c.phase == STOPPED or (c.phase == WAITING and not self.running(unit)):
+                            c.phase = WAITING
+                            self.next_try[unit] = 0.0
                 self.save()
 
     def adopt(self) -> None:
-        for name in self.order():
-            c = self.cs(name)
-            if self.running(name):
-                self.sd.event(name, "adopted", f"pid={c.pid}")
+        for unit in self.all_units():
+            c = self.cs(unit)
+            if self.running(unit):
+                self.sd.event(unit, "adopted", f"pid={c.pid}")
                 c.phase = STARTING
             else:
                 c.pid = None
@@ -398,7 +448,7 @@ class Supervisor:
             except Exception:  # a transient error (disk full...) must not end supervision
                 traceback.print_exc()
                 sleep = 1.0
-            if not self.brought_up and any(self.cs(n).phase == FAILED for n in self.order()):
+            if not self.brought_up and any(self.cs(u).phase == FAILED for u in self.all_units()):
                 failed = True
                 break
             wakeup.sleep(sleep)

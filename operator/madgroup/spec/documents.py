@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from madgroup.spec.model import API_VERSION, KIND, InvalidSpecError, MadGroupSpec
+from madgroup.spec.model import API_VERSION, KIND, FieldRuleError, InvalidSpecError, MadGroupSpec
 from madgroup.spec.substrates import KUBERNETES_ONLY
 
 ModelT = type[MadGroupSpec]
@@ -36,7 +36,11 @@ _SERVER_WORDS = {
 def describe(exc: ValidationError, root: str = "spec") -> str:
     problems = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
+        loc = [str(p) for p in err["loc"]]
+        rule = (err.get("ctx") or {}).get("error")
+        if isinstance(rule, FieldRuleError):  # a rule across fields, named at its field
+            loc.append(rule.field)
+        where = ".".join(loc)
         path = f"{root}.{where}" if where else root
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

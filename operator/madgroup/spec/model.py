@@ -18,15 +18,23 @@ the group's namespace; locally and on compose, the variable of that name in ``.e
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from madgroup import rollout, topology
 from madgroup.errors import UsageError
 from mads.fiedler import contract as fiedler_contract
-from mads.fiedler.contract import LLM_KEYED, LLMProvider, llm_missing
+from mads.fiedler.contract import (
+    LLM_KEYED,
+    ONE_WRITER,
+    SHARED_STORE,
+    LLMProvider,
+    TaskStore,
+    llm_missing,
+)
 from mads.grace import contract as grace_contract
+from mads.grace.scope_file import ScopeMapFile
 from mads.grace.token_file import TokenEntry, TokenFile, TokenFileError
 
 GROUP = "madgroup.io"
@@ -37,6 +45,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 IMAGE = r"^[^\s]+$"
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 MAX_REPLICAS = 20
 """The most instances a component may declare when its contract sets no limit."""
 
@@ -44,6 +53,16 @@ MAX_REPLICAS = 20
 class InvalidSpecError(UsageError, ValueError):
     """A spec no substrate will act on; the message is one line (for a terminal, a status
     condition and an event alike)."""
+
+
+class FieldRuleError(UsageError, ValueError):
+    """A rule across a settings object's fields, reported at the one field it is about
+    (``spec.fiedler.replicas: ...``, where the API server's CEL rule names it too); raised
+    inside the model's validation, which words it as :class:`InvalidSpecError`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Model(BaseModel):
@@ -64,7 +83,7 @@ class SecretKeyRef(Model):
         description="Key inside the Secret (Kubernetes) or variable in .env (local, compose).",
         min_length=1,
         max_length=253,
-        pattern=r"^[-._a-zA-Z0-9]+$",
+        pattern=SECRET_KEY,
     )
 
 
@@ -104,6 +123,14 @@ class ComponentSpec(Model):
     )
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="Number of instances.")
 
+    def data_elsewhere(self) -> str | None:
+        """Where this component's data is when the declaration puts it in a database
+        outside the group instead of its own data file, and what backs that up (``in
+        PostgreSQL, whose own backups keep it (...)``): then no substrate gives it a data
+        volume, and backups hold none of that data. None: its data file, if its contract
+        names one."""
+        return None
+
 
 class RedisSpec(ComponentSpec):
     """The Conversation Bus."""
@@ -122,6 +149,105 @@ class RedisSpec(ComponentSpec):
     )
 
 
+# ---- Grace as an OAuth 2.1 resource server ------------------------------------------------
+
+HTTP_URL = r"^https?://[^\s?#]+$"
+GRACE_RULES: Mapping[str, str] = {
+    "issuer_needs": "issuer needs resource and scopes",
+    "needs_issuer": "resource, audience, scopes and introspection apply only with an issuer",
+    "static_off": "staticTokens: false needs an issuer (or nobody gets in)",
+    "static_off_tokens": "oauth.staticTokens is false: remove tokenSecretRef and tokens",
+    "introspection_needs": "url needs clientId and clientSecretRef",
+    "introspection_only": "clientId and clientSecretRef apply only with a url",
+}
+"""The rules of Grace's OAuth declaration, in the words the model's validators and the
+CRD's CEL rules both use."""
+
+
+Audience = Annotated[
+    str, Field(min_length=1, max_length=2048, description="An audience (usually a URI).")
+]
+
+
+class IntrospectionSpec(Model):
+    """RFC 7662 introspection of opaque (non-JWT) access tokens."""
+
+    url: str | None = Field(
+        default=None,
+        description="The authorization server's introspection endpoint; unset: a bearer "
+        "token that is not a JWT is refused.",
+        pattern=HTTP_URL,
+    )
+    clientId: str | None = Field(
+        default=None,
+        description="Grace's client id at the introspection endpoint.",
+        min_length=1,
+        max_length=255,
+    )
+    clientSecretRef: SecretKeyRef | None = Field(
+        default=None, description="The secret holding Grace's client secret there."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> IntrospectionSpec:
+        client = (self.clientId, self.clientSecretRef)
+        if self.url is not None and None in client:
+            raise ValueError(GRACE_RULES["introspection_needs"])
+        if self.url is None and client != (None, None):
+            raise ValueError(GRACE_RULES["introspection_only"])
+        return self
+
+
+class GraceOAuthSpec(Model):
+    """Grace as an OAuth 2.1 resource server (the MCP authorization specification): it
+    publishes Protected Resource Metadata and accepts access tokens its issuer signed for
+    it, mapped onto Grace's own tool and topic scopes."""
+
+    issuer: str | None = Field(
+        default=None,
+        description="The authorization server's issuer identifier (its metadata and JWKS "
+        "are discovered from it).",
+        pattern=HTTP_URL,
+    )
+    resource: str | None = Field(
+        default=None,
+        description="Grace's resource identifier: the public URL of its MCP endpoint "
+        "(https://grace.example.com/mcp); required with an issuer.",
+        pattern=HTTP_URL,
+    )
+    audience: list[Audience] | None = Field(
+        default=None,
+        description="Audiences accepted in a token's aud; unset: the resource.",
+        min_length=1,
+        max_length=100,
+    )
+    scopes: ScopeMapFile | None = Field(
+        default=None,
+        description="How OAuth scopes map onto Grace's tool and topic scopes, with limits "
+        "per subject (Grace reads it as GRACE_OAUTH_SCOPES_FILE); required with an issuer.",
+    )
+    staticTokens: bool = Field(
+        default=True,
+        description="false: only OAuth access tokens are accepted (tokenSecretRef and "
+        "tokens must then be unset, and an issuer set).",
+    )
+    introspection: IntrospectionSpec = Field(
+        default_factory=IntrospectionSpec,
+        description="Introspection of opaque access tokens (optional).",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> GraceOAuthSpec:
+        if self.issuer is not None and (self.resource is None or self.scopes is None):
+            raise ValueError(GRACE_RULES["issuer_needs"])
+        besides = (self.resource, self.audience, self.scopes, self.introspection.url)
+        if self.issuer is None and any(v is not None for v in besides):
+            raise ValueError(GRACE_RULES["needs_issuer"])
+        if not self.staticTokens and self.issuer is None:
+            raise ValueError(GRACE_RULES["static_off"])
+        return self
+
+
 class GraceSpec(ComponentSpec):
     """The front door, the one component reachable from outside the group."""
 
@@ -136,6 +262,11 @@ class GraceSpec(ComponentSpec):
         "GRACE_TOKENS_FILE.",
         max_length=10_000,
     )
+    oauth: GraceOAuthSpec = Field(
+        default_factory=GraceOAuthSpec,
+        description="Grace as an OAuth 2.1 resource server: the access tokens an "
+        "authorization server issues for it, beside (or instead of) the static tokens.",
+    )
 
     @model_validator(mode="after")
     def _unique_tokens(self) -> GraceSpec:
@@ -144,6 +275,13 @@ class GraceSpec(ComponentSpec):
                 TokenFile(tokens=self.tokens).check_unique()
             except TokenFileError as exc:
                 raise ValueError(f"tokens: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _static_tokens_off(self) -> GraceSpec:
+        static = (self.tokenSecretRef, self.tokens)
+        if not self.oauth.staticTokens and static != (None, None):
+            raise ValueError(GRACE_RULES["static_off_tokens"])
         return self
 
 
@@ -197,13 +335,85 @@ class LLMSpec(Model):
         return self
 
 
+# ---- Fiedler's task store ------------------------------------------------------------------
+
+STORE_RULES: Mapping[str, str] = {
+    "uri_needed": f"type {SHARED_STORE} needs uriSecretRef",
+    "uri_only": f"uriSecretRef applies only to type {SHARED_STORE}",
+    "one_writer": f"more than one replica needs store.type {SHARED_STORE} ({ONE_WRITER})",
+}
+"""The task store's rules, in the words the model's validators and the CRD's CEL rules
+both use."""
+
+
+STORE_URI_KEY = "uri"
+"""The key a CloudNativePG cluster's ``<cluster>-app`` Secret keeps its connection URI in."""
+
+
+class StoreUriRef(SecretKeyRef):
+    """The secret holding the task store's connection URI: on Kubernetes the key ``key``
+    (``uri`` unless said) of the Secret ``name``; locally and on compose, the ``.env``
+    variable ``key``."""
+
+    key: str = Field(
+        default=STORE_URI_KEY,
+        description="Key inside the Secret (Kubernetes; default uri, as a CloudNativePG "
+        "cluster's <cluster>-app Secret has it) or variable in .env (local, compose).",
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY,
+    )
+
+
+class FiedlerStoreSpec(Model):
+    """Where Fiedler keeps its tasks."""
+
+    type: TaskStore = Field(
+        default="sqlite",
+        description="sqlite: a file on Fiedler's data volume (one replica; the deployment "
+        f"guide's); {SHARED_STORE}: a database any number of replicas share (no volume).",
+    )
+    uriSecretRef: StoreUriRef | None = Field(
+        default=None,
+        description=f"With {SHARED_STORE}: the secret holding the connection URI "
+        "(postgresql://user:password@host:5432/db). On Kubernetes a CloudNativePG "
+        "cluster's <cluster>-app Secret works as it is (its key uri).",
+    )
+
+    @model_validator(mode="after")
+    def _uri(self) -> FiedlerStoreSpec:
+        if self.type == SHARED_STORE and self.uriSecretRef is None:
+            raise ValueError(STORE_RULES["uri_needed"])
+        if self.type != SHARED_STORE and self.uriSecretRef is not None:
+            raise ValueError(STORE_RULES["uri_only"])
+        return self
+
+
 class FiedlerSpec(ComponentSpec):
-    """The orchestrator (one writer of its SQLite task store)."""
+    """The orchestrator: its tasks in SQLite (one replica) or PostgreSQL (any number)."""
 
     storage: StorageSpec = Field(
-        default_factory=StorageSpec, description="Data for the task store (task history)."
+        default_factory=StorageSpec,
+        description="Data for the SQLite task store (task history); unused with PostgreSQL.",
     )
     llm: LLMSpec = Field(default_factory=LLMSpec, description="The LLM provider.")
+    store: FiedlerStoreSpec = Field(
+        default_factory=FiedlerStoreSpec, description="Where the tasks live."
+    )
+
+    @model_validator(mode="after")
+    def _one_writer(self) -> FiedlerSpec:
+        if self.replicas > 1 and self.store.type != SHARED_STORE:
+            raise FieldRuleError("replicas", STORE_RULES["one_writer"])
+        return self
+
+    def data_elsewhere(self) -> str | None:
+        if self.store.type != SHARED_STORE:
+            return None
+        return (
+            "in PostgreSQL, whose own backups keep it (pg_dump, or CloudNativePG's "
+            "backups on Kubernetes)"
+        )
 
 
 MAD_SETTINGS: Mapping[str, type[ComponentSpec]] = {

@@ -2,7 +2,8 @@
 on is refused, or noted as ignored, one line each; nothing is dropped silently.
 
 Kubernetes honours every field (and adds its own, :mod:`madgroup.kube.crd`); docker compose
-and the local runner run one instance of each component on one host.
+and the local runner run the group on one host: one instance of each component others reach
+at its address, as many as declared of one reached through the bus alone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from madgroup.spec.model import InvalidSpecError
+from madgroup import topology
+from madgroup.spec.model import InvalidSpecError, field_name
 
 KUBERNETES_ONLY = frozenset(
     {
@@ -42,18 +44,30 @@ class Honoured:
     ignored: Mapping[str, str] = field(default_factory=dict)
 
 
+def _one_per_host(why: str) -> dict[str, str]:
+    """``replicas`` of every component others reach at its address, refused with ``why``
+    (a component reached through the bus alone, Fiedler, runs as many as declared)."""
+    return {
+        f"spec.{field_name(c.name)}.replicas": why
+        for c in topology.COMPONENTS
+        if topology.reached_at_address(c)
+    }
+
+
 COMPOSE = Honoured(
     "docker compose",
-    refused={
-        "spec.*.replicas": "it runs one container per service; more replicas need Kubernetes",
-    },
+    refused=_one_per_host(
+        "others reach it at its address, which one container serves here; more replicas "
+        "need Kubernetes"
+    ),
     ignored={"spec.*.storage.size": "a named volume has no size"},
 )
 LOCAL = Honoured(
     "the local runner",
-    refused={
-        "spec.*.replicas": "it runs one process per component; more replicas need Kubernetes",
-    },
+    refused=_one_per_host(
+        "others reach it at its address, which one process serves here; more replicas "
+        "need Kubernetes"
+    ),
     ignored={
         "spec.image.*": "it runs this installation's code, not images",
         "spec.*.image": "it runs this installation's code, not images",

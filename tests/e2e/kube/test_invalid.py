@@ -18,6 +18,11 @@ NAMESPACE = "invalid"
 
 INVALID = {
     "fiedler-replicas": {"fiedler": {"replicas": 2}},
+    "store-without-uri": {"fiedler": {"store": {"type": "postgresql"}}},
+    "static-tokens-off-without-issuer": {"grace": {"oauth": {"staticTokens": False}}},
+    "issuer-without-scopes": {
+        "grace": {"oauth": {"issuer": "https://id.example", "resource": "https://g.example/mcp"}}
+    },
     "openai-without-base-url": {"fiedler": {"llm": {"provider": "openai", "model": "m"}}},
     "unknown-field": {"fiedler": {"colour": "blue"}},
 }
