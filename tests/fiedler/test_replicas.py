@@ -18,7 +18,15 @@ import pytest
 from mcp import Client
 
 from tests.support.fake_llm import FakeLLM
-from tests.support.fiedler_replicas import FAST_LEASES, Replicas, call, owner_of, replicas
+from tests.support.fiedler_replicas import (
+    FAST_LEASES,
+    Replicas,
+    call,
+    completions,
+    owner_of,
+    replicas,
+)
+from tests.support.grace import grace_session, new_token
 from tests.support.group import ProcessGroup
 from tests.support.mad_process import MadProcess
 from tests.support.postgres import PostgresServer, postgres_server
@@ -237,3 +245,72 @@ async def test_mcp_tasks_are_answered_by_any_replica(fleet: Replicas, fake_llm: 
 
         final = await async_wait_for(cancelled, timeout=30, interval=0.2, what="cancelled")
         assert final.status_message == "cancelled by the MCP client (tasks/cancel) while running"
+
+
+async def test_mcp_tasks_through_grace_are_answered_whichever_replica_runs_them(
+    fleet: Replicas, group: ProcessGroup, fake_llm: FakeLLM
+) -> None:
+    """An outside client sees one Fiedler through Grace: tasks it starts there run on either
+    replica, and Grace's relayed tasks/get, tasks/result and tasks/cancel reach the task
+    wherever it is."""
+    replicas_started = fleet.start(2)
+    fake_llm.delay = 0.5  # each answer takes a while: one replica's 4 slots cannot take them all
+    token = new_token()
+    grace = group.start("grace", {"GRACE_API_TOKENS": token})
+    try:
+        async with grace_session(grace.url, token) as s:
+
+            async def as_task(prompt: str) -> str:
+                params = t.CallToolRequestParams(
+                    name="fiedler_converse",
+                    arguments={"prompt": prompt, "requester_id": "ops"},
+                    task=t.TaskMetadata(ttl=60_000),
+                ).model_dump(by_alias=True, mode="json", exclude_none=True)
+                raw = await s._dispatcher.send_raw_request("tools/call", params, {})
+                return t.CreateTaskResult.model_validate(raw).task.task_id
+
+            async def offered() -> bool:
+                listed = {tool.name: tool for tool in (await s.list_tools()).tools}
+                tool = listed.get("fiedler_converse")
+                return tool is not None and tool.execution is not None
+
+            await async_wait_for(offered, timeout=30, what="fiedler_converse offered as a task")
+            prompts = [f"System check {n}" for n in range(12)]
+            ids = await asyncio.gather(*(as_task(prompt) for prompt in prompts))
+            created = dict(zip(prompts, ids, strict=True))
+            for prompt, task_id in created.items():
+                result = await s.send_request(
+                    t.GetTaskPayloadRequest(params=t.GetTaskPayloadRequestParams(task_id=task_id)),
+                    t.CallToolResult,
+                )
+                assert [c.text for c in result.content] == [f"Echo: {prompt}"]
+                seen = await s.send_request(
+                    t.GetTaskRequest(params=t.GetTaskRequestParams(task_id=task_id)),
+                    t.GetTaskResult,
+                )
+                assert seen.status == "completed"
+            ran = [sum(completions(p.log_text()).values()) for p in replicas_started]
+            assert sum(ran) == len(prompts) and all(ran), f"completions per replica: {ran}"
+
+            slow = await as_task("slow: cancelled through Grace")
+            await async_wait_for(
+                lambda: "slow: cancelled through Grace" in fake_llm.streaming,
+                timeout=30,
+                what="the slow task streaming",
+            )
+            await s.send_request(
+                t.CancelTaskRequest(params=t.CancelTaskRequestParams(task_id=slow)),
+                t.CancelTaskResult,
+            )
+
+            async def cancelled() -> t.GetTaskResult | None:
+                found = await s.send_request(
+                    t.GetTaskRequest(params=t.GetTaskRequestParams(task_id=slow)),
+                    t.GetTaskResult,
+                )
+                return found if found.status == "cancelled" else None
+
+            await async_wait_for(cancelled, timeout=30, interval=0.2, what="cancelled")
+    finally:
+        fake_llm.delay = 0.0
+        grace.stop()
