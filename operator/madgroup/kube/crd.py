@@ -130,8 +130,8 @@ class WithResources(BaseModel):
 class WithPlacement(BaseModel):
     """Where the component's pods may run (the Pod's own scheduling fields)."""
 
-    nodeSelector: dict[scheduling.LabelKey, scheduling.LabelValue] | None = (
-        scheduling.label_map("Node labels a node must have to run the component's pods.")
+    nodeSelector: dict[scheduling.LabelKey, scheduling.LabelValue] | None = scheduling.label_map(
+        "Node labels a node must have to run the component's pods."
     )
     affinity: scheduling.Affinity | None = Field(
         default=None, description="Node affinity, pod affinity and anti-affinity of its pods."
@@ -292,8 +292,7 @@ class WithAutoscaling(WithResources):
             self.resources is None or "cpu" not in self.resources.requests
         ):
             raise ValueError(
-                "autoscaling needs resources.requests.cpu (the target utilisation is a share "
-                "of it)"
+                "autoscaling needs resources.requests.cpu (the target utilisation is a share of it)"
             )
         return self
 

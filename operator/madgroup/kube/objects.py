@@ -27,7 +27,7 @@ from madgroup.environment import (
     TlsPath,
     Value,
 )
-from madgroup.kube import backups, certificates, credentials, naming
+from madgroup.kube import autoscaling, backups, certificates, credentials, naming, placement
 from madgroup.kube.crd import KubeMadGroupSpec, KubeStorageSpec, WithResources
 from madgroup.kube.credentials import PASSWORD_KEY, GeneratedSecret, bus_password_ref, password_ref
 from madgroup.kube.meta import (
@@ -49,6 +49,9 @@ ACL_VOLUME = "bus-acl"
 ACL_PATH = f"{CREDENTIALS_DIR}/users.acl"
 FILES_DIR = "/run/madgroup-files"
 """Where a pod mounts the ConfigMap of the files its declaration gives it."""
+COMPANIONS_ANNOTATION = "madgroup.io/companions"
+"""On a workload: the kinds of the optional objects made beside it (its autoscaler, its
+disruption budget), so that one the declaration no longer asks for is deleted."""
 FILES_ANNOTATION = "madgroup.io/files-sha256"
 """On a pod template: which files it runs with, so changed ones roll the pods (the MADs
 read them at start)."""
@@ -298,6 +301,7 @@ def pod_template(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
+        **placement.pod_fields(owner, part),
     }
     if init:
         pod["initContainers"] = init
@@ -348,12 +352,20 @@ def storage_of(part: ResolvedComponent) -> KubeStorageSpec | None:
 def workload(
     owner: Owner, spec: KubeMadGroupSpec, part: ResolvedComponent, tls_revision: str | None = None
 ) -> Manifest:
-    """A StatefulSet for components with data (Redis, Fiedler), a Deployment otherwise."""
+    """A StatefulSet for components with data (Redis, Fiedler), a Deployment otherwise. An
+    autoscaled Deployment has no ``replicas``: the count is its autoscaler's
+    (:mod:`madgroup.kube.autoscaling`)."""
     comp, name = part.component, part.name
     body: dict[str, Any] = {
         "replicas": part.settings.replicas,
         "selector": {"matchLabels": naming.selector_labels(owner.name, name)},
         "template": pod_template(owner, spec, part, tls_revision),
+    }
+    if autoscaling.of(part) is not None:
+        del body["replicas"]
+    meta = _metadata(owner, naming.child_name(owner.name, name), name)
+    meta["annotations"] = {
+        COMPANIONS_ANNOTATION: ",".join(m["kind"] for m in companions(owner, part))
     }
     storage = storage_of(part)
     if comp.stateful and storage is not None:
@@ -367,12 +379,28 @@ def workload(
     else:
         body["strategy"] = {"type": "RollingUpdate"}
         kind, api_version = "Deployment", "apps/v1"
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": _metadata(owner, naming.child_name(owner.name, name), name),
-        "spec": body,
-    }
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": body}
+
+
+def companions(owner: Owner, part: ResolvedComponent) -> list[Manifest]:
+    """The optional objects beside a component's workload: its HorizontalPodAutoscaler and
+    its PodDisruptionBudget, as declared (or by default)."""
+    found = (autoscaling.autoscaler(owner, part), placement.disruption_budget(owner, part))
+    return [m for m in found if m is not None]
+
+
+def retired(owner: Owner, part: ResolvedComponent, live: Mapping[str, Any]) -> list[str]:
+    """The API paths of the companions the live workload says were made (its
+    :data:`COMPANIONS_ANNOTATION`) that the declaration no longer asks for."""
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    made = {k for k in str(annotations.get(COMPANIONS_ANNOTATION, "")).split(",") if k}
+    wanted = {m["kind"] for m in companions(owner, part)}
+    name = naming.child_name(owner.name, part.name)
+    return [
+        naming.KINDS[kind].path(owner.namespace, name)
+        for kind in sorted(made - wanted)
+        if kind in naming.KINDS
+    ]
 
 
 def claim_names(owner: Owner, part: ResolvedComponent) -> list[str]:
@@ -404,24 +432,9 @@ def component_objects(
     out.append(service(owner, part))
     revision = (tls_revisions or {}).get(name) if not comp.reloads_certificates else None
     out.append(workload(owner, spec, part, revision))
-    if comp.max_replicas != 1:
-        out.append(disruption_budget(owner, name))
+    out += companions(owner, part)
     claims = claim_names(owner, part)
     job = backups.cron_job(owner, spec, claims[0]) if claims and comp.keeps_data else None
     if job is not None:
         out.append(job)
     return out
-
-
-def disruption_budget(owner: Owner, name: str) -> Manifest:
-    """For a component that may run replicas (Sequential Thinking, Grace): a node drain
-    takes at most one of its pods at a time (with one replica, it may take that one)."""
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _metadata(owner, naming.child_name(owner.name, name), name),
-        "spec": {
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": naming.selector_labels(owner.name, name)},
-        },
-    }

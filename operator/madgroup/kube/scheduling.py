@@ -27,8 +27,26 @@ MAX_LABEL_VALUE = 63
 MAX_ENTRIES = 64
 """The most labels, terms or values one field takes (bounds the API server's rule costs)."""
 
-LabelKey = Annotated[str, Field(pattern=LABEL_KEY, max_length=MAX_LABEL_KEY)]
-LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=MAX_LABEL_VALUE)]
+LabelKey = Annotated[
+    str,
+    Field(
+        pattern=LABEL_KEY,
+        max_length=MAX_LABEL_KEY,
+        description="A label key (an optional DNS-subdomain prefix and '/', then a name).",
+    ),
+]
+LabelValue = Annotated[
+    str,
+    Field(
+        pattern=LABEL_VALUE,
+        max_length=MAX_LABEL_VALUE,
+        description="A label value (at most 63 letters, digits, '-', '_' and '.').",
+    ),
+]
+NodeSelectorValue = Annotated[str, Field(description="A value the key is compared with.")]
+Namespace = Annotated[str, Field(description="A namespace's name.")]
+PodLabelKey = Annotated[str, Field(description="A pod label key.")]
+
 
 _LABEL_KEYS_RULE: dict[str, JsonValue] = {
     "rule": f"self.all(k, size(k) <= {MAX_LABEL_KEY} && k.matches({LABEL_KEY!r}))",
@@ -80,10 +98,9 @@ class NodeSelectorRequirement(Model):
 
     key: str = Field(description="The label key (or field name) the selector applies to.")
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = Field(
-        description="The key's relation to the values: In, NotIn, Exists, DoesNotExist, "
-        "Gt or Lt."
+        description="The key's relation to the values: In, NotIn, Exists, DoesNotExist, Gt or Lt."
     )
-    values: list[str] | None = Field(
+    values: list[NodeSelectorValue] | None = Field(
         default=None,
         description="For In and NotIn, a non-empty list; for Exists and DoesNotExist, empty; "
         "for Gt and Lt, one integer.",
@@ -127,13 +144,11 @@ class NodeAffinity(Model):
         description="Nodes the pod may be scheduled on; a node whose labels stop matching "
         "later keeps the pod.",
     )
-    preferredDuringSchedulingIgnoredDuringExecution: list[PreferredSchedulingTerm] | None = (
-        Field(
-            default=None,
-            description="Nodes the scheduler prefers, by the sum of the weights of the terms "
-            "a node matches.",
-            max_length=MAX_ENTRIES,
-        )
+    preferredDuringSchedulingIgnoredDuringExecution: list[PreferredSchedulingTerm] | None = Field(
+        default=None,
+        description="Nodes the scheduler prefers, by the sum of the weights of the terms "
+        "a node matches.",
+        max_length=MAX_ENTRIES,
     )
 
 
@@ -145,7 +160,7 @@ class PodAffinityTerm(Model):
     labelSelector: LabelSelector | None = Field(
         default=None, description="A label query over pods; none matches no pod."
     )
-    namespaces: list[str] | None = Field(
+    namespaces: list[Namespace] | None = Field(
         default=None,
         description="Namespaces labelSelector applies to; none: the pod's own.",
         max_length=MAX_ENTRIES,
@@ -158,13 +173,13 @@ class PodAffinityTerm(Model):
         description="The node label whose value defines a domain, e.g. kubernetes.io/hostname "
         "or topology.kubernetes.io/zone.",
     )
-    matchLabelKeys: list[str] | None = Field(
+    matchLabelKeys: list[PodLabelKey] | None = Field(
         default=None,
         description="Pod label keys whose values (the incoming pod's) are ANDed into "
         "labelSelector.",
         max_length=MAX_ENTRIES,
     )
-    mismatchLabelKeys: list[str] | None = Field(
+    mismatchLabelKeys: list[PodLabelKey] | None = Field(
         default=None,
         description="Pod label keys whose values (the incoming pod's) must differ, ANDed into "
         "labelSelector.",
@@ -185,10 +200,8 @@ class PodAffinity(Model):
     requiredDuringSchedulingIgnoredDuringExecution: list[PodAffinityTerm] | None = Field(
         default=None, description="Terms every candidate node must satisfy.", max_length=16
     )
-    preferredDuringSchedulingIgnoredDuringExecution: list[WeightedPodAffinityTerm] | None = (
-        Field(
-            default=None, description="Terms the scheduler prefers, by weight.", max_length=16
-        )
+    preferredDuringSchedulingIgnoredDuringExecution: list[WeightedPodAffinityTerm] | None = Field(
+        default=None, description="Terms the scheduler prefers, by weight.", max_length=16
     )
 
 
@@ -198,10 +211,8 @@ class PodAntiAffinity(Model):
     requiredDuringSchedulingIgnoredDuringExecution: list[PodAffinityTerm] | None = Field(
         default=None, description="Terms every candidate node must satisfy.", max_length=16
     )
-    preferredDuringSchedulingIgnoredDuringExecution: list[WeightedPodAffinityTerm] | None = (
-        Field(
-            default=None, description="Terms the scheduler prefers, by weight.", max_length=16
-        )
+    preferredDuringSchedulingIgnoredDuringExecution: list[WeightedPodAffinityTerm] | None = Field(
+        default=None, description="Terms the scheduler prefers, by weight.", max_length=16
     )
 
 
@@ -280,7 +291,7 @@ class TopologySpreadConstraint(Model):
         description="Whether nodes with taints the pod does not tolerate are counted "
         "(Ignore, the default) or not (Honor).",
     )
-    matchLabelKeys: list[str] | None = Field(
+    matchLabelKeys: list[PodLabelKey] | None = Field(
         default=None,
         description="Pod label keys whose values (the incoming pod's) are ANDed into "
         "labelSelector, e.g. pod-template-hash to count one revision's pods only.",
