@@ -26,8 +26,17 @@ from madgroup.environment import (
     Secret,
     TlsPath,
     Value,
+    VolumeSize,
 )
-from madgroup.kube import autoscaling, backups, certificates, credentials, naming, placement
+from madgroup.kube import (
+    autoscaling,
+    backups,
+    certificates,
+    credentials,
+    naming,
+    placement,
+    quantities,
+)
 from madgroup.kube.crd import KubeMadGroupSpec, KubeStorageSpec, WithResources
 from madgroup.kube.credentials import PASSWORD_KEY, GeneratedSecret, bus_password_ref, password_ref
 from madgroup.kube.meta import (
@@ -152,6 +161,10 @@ def translate(
         case TlsPath():
             path = getattr(certificates.files(), entry.part.value)
             return {"name": entry.variable, "value": str(path)}
+        case VolumeSize():
+            storage = getattr(spec.component(entry.component), "storage", None)
+            assert isinstance(storage, KubeStorageSpec)
+            return {"name": entry.variable, "value": str(quantities.whole_bytes(storage.size))}
 
 
 def _credential_ref(owner: Owner, spec: KubeMadGroupSpec, entry: Credential) -> SecretKeyRef:

@@ -17,21 +17,18 @@ message, and nothing is changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
-from madgroup.kube import crd, naming, objects
+from madgroup.kube import crd, naming, objects, quantities
 from madgroup.kube.api import KubeApi
 from madgroup.resolved import ResolvedComponent
 from madgroup.spec import InvalidSpecError
 from madgroup.spec.model import field_name
 
 ORPHAN = "Orphan"
-_parse_quantity: Callable[[str], Decimal] = parse_quantity  # the client's; untyped
 
 
 class VolumeCannotGrowError(InvalidSpecError):
@@ -51,7 +48,7 @@ class Growth:
 
 
 def _quantity(value: str) -> Decimal:
-    return _parse_quantity(value)
+    return quantities.value(value)
 
 
 def _template_size(live: Mapping[str, Any]) -> str | None:
