@@ -89,12 +89,46 @@ FULL_SPEC = {
     "redis": {
         "passwordSecretRef": {"name": "bus", "key": "pw"},
         "storage": {"size": "2Gi", "storageClassName": "fast"},
+        "nodeSelector": {"disktype": "ssd"},
+        "affinity": {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 10,
+                        "preference": {
+                            "matchExpressions": [
+                                {
+                                    "key": "topology.kubernetes.io/zone",
+                                    "operator": "In",
+                                    "values": ["a"],
+                                }
+                            ]
+                        },
+                    }
+                ]
+            }
+        },
+        "priorityClassName": "mad-critical",
+        "disruptionBudget": {"minAvailable": 1},
     },
-    "sequentialThinking": {"replicas": 3, "resources": {"requests": {"cpu": "100m"}}},
+    "sequentialThinking": {
+        "replicas": 3,
+        "resources": {"requests": {"cpu": "100m"}},
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 6},
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "DoNotSchedule",
+            }
+        ],
+    },
     "grace": {
         "replicas": 2,
         "serviceType": "LoadBalancer",
         "tokenSecretRef": {"name": "grace-tokens", "key": "tokens"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "disruptionBudget": {"maxUnavailable": "50%"},
     },
     "fiedler": {
         "storage": {"retainOnDelete": False},

@@ -402,15 +402,17 @@ def companions(owner: Owner, part: ResolvedComponent) -> list[Manifest]:
     return [m for m in found if m is not None]
 
 
-def retired(owner: Owner, part: ResolvedComponent, live: Mapping[str, Any]) -> list[str]:
-    """The API paths of the companions the live workload says were made (its
-    :data:`COMPANIONS_ANNOTATION`) that the declaration no longer asks for."""
+def retired(
+    owner: Owner, part: ResolvedComponent, live: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """The companions the live workload says were made (its :data:`COMPANIONS_ANNOTATION`)
+    that the declaration no longer asks for: kind and API path of each."""
     annotations = (live.get("metadata") or {}).get("annotations") or {}
     made = {k for k in str(annotations.get(COMPANIONS_ANNOTATION, "")).split(",") if k}
     wanted = {m["kind"] for m in companions(owner, part)}
     name = naming.child_name(owner.name, part.name)
     return [
-        naming.KINDS[kind].path(owner.namespace, name)
+        (kind, naming.KINDS[kind].path(owner.namespace, name))
         for kind in sorted(made - wanted)
         if kind in naming.KINDS
     ]

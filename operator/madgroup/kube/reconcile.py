@@ -141,8 +141,10 @@ def _observe(
             workload_live = live
             volumes.same_size(manifest, live)
             if live is not None:
-                retired = objects.retired(owner, part, live)
-                stale += [{"kind": "Retired", "delete": path} for path in retired]
+                stale += [
+                    {"kind": kind, "delete": path}
+                    for kind, path in objects.retired(owner, part, live)
+                ]
         if not _in_sync(part, manifest, live):
             stale.append(manifest)
     wanted = part.settings.replicas
@@ -211,10 +213,9 @@ def _apply(
     for secret in made:
         _create_secret(api, owner, secret)
         done.append("Secret")
-    retired = [m["delete"] for m in stale if "delete" in m]
-    for path in retired:
-        if api.delete(path, propagation="Background"):
-            done.append(f"deleted {path.rsplit('/', 2)[-2]}")
+    for retired in (m for m in stale if "delete" in m):
+        if api.delete(retired["delete"], propagation="Background"):
+            done.append(f"deleted {retired['kind']}")
     if made:
         revisions = _tls_revisions(api, owner, desired)
         fresh = objects.component_objects(owner, desired, part, revisions)
