@@ -148,9 +148,13 @@ def _observe(
         if not _in_sync(part, manifest, live):
             stale.append(manifest)
     wanted = part.settings.replicas
-    if autoscaling.of(part) is not None and workload_live is not None:
-        # The autoscaler's count: what the Deployment itself asks for.
-        wanted = int((workload_live.get("spec") or {}).get("replicas", wanted))
+    scaling = autoscaling.of(part)
+    if scaling is not None:
+        # The autoscaler's count: what the Deployment itself asks for (where it starts, before
+        # it exists).
+        wanted = autoscaling.starting_replicas(scaling, wanted)
+        if workload_live is not None:
+            wanted = int((workload_live.get("spec") or {}).get("replicas", wanted))
     missing = [
         g for g in _generated(owner, desired, name) if api.get(_secret_path(owner, g)) is None
     ]
