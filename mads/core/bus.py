@@ -433,6 +433,10 @@ class Bus:
 
     # -- keys, hashes, pipelines, scripts ---------------------------------------------------
 
+    async def info(self, section: str) -> dict[str, Any]:
+        """One section of the server's ``INFO`` (every MAD's user may run it)."""
+        return dict(await self._call(self._redis.info(section)))
+
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         return list(await self._call(self._redis.mget(list(keys))))
 

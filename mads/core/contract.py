@@ -35,6 +35,9 @@ class DataFile:
 
     variable: str
     filename: str
+    size_variable: str | None = None
+    """Where the MAD is told the size of the volume the file lives on, where the substrate
+    gives volumes a size (Kubernetes): in bytes, what its volume alert compares with."""
 
 
 INTERNAL_TOKEN_VARIABLE = "MAD_INTERNAL_TOKEN"
@@ -145,6 +148,9 @@ class MadContract:
     max_replicas: int | None = None
     tasks: TaskTools | None = None
     """Its long-running work, when a client may run it as MCP tasks."""
+    bus_volume_variable: str | None = None
+    """Set for the MAD that reports the bus's append-only file (``INFO persistence``): the
+    variable it is told the bus's volume size in, in bytes, where volumes have a size."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log_lines", _frozen(self.log_lines))

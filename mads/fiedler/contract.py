@@ -18,7 +18,10 @@ from mads.sequential_thinking.contract import STATUS_LABEL as THINKING_STATUS
 NAME = "fiedler"
 TASK_STATUS_CHANNEL = "mad.fiedler.task.status"
 DATABASE_LABEL = "Database Status"
-DB_FILE = DataFile(variable="FIEDLER_DB_PATH", filename="fiedler_state.db")
+VOLUME_BYTES_VARIABLE = "FIEDLER_VOLUME_BYTES"
+DB_FILE = DataFile(
+    variable="FIEDLER_DB_PATH", filename="fiedler_state.db", size_variable=VOLUME_BYTES_VARIABLE
+)
 DEFAULT_DATA_DIR = "/data"
 LLM_VARIABLES = {
     "provider": "FIEDLER_LLM_PROVIDER",

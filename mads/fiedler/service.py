@@ -107,7 +107,13 @@ def build() -> MadService:
         lease_s=settings.fiedler_lease_s,
         poll_s=settings.fiedler_claim_poll_s,
     )
-    service.metrics.register(FiedlerCollector(worker))
+    service.metrics.register(
+        FiedlerCollector(
+            worker,
+            database_file=None if store.shared else settings.fiedler_db_path,
+            volume_bytes=settings.fiedler_volume_bytes,
+        )
+    )
     tools.register(service, store, worker, settings.fiedler_max_prompt_chars)
     mcp_tasks.serve(service, store, worker)
     service.add_background(announcer.run)

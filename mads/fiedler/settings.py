@@ -31,6 +31,13 @@ class FiedlerSettings(ThinkingClientSettings):
         description="A file holding FIEDLER_STORE_URI (used when that is unset or empty), "
         "e.g. the key 'uri' of a CloudNativePG cluster's app Secret.",
     )
+    fiedler_volume_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="The size of the volume the SQLite file lives on, in bytes (the operator "
+        "sets it on Kubernetes): exported as fiedler_volume_bytes beside "
+        "fiedler_database_bytes, for the volume alert.",
+    )
     fiedler_store_pool_size: int = Field(default=10, ge=1, le=1000)
     fiedler_store_timeout_s: float = Field(default=10.0, gt=0, le=300)
     fiedler_lease_s: float = Field(

@@ -13,6 +13,7 @@ from mads.sequential_thinking.contract import STATUS_LABEL as THINKING_STATUS
 NAME = "rogers"
 CONNECTIONS_TOOL = "rogers_get_connections"
 """Every MAD Rogers hears on the bus, with its status (the guide's step 7)."""
+BUS_VOLUME_BYTES_VARIABLE = "ROGERS_BUS_VOLUME_BYTES"
 METRICS_LOG = "[Metrics] Received message from sender: {sender} on channel: {channel}"
 
 
@@ -42,4 +43,6 @@ CONTRACT = MadContract(
     status_labels=(THINKING_STATUS,),
     log_lines={"metrics": METRICS_LOG},
     max_replicas=1,
+    # It reports the bus's append-only file against the bus's volume.
+    bus_volume_variable=BUS_VOLUME_BYTES_VARIABLE,
 )

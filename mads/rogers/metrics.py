@@ -10,12 +10,16 @@ from prometheus_client.registry import Collector
 
 from mads.rogers.connections import STATUSES, ConnectionTable
 from mads.rogers.stats import TrafficStats
+from mads.rogers.storage import BusStorage
 
 
 class RogersCollector(Collector):
-    def __init__(self, connections: ConnectionTable, stats: TrafficStats) -> None:
+    def __init__(
+        self, connections: ConnectionTable, stats: TrafficStats, storage: BusStorage | None = None
+    ) -> None:
         self.connections = connections
         self.stats = stats
+        self.storage = storage
 
     def collect(self) -> Iterator[Metric]:
         total = CounterMetricFamily("rogers_messages", "Valid envelopes seen on mad.* since start")
@@ -59,3 +63,21 @@ class RogersCollector(Collector):
             for status in STATUSES:
                 each.add_metric([view["mad_id"], status], 1.0 if view["status"] == status else 0.0)
         yield each
+        yield from self._storage()
+
+    def _storage(self) -> Iterator[Metric]:
+        """The bus's append-only file and its volume, each only while known."""
+        if self.storage is None:
+            return
+        if self.storage.aof_bytes is not None:
+            yield GaugeMetricFamily(
+                "rogers_bus_aof_bytes",
+                "Size of the bus's append-only file (Redis INFO persistence aof_current_size)",
+                value=self.storage.aof_bytes,
+            )
+        if self.storage.volume_bytes is not None:
+            yield GaugeMetricFamily(
+                "rogers_bus_volume_bytes",
+                "Declared size of the volume the bus's append-only file lives on",
+                value=self.storage.volume_bytes,
+            )

@@ -15,6 +15,7 @@ from mads.rogers.metrics import RogersCollector
 from mads.rogers.monitor import BusMonitor
 from mads.rogers.settings import RogersSettings
 from mads.rogers.stats import TrafficStats
+from mads.rogers.storage import BusStorage
 from mads.rogers.traffic_log import TrafficLog
 from mads.rogers.ui import LiveUi
 from mads.sequential_thinking import client
@@ -57,8 +58,15 @@ def build() -> MadService:
                 service.log.info("MAD %s is now %s (was %s)", mad_id, new, old)
 
     service.add_background(report_transitions)
+    storage = BusStorage(
+        bus,
+        service.log,
+        interval_s=settings.rogers_bus_storage_interval_s,
+        volume_bytes=settings.rogers_bus_volume_bytes,
+    )
+    service.add_background(storage.run)
     tools.register(service, connections, stats)
-    service.metrics.register(RogersCollector(connections, stats))
+    service.metrics.register(RogersCollector(connections, stats, storage))
 
     requests = ToolRequestServer(bus, NAME, service.call_tool_locally, logger=service.log)
     service.before_heartbeat(requests.keep_tools_published)

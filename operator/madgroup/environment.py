@@ -4,11 +4,12 @@ declaration and the topology, as a typed list of entries.
 An entry says what a variable holds, never how a substrate spells it: a literal
 (:class:`Value`), a secret the declaration names (:class:`Secret`), a file's content
 (:class:`File`), a credential of a kind (:class:`Credential`), where a component is reached
-(:class:`Address`), a data file's path (:class:`DataPath`) or a TLS file's
-(:class:`TlsPath`). Each substrate translates every kind into its own form — the local
-runner into process environment and private files, compose into ``environment``,
-``env_file`` and mounted files, Kubernetes into ``env``, ``valueFrom`` and volumes — and
-decides nothing about a component.
+(:class:`Address`), a data file's path (:class:`DataPath`), a TLS file's
+(:class:`TlsPath`) or the size of a component's volume (:class:`VolumeSize`). Each
+substrate translates every kind into its own form — the local runner into process
+environment and private files, compose into ``environment``, ``env_file`` and mounted
+files, Kubernetes into ``env``, ``valueFrom`` and volumes — and decides nothing about a
+component.
 
 The rules live here too: no MAD ever receives the administrator's password (the bus gets
 it, each MAD its own bus credential); what the declaration sets wins over ``.env`` (a
@@ -174,10 +175,19 @@ class TlsPath:
     part: TlsPart
 
 
-Entry = Value | Secret | File | Credential | Address | DataPath | TlsPath
+@dataclass(frozen=True)
+class VolumeSize:
+    """The size, in bytes, of ``component``'s data volume where the substrate gives volumes
+    a size (Kubernetes: its claim's request); elsewhere the variable is not set."""
+
+    variable: str
+    component: str
+
+
+Entry = Value | Secret | File | Credential | Address | DataPath | TlsPath | VolumeSize
 KINDS: dict[str, type[Entry]] = {
     cls.__name__.lower(): cls
-    for cls in (Value, Secret, File, Credential, Address, DataPath, TlsPath)
+    for cls in (Value, Secret, File, Credential, Address, DataPath, TlsPath, VolumeSize)
 }
 
 # ---- what the declaration sets ------------------------------------------------------------
@@ -323,6 +333,10 @@ def environment(
     data = comp.data_file if settings.data_elsewhere() is None else None
     if data is not None:
         found.append(DataPath(data.variable, data.filename))
+        if data.size_variable is not None:
+            found.append(VolumeSize(data.size_variable, comp.name))
+    if comp.contract is not None and comp.contract.bus_volume_variable is not None:
+        found.append(VolumeSize(comp.contract.bus_volume_variable, topology.bus().name))
     if topology.needs_internal_token(comp):
         found.append(Credential(topology.INTERNAL_TOKEN_VARIABLE, CredentialKind.INTERNAL_TOKEN))
     found.append(Credential(topology.METRICS_TOKEN_VARIABLE, CredentialKind.METRICS_TOKEN))

@@ -243,11 +243,11 @@ def report(
     return Report([ready, reconciling, stalled, paused_cond, *comp_conditions], messages)
 
 
-def invalid_report(order: Iterable[str], message: str) -> Report:
+def invalid_report(order: Iterable[str], message: str, reason: str = "InvalidSpec") -> Report:
     """The spec cannot be acted on: nothing is applied, the reason is the message."""
     conditions = [
-        Condition.of(READY, "False", "InvalidSpec", message),
-        Condition.of(RECONCILING, "False", "InvalidSpec", message),
-        Condition.of(STALLED, "True", "InvalidSpec", message),
+        Condition.of(READY, "False", reason, message),
+        Condition.of(RECONCILING, "False", reason, message),
+        Condition.of(STALLED, "True", reason, message),
     ]
     return Report(conditions, {name: "" for name in order})

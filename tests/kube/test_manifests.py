@@ -43,7 +43,9 @@ def test_the_crd_describes_every_field_and_carries_the_cross_field_rules():
     for part in ("spec", "status"):
         for where, node in _walk(root["properties"][part], part):
             assert node.get("description"), f"{where} has no description"
-            assert "type" in node, f"{where} is not structural"
+            # IntOrString is the one structural node without a type.
+            typed = "type" in node or node.get("x-kubernetes-int-or-string") is True
+            assert typed, f"{where} is not structural"
     llm = root["properties"]["spec"]["properties"]["fiedler"]["properties"]["llm"]
     assert any("baseUrl" in r["rule"] for r in llm["x-kubernetes-validations"])
     # Fiedler's replicas need the shared store: a CEL rule named at replicas, in the words
@@ -119,12 +121,46 @@ FULL_SPEC = {
     "redis": {
         "passwordSecretRef": {"name": "bus", "key": "pw"},
         "storage": {"size": "2Gi", "storageClassName": "fast"},
+        "nodeSelector": {"disktype": "ssd"},
+        "affinity": {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 10,
+                        "preference": {
+                            "matchExpressions": [
+                                {
+                                    "key": "topology.kubernetes.io/zone",
+                                    "operator": "In",
+                                    "values": ["a"],
+                                }
+                            ]
+                        },
+                    }
+                ]
+            }
+        },
+        "priorityClassName": "mad-critical",
+        "disruptionBudget": {"minAvailable": 1},
     },
-    "sequentialThinking": {"replicas": 3, "resources": {"requests": {"cpu": "100m"}}},
+    "sequentialThinking": {
+        "replicas": 3,
+        "resources": {"requests": {"cpu": "100m"}},
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 6},
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "DoNotSchedule",
+            }
+        ],
+    },
     "grace": {
         "replicas": 2,
         "serviceType": "LoadBalancer",
         "tokenSecretRef": {"name": "grace-tokens", "key": "tokens"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "disruptionBudget": {"maxUnavailable": "50%"},
     },
     "fiedler": {
         "storage": {"retainOnDelete": False},

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from madgroup import topology
 from madgroup.kube import crd, objects
 from madgroup.resolved import resolve
+from madgroup.spec import InvalidSpecError
 
 OWNER = objects.Owner("demo", "team-a", "0000-1111")
 
@@ -124,11 +126,11 @@ def test_children_are_owned_and_labelled():
             assert "_" not in meta["name"]
 
 
-def test_components_that_may_run_replicas_get_a_disruption_budget_and_spread():
+def test_components_that_may_run_replicas_get_a_disruption_budget_and_several_pods_spread():
     owner = objects.Owner("demo", "team-a", "0000-1111")
-    for raw, spreading in (
-        ({"grace": {"replicas": 3}}, {"sequential_thinking", "grace"}),
-        (SHARED, {"sequential_thinking", "grace", "fiedler"}),
+    for raw, budgeted, spreading in (
+        ({"grace": {"replicas": 3}}, {"sequential_thinking", "grace"}, {"grace"}),
+        (SHARED, {"sequential_thinking", "grace", "fiedler"}, {"fiedler"}),
     ):
         spec = crd.parse(raw)
         group = resolve(spec)
@@ -140,19 +142,21 @@ def test_components_that_may_run_replicas_get_a_disruption_budget_and_spread():
             ]
             workload = objects.workload(owner, spec, group.of(name))
             pod = workload["spec"]["template"]["spec"]
-            if name not in spreading:
-                # Redis, Rogers, Fiedler on SQLite run one pod: nothing to budget or spread
-                assert found == [], name
+            if name in spreading:  # several pods: spread over nodes
+                (spread,) = pod["topologySpreadConstraints"]
+                assert spread["topologyKey"] == "kubernetes.io/hostname"
+                assert spread["labelSelector"] == workload["spec"]["selector"]
+            else:  # one pod: nothing to spread
                 assert "topologySpreadConstraints" not in pod, name
+            if name not in budgeted:
+                # Redis, Rogers, Fiedler on SQLite run one pod: no budget by default
+                assert found == [], name
                 continue
             (budget,) = found
             assert budget["apiVersion"] == "policy/v1"
             assert budget["spec"]["maxUnavailable"] == 1
             assert budget["spec"]["selector"] == workload["spec"]["selector"]
             assert budget["metadata"]["ownerReferences"][0]["uid"] == "0000-1111"
-            (spread,) = pod["topologySpreadConstraints"]
-            assert spread["topologyKey"] == "kubernetes.io/hostname"
-            assert spread["labelSelector"] == workload["spec"]["selector"]
 
 
 SHARED = {
@@ -276,3 +280,194 @@ def test_graces_oauth_is_rendered_as_env_a_mounted_scopes_file_and_a_secret_refe
     assert path.rsplit("/", 1)[0] in mounted
     # Without spec.grace.oauth, Grace's environment says nothing of OAuth.
     assert not [n for n in _env("grace") if "OAUTH" in n or n == "GRACE_STATIC_TOKENS"]
+
+
+def _objects(raw, name):
+    desired = crd.parse(raw)
+    return {
+        m["kind"]: m for m in objects.component_objects(OWNER, desired, resolve(desired).of(name))
+    }
+
+
+def test_declared_placement_is_the_pods_own():
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "topology.kubernetes.io/zone",
+                                "operator": "In",
+                                "values": ["a"],
+                            }
+                        ]
+                    }
+                ]
+            }
+        },
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 50,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "redis"}},
+                    },
+                }
+            ]
+        },
+    }
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "mad", "effect": "NoSchedule"}
+    spread = {
+        "maxSkew": 2,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule",
+    }
+    raw = {
+        "fiedler": {
+            "nodeSelector": {"disktype": "ssd"},
+            "affinity": affinity,
+            "tolerations": [toleration],
+            "topologySpreadConstraints": [spread],
+            "priorityClassName": "mad-critical",
+        }
+    }
+    pod = _pod("fiedler", raw)
+    assert pod["nodeSelector"] == {"disktype": "ssd"}
+    assert pod["affinity"] == affinity
+    assert pod["tolerations"] == [toleration]
+    assert pod["priorityClassName"] == "mad-critical"
+    # A declared constraint without a selector counts the component's own pods.
+    assert pod["topologySpreadConstraints"] == [
+        {
+            **spread,
+            "labelSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "madgroup",
+                    "app.kubernetes.io/instance": "demo",
+                    "app.kubernetes.io/component": "fiedler",
+                }
+            },
+        }
+    ]
+    # Nothing declared: none of these fields.
+    for field in ("nodeSelector", "affinity", "tolerations", "priorityClassName"):
+        assert field not in _pod("fiedler"), field
+
+
+def test_a_component_with_several_pods_spreads_them_over_nodes_by_default():
+    hostname = "kubernetes.io/hostname"
+    for raw in (
+        {"grace": {"replicas": 3}},
+        {"grace": {"resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"maxReplicas": 4}}},
+    ):
+        (constraint,) = _pod("grace", raw)["topologySpreadConstraints"]
+        assert constraint["topologyKey"] == hostname
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"  # a preference only
+        assert constraint["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "grace"
+    for name in topology.COMPONENT_NAMES:  # one pod each: nothing to spread
+        assert "topologySpreadConstraints" not in _pod(name), name
+    off = {"grace": {"replicas": 3, "topologySpreadConstraints": []}}
+    assert "topologySpreadConstraints" not in _pod("grace", off)
+
+
+def test_disruption_budgets_as_declared():
+    budget = _objects({"redis": {"disruptionBudget": {"minAvailable": 1}}}, "redis")
+    pdb = budget["PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1 and "maxUnavailable" not in pdb["spec"]
+    assert pdb["spec"]["selector"] == budget["StatefulSet"]["spec"]["selector"]
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    percent = _objects(
+        {"grace": {"replicas": 4, "disruptionBudget": {"maxUnavailable": "25%"}}}, "grace"
+    )
+    assert percent["PodDisruptionBudget"]["spec"]["maxUnavailable"] == "25%"
+    off = _objects({"grace": {"disruptionBudget": {"enabled": False}}}, "grace")
+    assert "PodDisruptionBudget" not in off
+    assert off["Deployment"]["metadata"]["annotations"][objects.COMPANIONS_ANNOTATION] == ""
+
+
+def test_an_autoscaled_deployment_leaves_its_count_to_its_autoscaler():
+    raw = {
+        "sequentialThinking": {
+            "replicas": 2,
+            "resources": {"requests": {"cpu": "250m"}},
+            "autoscaling": {
+                "minReplicas": 2,
+                "maxReplicas": 6,
+                "targetCPUUtilizationPercentage": 70,
+            },
+        }
+    }
+    made = _objects(raw, "sequential_thinking")
+    deployment, hpa = made["Deployment"], made["HorizontalPodAutoscaler"]
+    assert "replicas" not in deployment["spec"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["metadata"]["name"] == deployment["metadata"]["name"] == "demo-sequential-thinking"
+    assert hpa["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "demo-sequential-thinking",
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"] == {
+        "name": "cpu",
+        "target": {"type": "Utilization", "averageUtilization": 70},
+    }
+    annotation = deployment["metadata"]["annotations"][objects.COMPANIONS_ANNOTATION]
+    assert annotation == "HorizontalPodAutoscaler,PodDisruptionBudget"
+    # Without autoscaling the declared count is the operator's again, and the live
+    # workload's record says which companion to delete.
+    desired = crd.parse({"sequentialThinking": {"replicas": 2}})
+    part = resolve(desired).of("sequential_thinking")
+    assert objects.workload(OWNER, desired, part)["spec"]["replicas"] == 2
+    assert objects.retired(OWNER, part, deployment) == [
+        (
+            "HorizontalPodAutoscaler",
+            "/apis/autoscaling/v2/namespaces/team-a/horizontalpodautoscalers/"
+            "demo-sequential-thinking",
+        )
+    ]
+    assert objects.retired(OWNER, part, objects.workload(OWNER, desired, part)) == []
+
+
+def test_only_what_may_be_autoscaled_can_be_and_with_a_cpu_request():
+    for raw, message in (
+        (
+            {"rogers": {"autoscaling": {"maxReplicas": 3}}},
+            'unknown field "spec.rogers.autoscaling"',
+        ),
+        (
+            {"grace": {"autoscaling": {"maxReplicas": 3}}},
+            "autoscaling needs resources.requests.cpu",
+        ),
+        (
+            {
+                "grace": {
+                    "resources": {"requests": {"cpu": "1"}},
+                    "autoscaling": {"minReplicas": 4, "maxReplicas": 3},
+                }
+            },
+            "minReplicas must not exceed maxReplicas",
+        ),
+        (
+            {"redis": {"disruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}},
+            "set maxUnavailable or minAvailable, not both",
+        ),
+        ({"redis": {"disruptionBudget": {"maxUnavailable": "half"}}}, "a percentage such as 50%"),
+    ):
+        with pytest.raises(InvalidSpecError) as err:
+            crd.parse(raw)
+        assert message in str(err.value)
+        assert "\n" not in str(err.value)
+
+
+def test_the_stateful_mads_are_told_their_volumes_size():
+    raw = {"redis": {"storage": {"size": "2Gi"}}, "fiedler": {"storage": {"size": "512Mi"}}}
+    assert _env("fiedler", raw)["FIEDLER_VOLUME_BYTES"]["value"] == str(512 * 2**20)
+    # Rogers reports the bus's append-only file: it is told the bus's volume.
+    assert _env("rogers", raw)["ROGERS_BUS_VOLUME_BYTES"]["value"] == str(2 * 2**30)
+    for name in ("sequential_thinking", "grace"):
+        assert not any(v.endswith("VOLUME_BYTES") for v in _env(name, raw)), name

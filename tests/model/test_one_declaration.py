@@ -7,6 +7,7 @@ in what any of them writes; an invalid file gets the same one line everywhere.""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,63 @@ def test_kubernetes_only_fields_are_refused_elsewhere_by_name(tmp_path: Path) ->
     # Kubernetes takes them.
     declared = crd.parse(read_document(path).raw_spec)
     assert declared.grace.serviceType == "LoadBalancer"
+
+
+PLACEMENT_AND_SCALING = {
+    "sequentialThinking": {
+        "resources": {"requests": {"cpu": "100m"}},
+        "autoscaling": {"maxReplicas": 4},
+    },
+    "grace": {
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+            }
+        ],
+        "disruptionBudget": {"maxUnavailable": 1},
+    },
+    "rogers": {
+        "nodeSelector": {"disktype": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+        "priorityClassName": "mad",
+    },
+    "fiedler": {"affinity": {"nodeAffinity": {}}},
+}
+
+
+def test_placement_budgets_and_autoscaling_are_refused_elsewhere_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """One host has no nodes to choose, no drains to budget and nothing to scale out to."""
+    path = sample_with(tmp_path, PLACEMENT_AND_SCALING)
+    local = Group(tmp_path / "project")
+    local.mg("init")
+    up = local.up("-f", str(path), check=False)
+    render = local.mg("render", "compose", "-f", str(path), "--stdout", check=False)
+    assert (up.returncode, render.returncode) == (2, 2)
+    assert up.stderr == render.stderr
+    (line,) = up.stderr.splitlines()
+    refused = [
+        "spec.sequentialThinking.resources",
+        "spec.sequentialThinking.autoscaling",
+        "spec.grace.topologySpreadConstraints",
+        "spec.grace.disruptionBudget",
+        "spec.rogers.nodeSelector",
+        "spec.rogers.tolerations",
+        "spec.rogers.priorityClassName",
+        "spec.fiedler.affinity",
+    ]
+    assert line.startswith("madgroup: ")
+    why = "only Kubernetes honours it; remove it for docker compose and the local runner"
+    assert sorted(re.split(r"; (?=spec\.)", line.removeprefix("madgroup: "))) == sorted(
+        f"{field}: {why}" for field in refused
+    )
+    assert not (local.state_dir / "state.json").exists()
+    # Kubernetes takes them.
+    declared = crd.parse(read_document(path).raw_spec)
+    assert declared.rogers.priorityClassName == "mad"  # type: ignore[attr-defined]
 
 
 def test_a_secret_missing_from_env_stops_up_before_anything_starts(tmp_path: Path) -> None:

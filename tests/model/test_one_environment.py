@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
-from madgroup import topology
+from madgroup import environment, topology
 from madgroup.compose import render
 from madgroup.environment import check_dotenv
 from madgroup.kube import crd, credentials, naming, objects
+from madgroup.kube.quantities import whole_bytes as quantity_bytes
 from madgroup.local import launcher
 from madgroup.local.declaration import Declared
 from madgroup.local.state import StateDir
@@ -269,9 +270,20 @@ def test_one_declaration_gives_each_component_the_same_environment_everywhere(
     }
     monkeypatch.undo()
 
+    declared = resolve(crd.parse(read_document(path).raw_spec))
     for comp in topology.COMPONENTS:
         name = comp.name
-        variables = {substrate: set(envs[name]) for substrate, envs in seen.items()}
+        # A volume's size is the one thing only Kubernetes has: there, and nowhere else.
+        sized = {
+            e.variable: e.component
+            for e in declared.of(name).environment
+            if isinstance(e, environment.VolumeSize)
+        }
+        for variable, owner in sized.items():
+            storage = declared.spec.component(owner).storage
+            assert seen["kube"][name][variable] == str(quantity_bytes(storage.size)), variable
+            assert variable not in seen["compose"][name] and variable not in seen["local"][name]
+        variables = {substrate: set(envs[name]) - set(sized) for substrate, envs in seen.items()}
         assert variables["compose"] == variables["kube"] == variables["local"], name
         substrate_own: set[str] = set()
         for substrate, envs in seen.items():

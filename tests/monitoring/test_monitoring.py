@@ -40,7 +40,7 @@ def test_the_rules_pass_promtool_check_and_their_unit_tests() -> None:
         [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 6 rules found" in checked.stdout
+    assert "SUCCESS: 8 rules found" in checked.stdout
     tested = subprocess.run(
         [promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60
     )
@@ -66,8 +66,15 @@ def named_metrics() -> set[str]:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
     with process_group(tmp_path_factory.mktemp("group")) as group:
+        # The volume sizes the operator gives Fiedler and Rogers on Kubernetes.
+        env = {
+            "FIEDLER_DB_PATH": str(group.workdir / "f.db"),
+            "FIEDLER_VOLUME_BYTES": str(1 << 30),
+            "ROGERS_BUS_VOLUME_BYTES": str(1 << 30),
+            "ROGERS_BUS_STORAGE_INTERVAL_S": "0.5",
+        }
         for name in ("sequential_thinking", "grace", "rogers", "fiedler"):
-            group.start(name, env={"FIEDLER_DB_PATH": str(group.workdir / "f.db")})
+            group.start(name, env=env)
         yield group
 
 
@@ -83,9 +90,56 @@ def exported(group: ProcessGroup) -> set[str]:
 def test_every_metric_a_rule_or_panel_names_is_exported(running: ProcessGroup) -> None:
     wanted = named_metrics()
     assert {"mad_ready", "rogers_connection_status", "fiedler_queue_depth"} <= wanted
+    assert {"fiedler_database_bytes", "rogers_bus_aof_bytes"} <= wanted
 
     # Rogers lists a MAD once it has heard its heartbeat.
     try:
         wait_for(lambda: wanted <= exported(running), timeout=30, interval=0.5)
     except AssertionError:
         pytest.fail(f"named but not exported: {sorted(wanted - exported(running))}")
+
+
+def _gauge(group: ProcessGroup, mad: str, name: str) -> float | None:
+    text = httpx.get(f"{group[mad].url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    return None
+
+
+def test_the_volume_metrics_measure_the_task_store_and_the_bus_file(
+    running: ProcessGroup,
+) -> None:
+    """``fiedler_database_bytes`` is what the SQLite store takes on disk, and
+    ``rogers_bus_aof_bytes`` follows Redis's append-only file as it grows; each beside the
+    volume size it was given."""
+    database = running.workdir / "f.db"
+
+    def on_disk() -> float:
+        parts = (database, database.with_name("f.db-wal"), database.with_name("f.db-shm"))
+        return float(sum(p.stat().st_size for p in parts if p.exists()))
+
+    wait_for(
+        lambda: _gauge(running, "fiedler", "fiedler_database_bytes") == on_disk(),
+        timeout=30,
+        interval=0.5,
+        what="fiedler_database_bytes equal to the store's files",
+    )
+    assert on_disk() > 0
+    assert _gauge(running, "fiedler", "fiedler_volume_bytes") == 1 << 30
+    assert _gauge(running, "rogers", "rogers_bus_volume_bytes") == 1 << 30
+
+    admin = running.redis.client()
+    before = int(admin.info("persistence")["aof_current_size"])
+    admin.set("volume-probe", "x" * 1_000_000)
+    grown = wait_for(
+        lambda: (_gauge(running, "rogers", "rogers_bus_aof_bytes") or 0) >= before + 1_000_000,
+        timeout=30,
+        interval=0.5,
+        what="rogers_bus_aof_bytes to grow by the value written",
+    )
+    assert grown
+    assert (_gauge(running, "rogers", "rogers_bus_aof_bytes") or 0) <= int(
+        admin.info("persistence")["aof_current_size"]
+    )

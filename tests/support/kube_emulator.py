@@ -44,6 +44,11 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "networking.k8s.io/v1/networkpolicies": {"kind": "NetworkPolicy", "namespaced": True},
     "policy/v1/poddisruptionbudgets": {"kind": "PodDisruptionBudget", "namespaced": True},
     "batch/v1/cronjobs": {"kind": "CronJob", "namespaced": True},
+    "autoscaling/v2/horizontalpodautoscalers": {
+        "kind": "HorizontalPodAutoscaler",
+        "namespaced": True,
+    },
+    "storage.k8s.io/v1/storageclasses": {"kind": "StorageClass", "namespaced": False},
     "cert-manager.io/v1/certificates": {"kind": "Certificate", "namespaced": True},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
         "kind": "CustomResourceDefinition",

@@ -27,6 +27,7 @@ from madgroup.environment import (
     Secret,
     TlsPath,
     Value,
+    VolumeSize,
 )
 from madgroup.resolved import ResolvedComponent, ResolvedGroup, resolve
 from madgroup.spec import Document, MadGroupSpec, default_document, parse_spec, substrates
@@ -196,6 +197,8 @@ def translate(entry: Entry, comp: Component) -> dict[str, str]:
             return {entry.variable: f"{topology.DATA_DIR}/{entry.filename}"}
         case TlsPath():
             return {entry.variable: str(getattr(tls_files(comp), entry.part.value))}
+        case VolumeSize():  # a named volume has no size
+            return {}
 
 
 def _address(entry: Address) -> str:

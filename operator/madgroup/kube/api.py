@@ -96,15 +96,21 @@ class KubeApi:
     def create(self, collection_path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", collection_path, query=[("fieldManager", MANAGER)], body=body)
 
-    def apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def apply(
+        self, path: str, body: dict[str, Any], *, manager: str = MANAGER, force: bool = True
+    ) -> dict[str, Any]:
         """Server-side apply as the operator's field manager, taking over conflicting fields
-        (a hand edit of a managed field is drift, and drift is repaired)."""
+        (a hand edit of a managed field is drift, and drift is repaired). Another
+        ``manager`` without ``force`` gets a 409 where another manager holds a field."""
+        query = [("fieldManager", manager)]
+        if force:
+            query.append(("force", "true"))
+        return self._request("PATCH", path, query=query, body=body, content_type=APPLY)
+
+    def patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch as the operator's field manager."""
         return self._request(
-            "PATCH",
-            path,
-            query=[("fieldManager", MANAGER), ("force", "true")],
-            body=body,
-            content_type=APPLY,
+            "PATCH", path, query=[("fieldManager", MANAGER)], body=patch, content_type=MERGE
         )
 
     def patch_status(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:

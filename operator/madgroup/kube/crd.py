@@ -1,9 +1,12 @@
 """The MadGroup custom resource: the neutral model (:mod:`madgroup.spec`) with what only
 Kubernetes honours, the status the operator writes, and the CRD generated from both.
 
-Kubernetes adds: an image pull policy, container resources, a storage class and whether a
-volume outlives its group, the type of the exposed MAD's Service, and a referenced Secret
-for a MAD's bus password (elsewhere the substrate makes and keeps it). Each MAD's part is
+Kubernetes adds: an image pull policy, container resources, a storage class, whether a
+volume outlives its group and that it only grows, the type of the exposed MAD's Service, a
+referenced Secret for a MAD's bus password (elsewhere the substrate makes and keeps it),
+and per component its placement (node selector, affinity, tolerations, topology spread,
+priority class), its disruption budget and, for a stateless MAD that may run replicas, an
+autoscaler. Each MAD's part is
 derived from its neutral settings and what the topology says of it, so an installed MAD
 is in the CRD with no change here. Cross-field rules live twice on
 purpose: as CEL ``x-kubernetes-validations`` (the API server refuses the object) and as the
@@ -13,11 +16,21 @@ updated, is reported ``Stalled`` instead of being half-applied).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
 
 from madgroup import rollout, spec, topology
+from madgroup.kube import scheduling
 from madgroup.spec import API_VERSION, GROUP, KIND, QUANTITY, VERSION, Model
 from mads.fiedler.contract import LLM_KEYED, LLM_REQUIRES, SHARED_STORE
 
@@ -70,9 +83,33 @@ class Resources(Model):
         return self
 
 
+_NO_SHRINK: dict[str, JsonValue] = {
+    "rule": "quantity(self).compareTo(quantity(oldSelf)) >= 0",
+    "messageExpression": "'cannot shrink from ' + oldSelf + ' to ' + self + "
+    "': a volume only grows'",
+}
+"""A transition rule: the API server refuses a smaller ``storage.size`` (Kubernetes' CEL
+quantity library, 1.30 and later). The operator refuses one that got past it
+(:mod:`madgroup.kube.volumes`) with the same words."""
+
+
+def shrink_message(old: str, new: str) -> str:
+    """The words of :data:`_NO_SHRINK`, for the operator's own refusal."""
+    return f"cannot shrink from {old} to {new}: a volume only grows"
+
+
 class KubeStorageSpec(spec.StorageSpec):
     """The persistent volume of a stateful component."""
 
+    size: str = Field(
+        default="1Gi",
+        description="Requested volume size (a quantity, e.g. 1Gi). It may grow: the claims "
+        "are expanded where their StorageClass allows it (allowVolumeExpansion); it never "
+        "shrinks.",
+        pattern=QUANTITY,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-validations": [_NO_SHRINK]},
+    )
     storageClassName: str | None = Field(
         default=None,
         description="StorageClass of the volume; the cluster default when unset.",
@@ -90,6 +127,182 @@ class WithResources(BaseModel):
     )
 
 
+class WithPlacement(BaseModel):
+    """Where the component's pods may run (the Pod's own scheduling fields)."""
+
+    nodeSelector: dict[scheduling.LabelKey, scheduling.LabelValue] | None = scheduling.label_map(
+        "Node labels a node must have to run the component's pods."
+    )
+    affinity: scheduling.Affinity | None = Field(
+        default=None, description="Node affinity, pod affinity and anti-affinity of its pods."
+    )
+    tolerations: list[scheduling.Toleration] | None = Field(
+        default=None,
+        description="Taints its pods tolerate (e.g. of nodes kept for the group).",
+        max_length=scheduling.MAX_ENTRIES,
+    )
+    topologySpreadConstraints: list[scheduling.TopologySpreadConstraint] | None = Field(
+        default=None,
+        description="How its pods spread over nodes or zones (a constraint without "
+        "labelSelector counts the component's own pods). Unset: a component that runs more "
+        "than one pod spreads them over nodes (maxSkew 1 over kubernetes.io/hostname, "
+        "ScheduleAnyway); [] turns that off.",
+        max_length=8,
+    )
+    priorityClassName: str | None = Field(
+        default=None,
+        description="The PriorityClass of its pods (it must exist).",
+        max_length=253,
+        pattern=spec.DNS_SUBDOMAIN,
+    )
+
+
+IntOrPercent = Annotated[int | str, WithJsonSchema({"x-kubernetes-int-or-string": True})]
+"""A number of pods or a percentage (Kubernetes' IntOrString)."""
+_INT_OR_PERCENT = r"^[0-9]{1,3}%$"
+
+
+def _int_or_percent(value: int | str | None, where: str) -> None:
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{where}: should be 0 or more")
+    if isinstance(value, str) and re.fullmatch(_INT_OR_PERCENT, value) is None:
+        raise ValueError(f"{where}: a number of pods or a percentage such as 50%")
+
+
+def _int_or_percent_rule(field: str) -> dict[str, JsonValue]:
+    return {
+        "rule": f"!has(self.{field}) || (type(self.{field}) == int ? self.{field} >= 0 : "
+        f"self.{field}.matches({_INT_OR_PERCENT!r}))",
+        "message": "a number of pods or a percentage such as 50%",
+        "fieldPath": f".{field}",
+    }
+
+
+class DisruptionBudget(Model):
+    """A PodDisruptionBudget for the component's pods: how many of them a voluntary
+    disruption (a node drain, an eviction) may take at once."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxUnavailable) || !has(self.minAvailable)",
+                    "message": "set maxUnavailable or minAvailable, not both",
+                },
+                _int_or_percent_rule("maxUnavailable"),
+                _int_or_percent_rule("minAvailable"),
+            ]
+        },
+    )
+
+    enabled: bool = Field(
+        default=True, description="false: no PodDisruptionBudget for this component."
+    )
+    maxUnavailable: IntOrPercent | None = Field(
+        default=None,
+        description="Pods (or a percentage) a disruption may take at once; 1 when neither "
+        "this nor minAvailable is set.",
+    )
+    minAvailable: IntOrPercent | None = Field(
+        default=None, description="Pods (or a percentage) that must stay available."
+    )
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> DisruptionBudget:
+        if self.maxUnavailable is not None and self.minAvailable is not None:
+            raise ValueError("set maxUnavailable or minAvailable, not both")
+        _int_or_percent(self.maxUnavailable, "maxUnavailable")
+        _int_or_percent(self.minAvailable, "minAvailable")
+        return self
+
+
+class WithDisruptionBudget(BaseModel):
+    disruptionBudget: DisruptionBudget | None = Field(
+        default=None,
+        description="The component's PodDisruptionBudget. Unset: maxUnavailable 1 for a "
+        "component that may run replicas (Sequential Thinking, Grace), none for a "
+        "single-instance one (a budget that allows no disruption of its one pod would block "
+        "every node drain).",
+    )
+
+
+class Autoscaling(Model):
+    """A HorizontalPodAutoscaler (autoscaling/v2) scales the component on its pods' CPU; the
+    operator then leaves the Deployment's replicas to it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must not exceed maxReplicas",
+                }
+            ]
+        },
+    )
+
+    minReplicas: int = Field(
+        default=1, ge=1, le=spec.model.MAX_REPLICAS, description="The fewest replicas."
+    )
+    maxReplicas: int = Field(ge=1, le=spec.model.MAX_REPLICAS, description="The most replicas.")
+    targetCPUUtilizationPercentage: int = Field(
+        default=80,
+        ge=1,
+        le=1000,
+        description="Average CPU use the autoscaler aims at, as a percentage of the "
+        "containers' CPU request (resources.requests.cpu, required).",
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> Autoscaling:
+        if self.minReplicas > self.maxReplicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        return self
+
+
+class WithAutoscaling(WithResources):
+    """A stateless component that may run replicas: it may be autoscaled (its CPU request is
+    what the utilisation is a share of)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.autoscaling) || (has(self.resources) && "
+                    "has(self.resources.requests) && 'cpu' in self.resources.requests)",
+                    "message": "autoscaling needs resources.requests.cpu (the target "
+                    "utilisation is a share of it)",
+                    "fieldPath": ".autoscaling",
+                }
+            ]
+        }
+    )
+
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="Scale on CPU between minReplicas and maxReplicas (a "
+        "HorizontalPodAutoscaler); replicas is then only where the Deployment starts.",
+    )
+
+    @model_validator(mode="after")
+    def _cpu_request(self) -> WithAutoscaling:
+        if self.autoscaling is not None and (
+            self.resources is None or "cpu" not in self.resources.requests
+        ):
+            raise ValueError(
+                "autoscaling needs resources.requests.cpu (the target utilisation is a share of it)"
+            )
+        return self
+
+
+def autoscalable(comp: topology.Component) -> bool:
+    """Whether a component may be autoscaled: a MAD with no data of its own that may run
+    replicas (Sequential Thinking, Grace)."""
+    return comp.is_mad and not comp.stateful and comp.max_replicas != 1
+
+
 class WithBusUser(BaseModel):
     busPasswordSecretRef: spec.SecretKeyRef | None = Field(
         default=None,
@@ -104,7 +317,7 @@ class WithServiceType(BaseModel):
     )
 
 
-class KubeRedisSpec(spec.RedisSpec, WithResources):
+class KubeRedisSpec(spec.RedisSpec, WithResources, WithPlacement, WithDisruptionBudget):
     """The Conversation Bus."""
 
     storage: KubeStorageSpec = Field(
@@ -291,11 +504,16 @@ def _kube_parts(model: type[BaseModel]) -> dict[str, Any]:
 def kube_settings(comp: topology.Component) -> type[spec.ComponentSpec]:
     """A MAD's settings on Kubernetes: its neutral ones (``spec.MadGroupSpec``'s field),
     their parts as Kubernetes has them (:data:`KUBE_PARTS`), its CEL rules
-    (:data:`KUBE_RULES`), container resources, a referenced bus password for a MAD on the
-    bus and a Service type for the exposed one."""
+    (:data:`KUBE_RULES`), container resources, placement and a disruption budget, an
+    autoscaler for a stateless one that may run replicas, a referenced bus password for a
+    MAD on the bus and a Service type for the exposed one."""
     neutral = spec.MadGroupSpec.model_fields[spec.model.field_name(comp.name)].annotation
     assert isinstance(neutral, type) and issubclass(neutral, spec.ComponentSpec)
-    mixins: list[type[BaseModel]] = [WithResources]
+    mixins: list[type[BaseModel]] = [
+        WithAutoscaling if autoscalable(comp) else WithResources,
+        WithPlacement,
+        WithDisruptionBudget,
+    ]
     if comp.bus_user is not None:
         mixins.append(WithBusUser)
     if comp.exposed:
@@ -430,9 +648,13 @@ _KEEP = {
     "maximum",
     "minLength",
     "maxLength",
+    "minItems",
+    "maxItems",
+    "maxProperties",
     "pattern",
     "format",
     "x-kubernetes-validations",
+    "x-kubernetes-int-or-string",
 }
 
 
@@ -454,6 +676,9 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         for key in ("description", "default", "format"):
             if schema.get(key) is not None:
                 node[key] = schema[key]
+        rules = schema.get("x-kubernetes-validations")
+        if rules:
+            node["x-kubernetes-validations"] = [*node.get("x-kubernetes-validations", []), *rules]
         return node
     node = {k: v for k, v in schema.items() if k in _KEEP and v is not None}
     if "const" in schema:
@@ -474,7 +699,9 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
                 raise TypeError(f"cannot render keys of several patterns: {schema}")
             (pattern, values), *_ = patterns.items()
             node["additionalProperties"] = _structural(values, defs)
-            node.setdefault("x-kubernetes-validations", []).append(_keys_rule(pattern))
+            rules = node.setdefault("x-kubernetes-validations", [])
+            if not any("self.all(k," in str(rule.get("rule")) for rule in rules):
+                rules.append(_keys_rule(pattern))  # unless the field checks its keys itself
     if schema.get("type") == "array":
         node["items"] = _structural(schema["items"], defs)
     return node

@@ -65,9 +65,14 @@ def rules() -> list[dict[str, Any]]:
         ),
         _rule([""], ["services", "configmaps"], ["get", "create", "patch", "delete"]),
         _rule([""], ["secrets"], ["get", "create", "delete"]),
-        _rule([""], ["persistentvolumeclaims"], ["get", "delete"]),
+        # Claims: a grown storage.size raises their requests; retainOnDelete: false deletes
+        # them. Their StorageClass says whether they may grow.
+        _rule([""], ["persistentvolumeclaims"], ["get", "patch", "delete"]),
+        _rule(["storage.k8s.io"], ["storageclasses"], ["get"]),
         _rule(["networking.k8s.io"], ["networkpolicies"], ["get", "create", "patch", "delete"]),
         _rule(["policy"], ["poddisruptionbudgets"], ["get", "create", "patch", "delete"]),
+        # <component>.autoscaling: the HorizontalPodAutoscaler.
+        _rule(["autoscaling"], ["horizontalpodautoscalers"], ["get", "create", "patch", "delete"]),
         # spec.backup: the scheduled backup.
         _rule(["batch"], ["cronjobs"], ["get", "create", "patch", "delete"]),
         # spec.tls.issuerRef: cert-manager issues the TLS Secrets.

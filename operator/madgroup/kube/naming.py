@@ -44,6 +44,7 @@ CERTIFICATE = Kind("Certificate", "cert-manager.io/v1", "certificates")
 CONFIGMAP = Kind("ConfigMap", "v1", "configmaps")
 PDB = Kind("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets")
 CRONJOB = Kind("CronJob", "batch/v1", "cronjobs")
+HPA = Kind("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers")
 KINDS = {
     k.kind: k
     for k in (
@@ -57,8 +58,14 @@ KINDS = {
         CONFIGMAP,
         PDB,
         CRONJOB,
+        HPA,
     )
 }
+
+
+def storage_class_path(name: str) -> str:
+    """A StorageClass (cluster-scoped)."""
+    return f"/apis/storage.k8s.io/v1/storageclasses/{name}"
 
 
 def check_group_name(group: str) -> None:

@@ -26,8 +26,17 @@ from madgroup.environment import (
     Secret,
     TlsPath,
     Value,
+    VolumeSize,
 )
-from madgroup.kube import backups, certificates, credentials, naming
+from madgroup.kube import (
+    autoscaling,
+    backups,
+    certificates,
+    credentials,
+    naming,
+    placement,
+    quantities,
+)
 from madgroup.kube.crd import KubeMadGroupSpec, KubeStorageSpec, WithResources
 from madgroup.kube.credentials import PASSWORD_KEY, GeneratedSecret, bus_password_ref, password_ref
 from madgroup.kube.meta import (
@@ -49,6 +58,9 @@ ACL_VOLUME = "bus-acl"
 ACL_PATH = f"{CREDENTIALS_DIR}/users.acl"
 FILES_DIR = "/run/madgroup-files"
 """Where a pod mounts the ConfigMap of the files its declaration gives it."""
+COMPANIONS_ANNOTATION = "madgroup.io/companions"
+"""On a workload: the kinds of the optional objects made beside it (its autoscaler, its
+disruption budget), so that one the declaration no longer asks for is deleted."""
 FILES_ANNOTATION = "madgroup.io/files-sha256"
 """On a pod template: which files it runs with, so changed ones roll the pods (the MADs
 read them at start)."""
@@ -149,6 +161,10 @@ def translate(
         case TlsPath():
             path = getattr(certificates.files(), entry.part.value)
             return {"name": entry.variable, "value": str(path)}
+        case VolumeSize():
+            storage = getattr(spec.component(entry.component), "storage", None)
+            assert isinstance(storage, KubeStorageSpec)
+            return {"name": entry.variable, "value": str(quantities.whole_bytes(storage.size))}
 
 
 def _credential_ref(owner: Owner, spec: KubeMadGroupSpec, entry: Credential) -> SecretKeyRef:
@@ -298,9 +314,8 @@ def pod_template(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
+        **placement.pod_fields(owner, part),
     }
-    if part.max_replicas != 1:
-        pod["topologySpreadConstraints"] = [spread(owner, name)]
     if init:
         pod["initContainers"] = init
     pod["containers"] = [container]
@@ -342,17 +357,6 @@ def _claim(storage: KubeStorageSpec) -> dict[str, Any]:
     return claim
 
 
-def spread(owner: Owner, name: str) -> dict[str, Any]:
-    """A component's pods spread across nodes (a node's loss takes as few as it can; on
-    too few nodes they are placed anyway)."""
-    return {
-        "maxSkew": 1,
-        "topologyKey": "kubernetes.io/hostname",
-        "whenUnsatisfiable": "ScheduleAnyway",
-        "labelSelector": {"matchLabels": naming.selector_labels(owner.name, name)},
-    }
-
-
 def storage_of(part: ResolvedComponent) -> KubeStorageSpec | None:
     """The volume a component keeps its data on (none when the declaration keeps its data
     in a database outside the group)."""
@@ -369,12 +373,19 @@ def workload_kind(part: ResolvedComponent) -> naming.Kind:
 def workload(
     owner: Owner, spec: KubeMadGroupSpec, part: ResolvedComponent, tls_revision: str | None = None
 ) -> Manifest:
-    """The component's pods (:func:`workload_kind`)."""
+    """The component's pods (:func:`workload_kind`). An autoscaled Deployment has no
+    ``replicas``: the count is its autoscaler's (:mod:`madgroup.kube.autoscaling`)."""
     name = part.name
     body: dict[str, Any] = {
         "replicas": part.settings.replicas,
         "selector": {"matchLabels": naming.selector_labels(owner.name, name)},
         "template": pod_template(owner, spec, part, tls_revision),
+    }
+    if autoscaling.of(part) is not None:
+        del body["replicas"]
+    meta = _metadata(owner, naming.child_name(owner.name, name), name)
+    meta["annotations"] = {
+        COMPANIONS_ANNOTATION: ",".join(m["kind"] for m in companions(owner, part))
     }
     storage = storage_of(part)
     if storage is not None:
@@ -387,12 +398,30 @@ def workload(
     else:
         body["strategy"] = {"type": "RollingUpdate"}
     made = workload_kind(part)
-    return {
-        "apiVersion": made.api_version,
-        "kind": made.kind,
-        "metadata": _metadata(owner, naming.child_name(owner.name, name), name),
-        "spec": body,
-    }
+    return {"apiVersion": made.api_version, "kind": made.kind, "metadata": meta, "spec": body}
+
+
+def companions(owner: Owner, part: ResolvedComponent) -> list[Manifest]:
+    """The optional objects beside a component's workload: its HorizontalPodAutoscaler and
+    its PodDisruptionBudget, as declared (or by default)."""
+    found = (autoscaling.autoscaler(owner, part), placement.disruption_budget(owner, part))
+    return [m for m in found if m is not None]
+
+
+def retired(
+    owner: Owner, part: ResolvedComponent, live: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """The companions the live workload says were made (its :data:`COMPANIONS_ANNOTATION`)
+    that the declaration no longer asks for: kind and API path of each."""
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    made = {k for k in str(annotations.get(COMPANIONS_ANNOTATION, "")).split(",") if k}
+    wanted = {m["kind"] for m in companions(owner, part)}
+    name = naming.child_name(owner.name, part.name)
+    return [
+        (kind, naming.KINDS[kind].path(owner.namespace, name))
+        for kind in sorted(made - wanted)
+        if kind in naming.KINDS
+    ]
 
 
 def claim_names(owner: Owner, part: ResolvedComponent) -> list[str]:
@@ -424,8 +453,7 @@ def component_objects(
     out.append(service(owner, part))
     revision = (tls_revisions or {}).get(name) if not comp.reloads_certificates else None
     out.append(workload(owner, spec, part, revision))
-    if part.max_replicas != 1:
-        out.append(disruption_budget(owner, name))
+    out += companions(owner, part)
     if comp.keeps_data:
         claims = claim_names(owner, part)
         job = backups.cron_job(owner, spec, part, claims[0] if claims else None)
@@ -437,28 +465,14 @@ def component_objects(
 def superseded(owner: Owner, part: ResolvedComponent) -> list[str]:
     """The API paths of what a component had under another declaration and has no more:
     the workload of the other kind (Fiedler's StatefulSet once its tasks move to
-    PostgreSQL, its Deployment back on SQLite) and a disruption budget it no longer gets.
-    Only for a component whose shape the declaration can change (one that keeps data)."""
+    PostgreSQL, its Deployment back on SQLite) and a disruption budget it no longer gets
+    (the workload that listed it as a companion is the one replaced). Only for a component
+    whose shape the declaration can change (one that keeps data)."""
     if not part.component.keeps_data:
         return []
     name = naming.child_name(owner.name, part.name)
     other = naming.DEPLOYMENT if workload_kind(part) is naming.STATEFULSET else naming.STATEFULSET
     found = [other.path(owner.namespace, name)]
-    if part.max_replicas == 1:
+    if placement.disruption_budget(owner, part) is None:
         found.append(naming.PDB.path(owner.namespace, name))
     return found
-
-
-def disruption_budget(owner: Owner, name: str) -> Manifest:
-    """For a component that may run replicas (Sequential Thinking, Grace, Fiedler on
-    PostgreSQL): a node drain takes at most one of its pods at a time (with one replica,
-    it may take that one)."""
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _metadata(owner, naming.child_name(owner.name, name), name),
-        "spec": {
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": naming.selector_labels(owner.name, name)},
-        },
-    }

@@ -15,7 +15,7 @@ from typing import Any
 
 from madgroup import rollout, spec, topology
 from madgroup.errors import MadGroupError
-from madgroup.kube import certificates, crd, naming, objects
+from madgroup.kube import autoscaling, certificates, crd, naming, objects, volumes
 from madgroup.kube.api import ApiError, KubeApi
 from madgroup.kube.credentials import GeneratedSecret
 from madgroup.resolved import ResolvedComponent, resolve
@@ -81,11 +81,30 @@ def _secret_path(owner: objects.Owner, secret: GeneratedSecret) -> str:
     return naming.SECRET.path(owner.namespace, secret.name)
 
 
+WORKLOADS = ("Deployment", "StatefulSet")
+
+
 @dataclass
 class _Seen:
     observed: rollout.Observed
     stale: list[dict[str, Any]]
     image: str
+    workload: dict[str, Any] | None = None
+    """The live Deployment or StatefulSet, as observed."""
+    growth: volumes.Growth | None = None
+    """Its volume's growth to the declared size, when it is due."""
+
+
+def _in_sync(part: ResolvedComponent, manifest: Mapping[str, Any], live: Any) -> bool:
+    """Whether a live object is as desired. An autoscaled Deployment whose count the
+    operator still holds is not: the count must be handed over (:mod:`.autoscaling`)."""
+    if live is None or not contains(live, manifest) or volumes.deleting(live):
+        return False
+    return not (
+        manifest["kind"] == "Deployment"
+        and autoscaling.of(part) is not None
+        and autoscaling.operator_owns_replicas(live)
+    )
 
 
 def _tls_revisions(
@@ -118,11 +137,24 @@ def _observe(
     workload_live: dict[str, Any] | None = None
     for manifest in manifests:
         live = api.get(_path(manifest))
-        if live is None or not contains(live, manifest):
-            stale.append(manifest)
-        if manifest["kind"] in ("Deployment", "StatefulSet"):
+        if manifest["kind"] in WORKLOADS:
             workload_live = live
+            volumes.same_size(manifest, live)
+            if live is not None:
+                stale += [
+                    {"kind": kind, "delete": path, "propagation": "Background"}
+                    for kind, path in objects.retired(owner, part, live)
+                ]
+        if not _in_sync(part, manifest, live):
+            stale.append(manifest)
     wanted = part.settings.replicas
+    scaling = autoscaling.of(part)
+    if scaling is not None:
+        # The autoscaler's count: what the Deployment itself asks for (where it starts, before
+        # it exists).
+        wanted = autoscaling.starting_replicas(scaling, wanted)
+        if workload_live is not None:
+            wanted = int((workload_live.get("spec") or {}).get("replicas", wanted))
     missing = [
         g for g in _generated(owner, desired, name) if api.get(_secret_path(owner, g)) is None
     ]
@@ -157,7 +189,7 @@ def _observe(
         rolled_out=rolled_out,
         stuck=stuck,
     )
-    return _Seen(observed, stale, part.image)
+    return _Seen(observed, stale, part.image, workload_live)
 
 
 def _kind_of(path: str) -> str:
@@ -191,8 +223,8 @@ def _apply(
     done = []
     stale = seen.stale
     for gone in [m for m in stale if "delete" in m]:
-        api.delete(gone["delete"])
-        done.append(f"deleted {gone['kind']}")
+        if api.delete(gone["delete"], propagation=gone.get("propagation", "Foreground")):
+            done.append(f"deleted {gone['kind']}")
     stale = [m for m in stale if "delete" not in m]
     made = [m["generate"] for m in stale if isinstance(m.get("generate"), GeneratedSecret)]
     for secret in made:
@@ -201,13 +233,44 @@ def _apply(
     if made:
         revisions = _tls_revisions(api, owner, desired)
         fresh = objects.component_objects(owner, desired, part, revisions)
-        stale = [m for m in fresh if not contains(api.get(_path(m)), m)]
+        stale = []
+        for manifest in fresh:
+            live = api.get(_path(manifest))
+            volumes.same_size(manifest, live)
+            if not _in_sync(part, manifest, live):
+                stale.append(manifest)
     for manifest in stale:
         if "generate" in manifest or "delete" in manifest:
+            continue
+        if manifest["kind"] in WORKLOADS:
+            done += _apply_workload(api, part, manifest, seen)
             continue
         api.apply(_path(manifest), manifest)
         done.append(manifest["kind"])
     return done
+
+
+def _apply_workload(
+    api: KubeApi, part: ResolvedComponent, manifest: dict[str, Any], seen: _Seen
+) -> list[str]:
+    """Apply the component's Deployment or StatefulSet: an autoscaled Deployment without
+    taking its count back, a StatefulSet whose volume grows by recreating it
+    (:mod:`.volumes`), one being deleted not at all (the next pass creates it)."""
+    path = _path(manifest)
+    live = api.get(path)
+    if volumes.deleting(live):
+        return []
+    growing = seen.growth
+    if growing is not None and live is not None:
+        volumes.grow(api, growing, path)
+        return [f"PersistentVolumeClaim x{len(growing.claims)}", "deleted StatefulSet"]
+    scaling = autoscaling.of(part)
+    if manifest["kind"] == "Deployment" and scaling is not None:
+        start = autoscaling.starting_replicas(scaling, part.settings.replicas)
+        autoscaling.apply_workload(api, path, manifest, live, start)
+    else:
+        api.apply(path, manifest)
+    return [manifest["kind"]]
 
 
 def _missing_secrets(api: KubeApi, namespace: str, desired: crd.KubeMadGroupSpec) -> str | None:
@@ -288,13 +351,16 @@ def reconcile(
         problem = _missing_secrets(api, namespace, desired)
         if problem:
             raise spec.InvalidSpecError(problem)
+        revisions = _tls_revisions(api, owner, desired)
+        seen = {n: _observe(api, owner, desired, resolved.of(n), revisions) for n in ORDER}
+        for n, found in seen.items():
+            found.growth = volumes.growth(api, owner, resolved.of(n), found.workload)
     except spec.InvalidSpecError as exc:
-        report = rollout.invalid_report(ORDER, str(exc))
+        reason = getattr(exc, "reason", "InvalidSpec")
+        report = rollout.invalid_report(ORDER, str(exc), reason)
         components = old_status.get("components") or {}
     else:
         paused = paused or desired.paused
-        revisions = _tls_revisions(api, owner, desired)
-        seen = {n: _observe(api, owner, desired, resolved.of(n), revisions) for n in ORDER}
         observed = {n: s.observed for n, s in seen.items()}
         plan = rollout.plan(ORDER, observed, topology.gate_map(desired.order))
         if not paused:

@@ -31,6 +31,7 @@ from madgroup.environment import (
     Secret,
     TlsPath,
     Value,
+    VolumeSize,
 )
 from madgroup.errors import MadGroupError
 from madgroup.local.certificates import tls_files
@@ -89,7 +90,8 @@ def entry_value(
 ) -> str | None:
     """One entry as this machine has it: secrets and credentials read from ``.env`` by
     name, a file's content written privately to the state directory, addresses on
-    loopback at the chosen ports. None: an optional credential ``.env`` does not set."""
+    loopback at the chosen ports. None: an optional credential ``.env`` does not set, or a
+    volume's size (local data has none)."""
     match entry:
         case Value():
             return entry.value
@@ -109,6 +111,8 @@ def entry_value(
             if files is None:
                 raise LaunchError(f"{entry.variable}: the group has no TLS files here")
             return str(getattr(files, entry.part.value))
+        case VolumeSize():  # the state directory has no size of its own
+            return None
 
 
 def secret_value(entry: Secret | Credential, dotenv: Mapping[str, str]) -> str | None:

@@ -33,7 +33,10 @@ _SERVER_WORDS = {
 }
 
 
-def describe(exc: ValidationError, root: str = "spec") -> str:
+def describe(exc: ValidationError, root: str = "spec", *, neutral: bool = True) -> str:
+    """One line naming every offending field. ``neutral``: the declaration was read for a
+    substrate that takes the neutral model, so a field only Kubernetes has is named as such;
+    read for Kubernetes, a field its model lacks where it stands is unknown."""
     problems = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
@@ -44,7 +47,7 @@ def describe(exc: ValidationError, root: str = "spec") -> str:
         path = f"{root}.{where}" if where else root
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            if str(err["loc"][-1]) in KUBERNETES_ONLY:
+            if neutral and str(err["loc"][-1]) in KUBERNETES_ONLY:
                 msg = (
                     "only Kubernetes honours it; remove it for docker compose and the local runner"
                 )
@@ -63,7 +66,7 @@ def parse_spec(raw: Any, model: ModelT = MadGroupSpec) -> MadGroupSpec:
     try:
         return model.model_validate(raw or {})
     except ValidationError as exc:
-        raise InvalidSpecError(describe(exc)) from None
+        raise InvalidSpecError(describe(exc, neutral=model is MadGroupSpec)) from None
 
 
 def read_document(path: Path) -> Document:

@@ -28,6 +28,14 @@ KUBERNETES_ONLY = frozenset(
         "busPasswordSecretRef",
         "issuerRef",
         "backup",  # locally and on compose: madgroup backup, run when wanted
+        # Placement, disruption budgets and autoscaling: one host has no nodes to choose.
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "topologySpreadConstraints",
+        "priorityClassName",
+        "disruptionBudget",
+        "autoscaling",
     }
 )
 """Fields the Kubernetes substrate adds to the model (``kube/crd.py``; a test keeps the two

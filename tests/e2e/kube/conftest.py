@@ -6,6 +6,7 @@ API server's audit log is read after each test and names every refused verb and 
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.e2e.kube.cluster import control_plane
 from tests.support import evidence
 from tests.support.gotools import build
 from tests.support.gotools.tools import CLUSTER_TOOLS
+from tests.support.waiting import wait_for
 
 TIMEOUT = 600  # a rollout on the real control plane, beside the suite's 120 s default
 
@@ -74,10 +76,50 @@ def installed(cluster: control_plane.Cluster) -> Path:
     kubeconfig = cluster.service_account_kubeconfig(
         harness.OPERATOR_NAMESPACE, harness.OPERATOR_ACCOUNT
     )
+    _admission_knows_madgroups(cluster, kubeconfig)
     identity = cluster.whoami(kubeconfig)
     assert identity == harness.operator_user()
     evidence.record("kube e2e", f"the operator ran as {identity} (a TokenRequest token)")
     return kubeconfig
+
+
+def _admission_knows_madgroups(cluster: control_plane.Cluster, kubeconfig: Path) -> None:
+    """Established is not the end of it: the owner-reference admission check maps the new
+    kind through discovery, which it refreshes on its own schedule, and until then refuses
+    (403) a child naming a MadGroup as a blocking owner to anyone who may not update every
+    resource's finalizers — the operator. Wait for that with a server-side dry run of such
+    a child as the operator, so no test starts before the cluster is ready for it."""
+    child = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "owner-check",
+            "namespace": "default",
+            "ownerReferences": [
+                {
+                    "apiVersion": "madgroup.io/v1alpha1",
+                    "kind": "MadGroup",
+                    "name": "owner-check",
+                    "uid": "00000000-0000-0000-0000-000000000000",
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+    }
+
+    def mapped() -> bool:
+        out = cluster.kubectl(
+            "create",
+            "--dry-run=server",
+            "-f",
+            "-",
+            input=json.dumps(child),
+            check=False,
+            kubeconfig=kubeconfig,
+        )
+        return out.returncode == 0
+
+    wait_for(mapped, timeout=90, interval=1, what="admission to map the MadGroup kind")
 
 
 @pytest.fixture
