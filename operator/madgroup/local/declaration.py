@@ -39,6 +39,8 @@ class Declared:
     """The one list of ``.env`` variables holding secrets."""
     passes_through: Mapping[str, frozenset[str]]
     """Per component, the ``.env`` secrets it takes as they are."""
+    options: Mapping[str, tuple[str, ...]]
+    """Per component, what the declaration puts on its command line (Redis's memory)."""
 
     @classmethod
     def of(cls, group: ResolvedGroup) -> Declared:
@@ -48,6 +50,7 @@ class Declared:
             environments={part.name: part.environment for part in group},
             secret_keys=group.secret_keys,
             passes_through={part.name: part.passes_through for part in group},
+            options={part.name: part.options for part in group if part.options},
         )
 
     @classmethod
@@ -57,6 +60,16 @@ class Declared:
 
     def environment(self, name: str) -> tuple[Entry, ...]:
         return self.environments.get(name, ())
+
+    def command(
+        self,
+        comp: topology.Component,
+        users_file: str | None = None,
+        tls: topology.TlsFiles | None = None,
+    ) -> list[str]:
+        """Its command line with its declared options
+        (:meth:`madgroup.resolved.ResolvedComponent.command`)."""
+        return comp.command(users_file, tls, options=self.options.get(comp.name, ()))
 
     @property
     def admin(self) -> Credential:
@@ -72,6 +85,7 @@ class Declared:
             "environments": {k: environment.to_json(v) for k, v in self.environments.items()},
             "secret_keys": sorted(self.secret_keys),
             "passes_through": {k: sorted(v) for k, v in self.passes_through.items()},
+            "options": {k: list(v) for k, v in self.options.items()},
         }
 
     @classmethod
@@ -84,4 +98,9 @@ class Declared:
             },
             secret_keys=frozenset(data["secret_keys"]),
             passes_through={str(k): frozenset(v) for k, v in data["passes_through"].items()},
+            # a state directory kept before options existed: the built-in group's
+            options={
+                str(k): tuple(v)
+                for k, v in data.get("options", cls.default().to_json()["options"]).items()
+            },
         )

@@ -17,10 +17,12 @@ the group's namespace; locally and on compose, the variable of that name in ``.e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from decimal import Decimal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from madgroup import rollout, topology
 from madgroup.errors import UsageError
@@ -39,6 +41,41 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 IMAGE = r"^[^\s]+$"
 MAX_REPLICAS = 20
 """The most instances a component may declare when its contract sets no limit."""
+
+# ---- tunables: the types of the settings the declaration carries to a process ------------
+
+DURATION = r"^[1-9][0-9]*(s|m|h|d|w)$"
+DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+MEMORY = r"^[1-9][0-9]*(k|Ki|M|Mi|G|Gi|T|Ti)?$"
+MEMORY_BYTES = {
+    "": 1,
+    "k": 1000,
+    "Ki": 1024,
+    "M": 1000**2,
+    "Mi": 1024**2,
+    "G": 1000**3,
+    "Gi": 1024**3,
+    "T": 1000**4,
+    "Ti": 1024**4,
+}
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_EXTRA_ENV = 100
+
+
+def duration_seconds(text: str) -> int:
+    """A declared duration (``7d``, ``12h``, ``30m``, ``90s``, ``2w``) in seconds."""
+    return int(text[:-1]) * DURATION_SECONDS[text[-1]]
+
+
+def memory_bytes(text: str) -> int:
+    """An amount of memory (``512Mi``, ``1Gi``, ``2G``, ``1.5Gi``, a number of bytes: a
+    :data:`QUANTITY`) in bytes, rounded down."""
+    number = text.rstrip("kKMGTPEimn")
+    unit = text[len(number) :]
+    scale = MEMORY_BYTES.get(unit)
+    if scale is None:
+        scale = {"m": 0.001, "P": 1000**5, "Pi": 1024**5, "E": 1000**6, "Ei": 1024**6}[unit]
+    return int(Decimal(number) * Decimal(scale))
 
 
 class InvalidSpecError(UsageError, ValueError):
@@ -94,6 +131,11 @@ class StorageSpec(Model):
     )
 
 
+EnvValue = Annotated[
+    str, Field(description="The variable's value (never a secret: use a secret reference).")
+]
+
+
 class ComponentSpec(Model):
     """Settings every component shares."""
 
@@ -103,6 +145,38 @@ class ComponentSpec(Model):
         pattern=IMAGE,
     )
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="Number of instances.")
+    env: dict[str, EnvValue] | None = Field(
+        default=None,
+        description="Extra environment variables of this component's process, for what the "
+        "declaration has no field for (e.g. OTEL_SERVICE_NAME). A variable MadGroup sets or "
+        "reads itself (MAD_*, REDIS_*, a MAD's own prefix such as FIEDLER_*, a secret's) is "
+        "refused: declare it with its field.",
+        max_length=MAX_EXTRA_ENV,
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name in value or {}:
+            if not ENV_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a variable name (letters, digits and _, not first a digit)"
+                )
+        return value
+
+
+DEFAULT_MAXMEMORY = "1Gi"
+MIN_MAXMEMORY_BYTES = 16 * 1024**2
+MaxmemoryPolicy = Literal[
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+]
 
 
 class RedisSpec(ComponentSpec):
@@ -120,6 +194,29 @@ class RedisSpec(ComponentSpec):
     storage: StorageSpec = Field(
         default_factory=StorageSpec, description="Data for Redis's append-only file."
     )
+    maxmemory: str | None = Field(
+        default=None,
+        description="The most memory Redis uses for data (bytes, or with a unit: 512Mi, 1Gi); "
+        "past it, what maxmemoryPolicy says. Unset: 1Gi (on Kubernetes with a memory limit, "
+        "3/4 of the limit).",
+        pattern=MEMORY,
+    )
+    maxmemoryPolicy: MaxmemoryPolicy = Field(
+        default="noeviction",
+        description="At maxmemory: noeviction refuses writes with an error (nothing accepted "
+        "is dropped); the others evict keys, which may drop queued requests and buffers.",
+    )
+
+    @field_validator("maxmemory")
+    @classmethod
+    def _enough_memory(cls, value: str | None) -> str | None:
+        if value is not None and memory_bytes(value) < MIN_MAXMEMORY_BYTES:
+            raise ValueError(f"{value} is too little for Redis (at least 16Mi)")
+        return value
+
+    def default_maxmemory(self) -> str:
+        """Redis's memory limit when the declaration sets none."""
+        return DEFAULT_MAXMEMORY
 
 
 class GraceSpec(ComponentSpec):
@@ -184,6 +281,13 @@ class LLMSpec(Model):
     apiKeySecretRef: SecretKeyRef | None = Field(
         default=None, description="Secret holding the provider's API key."
     )
+    timeoutSeconds: float | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="How long one request to the provider may take before it is retried "
+        "(unset: Fiedler's default).",
+    )
 
     @model_validator(mode="after")
     def _provider(self) -> LLMSpec:
@@ -197,6 +301,23 @@ class LLMSpec(Model):
         return self
 
 
+class RetentionSpec(Model):
+    """Which finished tasks (COMPLETED, FAILED, CANCELLED) Fiedler deletes, in small batches."""
+
+    maxAge: str | None = Field(
+        default=None,
+        description="Delete a task this long after it finished: a number and s, m, h, d or w "
+        "(unset: Fiedler's default, 30d).",
+        pattern=DURATION,
+    )
+    maxTasks: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000_000,
+        description="Keep at most this many finished tasks, the newest (unset: no limit).",
+    )
+
+
 class FiedlerSpec(ComponentSpec):
     """The orchestrator (one writer of its SQLite task store)."""
 
@@ -204,6 +325,17 @@ class FiedlerSpec(ComponentSpec):
         default_factory=StorageSpec, description="Data for the task store (task history)."
     )
     llm: LLMSpec = Field(default_factory=LLMSpec, description="The LLM provider.")
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Tasks each replica works on at once, so LLM calls in flight (unset: 4 "
+        "with an LLM endpoint, 32 with the built-in responder).",
+    )
+    retention: RetentionSpec = Field(
+        default_factory=RetentionSpec,
+        description="How long finished tasks are kept (PENDING and RUNNING ones always are).",
+    )
 
 
 MAD_SETTINGS: Mapping[str, type[ComponentSpec]] = {
@@ -284,6 +416,13 @@ class MadGroupSpec(Model):
     image: ImageSpec = Field(default_factory=ImageSpec, description="Images of the MADs.")
     redis: RedisSpec = Field(default_factory=RedisSpec, description="The Conversation Bus.")
     tls: TLSSpec = Field(default_factory=TLSSpec, description="Encryption of the bus.")
+    heartbeatSeconds: float | None = Field(
+        default=None,
+        ge=0.1,
+        le=3600,
+        description="How often every MAD on the bus publishes its heartbeat; Rogers marks a "
+        "MAD STALE after 3 missed beats (unset: each MAD's default, 5).",
+    )
     paused: bool = Field(
         default=False,
         description="Stop changing the group (same as annotation madgroup.io/paused: "
