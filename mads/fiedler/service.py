@@ -75,6 +75,7 @@ def make_provider(
             max_tool_rounds=settings.fiedler_llm_max_tool_rounds,
             link=link,
             logger=logger,
+            concurrency=settings.max_concurrency,
         )
     return BuiltinProvider()
 

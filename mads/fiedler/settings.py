@@ -13,6 +13,11 @@ from mads.fiedler.contract import LLM_VARIABLES, LLMProvider, llm_missing
 from mads.sequential_thinking.client import ThinkingClientSettings
 
 DEFAULT_DB_PATH = "/data/fiedler_state.db"
+LLM_CONCURRENCY = 4
+"""Tasks at once by default with an LLM endpoint, which queues or rate-limits beyond that."""
+BUILTIN_CONCURRENCY = 32
+"""Tasks at once by default with the built-in responder, which answers at once (only the
+store's commits bound it)."""
 
 
 class FiedlerSettings(ThinkingClientSettings):
@@ -108,12 +113,12 @@ class FiedlerSettings(ThinkingClientSettings):
 
     @property
     def max_concurrency(self) -> int:
-        """Tasks worked on at once: ``FIEDLER_MAX_CONCURRENCY``, else 4 for an LLM endpoint
-        (which queues or rate-limits beyond that) and 32 for the built-in responder (which
-        answers at once, so only the store's commits bound it)."""
+        """Tasks worked on at once: ``FIEDLER_MAX_CONCURRENCY``, else
+        :data:`LLM_CONCURRENCY` for an LLM endpoint and :data:`BUILTIN_CONCURRENCY` for the
+        built-in responder."""
         if self.fiedler_max_concurrency is not None:
             return self.fiedler_max_concurrency
-        return 32 if self.fiedler_llm_provider == "builtin" else 4
+        return BUILTIN_CONCURRENCY if self.fiedler_llm_provider == "builtin" else LLM_CONCURRENCY
 
     def check_provider(self) -> None:
         """What the provider requires (:data:`mads.fiedler.contract.LLM_REQUIRES`) is set;

@@ -47,17 +47,16 @@ MAX_REPLICAS = 20
 DURATION = r"^[1-9][0-9]*(s|m|h|d|w)$"
 DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 MEMORY = r"^[1-9][0-9]*(k|Ki|M|Mi|G|Gi|T|Ti)?$"
-MEMORY_BYTES = {
-    "": 1,
-    "k": 1000,
-    "Ki": 1024,
-    "M": 1000**2,
-    "Mi": 1024**2,
-    "G": 1000**3,
-    "Gi": 1024**3,
-    "T": 1000**4,
-    "Ti": 1024**4,
+QUANTITY_SCALE: Mapping[str, Decimal] = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    **{unit: Decimal(1000) ** (i + 1) for i, unit in enumerate(("k", "M", "G", "T", "P", "E"))},
+    **{
+        unit: Decimal(1024) ** (i + 1)
+        for i, unit in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))
+    },
 }
+"""What each suffix of a :data:`QUANTITY` multiplies by."""
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_EXTRA_ENV = 100
 
@@ -69,13 +68,9 @@ def duration_seconds(text: str) -> int:
 
 def memory_bytes(text: str) -> int:
     """An amount of memory (``512Mi``, ``1Gi``, ``2G``, ``1.5Gi``, a number of bytes: a
-    :data:`QUANTITY`) in bytes, rounded down."""
-    number = text.rstrip("kKMGTPEimn")
-    unit = text[len(number) :]
-    scale = MEMORY_BYTES.get(unit)
-    if scale is None:
-        scale = {"m": 0.001, "P": 1000**5, "Pi": 1024**5, "E": 1000**6, "Ei": 1024**6}[unit]
-    return int(Decimal(number) * Decimal(scale))
+    :data:`QUANTITY`, which :data:`MEMORY` narrows) in bytes, rounded down."""
+    number = text.rstrip("kKMGTPEim")
+    return int(Decimal(number) * QUANTITY_SCALE[text[len(number) :]])
 
 
 class InvalidSpecError(UsageError, ValueError):
