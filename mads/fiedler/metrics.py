@@ -8,12 +8,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mads.fiedler.contract import TaskStatus
+from mads.fiedler.retention import Pruner
 from mads.fiedler.worker import Worker
 
 
 class FiedlerCollector(Collector):
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, pruner: Pruner) -> None:
         self.worker = worker
+        self.pruner = pruner
 
     def collect(self) -> Iterator[Metric]:
         changes = CounterMetricFamily(
@@ -34,4 +36,9 @@ class FiedlerCollector(Collector):
         )
         yield GaugeMetricFamily(
             "fiedler_tasks_running", "Provider calls running now", value=self.worker.running()
+        )
+        yield CounterMetricFamily(
+            "fiedler_tasks_pruned",
+            "Finished tasks deleted past the retention since start",
+            value=self.pruner.pruned,
         )

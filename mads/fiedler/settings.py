@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from mads.core.settings import ConfigurationError
 from mads.fiedler import postgres_uri
 from mads.fiedler.contract import LLM_VARIABLES, LLMProvider, llm_missing
+from mads.fiedler.store import Retention
 from mads.sequential_thinking.client import ThinkingClientSettings
 
 DEFAULT_DB_PATH = "/data/fiedler_state.db"
@@ -18,6 +19,8 @@ LLM_CONCURRENCY = 4
 BUILTIN_CONCURRENCY = 32
 """Tasks at once by default with the built-in responder, which answers at once (only the
 store's commits bound it)."""
+DEFAULT_RETENTION_S = 30 * 86_400
+"""How long a finished task is kept unless the declaration says otherwise: 30 days."""
 
 
 class FiedlerSettings(ThinkingClientSettings):
@@ -63,6 +66,23 @@ class FiedlerSettings(ThinkingClientSettings):
     fiedler_llm_max_tool_rounds: int = Field(default=8, ge=1, le=100)
     fiedler_max_concurrency: int | None = Field(default=None, ge=1, le=1024)
     fiedler_max_prompt_chars: int = Field(default=100_000, ge=1, le=1_000_000)
+    fiedler_retention_max_age_s: float = Field(
+        default=DEFAULT_RETENTION_S,
+        ge=0,
+        description="Finished tasks (COMPLETED, FAILED, CANCELLED) are deleted this long "
+        "after they finish; 0: kept whatever their age.",
+    )
+    fiedler_retention_max_tasks: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep at most this many finished tasks, the newest (unset: no limit).",
+    )
+    fiedler_retention_interval_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="How often finished tasks past the retention are looked for and deleted.",
+    )
 
     @field_validator("fiedler_llm_provider", "fiedler_store", mode="before")
     @classmethod
@@ -110,6 +130,12 @@ class FiedlerSettings(ThinkingClientSettings):
                 f"FIEDLER_REPLICAS={self.fiedler_replicas} needs FIEDLER_STORE=postgresql: "
                 "the SQLite store has one writer, so Fiedler runs one replica on it"
             )
+
+    @property
+    def retention(self) -> Retention:
+        """Which finished tasks are deleted (:mod:`mads.fiedler.retention`)."""
+        age = self.fiedler_retention_max_age_s
+        return Retention(max_age_s=age or None, max_tasks=self.fiedler_retention_max_tasks)
 
     @property
     def max_concurrency(self) -> int:

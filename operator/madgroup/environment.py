@@ -218,6 +218,10 @@ DECLARED: Mapping[type[ComponentSpec], tuple[Declared, ...]] = {
     GraceSpec: (
         Declared("tokenSecretRef", TOKENS_VARIABLE),
         Declared("tokens", TOKENS_FILE_VARIABLE, as_file=_tokens_file),
+        # the tunables
+        Declared("maxInFlight", "MAD_MAX_INFLIGHT"),
+        Declared("limits.requestsPerSecond", "GRACE_DEFAULT_REQUESTS_PER_SECOND", render=number),
+        Declared("limits.concurrentCalls", "GRACE_DEFAULT_CONCURRENT_CALLS"),
     ),
     FiedlerSpec: (
         *(Declared(f"llm.{field}", LLM_VARIABLES[key]) for key, field in LLM_FIELDS.items()),
@@ -399,15 +403,18 @@ def check_extra_env(
     :func:`owned_prefixes`, and the ``_FILE`` twin of any of them): refused in one line
     naming it, and the field that declares it when there is one."""
     prefixes = owned_prefixes()
+    own = field_name(comp.name)
     for name in sorted(settings.env or {}):
         base = name.removesuffix("_FILE")
         if name not in owned and base not in owned and not name.startswith(prefixes):
             continue
         field = owned.get(name) or owned.get(base)
+        # a field of the group's, or of this component's: another's would not reach it
+        if field and field.count(".") > 1 and not field.startswith(f"spec.{own}."):
+            field = ""
         instead = f"declare {field} instead" if field else "it cannot be set through env"
         raise InvalidSpecError(
-            f"spec.{field_name(comp.name)}.env.{name}: MadGroup sets or reads this variable "
-            f"itself; {instead}"
+            f"spec.{own}.env.{name}: MadGroup sets or reads this variable itself; {instead}"
         )
 
 

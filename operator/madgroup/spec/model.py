@@ -214,8 +214,35 @@ class RedisSpec(ComponentSpec):
         return DEFAULT_MAXMEMORY
 
 
+class GraceLimitsSpec(Model):
+    """Limits of every outside client (a token, an OAuth subject) that sets none of its own
+    of that kind; past them Grace answers 429 with Retry-After."""
+
+    requestsPerSecond: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="Requests per second (a token bucket of one second's worth); unset: no limit.",
+    )
+    concurrentCalls: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Calls in flight at once; unset: no limit."
+    )
+
+
 class GraceSpec(ComponentSpec):
     """The front door, the one component reachable from outside the group."""
+
+    maxInFlight: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="MCP requests each Grace replica works on at once; one more waits a "
+        "moment, then gets 503 with Retry-After (unset: the MADs' default, 256).",
+    )
+    limits: GraceLimitsSpec = Field(
+        default_factory=GraceLimitsSpec,
+        description="Default limits of outside clients (a declared token's own limits win).",
+    )
 
     tokenSecretRef: SecretKeyRef | None = Field(
         default=None,
