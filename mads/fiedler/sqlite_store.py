@@ -161,20 +161,19 @@ class Opened(NamedTuple):
     conn: sqlite3.Connection
     found: int
     """The schema version found before migrating (0: a new file)."""
-    rebuilt: bool
-    """The file was rebuilt once so that it can give free pages back (:func:`reclaimable`)."""
+    incremental: bool
+    """The file gives the pages of deleted rows back (``auto_vacuum=INCREMENTAL``)."""
 
 
-def reclaimable(conn: sqlite3.Connection) -> bool:
-    """Make the file one that can give the pages of deleted tasks back to the file system
-    (``auto_vacuum=INCREMENTAL``). A new file is made so before its first table; a file made
-    before is rebuilt once (``VACUUM``). Returns whether it was rebuilt."""
+def incremental_when_new(conn: sqlite3.Connection) -> bool:
+    """Make a new file one that can give the pages of deleted tasks back to the file system
+    (``auto_vacuum=INCREMENTAL``: only before its first table). Returns whether the file is
+    one; a file made before is rebuilt later, once (:meth:`SQLiteTaskStore.reclaim`)."""
     if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+        return True
+    if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] != 0:
         return False
     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-    if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-        return False  # empty: takes effect with the first table
-    conn.execute("VACUUM")
     return True
 
 
@@ -187,7 +186,7 @@ def connect(path: str) -> Opened:
     check_writable(Path(path))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     try:
-        rebuilt = reclaimable(conn)  # first: a new file takes it only before anything else
+        incremental = incremental_when_new(conn)  # first: a new file takes it before all else
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch the journal to WAL (got {mode})")
@@ -198,7 +197,7 @@ def connect(path: str) -> Opened:
     except BaseException:
         conn.close()
         raise
-    return Opened(conn, found, rebuilt)
+    return Opened(conn, found, incremental)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -330,6 +329,7 @@ class SQLiteTaskStore:
         self.log = logger or logging.getLogger("fiedler")
         self._writer: _Writer | None = None
         self.last_error: str | None = "not opened yet"
+        self._incremental = False
 
     @property
     def ok(self) -> bool:
@@ -342,16 +342,10 @@ class SQLiteTaskStore:
         if self._writer is not None:
             return
         try:
-            conn, found, rebuilt = await asyncio.to_thread(connect, self.path)
+            conn, found, self._incremental = await asyncio.to_thread(connect, self.path)
         except (sqlite3.Error, OSError) as exc:
             self.last_error = describe(exc)
             raise StoreUnavailableError(self.last_error) from None
-        if rebuilt:
-            self.log.info(
-                "Rebuilt the SQLite task store at %s once, so that it gives the space of "
-                "deleted tasks back",
-                self.path,
-            )
         if found != SCHEMA_VERSION:
             self.log.info(
                 "Migrated the SQLite task store at %s from schema version %d to %d",
@@ -633,7 +627,25 @@ class SQLiteTaskStore:
     async def reclaim(self) -> None:
         """Free pages go back to the file system (``incremental_vacuum``), then the
         write-ahead log is checkpointed and emptied, so the file shrinks now rather than at
-        some later checkpoint."""
+        some later checkpoint. A file made before it could do so is first rebuilt, once
+        (``VACUUM``: the store waits meanwhile, and the disk needs room for a copy)."""
+        if not self._incremental:
+            began = time.monotonic()
+            self.log.info(
+                "Rebuilding the SQLite task store at %s once (VACUUM), so that it gives the "
+                "space of deleted tasks back; it waits meanwhile",
+                self.path,
+            )
+
+            def rebuild(conn: sqlite3.Connection) -> None:
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
+
+            await self._run(rebuild, alone=True)
+            self._incremental = True
+            self.log.info(
+                "Rebuilt the SQLite task store at %s in %.1f s", self.path, time.monotonic() - began
+            )
 
         def op(conn: sqlite3.Connection) -> None:
             # executescript runs it to its end (execute would free one page per step)

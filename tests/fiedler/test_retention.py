@@ -191,22 +191,36 @@ def checkpointed_size(path: Path) -> int:
     return path.stat().st_size
 
 
-async def test_a_store_made_before_the_retention_is_rebuilt_once_to_give_space_back(
+async def test_a_file_made_before_the_retention_is_rebuilt_once_then_shrinks(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A file made without incremental vacuum opens as it is (no rebuild holds up the
+    start); the first pass that deletes tasks rebuilds it once, and then it shrinks."""
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE kept (n INTEGER)")  # a file made without incremental vacuum
+    conn.execute("CREATE TABLE made_before (n INTEGER)")
     conn.commit()
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
     conn.close()
-    with caplog.at_level(logging.INFO, logger="fiedler"):
-        for _ in range(2):
-            store = SQLiteTaskStore(str(path), LOG)
-            await store.open()
-            await store.close()
-    rebuilt = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Rebuilt")]
-    assert len(rebuilt) == 1, rebuilt
+    store = SQLiteTaskStore(str(path), LOG)
+    await store.open()
+    try:
+        old = await make(store, "old", 60, BULK)
+        await run_and_finish(store, old, "COMPLETED")
+        SQLiteBackdating(path).finished_days_ago(old[:30], 2)
+        before = checkpointed_size(path)
+        pruner = Pruner(store, Retention(max_age_s=DAY_S), LOG, interval_s=60, batch=BATCH)
+        with caplog.at_level(logging.INFO, logger="fiedler"):
+            assert await pruner.prune() == 30
+            middle = path.stat().st_size
+            SQLiteBackdating(path).finished_days_ago(old[30:], 2)
+            assert await pruner.prune() == 30
+    finally:
+        await store.close()
+    rebuilt = [r.getMessage() for r in caplog.records if "Rebuil" in r.getMessage()]
+    assert len(rebuilt) == 2, rebuilt  # "Rebuilding ..." and "Rebuilt ... in N s", once
+    assert rebuilt[0].startswith(f"Rebuilding the SQLite task store at {path} once (VACUUM)")
+    assert middle < before and path.stat().st_size < middle
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
     conn.close()
