@@ -1,6 +1,8 @@
-"""Fiedler task throughput and latency, against raw SQLite on the same disk, in one run.
+"""Fiedler task throughput and latency, against raw SQLite on the same disk, in one run;
+and, with ``--slow-llm``, how close Fiedler's concurrency comes to its ideal on a slow LLM.
 
     .venv/bin/python bench/tasks.py [--tasks 2000] [--concurrency 100] [--dir DIR]
+    .venv/bin/python bench/tasks.py --slow-llm [--tasks 1000] [--levels 4,64,256]
 
 Starts its own password-protected redis-server, Sequential Thinking and Fiedler (built-in
 provider, database under DIR), then measures:
@@ -14,7 +16,17 @@ provider, database under DIR), then measures:
    CPU cost then shares the machine with Fiedler).
 
 Prints tasks/s for both, the ratio Fiedler / raw SQLite (FULL) — goal >= 0.3 — and p50/p99
-of the converse reply and of converse -> COMPLETED. Not a test: numbers depend on the host.
+of the converse reply and of converse -> COMPLETED.
+
+``--slow-llm``: for each ``FIEDLER_MAX_CONCURRENCY`` of ``--levels``, a fresh Fiedler (its
+own database) answering from an OpenAI-compatible fake LLM on loopback that takes
+``--answer-s`` (2 s) before each answer; ``--tasks`` converse calls from 64 callers at once,
+timed from the first call to the last task COMPLETED. Prints that wall time over the ideal,
+``tasks x answer-s / concurrency`` (goal <= 1.3 at every level), the most requests the fake
+LLM answered at once (it should be the level), how long the calls themselves took, and the
+CPU seconds Fiedler spent.
+
+Not a test: numbers depend on the host.
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
 from mads.core.mcp_client import session  # noqa: E402
+from tests.support.fake_llm import FakeLLM  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.tool_calls import ToolCallClient  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
@@ -84,9 +97,15 @@ def raw_sqlite(path: Path, tasks: int, synchronous: str) -> float:
 
 
 class Group:
-    def __init__(self, workdir: Path, fiedler_concurrency: int | None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        fiedler_concurrency: int | None,
+        fiedler_env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.fiedler_concurrency = fiedler_concurrency
+        self.fiedler_env = fiedler_env or {}
         self.password = secrets.token_urlsafe(24)
         self.redis_port, self.thinking_port, self.fiedler_port = (free_port() for _ in range(3))
         self.db_path = workdir / "fiedler" / "fiedler_state.db"
@@ -134,6 +153,7 @@ class Group:
                     if self.fiedler_concurrency
                     else {}
                 ),
+                **self.fiedler_env,
             },
         )
         wait_for(self._ready, timeout=60, what="Fiedler /readyz")
@@ -216,9 +236,84 @@ async def drive(
     return sent, replies
 
 
+# -- Fiedler on a slow LLM ------------------------------------------------------------------
+
+SLOW_CALLERS = 64
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def slow_llm_level(
+    workdir: Path, tasks: int, concurrency: int, answer_s: float
+) -> tuple[float, int, float, float]:
+    """One level: wall time from the first call to the last COMPLETED, the fake LLM's peak
+    of requests at once, the time to the last converse reply, and Fiedler's CPU seconds."""
+    llm = FakeLLM()
+    llm.answer_delay = answer_s
+    llm.start()
+    level_dir = Path(tempfile.mkdtemp(prefix=f"c{concurrency}-", dir=workdir))
+    group = Group(level_dir, concurrency, llm.fiedler_env)
+    try:
+        group.start()
+        url = f"http://127.0.0.1:{group.fiedler_port}/mcp"
+        fiedler = group.processes[-1].pid
+        cpu_before = cpu_seconds(fiedler)
+        began = time.time()
+        sent, _replies = asyncio.run(drive(url, tasks, SLOW_CALLERS, "jsonrpc"))
+        intake = time.time() - began
+        rounds = -(-tasks // concurrency)
+        wait_for(
+            lambda: group.count("status = 'COMPLETED'") == tasks,
+            timeout=120 + 3 * rounds * answer_s,
+            interval=0.5,
+            what="every task COMPLETED",
+        )
+        failed = group.count("status != 'COMPLETED'")
+        if failed or len(sent) != tasks:
+            raise SystemExit(f"bench: {failed} task(s) not COMPLETED; logs in {group.workdir}")
+        wall = max(group.completed().values()) - began
+        cpu = cpu_seconds(fiedler) - cpu_before
+    finally:
+        group.stop()
+        llm.stop()
+    return wall, llm.peak, intake, cpu
+
+
+def slow_llm(args: argparse.Namespace) -> int:
+    levels = [int(level) for level in args.levels.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="fiedler-bench-", dir=args.dir))
+    tasks = args.tasks or 1000
+    print(
+        f"{tasks} fiedler_converse calls from {SLOW_CALLERS} callers; the fake LLM answers "
+        f"after {args.answer_s:g} s; ideal wall time = {tasks} x {args.answer_s:g} s / "
+        f"concurrency; load average at the start {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores"
+    )
+    print(
+        "FIEDLER_MAX_CONCURRENCY   wall (s)   ideal (s)   ratio   peak at the LLM   "
+        "intake (s)   Fiedler CPU (s)"
+    )
+    try:
+        for level in levels:
+            wall, peak, intake, cpu = slow_llm_level(workdir, tasks, level, args.answer_s)
+            ideal = tasks * args.answer_s / level
+            print(
+                f"{level:>23}   {wall:8.1f}   {ideal:9.1f}   {wall / ideal:5.2f}   "
+                f"{peak:>15}   {intake:10.1f}   {cpu:15.1f}"
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("goal: ratio <= 1.3 at every level; the peak is the level")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--tasks", type=int, default=None, help="2000; 1000 with --slow-llm")
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--dir", type=Path, default=None, help="where databases live")
     parser.add_argument(
@@ -234,10 +329,22 @@ def main() -> int:
         help="jsonrpc: lean JSON-RPC posts (measures Fiedler); sdk: the official MCP client "
         "(about 2 ms of client CPU per call, which shares the machine)",
     )
+    parser.add_argument(
+        "--slow-llm",
+        action="store_true",
+        help="measure Fiedler's concurrency on a slow fake LLM instead",
+    )
+    parser.add_argument("--levels", default="4,64,256", help="with --slow-llm: concurrencies")
+    parser.add_argument(
+        "--answer-s", type=float, default=2.0, help="with --slow-llm: seconds per answer"
+    )
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         print("bench: redis-server is not installed", file=sys.stderr)
         return 1
+    if args.slow_llm:
+        return slow_llm(args)
+    args.tasks = args.tasks or 2000
     workdir = Path(tempfile.mkdtemp(prefix="fiedler-bench-", dir=args.dir))
     group = Group(workdir, args.fiedler_concurrency)
     try:

@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mads.fiedler.contract import TaskStatus
+from mads.fiedler.retention import Pruner
 from mads.fiedler.worker import Worker
 
 SQLITE_COMPANIONS = ("", "-wal", "-shm")
@@ -32,6 +33,7 @@ class FiedlerCollector(Collector):
     def __init__(
         self,
         worker: Worker,
+        pruner: Pruner,
         *,
         database_file: str | None = None,
         volume_bytes: int | None = None,
@@ -39,6 +41,7 @@ class FiedlerCollector(Collector):
         """``database_file``: the SQLite store's path (None with PostgreSQL, whose storage
         is not Fiedler's); ``volume_bytes``: the declared size of the volume it lives on."""
         self.worker = worker
+        self.pruner = pruner
         self.database_file = database_file
         self.volume_bytes = volume_bytes
 
@@ -61,6 +64,11 @@ class FiedlerCollector(Collector):
         )
         yield GaugeMetricFamily(
             "fiedler_tasks_running", "Provider calls running now", value=self.worker.running()
+        )
+        yield CounterMetricFamily(
+            "fiedler_tasks_pruned",
+            "Finished tasks deleted past the retention since start",
+            value=self.pruner.pruned,
         )
         yield from self._storage()
 

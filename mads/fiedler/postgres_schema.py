@@ -53,6 +53,11 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE tasks SET lease_generation = attempts;
     CREATE INDEX tasks_claimable ON tasks (seq) WHERE status IN ('PENDING', 'RUNNING');
     """,
+    # 4: finished tasks by when they finished, for the retention's deletes.
+    """
+    CREATE INDEX tasks_finished ON tasks (updated_at)
+        WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED');
+    """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION, "each schema version has its PostgreSQL migration"
 

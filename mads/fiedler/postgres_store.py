@@ -36,9 +36,11 @@ from mads.fiedler.contract import TaskStatus
 from mads.fiedler.postgres_schema import migrate
 from mads.fiedler.postgres_uri import PostgresTarget
 from mads.fiedler.store import (
+    FINISHED_SQL,
     SCHEMA_VERSION,
     CancelAsked,
     Claim,
+    Retention,
     StoreUnavailableError,
     Task,
     Wake,
@@ -581,6 +583,39 @@ class PostgresTaskStore:
                 await conn.execute("SELECT pg_notify(%s, '')", (NEW_WORK,))
 
         await self._run(op)
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def prune(self, retention: Retention, limit: int) -> int:
+        """Replicas pruning at once skip each other's rows (``SKIP LOCKED``) rather than
+        wait; the database's clock says what is old."""
+
+        async def op(conn: Conn) -> int:
+            deleted = 0
+            async with conn.transaction():
+                if retention.max_age_s is not None:
+                    cursor = await conn.execute(
+                        "DELETE FROM tasks WHERE task_id IN (SELECT task_id FROM tasks "
+                        f"WHERE {FINISHED_SQL} "
+                        "AND updated_at < now() - make_interval(secs => %s) "
+                        "ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED)",
+                        (retention.max_age_s, limit),
+                    )
+                    deleted += cursor.rowcount
+                if retention.max_tasks is not None and deleted < limit:
+                    cursor = await conn.execute(
+                        "DELETE FROM tasks WHERE task_id IN (SELECT task_id FROM tasks "
+                        f"WHERE {FINISHED_SQL} ORDER BY updated_at DESC "
+                        "LIMIT %s OFFSET %s FOR UPDATE SKIP LOCKED)",
+                        (limit - deleted, retention.max_tasks),
+                    )
+                    deleted += cursor.rowcount
+            return deleted
+
+        return await self._run(op)
+
+    async def reclaim(self) -> None:
+        """Nothing to do: autovacuum makes the space of deleted rows reusable."""
 
     async def listen(self, wake: Wake, cancel_asked: CancelAsked) -> None:
         """Hear ``fiedler_tasks`` and ``fiedler_cancels`` on a connection of its own,

@@ -22,6 +22,7 @@ from mads.fiedler.database import Database
 from mads.fiedler.metrics import FiedlerCollector
 from mads.fiedler.providers import Provider
 from mads.fiedler.providers.builtin import BuiltinProvider
+from mads.fiedler.retention import Pruner
 from mads.fiedler.settings import FiedlerSettings
 from mads.fiedler.sqlite_store import SQLiteTaskStore
 from mads.fiedler.store import TaskStore
@@ -75,6 +76,7 @@ def make_provider(
             max_tool_rounds=settings.fiedler_llm_max_tool_rounds,
             link=link,
             logger=logger,
+            concurrency=settings.max_concurrency,
         )
     return BuiltinProvider()
 
@@ -107,9 +109,11 @@ def build() -> MadService:
         lease_s=settings.fiedler_lease_s,
         poll_s=settings.fiedler_claim_poll_s,
     )
+    pruner = Pruner(store, settings.retention, log, settings.fiedler_retention_interval_s)
     service.metrics.register(
         FiedlerCollector(
             worker,
+            pruner,
             database_file=None if store.shared else settings.fiedler_db_path,
             volume_bytes=settings.fiedler_volume_bytes,
         )
@@ -164,8 +168,13 @@ def build() -> MadService:
         await database.opened.wait()
         await server.run(tools=await service.tool_definitions())
 
+    async def prune() -> None:
+        await database.opened.wait()
+        await pruner.run()
+
     service.add_background(run_worker)
     service.add_background(serve_requests)
+    service.add_background(prune)
 
     async def shutdown() -> None:
         await announcer.drain()

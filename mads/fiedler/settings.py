@@ -9,9 +9,17 @@ from pydantic import Field, SecretStr, field_validator
 from mads.core.settings import ConfigurationError
 from mads.fiedler import postgres_uri
 from mads.fiedler.contract import LLM_VARIABLES, ONE_WRITER, LLMProvider, TaskStore, llm_missing
+from mads.fiedler.store import Retention
 from mads.sequential_thinking.client import ThinkingClientSettings
 
 DEFAULT_DB_PATH = "/data/fiedler_state.db"
+LLM_CONCURRENCY = 4
+"""Tasks at once by default with an LLM endpoint, which queues or rate-limits beyond that."""
+BUILTIN_CONCURRENCY = 32
+"""Tasks at once by default with the built-in responder, which answers at once (only the
+store's commits bound it)."""
+DEFAULT_RETENTION_S = 30 * 86_400
+"""How long a finished task is kept unless the declaration says otherwise: 30 days."""
 
 
 class FiedlerSettings(ThinkingClientSettings):
@@ -64,6 +72,23 @@ class FiedlerSettings(ThinkingClientSettings):
     fiedler_llm_max_tool_rounds: int = Field(default=8, ge=1, le=100)
     fiedler_max_concurrency: int | None = Field(default=None, ge=1, le=1024)
     fiedler_max_prompt_chars: int = Field(default=100_000, ge=1, le=1_000_000)
+    fiedler_retention_max_age_s: float = Field(
+        default=DEFAULT_RETENTION_S,
+        ge=0,
+        description="Finished tasks (COMPLETED, FAILED, CANCELLED) are deleted this long "
+        "after they finish; 0: kept whatever their age.",
+    )
+    fiedler_retention_max_tasks: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep at most this many finished tasks, the newest (unset: no limit).",
+    )
+    fiedler_retention_interval_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="How often finished tasks past the retention are looked for and deleted.",
+    )
 
     @field_validator("fiedler_llm_provider", "fiedler_store", mode="before")
     @classmethod
@@ -113,13 +138,19 @@ class FiedlerSettings(ThinkingClientSettings):
             )
 
     @property
+    def retention(self) -> Retention:
+        """Which finished tasks are deleted (:mod:`mads.fiedler.retention`)."""
+        age = self.fiedler_retention_max_age_s
+        return Retention(max_age_s=age or None, max_tasks=self.fiedler_retention_max_tasks)
+
+    @property
     def max_concurrency(self) -> int:
-        """Tasks worked on at once: ``FIEDLER_MAX_CONCURRENCY``, else 4 for an LLM endpoint
-        (which queues or rate-limits beyond that) and 32 for the built-in responder (which
-        answers at once, so only the store's commits bound it)."""
+        """Tasks worked on at once: ``FIEDLER_MAX_CONCURRENCY``, else
+        :data:`LLM_CONCURRENCY` for an LLM endpoint and :data:`BUILTIN_CONCURRENCY` for the
+        built-in responder."""
         if self.fiedler_max_concurrency is not None:
             return self.fiedler_max_concurrency
-        return 32 if self.fiedler_llm_provider == "builtin" else 4
+        return BUILTIN_CONCURRENCY if self.fiedler_llm_provider == "builtin" else LLM_CONCURRENCY
 
     def check_provider(self) -> None:
         """What the provider requires (:data:`mads.fiedler.contract.LLM_REQUIRES`) is set;

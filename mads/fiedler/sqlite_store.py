@@ -24,25 +24,30 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from mads.fiedler.contract import TaskStatus
 from mads.fiedler.store import (
+    FINISHED_SQL,
     SCHEMA_VERSION,
     CancelAsked,
     Claim,
+    Retention,
     StoreUnavailableError,
     Task,
     Wake,
     cancelled_by,
     describe,
+    iso,
     now,
     written_by,
 )
 
 MAX_BATCH = 256
+INCREMENTAL = 2
+"""``PRAGMA auto_vacuum``'s value for incremental: the file can give free pages back."""
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
@@ -102,6 +107,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN lease_expires_at REAL;
     UPDATE tasks SET lease_generation = attempts;
     """,
+    # 4: finished tasks by when they finished, for the retention's deletes.
+    """
+    CREATE INDEX tasks_finished ON tasks (updated_at)
+        WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED');
+    """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION, "each schema version has its SQLite migration"
 
@@ -147,9 +157,28 @@ def check_writable(path: Path) -> None:
         )
 
 
-def connect(path: str) -> tuple[sqlite3.Connection, int]:
-    """Open (creating the parent directory and file) and migrate the database; returns the
-    connection and the schema version found before migrating (0: a new file)."""
+class Opened(NamedTuple):
+    conn: sqlite3.Connection
+    found: int
+    """The schema version found before migrating (0: a new file)."""
+    incremental: bool
+    """The file gives the pages of deleted rows back (``auto_vacuum=INCREMENTAL``)."""
+
+
+def incremental_when_new(conn: sqlite3.Connection) -> bool:
+    """Make a new file one that can give the pages of deleted tasks back to the file system
+    (``auto_vacuum=INCREMENTAL``: only before its first table). Returns whether the file is
+    one; a file made before is rebuilt later, once (:meth:`SQLiteTaskStore.reclaim`)."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+        return True
+    if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] != 0:
+        return False
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    return True
+
+
+def connect(path: str) -> Opened:
+    """Open (creating the parent directory and file) and migrate the database."""
     parent = Path(path).parent
     if parent.exists() and not parent.is_dir():
         raise NotADirectoryError(f"unable to open database file: {parent} is not a directory")
@@ -157,6 +186,7 @@ def connect(path: str) -> tuple[sqlite3.Connection, int]:
     check_writable(Path(path))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     try:
+        incremental = incremental_when_new(conn)  # first: a new file takes it before all else
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch the journal to WAL (got {mode})")
@@ -167,7 +197,7 @@ def connect(path: str) -> tuple[sqlite3.Connection, int]:
     except BaseException:
         conn.close()
         raise
-    return conn, found
+    return Opened(conn, found, incremental)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -195,18 +225,22 @@ def migrate(conn: sqlite3.Connection) -> int:
     return current
 
 
+Job = tuple[Operation, "concurrent.futures.Future[Any]", bool]
+"""An operation, who awaits it, and whether it runs alone, outside any transaction."""
+
+
 class _Writer(threading.Thread):
-    """The one thread that touches the connection; runs operations in grouped commits."""
+    """The one thread that touches the connection; runs operations in grouped commits, and
+    the few that cannot run in a transaction (a checkpoint) alone between them."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(name="fiedler-sqlite", daemon=True)
         self.conn = conn
-        self.jobs: queue.SimpleQueue[tuple[Operation, concurrent.futures.Future[Any]] | None]
-        self.jobs = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
 
-    def submit(self, op: Operation) -> concurrent.futures.Future[Any]:
+    def submit(self, op: Operation, *, alone: bool = False) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self.jobs.put((op, future))
+        self.jobs.put((op, future, alone))
         return future
 
     def stop(self) -> None:
@@ -214,11 +248,17 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         try:
+            held: Job | None = None  # a job taken while gathering a batch it cannot join
             while True:
-                job = self.jobs.get()
+                job = held if held is not None else self.jobs.get()
+                held = None
                 if job is None:
                     return
-                batch = [job]
+                op, future, alone = job
+                if alone:
+                    self._run_alone(op, future)
+                    continue
+                batch = [(op, future)]
                 stop = False
                 while len(batch) < MAX_BATCH:
                     try:
@@ -228,13 +268,24 @@ class _Writer(threading.Thread):
                     if more is None:
                         stop = True
                         break
-                    batch.append(more)
+                    if more[2]:
+                        held = more
+                        break
+                    batch.append(more[:2])
                 self._run_batch(batch)
                 if stop:
                     return
         finally:
             with contextlib.suppress(Exception):
                 self.conn.close()
+
+    def _run_alone(self, op: Operation, future: concurrent.futures.Future[Any]) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(op(self.conn))
+        except sqlite3.Error as exc:
+            future.set_exception(exc)
 
     def _run_batch(self, batch: list[tuple[Operation, concurrent.futures.Future[Any]]]) -> None:
         live = [(op, f) for op, f in batch if f.set_running_or_notify_cancel()]
@@ -278,6 +329,7 @@ class SQLiteTaskStore:
         self.log = logger or logging.getLogger("fiedler")
         self._writer: _Writer | None = None
         self.last_error: str | None = "not opened yet"
+        self._incremental = False
 
     @property
     def ok(self) -> bool:
@@ -290,7 +342,7 @@ class SQLiteTaskStore:
         if self._writer is not None:
             return
         try:
-            conn, found = await asyncio.to_thread(connect, self.path)
+            conn, found, self._incremental = await asyncio.to_thread(connect, self.path)
         except (sqlite3.Error, OSError) as exc:
             self.last_error = describe(exc)
             raise StoreUnavailableError(self.last_error) from None
@@ -311,11 +363,11 @@ class SQLiteTaskStore:
             writer.stop()
             await asyncio.to_thread(writer.join, 10)
 
-    async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, op: Callable[[sqlite3.Connection], T], *, alone: bool = False) -> T:
         if self._writer is None:
             raise StoreUnavailableError(f"task store not open: {self.last_error}")
         try:
-            return await asyncio.wrap_future(self._writer.submit(op))
+            return await asyncio.wrap_future(self._writer.submit(op, alone=alone))
         except sqlite3.Error as exc:
             self.last_error = describe(exc)
             raise StoreUnavailableError(self.last_error) from None
@@ -544,6 +596,63 @@ class SQLiteTaskStore:
                 )
 
         await self._run(op)
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def prune(self, retention: Retention, limit: int) -> int:
+        finished_before = (
+            None
+            if retention.max_age_s is None
+            else iso(datetime.fromtimestamp(time.time() - retention.max_age_s, UTC))
+        )
+
+        def op(conn: sqlite3.Connection) -> int:
+            deleted = 0
+            if finished_before is not None:
+                deleted += conn.execute(
+                    "DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks "
+                    f"WHERE {FINISHED_SQL} AND updated_at < ? ORDER BY updated_at LIMIT ?)",
+                    (finished_before, limit),
+                ).rowcount
+            if retention.max_tasks is not None and deleted < limit:
+                deleted += conn.execute(
+                    "DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks "
+                    f"WHERE {FINISHED_SQL} ORDER BY updated_at DESC LIMIT ? OFFSET ?)",
+                    (limit - deleted, retention.max_tasks),
+                ).rowcount
+            return deleted
+
+        return await self._run(op)
+
+    async def reclaim(self) -> None:
+        """Free pages go back to the file system (``incremental_vacuum``), then the
+        write-ahead log is checkpointed and emptied, so the file shrinks now rather than at
+        some later checkpoint. A file made before it could do so is first rebuilt, once
+        (``VACUUM``: the store waits meanwhile, and the disk needs room for a copy)."""
+        if not self._incremental:
+            began = time.monotonic()
+            self.log.info(
+                "Rebuilding the SQLite task store at %s once (VACUUM), so that it gives the "
+                "space of deleted tasks back; it waits meanwhile",
+                self.path,
+            )
+
+            def rebuild(conn: sqlite3.Connection) -> None:
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
+
+            await self._run(rebuild, alone=True)
+            self._incremental = True
+            self.log.info(
+                "Rebuilt the SQLite task store at %s in %.1f s", self.path, time.monotonic() - began
+            )
+
+        def op(conn: sqlite3.Connection) -> None:
+            # executescript runs it to its end (execute would free one page per step)
+            conn.executescript("PRAGMA incremental_vacuum;")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+        await self._run(op, alone=True)
 
     async def listen(self, wake: Wake, cancel_asked: CancelAsked) -> None:
         """Nothing to hear: this process is the store's only writer."""

@@ -33,9 +33,17 @@ PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = (
     TaskStatus.CANCELLED,
 )
 
-SCHEMA_VERSION = 3
+FINISHED = tuple(status for status in TaskStatus if status.terminal)
+"""The states a retention may delete a task in: never a PENDING or RUNNING one."""
+FINISHED_SQL = "status IN ('COMPLETED', 'FAILED', 'CANCELLED')"
+"""Both stores' condition for a finished task, word for word the condition of their index of
+finished tasks (SQLite uses a partial index only for a query that states its condition)."""
+assert f"status IN ({', '.join(repr(str(s)) for s in FINISHED)})" == FINISHED_SQL
+
+SCHEMA_VERSION = 4
 """Both stores: 1 tasks, 2 ``CANCELLED`` and ``cancel_requested_by``, 3 leases (owner,
-expiry, generation). A store at a newer version than this Fiedler knows is refused."""
+expiry, generation), 4 an index of finished tasks by when they finished (the retention's).
+A store at a newer version than this Fiedler knows is refused."""
 
 
 class StoreUnavailableError(MadError, RuntimeError):
@@ -67,6 +75,19 @@ class Claim:
     task: Task
     taken_over_from: str | None = None
     """The replica whose expired lease this claim replaced (None: the task was PENDING)."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Which finished tasks are deleted: those that finished more than ``max_age_s`` ago,
+    and those beyond the newest ``max_tasks`` finished ones (None: no such limit)."""
+
+    max_age_s: float | None = None
+    max_tasks: int | None = None
+
+    @property
+    def keeps_everything(self) -> bool:
+        return self.max_age_s is None and self.max_tasks is None
 
 
 Wake = Callable[[], None]
@@ -175,6 +196,17 @@ class TaskStore(Protocol):
     async def release(self, owner: str, held: Mapping[str, int]) -> None:
         """Let the leases go at once (a replica stopping): the tasks stay RUNNING and
         another replica, or the next start, claims them without waiting for the expiry."""
+        ...
+
+    async def prune(self, retention: Retention, limit: int) -> int:
+        """Delete up to ``limit`` finished tasks past ``retention``, the longest finished
+        first, in one short transaction; never a PENDING or RUNNING task. Returns how many
+        were deleted (fewer than ``limit``: none is left past the retention)."""
+        ...
+
+    async def reclaim(self) -> None:
+        """Give the space deleted tasks held back where the database does not do so on its
+        own (SQLite's file; PostgreSQL's autovacuum needs no help)."""
         ...
 
     async def listen(self, wake: Wake, cancel_asked: CancelAsked) -> None:

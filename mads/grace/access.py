@@ -85,13 +85,14 @@ class AccessGuard:
         metrics: CollectorRegistry | None = None,
         scrape: ScrapeCredential | None = None,
         oauth: OAuthDoor | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.app = app
         self._principals = dict(principals)
         self._oauth = oauth
         self._scrape = scrape or ScrapeCredential("")
         self.log = logger
-        self.limiter = Limiter()
+        self.limiter = limiter or Limiter()
         self._first = FirstTime()
         self.refusals = Counter(
             "grace_refusals",

@@ -38,6 +38,10 @@ class GraceService(MadService):
             except tokens.TokenFileError as exc:
                 raise ConfigurationError(str(exc)) from None
             self.principals.update(named)
+        self.limiter = tokens.Limiter(
+            default_rate=settings.grace_default_requests_per_second,
+            default_concurrency=settings.grace_default_concurrent_calls,
+        )
         self.oauth: OAuthDoor | None = None
         if settings.grace_oauth_issuer:
             # only a Grace with OAuth loads the verifier's libraries (PyJWT, httpx)
@@ -55,8 +59,18 @@ class GraceService(MadService):
             metrics=self.metrics,
             scrape=self.scrape_credential(),
             oauth=self.oauth,
+            limiter=self.limiter,
         )
         return app
+
+
+def describe_defaults(limiter: tokens.Limiter) -> str:
+    parts = []
+    if limiter.default_rate is not None:
+        parts.append(f"{limiter.default_rate:g} requests/s")
+    if limiter.default_concurrency is not None:
+        parts.append(f"{limiter.default_concurrency} calls in flight")
+    return " and ".join(parts)
 
 
 def build() -> MadService:
@@ -86,6 +100,11 @@ def build() -> MadService:
                 settings.grace_oauth_issuer,
                 settings.grace_oauth_resource,
                 "" if settings.static_tokens else " (static tokens turned off)",
+            )
+        if service.limiter.default_rate or service.limiter.default_concurrency:
+            service.log.info(
+                "Access: every token and subject without limits of its own is held to %s",
+                describe_defaults(service.limiter),
             )
         if service.principals:
             limited = sum(

@@ -35,6 +35,20 @@ class GraceSettings(BusSettings):
     grace_relay_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     grace_client_ttl_s: float = Field(default=3600.0, ge=1, le=30 * 24 * 3600)
     grace_max_topics: int = Field(default=32, ge=1, le=1000)
+    grace_default_requests_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="The request rate of every token and OAuth subject that sets none of its "
+        "own (unset: no limit).",
+    )
+    grace_default_concurrent_calls: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Calls in flight of every token and OAuth subject that sets no such "
+        "limit of its own (unset: no limit).",
+    )
 
     grace_static_tokens: Literal["on", "off"] = Field(
         default="on",

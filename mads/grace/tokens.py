@@ -216,15 +216,29 @@ class OverLimit:
 @dataclass
 class Limiter:
     """Each principal's request rate and calls in flight (used from one event loop, so
-    without a lock)."""
+    without a lock). ``default_rate`` and ``default_concurrency`` hold for a principal that
+    sets no limit of its own of that kind (``GRACE_DEFAULT_REQUESTS_PER_SECOND``,
+    ``GRACE_DEFAULT_CONCURRENT_CALLS``)."""
 
     clock: Callable[[], float] = time.monotonic
+    default_rate: float | None = None
+    default_concurrency: int | None = None
     _usage: dict[str, _Usage] = field(default_factory=dict)
+
+    def rate(self, principal: Principal) -> float | None:
+        """Requests per second ``principal`` may make (None: no limit)."""
+        own = principal.requests_per_second
+        return own if own is not None else self.default_rate
+
+    def concurrency(self, principal: Principal) -> int | None:
+        """Calls ``principal`` may have in flight (None: no limit)."""
+        own = principal.concurrent_calls
+        return own if own is not None else self.default_concurrency
 
     def _for(self, principal: Principal) -> _Usage:
         usage = self._usage.get(principal.key)
         if usage is None:
-            capacity = max(1.0, principal.requests_per_second or 1.0)
+            capacity = max(1.0, self.rate(principal) or 1.0)
             usage = self._usage[principal.key] = _Usage(capacity, self.clock())
         return usage
 
@@ -232,10 +246,11 @@ class Limiter:
         """Take one request for ``principal``; if over a limit, which and why, and nothing
         taken."""
         usage = self._for(principal)
-        if principal.concurrent_calls is not None and usage.in_flight >= principal.concurrent_calls:
+        most = self.concurrency(principal)
+        if most is not None and usage.in_flight >= most:
             reason = f"{principal.who} has {usage.in_flight} calls in flight, its limit"
             return OverLimit("concurrency", reason, 1.0)
-        rate = principal.requests_per_second
+        rate = self.rate(principal)
         if rate is not None:
             now = self.clock()
             capacity = max(1.0, rate)

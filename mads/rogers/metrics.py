@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mads.rogers.bus_memory import BusMemoryWatch
 from mads.rogers.connections import STATUSES, ConnectionTable
 from mads.rogers.stats import TrafficStats
 from mads.rogers.storage import BusStorage
@@ -15,10 +16,15 @@ from mads.rogers.storage import BusStorage
 
 class RogersCollector(Collector):
     def __init__(
-        self, connections: ConnectionTable, stats: TrafficStats, storage: BusStorage | None = None
+        self,
+        connections: ConnectionTable,
+        stats: TrafficStats,
+        memory: BusMemoryWatch,
+        storage: BusStorage | None = None,
     ) -> None:
         self.connections = connections
         self.stats = stats
+        self.memory = memory
         self.storage = storage
 
     def collect(self) -> Iterator[Metric]:
@@ -63,6 +69,18 @@ class RogersCollector(Collector):
             for status in STATUSES:
                 each.add_metric([view["mad_id"], status], 1.0 if view["status"] == status else 0.0)
         yield each
+        memory = self.memory.last
+        if memory is not None:
+            yield GaugeMetricFamily(
+                "rogers_bus_memory_used_bytes",
+                "What Redis's data takes (INFO memory used_memory), at Rogers' last look",
+                value=memory.used,
+            )
+            yield GaugeMetricFamily(
+                "rogers_bus_memory_max_bytes",
+                "Redis's maxmemory (0: no limit); past it Redis refuses writes (noeviction)",
+                value=memory.limit,
+            )
         yield from self._storage()
 
     def _storage(self) -> Iterator[Metric]:

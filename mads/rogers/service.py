@@ -9,6 +9,7 @@ from mads.core.relay import ToolRequestServer
 from mads.core.service import MadService
 from mads.core.settings import load_settings
 from mads.rogers import tools, ui
+from mads.rogers.bus_memory import BusMemoryWatch
 from mads.rogers.connections import ConnectionTable
 from mads.rogers.live import LiveView
 from mads.rogers.metrics import RogersCollector
@@ -66,7 +67,9 @@ def build() -> MadService:
     )
     service.add_background(storage.run)
     tools.register(service, connections, stats)
-    service.metrics.register(RogersCollector(connections, stats, storage))
+    memory = BusMemoryWatch(bus, service.log)
+    service.add_background(memory.run)
+    service.metrics.register(RogersCollector(connections, stats, memory, storage))
 
     requests = ToolRequestServer(bus, NAME, service.call_tool_locally, logger=service.log)
     service.before_heartbeat(requests.keep_tools_published)

@@ -40,14 +40,20 @@ from madgroup.spec.model import (
     GraceSpec,
     InvalidSpecError,
     MadGroupSpec,
+    RedisSpec,
     SecretKeyRef,
+    duration_seconds,
     field_name,
+    memory_bytes,
 )
 from mads.core import access
+from mads.core.settings import BusSettings
 from mads.fiedler.contract import LLM_VARIABLES, STORE_VARIABLES
 from mads.grace.contract import OAUTH_VARIABLES, TOKENS_FILE_VARIABLE, TOKENS_VARIABLE
 from mads.grace.scope_file import ScopeMapFile
 from mads.grace.token_file import TokenEntry, TokenFile
+
+HEARTBEAT_VARIABLE = "MAD_HEARTBEAT_S"
 
 # ---- the entries --------------------------------------------------------------------------
 
@@ -197,13 +203,12 @@ KINDS: dict[str, type[Entry]] = {
 class Declared:
     """A field of a component's declared settings (a path inside them, ``llm.baseUrl``)
     and the variable it sets; ``as_file``: the variable names a file holding this text;
-    ``as_value``: how the MAD spells the value (default: as it is, booleans
-    ``true``/``false``)."""
+    ``render``: how the value is written (default: as it is, booleans ``true``/``false``)."""
 
     field: str
     variable: str
     as_file: Callable[[Any], str] | None = None
-    as_value: Callable[[Any], str] | None = None
+    render: Callable[[Any], str] | None = None
 
 
 def _tokens_file(tokens: list[TokenEntry]) -> str:
@@ -222,6 +227,16 @@ def _comma_list(values: list[str]) -> str:
     return ",".join(values)
 
 
+def number(value: float) -> str:
+    """A declared number as a variable holds it: ``5``, ``0.5``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def seconds(duration: str) -> str:
+    """A declared duration (``7d``) as a variable in seconds holds it."""
+    return str(duration_seconds(duration))
+
+
 DECLARED: Mapping[type[ComponentSpec], tuple[Declared, ...]] = {
     GraceSpec: (
         Declared("tokenSecretRef", TOKENS_VARIABLE),
@@ -229,15 +244,19 @@ DECLARED: Mapping[type[ComponentSpec], tuple[Declared, ...]] = {
         # Grace as an OAuth 2.1 resource server
         Declared("oauth.issuer", OAUTH_VARIABLES["issuer"]),
         Declared("oauth.resource", OAUTH_VARIABLES["resource"]),
-        Declared("oauth.audience", OAUTH_VARIABLES["audience"], as_value=_comma_list),
+        Declared("oauth.audience", OAUTH_VARIABLES["audience"], render=_comma_list),
         Declared("oauth.scopes", OAUTH_VARIABLES["scopes_file"], as_file=_scopes_file),
-        Declared("oauth.staticTokens", OAUTH_VARIABLES["static_tokens"], as_value=_on_off),
+        Declared("oauth.staticTokens", OAUTH_VARIABLES["static_tokens"], render=_on_off),
         Declared("oauth.introspection.url", OAUTH_VARIABLES["introspection_url"]),
         Declared("oauth.introspection.clientId", OAUTH_VARIABLES["introspection_client_id"]),
         Declared(
             "oauth.introspection.clientSecretRef",
             OAUTH_VARIABLES["introspection_client_secret"],
         ),
+        # the tunables
+        Declared("maxInFlight", "MAD_MAX_INFLIGHT"),
+        Declared("limits.requestsPerSecond", "GRACE_DEFAULT_REQUESTS_PER_SECOND", render=number),
+        Declared("limits.concurrentCalls", "GRACE_DEFAULT_CONCURRENT_CALLS"),
     ),
     FiedlerSpec: (
         *(
@@ -248,19 +267,91 @@ DECLARED: Mapping[type[ComponentSpec], tuple[Declared, ...]] = {
         # allows them)
         Declared("store.type", STORE_VARIABLES["store"]),
         Declared("store.uriSecretRef", STORE_VARIABLES["uri"]),
+        # the tunables
+        Declared("llm.timeoutSeconds", "FIEDLER_LLM_TIMEOUT_S", render=number),
+        Declared("concurrency", "FIEDLER_MAX_CONCURRENCY"),
+        Declared("retention.maxAge", "FIEDLER_RETENTION_MAX_AGE_S", render=seconds),
+        Declared("retention.maxTasks", "FIEDLER_RETENTION_MAX_TASKS"),
     ),
 }
 """Each declared setting that reaches a MAD's environment, by settings class. A field is
 rendered only when the declaration sets it (a default it leaves alone stays the MAD's, or
 ``.env``'s), and then it wins over ``.env``."""
 
-NOT_ENVIRONMENT = frozenset({"image", "replicas", "storage"})
-"""Settings every component has that the substrate acts on itself (a test holds every other
-declared field to a row of :data:`DECLARED`)."""
+
+def on_the_bus(comp: topology.Component) -> bool:
+    return comp.bus_user is not None
+
+
+GROUP_DECLARED: tuple[tuple[Declared, Callable[[topology.Component], bool]], ...] = (
+    (Declared("heartbeatSeconds", HEARTBEAT_VARIABLE, render=number), on_the_bus),
+)
+"""Group-wide settings (fields of ``spec`` itself), each with the components it reaches:
+the heartbeat only rolls the MADs on the bus, which are the ones that beat or listen."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """A field of a component's declared settings its program takes on its command line
+    (Redis takes its settings there, not from its environment): ``--flag value``;
+    ``default``: the value when the declaration leaves the field unset."""
+
+    field: str
+    flag: str
+    render: Callable[[Any], str] | None = None
+    default: Callable[[Any], Any] | None = None
+
+
+def redis_memory(amount: str) -> str:
+    """A declared amount of memory as Redis reads it: ``1Gi`` -> ``1gb`` (Redis's ``gb``,
+    ``mb`` and ``kb`` are powers of 1024), anything else in bytes."""
+    count = memory_bytes(amount)
+    for unit, size in (("gb", 1024**3), ("mb", 1024**2), ("kb", 1024)):
+        if count % size == 0:
+            return f"{count // size}{unit}"
+    return str(count)
+
+
+OPTIONS: Mapping[type[ComponentSpec], tuple[Option, ...]] = {
+    RedisSpec: (
+        Option(
+            "maxmemory",
+            "--maxmemory",
+            render=redis_memory,
+            default=lambda redis: redis.default_maxmemory(),
+        ),
+        Option("maxmemoryPolicy", "--maxmemory-policy"),
+    ),
+}
+"""Declared settings a component's program reads from its command line. Unlike an
+environment row, an option is always rendered, its default too: the program's own default
+is not the group's (Redis's is no memory limit at all)."""
+
+NOT_ENVIRONMENT = frozenset({"image", "replicas", "storage", "env"})
+"""Settings every component has that the substrate acts on itself, or that are rendered as
+they are (``env``); a test holds every other declared field to a row of :data:`DECLARED`
+or :data:`OPTIONS`."""
 
 
 def declared_rows(settings: ComponentSpec) -> tuple[Declared, ...]:
     return tuple(row for cls in type(settings).__mro__ for row in DECLARED.get(cls, ()))
+
+
+def option_rows(settings: ComponentSpec) -> tuple[Option, ...]:
+    return tuple(row for cls in type(settings).__mro__ for row in OPTIONS.get(cls, ()))
+
+
+def options(settings: ComponentSpec) -> tuple[str, ...]:
+    """The component's declared command-line settings: ``("--flag", "value", ...)``."""
+    found: list[str] = []
+    for row in option_rows(settings):
+        value: Any = settings
+        for part in row.field.split("."):
+            value = getattr(value, part)
+        if value is None and row.default is not None:
+            value = row.default(settings)
+        found += [row.flag, row.render(value) if row.render is not None else str(value)]
+    return tuple(found)
 
 
 def _set_value(settings: BaseModel, path: str) -> object:
@@ -277,24 +368,96 @@ def _ref(ref: SecretKeyRef, source: str) -> Ref:
     return Ref(name=ref.name, key=ref.key, source=source)
 
 
-def declared_entries(comp: topology.Component, settings: ComponentSpec) -> list[Entry]:
+def _entry(row: Declared, value: object, source: str) -> Entry:
+    if isinstance(value, SecretKeyRef):
+        return Secret(row.variable, _ref(value, source))
+    if row.as_file is not None:
+        return File(row.variable, row.as_file(value))
+    if row.render is not None:
+        return Value(row.variable, row.render(value))
+    if isinstance(value, bool):
+        return Value(row.variable, "true" if value else "false")
+    return Value(row.variable, str(value))
+
+
+def declared_entries(
+    comp: topology.Component, settings: ComponentSpec, declared: MadGroupSpec | None = None
+) -> list[Entry]:
+    """What the declaration sets for ``comp``: the group-wide settings that reach it, then
+    its own."""
     found: list[Entry] = []
+    if declared is not None:
+        for row, reaches in GROUP_DECLARED:
+            value = _set_value(declared, row.field)
+            if value is not None and reaches(comp):
+                found.append(_entry(row, value, f"spec.{row.field}"))
     for row in declared_rows(settings):
         value = _set_value(settings, row.field)
-        source = f"spec.{field_name(comp.name)}.{row.field}"
-        if value is None:
-            continue
-        if isinstance(value, SecretKeyRef):
-            found.append(Secret(row.variable, _ref(value, source)))
-        elif row.as_file is not None:
-            found.append(File(row.variable, row.as_file(value)))
-        elif row.as_value is not None:
-            found.append(Value(row.variable, row.as_value(value)))
-        elif isinstance(value, bool):
-            found.append(Value(row.variable, "true" if value else "false"))
-        else:
-            found.append(Value(row.variable, str(value)))
+        if value is not None:
+            found.append(_entry(row, value, f"spec.{field_name(comp.name)}.{row.field}"))
     return found
+
+
+def extra_env(settings: ComponentSpec) -> tuple[Entry, ...]:
+    """A component's extra ``env``, as it is declared (:func:`check_extra_env` refuses what
+    the group owns); it comes after every entry the group computes."""
+    return tuple(Value(name, value) for name, value in sorted((settings.env or {}).items()))
+
+
+# ---- the variables the group owns -----------------------------------------------------------
+
+
+def owned_prefixes() -> tuple[str, ...]:
+    """Prefixes of the variables the product reads: the core's settings (``MAD_``,
+    ``REDIS_``: every MAD reads them) and each installed MAD's own (``FIEDLER_``...)."""
+    core = {name.split("_", 1)[0].upper() for name in BusSettings.model_fields}
+    mads = {comp.name.upper() for comp in topology.COMPONENTS if comp.is_mad}
+    return tuple(f"{prefix}_" for prefix in sorted(core | mads))
+
+
+def owned_variables(
+    parts: Iterable[tuple[topology.Component, ComponentSpec, tuple[Entry, ...]]],
+) -> dict[str, str]:
+    """Every variable the group sets or reads itself (beyond :func:`owned_prefixes`), with
+    the declared field that sets it ('' when none does): what an extra ``env`` may not name.
+    ``parts``: each component, its settings and its computed environment."""
+    parts = list(parts)
+    found: dict[str, str] = dict.fromkeys(secret_keys(entries for *_, entries in parts), "")
+    for _comp, _settings, entries in parts:
+        found.update({entry.variable: "" for entry in entries})
+    for comp in topology.COMPONENTS:
+        contract = comp.contract
+        if contract is not None:
+            named = (*contract.secrets, contract.url_variable, contract.client_token_variable)
+            found.update({name: "" for name in named if name})
+    for comp, settings, _entries in parts:
+        for row in declared_rows(settings):
+            found[row.variable] = f"spec.{field_name(comp.name)}.{row.field}"
+    for row, _reaches in GROUP_DECLARED:
+        found[row.variable] = f"spec.{row.field}"
+    return found
+
+
+def check_extra_env(
+    comp: topology.Component, settings: ComponentSpec, owned: Mapping[str, str]
+) -> None:
+    """A component's extra ``env`` names no variable the group owns (:func:`owned_variables`,
+    :func:`owned_prefixes`, and the ``_FILE`` twin of any of them): refused in one line
+    naming it, and the field that declares it when there is one."""
+    prefixes = owned_prefixes()
+    own = field_name(comp.name)
+    for name in sorted(settings.env or {}):
+        base = name.removesuffix("_FILE")
+        if name not in owned and base not in owned and not name.startswith(prefixes):
+            continue
+        field = owned.get(name) or owned.get(base)
+        # a field of the group's, or of this component's: another's would not reach it
+        if field and field.count(".") > 1 and not field.startswith(f"spec.{own}."):
+            field = ""
+        instead = f"declare {field} instead" if field else "it cannot be set through env"
+        raise InvalidSpecError(
+            f"spec.{own}.env.{name}: MadGroup sets or reads this variable itself; {instead}"
+        )
 
 
 # ---- the computation ----------------------------------------------------------------------
@@ -307,11 +470,13 @@ TLS_OWN_CA_VARIABLE = "MAD_TLS_CA_FILE"
 def environment(
     comp: topology.Component, settings: ComponentSpec, declared: MadGroupSpec
 ) -> tuple[Entry, ...]:
-    """Component ``comp``'s environment under the declaration (``settings``: its part)."""
+    """Component ``comp``'s environment under the declaration (``settings``: its part), as
+    the group computes it (its extra ``env``: :func:`extra_env`)."""
     if not comp.is_mad:  # the bus: the administrator's password, for its readiness check
         admin = declared.password()
         ref = _ref(admin, "spec.redis.passwordSecretRef") if admin is not None else None
-        return (Credential(topology.PASSWORD_VARIABLE, CredentialKind.ADMIN_PASSWORD, ref=ref),)
+        admin_entry = Credential(topology.PASSWORD_VARIABLE, CredentialKind.ADMIN_PASSWORD, ref=ref)
+        return (admin_entry, *declared_entries(comp, settings, declared))
     found: list[Entry] = [
         Value("MAD_NAME", comp.name),
         Address("MAD_HOST", comp.name, Place.BIND),
@@ -349,7 +514,7 @@ def environment(
                 TlsPath(TLS_KEY_VARIABLE, TlsPart.KEY),
                 TlsPath(TLS_OWN_CA_VARIABLE, TlsPart.CA),
             ]
-    found += declared_entries(comp, settings)
+    found += declared_entries(comp, settings, declared)
     return tuple(found)
 
 

@@ -24,6 +24,8 @@ class ResolvedComponent:
     """What the declaration sets for it (a substrate's extension of the model, when the
     declaration was parsed with one)."""
     environment: tuple[Entry, ...]
+    options: tuple[str, ...]
+    """What the declaration puts on its program's command line (Redis's memory limit)."""
     image: str
     gates: tuple[str, ...]
     """What must be ready before it starts, in the declaration's order."""
@@ -31,6 +33,13 @@ class ResolvedComponent:
     @property
     def name(self) -> str:
         return self.component.name
+
+    def command(
+        self, users_file: str | None = None, tls: topology.TlsFiles | None = None
+    ) -> list[str]:
+        """Its command line, the same on every substrate (:meth:`topology.Component.command`),
+        with its declared options."""
+        return self.component.command(users_file, tls, options=self.options)
 
     @property
     def data_elsewhere(self) -> str | None:
@@ -106,14 +115,23 @@ def elsewhere_line(component: str, where: str) -> str:
 def resolve(spec: MadGroupSpec) -> ResolvedGroup:
     """The declaration, per component; a declared secret that would hand a MAD the
     administrator's password is refused (:class:`~madgroup.spec.InvalidSpecError`)."""
+    own = {
+        comp.name: environment.environment(comp, spec.component(comp.name), spec)
+        for comp in topology.COMPONENTS
+    }
+    owned = environment.owned_variables(
+        (comp, spec.component(comp.name), own[comp.name]) for comp in topology.COMPONENTS
+    )
     parts = []
     for comp in topology.COMPONENTS:
         settings = spec.component(comp.name)
+        environment.check_extra_env(comp, settings, owned)
         parts.append(
             ResolvedComponent(
                 component=comp,
                 settings=settings,
-                environment=environment.environment(comp, settings, spec),
+                environment=own[comp.name] + environment.extra_env(settings),
+                options=environment.options(settings),
                 image=spec.image_of(comp.name),
                 gates=topology.gates(comp, spec.order),
             )

@@ -10,7 +10,7 @@ environment holds is :mod:`madgroup.environment`'s to say.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -114,14 +114,23 @@ class Component:
         """The name as a DNS label (Kubernetes object names forbid underscores)."""
         return self.name.replace("_", "-")
 
-    def command(self, users_file: str | None = None, tls: TlsFiles | None = None) -> list[str]:
+    def command(
+        self,
+        users_file: str | None = None,
+        tls: TlsFiles | None = None,
+        options: Sequence[str] = (),
+    ) -> list[str]:
         """The command line the component runs, the same on every substrate.
 
         Redis takes its users (the administrator and each MAD's) from ``users_file``, the
         ACL file each substrate writes (:func:`acl_file`), never a password on its command
         line. With ``tls`` it listens on its port with TLS only (``--port 0``: no
-        plaintext), client certificates optional.
+        plaintext), client certificates optional. ``options``: the declared settings it
+        reads from its command line, ``--flag value`` pairs (a MAD reads its environment
+        and takes none).
         """
+        if self.is_mad and options:
+            raise ValueError(f"{self.name} takes its settings from its environment")
         if self.name == REDIS:
             if users_file is None:
                 raise ValueError("Redis reads its users from an ACL file: give users_file")
@@ -152,6 +161,7 @@ class Component:
                 "everysec",
                 "--dir",
                 DATA_DIR,
+                *options,
             ]
         return ["mad-run", self.name]
 

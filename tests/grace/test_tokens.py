@@ -84,6 +84,34 @@ def test_the_rate_limit_is_a_bucket_of_one_seconds_worth() -> None:
     assert limiter.admit(two) is None
 
 
+def admitted(limiter: tokens.Limiter, principal: tokens.Principal, tries: int) -> int:
+    """How many of ``tries`` requests, one after another, the limiter lets through."""
+    count = 0
+    for _ in range(tries):
+        if limiter.admit(principal) is None:
+            count += 1
+            limiter.release(principal)
+    return count
+
+
+def test_the_default_limits_hold_for_whoever_sets_none_of_its_own() -> None:
+    now = [0.0]
+    limiter = tokens.Limiter(clock=lambda: now[0], default_rate=3, default_concurrency=2)
+    plain = tokens.Principal("api-token-1")
+    assert admitted(limiter, plain, 9) == 3
+    now[0] += 1.0
+    assert limiter.admit(plain) is None and limiter.admit(plain) is None
+    over = limiter.admit(plain)
+    assert over is not None and over.kind == "concurrency" and "2 calls in flight" in over.reason
+    # Its own limits win over the defaults, each kind on its own.
+    faster = tokens.Principal("faster", requests_per_second=10)
+    assert admitted(limiter, faster, 20) == 10
+    wider = tokens.Principal("wider", concurrent_calls=4)
+    assert [limiter.admit(wider) is None for _ in range(3)] == [True, True, True]
+    over = limiter.admit(wider)
+    assert over is not None and over.kind == "rate"  # three a second: the default rate
+
+
 async def test_scopes_and_limits_hold_and_other_tokens_are_unaffected(
     mad_group: ProcessGroup, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ def test_every_declared_field_reaches_an_environment_or_its_substrate() -> None:
     for comp in topology.COMPONENTS:
         settings = spec.component(comp.name)
         rows = {row.field for row in environment.declared_rows(settings)}
+        rows |= {row.field for row in environment.option_rows(settings)}
         own = {"passwordSecretRef"} if isinstance(settings, RedisSpec) else set()
         for path in field_paths(type(settings)):
             top = path.split(".", 1)[0]

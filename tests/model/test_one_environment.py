@@ -52,18 +52,26 @@ SCOPES = {"scopes": {"mad.fiedler": {"tools": ["fiedler_*"]}}, "limits": {"concu
 
 def declaration(token_sha256: str) -> dict[str, Any]:
     return {
-        "redis": {"passwordSecretRef": {"name": "admin", "key": ADMIN_KEY}},
+        "redis": {
+            "passwordSecretRef": {"name": "admin", "key": ADMIN_KEY},
+            "maxmemory": "512Mi",
+        },
+        "heartbeatSeconds": 2,
         "fiedler": {
             "llm": {
                 "provider": "openai",
                 "baseUrl": LLM_URL,
                 "model": "llama3.1",
                 "apiKeySecretRef": {"name": "llm", "key": LLM_KEY},
+                "timeoutSeconds": 45,
             },
             "store": {
                 "type": "postgresql",
                 "uriSecretRef": {"name": "tasks-app", "key": STORE_KEY},
             },
+            "concurrency": 64,
+            "retention": {"maxAge": "1d", "maxTasks": 5000},
+            "env": {"OTEL_SERVICE_NAME": "fiedler-a"},
         },
         "grace": {
             "tokenSecretRef": {"name": "front", "key": TOKENS_KEY},
@@ -78,8 +86,31 @@ def declaration(token_sha256: str) -> dict[str, Any]:
                     "clientSecretRef": {"name": "grace-oauth", "key": CLIENT_SECRET_KEY},
                 },
             },
+            "maxInFlight": 512,
+            "limits": {"requestsPerSecond": 20, "concurrentCalls": 8},
         },
     }
+
+
+TUNABLES = {
+    "fiedler": {
+        "FIEDLER_MAX_CONCURRENCY": "64",
+        "FIEDLER_LLM_TIMEOUT_S": "45",
+        "FIEDLER_RETENTION_MAX_AGE_S": "86400",
+        "FIEDLER_RETENTION_MAX_TASKS": "5000",
+        "MAD_HEARTBEAT_S": "2",
+        "OTEL_SERVICE_NAME": "fiedler-a",
+    },
+    "grace": {
+        "MAD_MAX_INFLIGHT": "512",
+        "GRACE_DEFAULT_REQUESTS_PER_SECOND": "20",
+        "GRACE_DEFAULT_CONCURRENT_CALLS": "8",
+        "MAD_HEARTBEAT_S": "2",
+    },
+    "rogers": {"MAD_HEARTBEAT_S": "2"},
+}
+"""What :func:`declaration`'s tunables give each component, on every substrate."""
+REDIS_MEMORY = ["--maxmemory", "512mb", "--maxmemory-policy", "noeviction"]
 
 
 class World:
@@ -315,6 +346,26 @@ def test_one_declaration_gives_each_component_the_same_environment_everywhere(
             if topology.component(mad).bus_user:
                 assert env["REDIS_PASSWORD"] == world.bus[mad], (substrate, mad)
                 assert env["REDIS_USERNAME"] == mad
+
+    # The tunables reach the components they set, and only those, on every substrate.
+    for substrate, envs in seen.items():
+        for component, tunables in TUNABLES.items():
+            assert {v: envs[component].get(v) for v in tunables} == tunables, substrate
+        for component in ("redis", "sequential_thinking"):
+            assert "MAD_HEARTBEAT_S" not in envs[component], (substrate, component)
+    redis_commands = {
+        "compose": yaml.safe_load(files[render.COMPOSE_FILE])["services"]["redis"]["command"],
+        "kube": next(
+            m["spec"]["template"]["spec"]["containers"][0]["command"]
+            for m in manifests
+            if m["kind"] == "StatefulSet" and m["metadata"]["name"].endswith("-redis")
+        ),
+    }
+    for substrate, command in redis_commands.items():
+        at = command.index("--maxmemory")
+        assert command[at : at + 4] == REDIS_MEMORY, substrate
+    redis_conf = state.redis_conf.read_text().splitlines()
+    assert {'maxmemory "512mb"', 'maxmemory-policy "noeviction"'} <= set(redis_conf)
 
     # No secret value in any file a substrate writes.
     written = {

@@ -9,6 +9,10 @@ It streams (SSE) like the real API and behaves according to the prompt:
 - ``status: <code>``: that HTTP error, always; ``flaky: ...``: 503 on the first request,
   then an echo; ``hang``: no answer for a minute;
 - anything else: ``Echo: <prompt>`` streamed word by word, ``delay`` seconds apart.
+
+``answer_delay`` makes every answer take that long before its first chunk (the slow LLM of
+the concurrency tests); ``in_flight`` is how many requests it is answering right now and
+``peak`` the most it ever answered at once.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class FakeLLM:
     def __init__(self) -> None:
         self.port = free_port()
         self.delay = 0.0
+        self.answer_delay = 0.0
+        self.in_flight = 0
+        self.peak = 0
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []
         self._seen: set[str] = set()
@@ -86,6 +93,18 @@ class FakeLLM:
         return [r for r in self.requests if r["messages"][0]["content"] == prompt]
 
     async def _complete(self, request: Request) -> Response:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        streaming = False
+        try:
+            response = await self._answer(request)
+            streaming = isinstance(response, StreamingResponse)
+            return response
+        finally:
+            if not streaming:  # a stream counts until it ends (events())
+                self.in_flight -= 1
+
+    async def _answer(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
         self.authorizations.append(request.headers.get("authorization"))
@@ -144,7 +163,7 @@ class FakeLLM:
         stall: float = 0.0,
         prompt: str = "",
     ) -> StreamingResponse:
-        delay = self.delay
+        delay, answer_delay = self.delay, self.answer_delay
 
         def chunk(delta: dict[str, Any], reason: str | None) -> str:
             data = {
@@ -159,6 +178,8 @@ class FakeLLM:
             self.streaming.add(prompt)
             finished = False
             try:
+                if answer_delay:
+                    await asyncio.sleep(answer_delay)
                 for delta in deltas:
                     if delay:
                         await asyncio.sleep(delay)
@@ -169,6 +190,7 @@ class FakeLLM:
                 yield "data: [DONE]\n\n"
                 finished = True
             finally:
+                self.in_flight -= 1
                 self.streaming.discard(prompt)
                 if not finished:
                     self.disconnects.append(prompt)

@@ -132,8 +132,12 @@ class OpenAIProvider:
         max_tool_rounds: int,
         link: ThinkingLink | None,
         logger: logging.Logger,
+        concurrency: int,
         backoff_s: float = 0.5,
     ) -> None:
+        """``concurrency``: how many tasks call the endpoint at once (each makes one request
+        at a time). The connection pool holds that many, so it is never a ceiling of its own
+        below ``FIEDLER_MAX_CONCURRENCY`` (httpx's default pool holds 100)."""
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
         self.model = model
@@ -147,7 +151,11 @@ class OpenAIProvider:
         headers = {"Accept": "text/event-stream"}
         if api_key is not None and api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
-        self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s))
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
 
     async def close(self) -> None:
         await self._client.aclose()

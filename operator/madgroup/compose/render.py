@@ -278,7 +278,7 @@ def service(part: ResolvedComponent, group: ResolvedGroup) -> dict[str, Any]:
             "args": list(BUILD_ARGS),
         }
         svc["init"] = True
-    svc["command"] = comp.command(
+    svc["command"] = part.command(
         users_file=f"{CREDENTIALS_DIR}/users.acl", tls=tls_files(comp) if tls else None
     )
     svc["env_file"] = [ENV_FILE]

@@ -317,12 +317,46 @@ class WithServiceType(BaseModel):
     )
 
 
+MAXMEMORY_SHARE = (3, 4)
+"""Redis's memory limit under a container memory limit when none is declared: 3/4 of it
+(Redis needs room beyond its data: buffers, the AOF rewrite's fork)."""
+
+
 class KubeRedisSpec(spec.RedisSpec, WithResources, WithPlacement, WithDisruptionBudget):
     """The Conversation Bus."""
 
     storage: KubeStorageSpec = Field(
         default_factory=KubeStorageSpec, description="Volume for Redis's append-only file."
     )
+
+    def _memory_limit(self) -> str | None:
+        return self.resources.limits.get("memory") if self.resources is not None else None
+
+    def default_maxmemory(self) -> str:
+        """Under a container memory limit, :data:`MAXMEMORY_SHARE` of it (so Redis refuses
+        writes before the kernel kills it); else the neutral default."""
+        limit = self._memory_limit()
+        if limit is None:
+            return super().default_maxmemory()
+        share, whole = MAXMEMORY_SHARE
+        return f"{spec.model.memory_bytes(limit) * share // whole // 1024**2}Mi"
+
+    @model_validator(mode="after")
+    def _maxmemory_below_the_limit(self) -> KubeRedisSpec:
+        limit = self._memory_limit()
+        if limit is None:
+            return self
+        maxmemory = self.maxmemory or self.default_maxmemory()
+        too_much = spec.model.memory_bytes(maxmemory) >= spec.model.memory_bytes(limit)
+        too_little = spec.model.memory_bytes(maxmemory) < spec.model.MIN_MAXMEMORY_BYTES
+        if too_much:
+            raise ValueError(
+                f"maxmemory {maxmemory} must stay below resources.limits.memory {limit}, or "
+                "the kernel kills Redis before it refuses writes (about 3/4 of the limit)"
+            )
+        if too_little:
+            raise ValueError(f"resources.limits.memory {limit} is too little for Redis")
+        return self
 
 
 def _llm_rules() -> list[JsonValue]:

@@ -302,7 +302,7 @@ def pod_template(
         "name": comp.dns_name,
         "image": part.image,
         "imagePullPolicy": spec.image.pullPolicy,
-        "command": comp.command(users_file=ACL_PATH, tls=certificates.files() if tls_on else None),
+        "command": part.command(users_file=ACL_PATH, tls=certificates.files() if tls_on else None),
         "ports": [{"name": _port_name(comp), "containerPort": comp.port, "protocol": "TCP"}],
         "env": environment(owner, spec, part),
         **_probes(comp, tls_on),

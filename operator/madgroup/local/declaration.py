@@ -51,6 +51,8 @@ class Declared:
     not_backed_up: Mapping[str, str]
     """Component -> where its data is, when the declaration keeps it outside the group
     (:meth:`madgroup.resolved.ResolvedGroup.not_backed_up`)."""
+    options: Mapping[str, tuple[str, ...]]
+    """Per component, what the declaration puts on its command line (Redis's memory)."""
 
     @classmethod
     def of(cls, group: ResolvedGroup) -> Declared:
@@ -62,6 +64,7 @@ class Declared:
             passes_through={part.name: part.passes_through for part in group},
             replicas={part.name: part.settings.replicas for part in group},
             not_backed_up=group.not_backed_up(),
+            options={part.name: part.options for part in group if part.options},
         )
 
     @classmethod
@@ -80,6 +83,16 @@ class Declared:
         """The processes that run the components ``names``, in their order."""
         return [unit for name in names for unit in self.instances(name)]
 
+    def command(
+        self,
+        comp: topology.Component,
+        users_file: str | None = None,
+        tls: topology.TlsFiles | None = None,
+    ) -> list[str]:
+        """Its command line with its declared options
+        (:meth:`madgroup.resolved.ResolvedComponent.command`)."""
+        return comp.command(users_file, tls, options=self.options.get(comp.name, ()))
+
     @property
     def admin(self) -> Credential:
         """The administrator's password (where ``.env`` holds it: :attr:`admin.dotenv_key`)."""
@@ -96,6 +109,7 @@ class Declared:
             "passes_through": {k: sorted(v) for k, v in self.passes_through.items()},
             "replicas": dict(self.replicas),
             "not_backed_up": dict(self.not_backed_up),
+            "options": {k: list(v) for k, v in self.options.items()},
         }
 
     @classmethod
@@ -110,4 +124,9 @@ class Declared:
             passes_through={str(k): frozenset(v) for k, v in data["passes_through"].items()},
             replicas={str(k): int(v) for k, v in (data.get("replicas") or {}).items()},
             not_backed_up={str(k): str(v) for k, v in (data.get("not_backed_up") or {}).items()},
+            # a state directory kept before options existed: the built-in group's
+            options={
+                str(k): tuple(v)
+                for k, v in data.get("options", cls.default().to_json()["options"]).items()
+            },
         )

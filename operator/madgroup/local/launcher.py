@@ -191,12 +191,14 @@ def redis_config(
     data_dir: Path,
     acl_file: Path,
     tls_files: topology.TlsFiles | None = None,
+    declared: Declared | None = None,
 ) -> str:
-    """The topology's ``redis-server --key value ...`` as a config file, with the port and
-    data directory of this machine, and loopback only. Redis takes its users (the
-    administrator included) from ``acl_file``; with ``tls_files``, it serves TLS only, on
-    the same port."""
-    args = comp.command(users_file=str(acl_file), tls=tls_files)[1:]
+    """The topology's ``redis-server --key value ...`` (with the declared options) as a
+    config file, with the port and data directory of this machine, and loopback only. Redis
+    takes its users (the administrator included) from ``acl_file``; with ``tls_files``, it
+    serves TLS only, on the same port."""
+    declared = declared or Declared.default()
+    args = declared.command(comp, users_file=str(acl_file), tls=tls_files)[1:]
     settings = {args[i].removeprefix("--"): args[i + 1] for i in range(0, len(args) - 1, 2)}
     listen = {"tls-port": str(port)} if tls_files is not None else {"port": str(port)}
     settings.update(listen, dir=str(data_dir), bind=HOST, daemonize="no", logfile="")
@@ -235,7 +237,12 @@ def command(
         acl = topology.acl_file(admin, bus_passwords(dotenv))
         write_private(state.redis_acl, acl)
         config = redis_config(
-            comp, ports[comp.name], data_dir, state.redis_acl, tls_files(state, comp.name)
+            comp,
+            ports[comp.name],
+            data_dir,
+            state.redis_acl,
+            tls_files(state, comp.name),
+            declared,
         )
         write_private(state.redis_conf, config)
         return [resolve("redis-server"), str(state.redis_conf)]

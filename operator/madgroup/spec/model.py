@@ -17,10 +17,12 @@ the group's namespace; locally and on compose, the variable of that name in ``.e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, TypeVar
+from decimal import Decimal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from madgroup import rollout, topology
 from madgroup.errors import UsageError
@@ -48,6 +50,36 @@ IMAGE = r"^[^\s]+$"
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 MAX_REPLICAS = 20
 """The most instances a component may declare when its contract sets no limit."""
+
+# ---- tunables: the types of the settings the declaration carries to a process ------------
+
+DURATION = r"^[1-9][0-9]*(s|m|h|d|w)$"
+DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+MEMORY = r"^[1-9][0-9]*(k|Ki|M|Mi|G|Gi|T|Ti)?$"
+QUANTITY_SCALE: Mapping[str, Decimal] = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    **{unit: Decimal(1000) ** (i + 1) for i, unit in enumerate(("k", "M", "G", "T", "P", "E"))},
+    **{
+        unit: Decimal(1024) ** (i + 1)
+        for i, unit in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))
+    },
+}
+"""What each suffix of a :data:`QUANTITY` multiplies by."""
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_EXTRA_ENV = 100
+
+
+def duration_seconds(text: str) -> int:
+    """A declared duration (``7d``, ``12h``, ``30m``, ``90s``, ``2w``) in seconds."""
+    return int(text[:-1]) * DURATION_SECONDS[text[-1]]
+
+
+def memory_bytes(text: str) -> int:
+    """An amount of memory (``512Mi``, ``1Gi``, ``2G``, ``1.5Gi``, a number of bytes: a
+    :data:`QUANTITY`, which :data:`MEMORY` narrows) in bytes, rounded down."""
+    number = text.rstrip("kKMGTPEim")
+    return int(Decimal(number) * QUANTITY_SCALE[text[len(number) :]])
 
 
 class InvalidSpecError(UsageError, ValueError):
@@ -113,6 +145,11 @@ class StorageSpec(Model):
     )
 
 
+EnvValue = Annotated[
+    str, Field(description="The variable's value (never a secret: use a secret reference).")
+]
+
+
 class ComponentSpec(Model):
     """Settings every component shares."""
 
@@ -122,6 +159,24 @@ class ComponentSpec(Model):
         pattern=IMAGE,
     )
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="Number of instances.")
+    env: dict[str, EnvValue] | None = Field(
+        default=None,
+        description="Extra environment variables of this component's process, for what the "
+        "declaration has no field for (e.g. OTEL_SERVICE_NAME). A variable MadGroup sets or "
+        "reads itself (MAD_*, REDIS_*, a MAD's own prefix such as FIEDLER_*, a secret's) is "
+        "refused: declare it with its field.",
+        max_length=MAX_EXTRA_ENV,
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name in value or {}:
+            if not ENV_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a variable name (letters, digits and _, not first a digit)"
+                )
+        return value
 
     def data_elsewhere(self) -> str | None:
         """Where this component's data is when the declaration puts it in a database
@@ -130,6 +185,20 @@ class ComponentSpec(Model):
         volume, and backups hold none of that data. None: its data file, if its contract
         names one."""
         return None
+
+
+DEFAULT_MAXMEMORY = "1Gi"
+MIN_MAXMEMORY_BYTES = 16 * 1024**2
+MaxmemoryPolicy = Literal[
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+]
 
 
 class RedisSpec(ComponentSpec):
@@ -146,6 +215,44 @@ class RedisSpec(ComponentSpec):
     )
     storage: StorageSpec = Field(
         default_factory=StorageSpec, description="Data for Redis's append-only file."
+    )
+    maxmemory: str | None = Field(
+        default=None,
+        description="The most memory Redis uses for data (bytes, or with a unit: 512Mi, 1Gi); "
+        "past it, what maxmemoryPolicy says. Unset: 1Gi (on Kubernetes with a memory limit, "
+        "3/4 of the limit).",
+        pattern=MEMORY,
+    )
+    maxmemoryPolicy: MaxmemoryPolicy = Field(
+        default="noeviction",
+        description="At maxmemory: noeviction refuses writes with an error (nothing accepted "
+        "is dropped); the others evict keys, which may drop queued requests and buffers.",
+    )
+
+    @field_validator("maxmemory")
+    @classmethod
+    def _enough_memory(cls, value: str | None) -> str | None:
+        if value is not None and memory_bytes(value) < MIN_MAXMEMORY_BYTES:
+            raise ValueError(f"{value} is too little for Redis (at least 16Mi)")
+        return value
+
+    def default_maxmemory(self) -> str:
+        """Redis's memory limit when the declaration sets none."""
+        return DEFAULT_MAXMEMORY
+
+
+class GraceLimitsSpec(Model):
+    """Limits of every outside client (a token, an OAuth subject) that sets none of its own
+    of that kind; past them Grace answers 429 with Retry-After."""
+
+    requestsPerSecond: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="Requests per second (a token bucket of one second's worth); unset: no limit.",
+    )
+    concurrentCalls: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Calls in flight at once; unset: no limit."
     )
 
 
@@ -251,6 +358,18 @@ class GraceOAuthSpec(Model):
 class GraceSpec(ComponentSpec):
     """The front door, the one component reachable from outside the group."""
 
+    maxInFlight: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="MCP requests each Grace replica works on at once; one more waits a "
+        "moment, then gets 503 with Retry-After (unset: the MADs' default, 256).",
+    )
+    limits: GraceLimitsSpec = Field(
+        default_factory=GraceLimitsSpec,
+        description="Default limits of outside clients (a declared token's own limits win).",
+    )
+
     tokenSecretRef: SecretKeyRef | None = Field(
         default=None,
         description="Secret with the bearer tokens (comma-separated) outside clients use.",
@@ -322,6 +441,13 @@ class LLMSpec(Model):
     apiKeySecretRef: SecretKeyRef | None = Field(
         default=None, description="Secret holding the provider's API key."
     )
+    timeoutSeconds: float | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="How long one request to the provider may take before it is retried "
+        "(unset: Fiedler's default).",
+    )
 
     @model_validator(mode="after")
     def _provider(self) -> LLMSpec:
@@ -389,6 +515,23 @@ class FiedlerStoreSpec(Model):
         return self
 
 
+class RetentionSpec(Model):
+    """Which finished tasks (COMPLETED, FAILED, CANCELLED) Fiedler deletes, in small batches."""
+
+    maxAge: str | None = Field(
+        default=None,
+        description="Delete a task this long after it finished: a number and s, m, h, d or w "
+        "(unset: Fiedler's default, 30d).",
+        pattern=DURATION,
+    )
+    maxTasks: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000_000,
+        description="Keep at most this many finished tasks, the newest (unset: no limit).",
+    )
+
+
 class FiedlerSpec(ComponentSpec):
     """The orchestrator: its tasks in SQLite (one replica) or PostgreSQL (any number)."""
 
@@ -399,6 +542,17 @@ class FiedlerSpec(ComponentSpec):
     llm: LLMSpec = Field(default_factory=LLMSpec, description="The LLM provider.")
     store: FiedlerStoreSpec = Field(
         default_factory=FiedlerStoreSpec, description="Where the tasks live."
+    )
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Tasks each replica works on at once, so LLM calls in flight (unset: 4 "
+        "with an LLM endpoint, 32 with the built-in responder).",
+    )
+    retention: RetentionSpec = Field(
+        default_factory=RetentionSpec,
+        description="How long finished tasks are kept (PENDING and RUNNING ones always are).",
     )
 
     @model_validator(mode="after")
@@ -494,6 +648,13 @@ class MadGroupSpec(Model):
     image: ImageSpec = Field(default_factory=ImageSpec, description="Images of the MADs.")
     redis: RedisSpec = Field(default_factory=RedisSpec, description="The Conversation Bus.")
     tls: TLSSpec = Field(default_factory=TLSSpec, description="Encryption of the bus.")
+    heartbeatSeconds: float | None = Field(
+        default=None,
+        ge=0.1,
+        le=3600,
+        description="How often every MAD on the bus publishes its heartbeat; Rogers marks a "
+        "MAD STALE after 3 missed beats (unset: each MAD's default, 5).",
+    )
     paused: bool = Field(
         default=False,
         description="Stop changing the group (same as annotation madgroup.io/paused: "
