@@ -563,6 +563,13 @@ class ToolRelayClient:
                     if not append.done.done():
                         append.done.set_exception(exc)
                 continue
+            except BaseException:  # stopped mid-way: the callers must not wait forever
+                for append in batch:
+                    if not append.done.done():
+                        append.done.set_exception(
+                            BusUnavailableError("the relay stopped while handing the call over")
+                        )
+                raise
             for append, outcome in zip(batch, outcomes, strict=True):
                 if append.done.done():
                     continue

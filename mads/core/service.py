@@ -310,8 +310,8 @@ class MadService:
         edge = Middleware(
             HttpEdge,
             path=MCP_PATH,
-            max_inflight=self.settings.mad_max_inflight,
-            wait_s=self.settings.mad_inflight_wait_s,
+            max_inflight=self.settings.admission[0],
+            wait_s=self.settings.admission[1],
             body_limit=MCP_BODY_LIMIT,
             logger=self.log,
         )
