@@ -143,6 +143,19 @@ class Gateway:
                     return await self.relay(owner, name, {} if arguments is None else arguments)
         return await call_next(ctx)
 
+    def forwards(self, name: str) -> bool:
+        """Whether a plain ``tools/call`` of ``name`` is relayed: a tool another MAD's
+        contract declares (so it always has an owner to go to)."""
+        return name in self.declared and not self._is_own(name)
+
+    async def forward(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
+        """What :meth:`__call__` answers for a plain call of a tool :meth:`forwards`."""
+        try:
+            owner = await self._owner_of(name)
+        except BusError as exc:
+            return error_result(f"cannot look up {name}: {exc}")
+        return await self.relay(owner or self.declared[name], name, arguments)
+
     def _is_own(self, name: str) -> bool:
         if self.own_tools is None:  # no contract installed for this gateway: by its prefix
             return name.startswith(f"{self.own_name}_")

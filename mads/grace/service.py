@@ -78,6 +78,7 @@ def build() -> MadService:
         backlog_limit=settings.mad_relay_backlog_limit,
     )
     service.mcp.middleware.append(gateway)
+    service.forward_directly(gateway)
     # Task ids are signed with a key every replica derives from the same bus credential.
     task_gateway.serve(service, gateway, settings.redis_password.get_secret_value())
     service.add_background(liveness.run)
