@@ -351,6 +351,7 @@ class Bus:
         if not channels_ and not patterns:
             raise ValueError("subscribe to at least one channel or pattern")
         redis = self._client_subscriptions if for_client else self._subscriptions
+        remade = _Remade(subscribed) if subscribed is not None else None
         while True:
             await self._connected.wait()
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
@@ -359,8 +360,11 @@ class Bus:
                     await pubsub.subscribe(*channels_)
                 if patterns:
                     await pubsub.psubscribe(*patterns)
-                if subscribed is not None:
-                    subscribed()
+                if remade is not None:
+                    remade.on_connect(pubsub.connection)
+                    # redis-py subscribes again by itself on a new connection, unseen here
+                    if pubsub.connection is not None:
+                        pubsub.connection.register_connect_callback(remade.on_connect)
                 while True:
                     self._refuse_after_swallowed_cancel()
                     message = await pubsub.get_message(timeout=1.0)
@@ -378,6 +382,8 @@ class Bus:
                     f"Conversation Bus refused a subscription: {_describe(exc)}"
                 ) from exc
             finally:
+                if remade is not None and pubsub.connection is not None:
+                    pubsub.connection.deregister_connect_callback(remade.on_connect)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -608,6 +614,17 @@ class Bus:
             self._mismatch(envelope.sender_id, stream, "appended to")
             return StreamEntry(_text(entry_id), None, "forged sender")
         return StreamEntry(_text(entry_id), envelope, None)
+
+
+class _Remade:
+    """Says a subscription was (re)made: by :meth:`Bus.messages`, or by redis-py on a new
+    connection (a connect callback, which redis-py keeps as a weak method)."""
+
+    def __init__(self, subscribed: Callable[[], None]) -> None:
+        self.subscribed = subscribed
+
+    def on_connect(self, _connection: Any) -> None:
+        self.subscribed()
 
 
 class BusScript:

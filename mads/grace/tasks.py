@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 from mcp.shared.exceptions import MCPError
@@ -27,6 +28,7 @@ from mads.core.mcp_tasks import INTERNAL_ERROR, INVALID_PARAMS, Status, TaskServ
 from mads.core.registry import contracts
 from mads.core.service import MadService
 from mads.grace.gateway import Gateway
+from mads.grace.task_status import TaskStatuses, keep
 
 MAC_CHARS = 24
 CANCELLED_BY = "an outside client through Grace (tasks/cancel)"
@@ -73,9 +75,10 @@ class GatewayTasks:
     listing = False
     poll_s = 0.5
 
-    def __init__(self, gateway: Gateway, ids: TaskIds) -> None:
+    def __init__(self, gateway: Gateway, ids: TaskIds, statuses: TaskStatuses) -> None:
         self.gateway = gateway
         self.ids = ids
+        self.statuses = statuses
         self.owners = task_tools()
         self.offered: Mapping[str, TaskTools] = {
             name: tools for name, (_owner, tools) in self.owners.items()
@@ -106,13 +109,22 @@ class GatewayTasks:
         return owner, inner, tools
 
     async def status(self, task_id: str) -> tuple[Status, TaskTools]:
+        """The owner's status reply: the one Grace holds while nothing has changed since
+        (:mod:`mads.grace.task_status`), else relayed."""
         owner, inner, tools = self._decode(task_id)
-        return await self.relay(owner, tools.status, {tools.id_field: inner}), tools
+
+        def read() -> Awaitable[dict[str, Any]]:
+            return self.relay(owner, tools.status, {tools.id_field: inner})
+
+        return await self.statuses.status(owner, inner, tools, read), tools
 
     async def cancel(self, task_id: str) -> tuple[Status, TaskTools]:
         owner, inner, tools = self._decode(task_id)
         arguments = {tools.id_field: inner, "requester_id": CANCELLED_BY}
-        return await self.relay(owner, tools.cancel, arguments), tools
+        asked = time.monotonic()
+        answer = await self.relay(owner, tools.cancel, arguments)
+        self.statuses.remember(owner, inner, answer, asked)
+        return answer, tools
 
     async def recent(self) -> list[tuple[str, Status, TaskTools]]:
         return []  # not listing: a task id is all a client of Grace needs
@@ -144,8 +156,12 @@ def method_tools(task_id: Any, method: str) -> str | None:
 
 
 def serve(service: MadService, gateway: Gateway, secret: str) -> TaskServer:
-    """Serve MCP tasks on Grace: the middleware goes just before ``gateway``."""
-    server = TaskServer(GatewayTasks(gateway, TaskIds(secret)))
+    """Serve MCP tasks on Grace: the middleware goes just before ``gateway``; the owners'
+    task states are followed on their status channels."""
+    owners = {owner: tools for owner, tools in task_tools().values()}
+    statuses = TaskStatuses(gateway.bus, owners, service.log)
+    service.add_background(lambda: keep(statuses))
+    server = TaskServer(GatewayTasks(gateway, TaskIds(secret), statuses))
     chain = service.mcp.middleware
     chain.insert(chain.index(gateway), server)
     server.add_handlers(service.mcp)
