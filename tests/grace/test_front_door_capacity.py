@@ -31,6 +31,8 @@ from tests.support.waiting import async_wait_for
 
 PROMPT = "System check, please respond with OK."
 HANDSHAKE = "2025-06-18"
+PULSE = {"MAD_HEARTBEAT_S": "5"}
+"""As deployed: a MAD busy with a burst is not taken for one that stopped."""
 TASKS_VERSION = "2025-11-25"
 
 
@@ -50,7 +52,9 @@ class Client:
     def __init__(self, url: str, token: str, connections: int) -> None:
         self.url = f"{url}/mcp"
         self.token = token
-        connector = aiohttp.TCPConnector(limit=connections)
+        # Idle connections are let go before the server's keep-alive (uvicorn's 5 s) ends
+        # them, as a well-behaved client does: never a request on a connection being closed.
+        connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=2)
         self.http = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=600)
         )
@@ -132,8 +136,8 @@ async def test_a_burst_of_1000_converse_calls_through_grace_is_carried_out_whole
     token = new_token()
     db_path = mad_group.workdir / "fiedler_state.db"
     mad_group.start("sequential_thinking")
-    grace = mad_group.start("grace", {"GRACE_API_TOKENS": token})
-    fiedler = mad_group.start("fiedler", {"FIEDLER_DB_PATH": str(db_path)})
+    grace = mad_group.start("grace", {"GRACE_API_TOKENS": token, **PULSE})
+    fiedler = mad_group.start("fiedler", {"FIEDLER_DB_PATH": str(db_path), **PULSE})
     client = Client(grace.url, token, connections=calls)
     try:
         outcomes = await asyncio.gather(*(client.converse("burst", f"b-{n}") for n in range(calls)))
@@ -177,9 +181,10 @@ async def test_a_full_relay_stream_refuses_busy_and_loses_nothing_it_accepted(
             "GRACE_API_TOKENS": token,
             "MAD_RELAY_BACKLOG_LIMIT": str(limit),
             "GRACE_RELAY_TIMEOUT_S": "2",
+            **PULSE,
         },
     )
-    fiedler_env = {"FIEDLER_DB_PATH": str(db_path)}
+    fiedler_env = {"FIEDLER_DB_PATH": str(db_path), **PULSE}
     fiedler = mad_group.start("fiedler", fiedler_env)  # its consumer group made
     fiedler.stop()
     client = Client(grace.url, token, connections=calls)
@@ -220,17 +225,21 @@ async def test_1000_task_clients_waiting_on_slow_tasks_cost_a_few_status_calls_e
     clients = 1000
     need_open_files(clients)
     llm = FakeLLM().start()
-    llm.delay = 0.3
+    llm.delay = 1.0  # a few seconds a task, a hundred at a time (the provider's connections)
     try:
         token = new_token()
         mad_group.start("sequential_thinking")
-        grace = mad_group.start("grace", {"GRACE_API_TOKENS": token})
-        fiedler = mad_group.start("fiedler", {**llm.fiedler_env, "FIEDLER_MAX_CONCURRENCY": "1000"})
+        grace = mad_group.start(
+            "grace", {"GRACE_API_TOKENS": token, "GRACE_RELAY_TIMEOUT_S": "120", **PULSE}
+        )
+        fiedler = mad_group.start(
+            "fiedler", {**llm.fiedler_env, "FIEDLER_MAX_CONCURRENCY": "1000", **PULSE}
+        )
         client = Client(grace.url, token, connections=clients)
         asked = Counter[str]()
 
         async def one(n: int) -> tuple[str, str]:
-            prompt = f"slow task number {n}"
+            prompt = f"slow {n}"
             status, created = await client.send(
                 "tools/call",
                 {
@@ -279,9 +288,11 @@ async def test_fiedler_killed_in_the_middle_of_a_burst_loses_nothing(
     need_open_files(calls)
     token = new_token()
     db_path = mad_group.workdir / "fiedler_state.db"
-    fiedler_env = {"FIEDLER_DB_PATH": str(db_path)}
+    fiedler_env = {"FIEDLER_DB_PATH": str(db_path), **PULSE}
     mad_group.start("sequential_thinking")
-    grace = mad_group.start("grace", {"GRACE_API_TOKENS": token, "GRACE_RELAY_TIMEOUT_S": "120"})
+    grace = mad_group.start(
+        "grace", {"GRACE_API_TOKENS": token, "GRACE_RELAY_TIMEOUT_S": "120", **PULSE}
+    )
     fiedler = mad_group.start("fiedler", fiedler_env)
     client = Client(grace.url, token, connections=calls)
     try:
