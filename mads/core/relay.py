@@ -73,6 +73,8 @@ READ_BATCH = 256
 REPLY_BATCH = 256
 """The most replies written in one transaction."""
 CLAIM_EVERY_S = 1.0
+PUBLISH_CHECK_S = 1.0
+"""How often the serving loop checks the tool list is still published."""
 TRIM_EVERY_S = 10.0
 KEEP_HANDLED = 1_000
 """Acknowledged requests left in a stream before the owner trims them."""
@@ -148,6 +150,7 @@ class ToolRequestServer:
         self._group_ready = False
         self._next_claim = 0.0
         self._next_trim = 0.0
+        self._next_publish_check = 0.0
         self._published: tuple[int, bytes] | None = None
         """The tool list as the registry holds it (count, JSON), once :meth:`run` has it."""
         self._tool_names: frozenset[str] = frozenset()
@@ -193,7 +196,10 @@ class ToolRequestServer:
         if self.gate is not None:
             await self.gate()
         try:
-            await self.keep_tools_published()
+            now = asyncio.get_running_loop().time()
+            if now >= self._next_publish_check:
+                self._next_publish_check = now + PUBLISH_CHECK_S
+                await self.keep_tools_published()
             if not self._group_ready:
                 await self.bus.ensure_group(self.stream, GROUP)
                 self._group_ready = True
@@ -211,12 +217,12 @@ class ToolRequestServer:
                     min_idle_ms=self.claim_idle_ms,
                     count=min(self._free, READ_BATCH),
                 )
-                await self._start(e for e in stale if e.entry_id not in self._inflight)
+                self._start(e for e in stale if e.entry_id not in self._inflight)
             if now >= self._next_trim:
                 self._next_trim = now + TRIM_EVERY_S
                 await self._trim_handled()
             await self._room()
-            await self._start(
+            self._start(
                 await self.bus.read_group(
                     self.stream, GROUP, self.consumer, count=min(self._free, READ_BATCH)
                 )
@@ -234,22 +240,24 @@ class ToolRequestServer:
             self._freed.clear()
             await self._freed.wait()
 
-    async def _start(self, entries: Iterable[StreamEntry]) -> None:
-        """Start working on ``entries``: their cached replies are read in one round trip
-        (a request delivered again is answered from there); one that cannot be read is
-        left to be claimed again."""
+    def _start(self, entries: Iterable[StreamEntry]) -> None:
+        """Start working on ``entries``; their cached replies are read in one round trip
+        while the next entries are read (a request delivered again is answered from
+        there)."""
         batch = list(entries)
         if not batch:
             return
-        ids = [e.envelope.message_id for e in batch if e.envelope is not None]
-        found = await self.bus.mget([reply_cache_key(self.owner, i) for i in ids]) if ids else []
-        cached = dict(zip(ids, found, strict=True))
+        lookup = asyncio.ensure_future(self._cached_replies(batch))
         for entry in batch:
-            previous = cached.get(entry.envelope.message_id) if entry.envelope else None
-            task = asyncio.create_task(self._handle(entry, previous))
+            task = asyncio.create_task(self._handle(entry, lookup))
             self._free -= 1
             self._inflight[entry.entry_id] = task
             task.add_done_callback(functools.partial(self._done, entry.entry_id))
+
+    async def _cached_replies(self, batch: list[StreamEntry]) -> dict[str, bytes | None]:
+        ids = [e.envelope.message_id for e in batch if e.envelope is not None]
+        found = await self.bus.mget([reply_cache_key(self.owner, i) for i in ids]) if ids else []
+        return dict(zip(ids, found, strict=True))
 
     def _done(self, entry_id: str, task: asyncio.Task[None]) -> None:
         self._inflight.pop(entry_id, None)
@@ -262,8 +270,14 @@ class ToolRequestServer:
         self._free += 1
         self._freed.set()
 
-    async def _handle(self, entry: StreamEntry, cached: bytes | None) -> None:
+    async def _handle(
+        self, entry: StreamEntry, lookup: asyncio.Future[dict[str, bytes | None]]
+    ) -> None:
         envelope = entry.envelope
+        try:
+            cached = (await lookup).get(envelope.message_id) if envelope is not None else None
+        except BusError:
+            return  # left pending: claimed again, and its cached reply looked for then
         if envelope is None:
             self.log.warning(
                 "Dropping malformed request %s on %s: %s", entry.entry_id, self.stream, entry.error

@@ -426,6 +426,8 @@ class MadService:
             port=self.port,
             log_level="warning",
             access_log=False,
+            # The client address is the TCP peer's: no X-Forwarded-* header is believed.
+            proxy_headers=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
             log_config=None,
