@@ -4,8 +4,10 @@ An outside client connected only to Grace runs the group's long-running work as 
 a tool a MAD's contract declares task-capable (:class:`~mads.core.contract.TaskTools`,
 Fiedler's ``fiedler_converse``) is offered with ``execution.taskSupport``; asked for a task
 it is relayed as a plain call, and Grace answers with a task handle. The task methods are
-relayed as the owner's status and cancel tools. Nothing is kept here, so any Grace replica
-answers for any task.
+answered with the owner's status and cancel tools' replies; a status reply is given again
+while the owner has published no change since (:mod:`mads.grace.task_status`), so polling
+costs the owner nothing between changes. Nothing a replica keeps is needed by another: any
+Grace replica answers for any task.
 
 Task ids are namespaced per upstream MAD and signed: ``<owner>:<owner's id>:<mac>``, the MAC
 keyed from Grace's own bus credential (every replica has the same one). A task id Grace did
