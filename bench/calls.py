@@ -1,8 +1,9 @@
 """What one MCP ``tools/call`` costs a MAD: the direct path against the SDK's stateless path,
-and an OAuth access token (a JWT) against a static token, in one run on one machine.
+an OAuth access token (a JWT) against a static token, and a call relayed through Grace
+against the same call made to its owner directly, in one run on one machine.
 
-    .venv/bin/python bench/calls.py [--seconds 5] [--concurrency 16] [--part paths|auth|all]
-                                    [--rounds 2]
+    .venv/bin/python bench/calls.py [--seconds 5] [--concurrency 16]
+                                    [--part paths|auth|relay|all] [--rounds 2]
 
 Starts a password-protected redis-server and two Grace processes that differ only in
 ``MAD_DIRECT_TOOL_CALLS``, then drives each with ``grace_send_message`` calls (JSON-RPC
@@ -16,6 +17,12 @@ ratios JWT / static token (calls/s over all rounds, Grace's CPU per call) are pr
 (goal for calls/s: at least 0.9, since a JWT is verified once and its verdict kept until it
 expires).
 
+Then (``relay``) Sequential Thinking, Fiedler and Grace: ``fiedler_converse`` (the guide's
+check prompt, the built-in provider) from the same client at the same concurrency, straight
+to Fiedler and through Grace (relayed over the bus), alternately, ``--rounds`` times. Prints
+calls/s each way, each process's CPU per call, and the ratio through Grace / direct (goal:
+at least 0.7).
+
 Not a test: the numbers depend on the machine; the ratios are what compare across machines.
 """
 
@@ -25,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,14 +41,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
 from tests.grace.load import SendClient  # noqa: E402
+from tests.support.gotools import build  # noqa: E402
+from tests.support.gotools.tools import HYDRA_TOOL  # noqa: E402
 from tests.support.grace import new_token  # noqa: E402
-from tests.support.hydra_server import BUILD as HYDRA_BUILD  # noqa: E402
+from tests.support.group import process_group  # noqa: E402
 from tests.support.hydra_server import HydraServer  # noqa: E402
 from tests.support.mad_process import MadProcess  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.tool_calls import ToolCallClient  # noqa: E402
 
 CHANNEL = "mad.topic.bench"
+CONVERSE = {"prompt": "System check, please respond with OK.", "requester_id": "bench"}
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -119,11 +129,12 @@ def paths(tmp: Path, redis_server: RedisServer, seconds: float, concurrency: int
 
 
 def hydra_binary() -> Path | None:
-    done = subprocess.run([str(HYDRA_BUILD)], capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        print(f"bench: Ory Hydra could not be built, so no JWT run:\n{done.stderr[-1000:]}")
+    try:
+        build.ensure([HYDRA_TOOL])
+        return build.binaries([HYDRA_TOOL])["hydra"]
+    except build.BuildError as exc:
+        print(f"bench: Ory Hydra could not be built, so no JWT run: {exc}")
         return None
-    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def auth(
@@ -176,14 +187,79 @@ def auth(
         print(f"ratio Grace CPU per call, JWT / static token: {cpu_ratio:.2f}")
 
 
+async def converse_loop(url: str, token: str | None, seconds: float, concurrency: int) -> int:
+    """``fiedler_converse`` calls completed in ``seconds`` by ``concurrency`` callers, each
+    waiting for its reply before the next; stops at the first refused call."""
+    client = ToolCallClient(f"{url}/mcp", token=token, connections=concurrency)
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def caller() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            ok, data = await client.call("fiedler_converse", CONVERSE)
+            if not ok or not isinstance(data, dict) or data.get("status") != "pending":
+                raise SystemExit(f"bench: converse refused: {data}")
+            done += 1
+
+    try:
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+    finally:
+        await client.close()
+    return done
+
+
+def relay(tmp: Path, seconds: float, concurrency: int, rounds: int) -> None:
+    """``fiedler_converse`` through Grace against straight to Fiedler."""
+    token = new_token()
+    with process_group(tmp / "relay") as group:
+        group.start("sequential_thinking")
+        fiedler = group.start("fiedler", {"MAD_HEARTBEAT_S": "5"})
+        grace = group.start("grace", {"GRACE_API_TOKENS": token, "MAD_HEARTBEAT_S": "5"})
+        targets = {"direct": (fiedler.url, None), "through Grace": (grace.url, token)}
+        pids = {
+            name: process.process.pid if process.process else 0
+            for name, process in (("Fiedler", fiedler), ("Grace", grace))
+        }
+        for url, key in targets.values():  # warm up
+            asyncio.run(converse_loop(url, key, 1.0, concurrency))
+        calls = {label: 0 for label in targets}
+        elapsed = {label: 0.0 for label in targets}
+        cpu = {(label, name): 0.0 for label in targets for name in pids}
+        for _ in range(rounds):
+            for label, (url, key) in targets.items():
+                before = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+                start = time.monotonic()
+                n = asyncio.run(converse_loop(url, key, seconds, concurrency))
+                took = time.monotonic() - start
+                calls[label] += n
+                elapsed[label] += took
+                for name, pid in pids.items():
+                    cpu[(label, name)] += (cpu_seconds(pid) or 0.0) - before[name]
+                print(f"{label:>14}: {n / took:,.0f} fiedler_converse calls/s")
+    for label in targets:
+        per_call = ", ".join(
+            f"{name} {cpu[(label, name)] * 1000 / max(calls[label], 1):.2f} ms" for name in pids
+        )
+        rate = calls[label] / elapsed[label]
+        print(f"{label:>14}: {rate:,.0f} calls/s over all rounds; CPU per call: {per_call}")
+    ratio = (calls["through Grace"] / elapsed["through Grace"]) / (
+        calls["direct"] / elapsed["direct"]
+    )
+    print(f"ratio fiedler_converse calls/s, through Grace / direct: {ratio:.2f} (goal: >= 0.7)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
     parser.add_argument("--concurrency", type=int, default=16, help="calls outstanding")
     parser.add_argument(
-        "--part", choices=("paths", "auth", "all"), default="all", help="which comparison"
+        "--part",
+        choices=("paths", "auth", "relay", "all"),
+        default="all",
+        help="which comparison",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="alternations (auth)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations (auth, relay)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,6 +269,8 @@ def main() -> int:
                 paths(Path(tmp), redis_server, args.seconds, args.concurrency)
             if args.part in ("auth", "all"):
                 auth(Path(tmp), redis_server, args.seconds, args.concurrency, args.rounds)
+            if args.part in ("relay", "all"):
+                relay(Path(tmp), args.seconds, args.concurrency, args.rounds)
         finally:
             redis_server.stop()
     return 0

@@ -1,7 +1,9 @@
-"""Fiedler task throughput and latency, against raw SQLite on the same disk, in one run;
-and, with ``--slow-llm``, how close Fiedler's concurrency comes to its ideal on a slow LLM.
+"""Fiedler task throughput and latency, against raw SQLite on the same disk, and task status
+read through Grace against straight from Fiedler, in one run; and, with ``--slow-llm``, how
+close Fiedler's concurrency comes to its ideal on a slow LLM.
 
     .venv/bin/python bench/tasks.py [--tasks 2000] [--concurrency 100] [--dir DIR]
+                                    [--part store|status|all] [--seconds 5] [--rounds 2]
     .venv/bin/python bench/tasks.py --slow-llm [--tasks 1000] [--levels 4,64,256]
 
 Starts its own password-protected redis-server, Sequential Thinking and Fiedler (built-in
@@ -25,6 +27,11 @@ timed from the first call to the last task COMPLETED. Prints that wall time over
 ``tasks x answer-s / concurrency`` (goal <= 1.3 at every level), the most requests the fake
 LLM answered at once (it should be the level), how long the calls themselves took, and the
 CPU seconds Fiedler spent.
+
+Then (``status``) Sequential Thinking, Fiedler and Grace: ``fiedler_get_task_status`` of a
+finished task from the same client at the same concurrency (``--concurrency``), straight to
+Fiedler and relayed through Grace, alternately, ``--rounds`` times of ``--seconds``; prints
+calls/s each way and the ratio through Grace / direct (goal >= 0.7).
 
 Not a test: numbers depend on the host.
 """
@@ -52,6 +59,8 @@ sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
 from mads.core.mcp_client import session  # noqa: E402
 from tests.support.fake_llm import FakeLLM  # noqa: E402
+from tests.support.grace import new_token  # noqa: E402
+from tests.support.group import process_group  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.tool_calls import ToolCallClient  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
@@ -236,15 +245,101 @@ async def drive(
     return sent, replies
 
 
-# -- Fiedler on a slow LLM ------------------------------------------------------------------
-
-SLOW_CALLERS = 64
+# -- task status, relayed -----------------------------------------------------------------
 
 
 def cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far (user + system), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def status_loop(
+    url: str, token: str | None, task_id: str, seconds: float, concurrency: int
+) -> int:
+    """``fiedler_get_task_status`` calls completed in ``seconds`` by ``concurrency`` callers,
+    each waiting for its reply before the next."""
+    client = ToolCallClient(f"{url}/mcp", token=token, connections=concurrency)
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def caller() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            ok, data = await client.call("fiedler_get_task_status", {"task_id": task_id})
+            if not ok or not isinstance(data, dict) or data.get("task_id") != task_id:
+                raise SystemExit(f"bench: status refused: {data}")
+            done += 1
+
+    try:
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+    finally:
+        await client.close()
+    return done
+
+
+def relayed_status(workdir: Path, seconds: float, rounds: int, concurrency: int) -> None:
+    token = new_token()
+    with process_group(workdir / "relay") as group:
+        group.start("sequential_thinking")
+        fiedler = group.start("fiedler", {"MAD_HEARTBEAT_S": "5"})
+        grace = group.start("grace", {"GRACE_API_TOKENS": token, "MAD_HEARTBEAT_S": "5"})
+
+        async def one_task() -> str:
+            client = ToolCallClient(f"{fiedler.url}/mcp")
+            try:
+                ok, data = await client.call(
+                    "fiedler_converse", {"prompt": PROMPT, "requester_id": "bench"}
+                )
+            finally:
+                await client.close()
+            if not ok:
+                raise SystemExit(f"bench: converse refused: {data}")
+            return str(data["task_id"])
+
+        task_id = asyncio.run(one_task())
+        targets = {"direct": (fiedler.url, None), "through Grace": (grace.url, token)}
+        for url, key in targets.values():  # warm up
+            asyncio.run(status_loop(url, key, task_id, 1.0, concurrency))
+        pids = {
+            name: process.process.pid if process.process else 0
+            for name, process in (("Fiedler", fiedler), ("Grace", grace))
+        }
+        calls = dict.fromkeys(targets, 0)
+        elapsed = dict.fromkeys(targets, 0.0)
+        cpu = {(label, name): 0.0 for label in targets for name in pids}
+        for _ in range(rounds):
+            for label, (url, key) in targets.items():
+                before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                start = time.monotonic()
+                n = asyncio.run(status_loop(url, key, task_id, seconds, concurrency))
+                took = time.monotonic() - start
+                calls[label] += n
+                elapsed[label] += took
+                for name, pid in pids.items():
+                    cpu[(label, name)] += cpu_seconds(pid) - before[name]
+                print(f"{label:>14}: {n / took:,.0f} fiedler_get_task_status calls/s")
+    rates = {label: calls[label] / elapsed[label] for label in targets}
+    for label, rate in rates.items():
+        per_call = ", ".join(
+            f"{name} {cpu[(label, name)] * 1000 / max(calls[label], 1):.2f} ms" for name in pids
+        )
+        print(
+            f"{label:>14}: {rate:,.0f} calls/s over all rounds (concurrency {concurrency}); "
+            f"CPU per call: {per_call}"
+        )
+    ratio = rates["through Grace"] / rates["direct"]
+    print(
+        f"ratio fiedler_get_task_status calls/s, through Grace / direct: {ratio:.2f} (goal >= 0.7)"
+    )
+
+
+# -- Fiedler on a slow LLM ------------------------------------------------------------------
+
+SLOW_CALLERS = 64
 
 
 def slow_llm_level(
@@ -338,6 +433,11 @@ def main() -> int:
     parser.add_argument(
         "--answer-s", type=float, default=2.0, help="with --slow-llm: seconds per answer"
     )
+    parser.add_argument(
+        "--part", choices=("store", "status", "all"), default="all", help="which comparison"
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of a status run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations (status)")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         print("bench: redis-server is not installed", file=sys.stderr)
@@ -345,6 +445,19 @@ def main() -> int:
     if args.slow_llm:
         return slow_llm(args)
     args.tasks = args.tasks or 2000
+    if args.part in ("store", "all"):
+        store(args)
+    if args.part in ("status", "all"):
+        workdir = Path(tempfile.mkdtemp(prefix="fiedler-bench-", dir=args.dir))
+        try:
+            relayed_status(workdir, args.seconds, args.rounds, args.concurrency)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def store(args: argparse.Namespace) -> None:
+    """Fiedler's tasks/s against raw SQLite."""
     workdir = Path(tempfile.mkdtemp(prefix="fiedler-bench-", dir=args.dir))
     group = Group(workdir, args.fiedler_concurrency)
     try:
@@ -388,7 +501,6 @@ def main() -> int:
         f"p99 {percentile(to_completed, 99) * ms:7.1f} ms"
     )
     shutil.rmtree(workdir, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

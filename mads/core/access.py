@@ -28,8 +28,16 @@ ADMIN_USER = "default"
 WATCH_COMMANDS = ("ping", "info")
 """The connection watcher's: ``INFO server`` tells a Redis restart from a quiet second."""
 SUBSCRIBE_COMMANDS = ("subscribe", "psubscribe", "unsubscribe", "punsubscribe")
-SERVE_COMMANDS = ("xgroup|create", "xreadgroup", "xautoclaim", "xack", "get", "set", "exists")
-CALL_COMMANDS = ("xadd", "get", "mget")
+SERVE_COMMANDS = (
+    *("xgroup|create", "xreadgroup", "xautoclaim", "xack", "get", "mget", "set", "exists"),
+    # replies written as one transaction per batch; acknowledged entries trimmed
+    *("multi", "exec", "discard", "xlen", "xinfo|groups", "xpending", "xtrim"),
+)
+CALL_COMMANDS = (
+    *("get", "mget", "evalsha", "script|load"),
+    # inside the append script: the backlog check, then the append
+    *("exists", "xlen", "xinfo|groups", "xrange", "xadd"),
+)
 ADMIN_COMMANDS = (
     "flushall",
     "flushdb",
@@ -125,7 +133,7 @@ def permissions(contract: MadContract, group: Mapping[str, MadContract]) -> Perm
     if access.calls_tools:
         commands += CALL_COMMANDS
         owners = [c.name for c in on_bus if c.bus.serves_tools and c.name != contract.name]
-        write_keys += [channels.requests_stream(owner) for owner in owners]
+        keys += [channels.requests_stream(owner) for owner in owners]  # backlog, append
         read_keys += [reply_cache(owner) for owner in owners]
         read_keys += [registry_key(owner) for owner in owners]
         subscribes += [channels.reply(contract.name, "*", owner) for owner in owners]

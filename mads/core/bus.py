@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
@@ -58,6 +58,7 @@ __all__ = [
     "BusError",
     "BusMessage",
     "BusUnavailableError",
+    "StreamBacklog",
     "StreamEntry",
     "heartbeat_loop",
 ]
@@ -118,6 +119,24 @@ class BusMessage:
     raw: bytes
     envelope: Envelope | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class StreamBacklog:
+    """A stream as one consumer group sees it."""
+
+    length: int
+    lag: int | None
+    """Entries not yet delivered to the group (None: Redis cannot tell, after deletions)."""
+    pending: int
+    """Entries delivered and not yet acknowledged."""
+    last_delivered: str | None
+    first_pending: str | None
+
+    @property
+    def handled(self) -> int | None:
+        """Acknowledged entries still in the stream, when Redis can tell."""
+        return None if self.lag is None else self.length - self.lag - self.pending
 
 
 @dataclass(frozen=True)
@@ -326,6 +345,7 @@ class Bus:
         patterns: Sequence[str] = (),
         *,
         for_client: bool = False,
+        subscribed: Callable[[], None] | None = None,
     ) -> AsyncIterator[BusMessage]:
         """Yield every delivery on ``channels_`` and ``patterns``, across reconnects.
 
@@ -333,11 +353,14 @@ class Bus:
         streams for what must not be lost. A subscription Redis refuses (NOPERM) raises
         :class:`BusCommandError`; an outage or a busy pool is waited out. ``for_client``:
         made on an outside client's behalf, so from the pool clients share
-        (``max_subscriptions``), never from the one the MAD listens with.
+        (``max_subscriptions``), never from the one the MAD listens with. ``subscribed`` is
+        called each time the subscription is (re)made: whatever was published before that
+        moment (while it was down, say) was not heard.
         """
         if not channels_ and not patterns:
             raise ValueError("subscribe to at least one channel or pattern")
         redis = self._client_subscriptions if for_client else self._subscriptions
+        remade = _Remade(subscribed) if subscribed is not None else None
         while True:
             await self._connected.wait()
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
@@ -346,6 +369,11 @@ class Bus:
                     await pubsub.subscribe(*channels_)
                 if patterns:
                     await pubsub.psubscribe(*patterns)
+                if remade is not None:
+                    remade.on_connect(pubsub.connection)
+                    # redis-py subscribes again by itself on a new connection, unseen here
+                    if pubsub.connection is not None:
+                        pubsub.connection.register_connect_callback(remade.on_connect)
                 while True:
                     self._refuse_after_swallowed_cancel()
                     message = await pubsub.get_message(timeout=1.0)
@@ -363,6 +391,8 @@ class Bus:
                     f"Conversation Bus refused a subscription: {_describe(exc)}"
                 ) from exc
             finally:
+                if remade is not None and pubsub.connection is not None:
+                    pubsub.connection.deregister_connect_callback(remade.on_connect)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -506,6 +536,42 @@ class Bus:
         )
         return _text(entry_id)
 
+    async def stream_backlog(self, stream: str, group: str) -> StreamBacklog:
+        """How much of ``stream`` ``group`` has yet to handle (``XINFO GROUPS``, ``XLEN``,
+        ``XPENDING``). A stream or group that does not exist has handled nothing."""
+
+        async def read() -> StreamBacklog:
+            length = int(await self._redis.xlen(stream))
+            try:
+                groups = await self._redis.xinfo_groups(stream)
+            except RedisError as exc:
+                if "no such key" not in str(exc).lower():
+                    raise
+                groups = []
+            found = next((g for g in groups if _text(g.get("name")) == group), None)
+            if found is None:
+                return StreamBacklog(length, length, 0, None, None)
+            pending = int(found.get("pending") or 0)
+            lag = found.get("lag")
+            first = None
+            if pending:
+                summary = await self._redis.xpending(stream, group)
+                first = _text(summary.get("min")) or None
+            return StreamBacklog(
+                length,
+                None if lag is None else int(lag),
+                pending,
+                _text(found.get("last-delivered-id")) or None,
+                first,
+            )
+
+        return await self._call(read())  # type: ignore[no-any-return]
+
+    async def trim_before(self, stream: str, min_id: str) -> int:
+        """Drop the entries of ``stream`` older than ``min_id`` (whole internal nodes only:
+        cheap, and a few older ones may stay); returns how many went."""
+        return int(await self._call(self._redis.xtrim(stream, minid=min_id, approximate=True)))
+
     async def ensure_group(self, stream: str, group: str) -> None:
         try:
             await self._call(self._redis.xgroup_create(stream, group, id="0", mkstream=True))
@@ -571,6 +637,17 @@ class Bus:
         return StreamEntry(_text(entry_id), envelope, None)
 
 
+class _Remade:
+    """Says a subscription was (re)made: by :meth:`Bus.messages`, or by redis-py on a new
+    connection (a connect callback, which redis-py keeps as a weak method)."""
+
+    def __init__(self, subscribed: Callable[[], None]) -> None:
+        self.subscribed = subscribed
+
+    def on_connect(self, _connection: Any) -> None:
+        self.subscribed()
+
+
 class BusScript:
     def __init__(self, bus: Bus, script: Any) -> None:
         self._bus = bus
@@ -578,6 +655,38 @@ class BusScript:
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._bus._call(self._script(keys=list(keys), args=list(args)))
+
+    async def many(self, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Run the script once per ``(keys, args)`` in one round trip (each run atomic on its
+        own). Returns each run's result, or the :class:`BusCommandError` Redis answered it
+        with; an unreachable or busy bus raises for the whole batch."""
+        redis = self._bus._redis
+        sha, source = self._script.sha, self._script.script
+
+        async def run(todo: list[int]) -> dict[int, Any]:
+            async with redis.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    keys, args = calls[i]
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            return dict(zip(todo, replies, strict=True))
+
+        async def all_runs() -> list[Any]:
+            done = await run(list(range(len(calls))))
+            unloaded = [i for i, reply in done.items() if isinstance(reply, NoScriptError)]
+            if unloaded:  # a Redis that restarted, or a SCRIPT FLUSH: load it, then again
+                await redis.script_load(source)
+                done.update(await run(unloaded))
+            return [
+                BusCommandError(f"Conversation Bus refused a command: {_describe(reply)}")
+                if isinstance(reply, RedisError)
+                else reply
+                for _i, reply in sorted(done.items())
+            ]
+
+        if not calls:
+            return []
+        return list(await self._bus._call(all_runs()))
 
 
 async def heartbeat_loop(

@@ -17,6 +17,12 @@ two byte for byte). Anything else — ``initialize``, ``tools/list``, notificati
 gateway's relayed tools, malformed or oversized bodies, wrong headers — is handed to the
 SDK untouched, which answers or refuses it as always.
 
+A MAD that forwards tools it does not own (the front door's gateway relays the group's
+tools over the bus) may hand them to the direct path too (:class:`ForwardedTools`): the same
+plain request for such a tool is answered with what the forwarding middleware would have
+returned through the SDK, sent as the SDK sends a middleware's result, so a relayed call
+pays none of the SDK's per-request cost either.
+
 What the direct path does not do: open an OpenTelemetry span per call. ``MAD_DIRECT_TOOL_
 CALLS=false`` sends every request through the SDK.
 """
@@ -24,7 +30,7 @@ CALLS=false`` sends every request through the SDK.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic_core
 from mcp.server import MCPServer
@@ -54,6 +60,17 @@ _PARAM_KEYS = frozenset({"name", "arguments"})
 log = logging.getLogger(__name__)
 
 
+class ForwardedTools(Protocol):
+    """Tools a MAD serves by forwarding them (an MCP server middleware of its own answers
+    their ``tools/call``), offered to the direct path as well."""
+
+    def forwards(self, name: str) -> bool:
+        """Whether the middleware answers a plain ``tools/call`` of ``name`` itself."""
+
+    async def forward(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
+        """What the middleware answers for that call."""
+
+
 class DirectToolCalls:
     """ASGI middleware: the direct path in front of ``path``; everything else goes to
     ``app`` (the SDK's endpoint and the rest of the service) as it came."""
@@ -67,8 +84,10 @@ class DirectToolCalls:
         arguments: ArgumentCheck,
         security: TransportSecurityMiddleware,
         body_limit: int,
+        forwarded: ForwardedTools | None = None,
     ) -> None:
         self.app = app
+        self.forwarded = forwarded
         self.path = path
         self.server = server
         self.arguments = arguments
@@ -151,7 +170,9 @@ class DirectToolCalls:
         ):
             return None
         name, arguments = params.get("name"), params.get("arguments", {})
-        if not isinstance(name, str) or not self._is_direct_tool(name):
+        if not isinstance(name, str) or not (
+            self._is_direct_tool(name) or self._is_forwarded(name)
+        ):
             return None
         if arguments is None:
             arguments = {}
@@ -167,12 +188,23 @@ class DirectToolCalls:
         tool = sdk.registered_tool(self.server, name)
         return tool is not None and not sdk.wants_request_context(tool)
 
+    def _is_forwarded(self, name: str) -> bool:
+        return (
+            self.forwarded is not None
+            and name not in self.arguments.signatures
+            and self.forwarded.forwards(name)
+        )
+
     # -- the answer ----------------------------------------------------------------------
 
     async def _answer(
         self, request_id: int | str, name: str, arguments: dict[str, Any], version: str
     ) -> bytes:
         """The SDK handler's steps: argument check, call, error mapping, per-version shape."""
+        if self.forwarded is not None and name not in self.arguments.signatures:
+            forwarded = await self.forwarded.forward(name, arguments)
+            # As from any middleware: a result it returns, the SDK sends on unshaped.
+            return _dump(JSONRPCResponse(jsonrpc="2.0", id=request_id, result=_plain(forwarded)))
         refusal = self.arguments.refusal(name, arguments)
         if refusal is not None:
             # As from the ArgumentCheck middleware, whose result the SDK sends on unshaped.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -39,7 +40,9 @@ LOOPBACK_OPEN_PATHS = frozenset({"/status", "/metrics"})
 """Served to loopback without credentials, so ``mad-status`` works beside its MAD."""
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(host: str | None) -> bool:
+    """Whether a client address is a loopback one (asked for every request: remembered)."""
     if not host:
         return False
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,8 @@ IDENTIFIER = r"^[A-Za-z0-9_.:@-]{1,128}$"
 
 
 TRACEPARENT = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+NOT_IN_CHANNELS = re.compile(r"[*?\[\]# \t\r\n]")
+"""Glob characters and spaces: a channel name is concrete."""
 
 
 class EnvelopeError(MadError, ValueError):
@@ -62,7 +65,7 @@ def check_channel(channel: str) -> str:
     """A concrete channel name: ``mad.`` prefix, no glob characters, no spaces."""
     if not channel.startswith("mad.") or len(channel) < 5:
         raise ValueError(f"channel {quoted(channel)} must start with 'mad.'")
-    if any(ch in channel for ch in "*?[]# \t\r\n"):
+    if NOT_IN_CHANNELS.search(channel):
         raise ValueError(f"channel {quoted(channel)} must not contain wildcards or spaces")
     return channel
 

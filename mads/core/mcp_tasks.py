@@ -29,15 +29,17 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import require_client_extension
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from mads.core import sdk
 from mads.core.contract import TaskTools
+from mads.core.logs import quoted
 
 T = TypeVar("T")
 Status = Mapping[str, Any]
 """What a MAD's status tool replies for one task (``status``, timestamps, result/error)."""
 
+MAX_TASK_ID_CHARS = 256
 POLL_INTERVAL_MS = 1000
 """What a task server suggests between two ``tasks/get`` (the work takes seconds)."""
 RESULT_WAIT_S = 300.0
@@ -233,7 +235,8 @@ class TaskServer:
         if ctx.method == "tools/call" and isinstance(params, Mapping):
             if "task" in params and not _modern(ctx):
                 return await self._legacy_task(ctx, params, call_next)
-            offered = params.get("name") in self.backend.offered
+            name = params.get("name")
+            offered = isinstance(name, str) and name in self.backend.offered
             if offered and _modern(ctx) and _declares_extension(ctx):
                 return await self._modern_task(ctx, params, call_next)
         return await call_next(ctx)
@@ -241,9 +244,11 @@ class TaskServer:
     async def _legacy_task(
         self, ctx: Any, params: Mapping[str, Any], call_next: Callable[[Any], Awaitable[Any]]
     ) -> dict[str, Any]:
-        name = params.get("name")
+        name = checked_task_call(params)
         if name not in self.backend.offered:
-            raise MCPError(code=INVALID_PARAMS, message=f"tool {name!r} cannot run as a task")
+            raise MCPError(
+                code=INVALID_PARAMS, message=f"tool {quoted(name, 60)} cannot run as a task"
+            )
         plain = {k: v for k, v in params.items() if k != "task"}
         reply = _wire(await call_next(dataclasses.replace(ctx, params=plain)))
         if reply.get("isError"):
@@ -272,6 +277,7 @@ class TaskServer:
     # -- request handlers ------------------------------------------------------------------
 
     async def get(self, ctx: Any, params: t.GetTaskRequestParams) -> dict[str, Any]:
+        check_task_id(params.task_id)
         status, tools = await self.backend.status(params.task_id)
         if _modern(ctx):
             require_client_extension(ctx, EXTENSION)
@@ -281,6 +287,7 @@ class TaskServer:
     async def result(self, ctx: Any, params: t.GetTaskPayloadRequestParams) -> dict[str, Any]:
         if _modern(ctx):
             raise _not_found("tasks/result")  # 2026-07-28: the result comes with tasks/get
+        check_task_id(params.task_id)
         progress = _progress_token(ctx) is not None
         follower = asyncio.create_task(self._report(ctx, params.task_id)) if progress else None
         try:
@@ -306,6 +313,7 @@ class TaskServer:
     async def cancel(self, ctx: Any, params: t.CancelTaskRequestParams) -> dict[str, Any]:
         if _modern(ctx):
             require_client_extension(ctx, EXTENSION)
+        check_task_id(params.task_id)
         status, tools = await self.backend.cancel(params.task_id)
         return {} if _modern(ctx) else view(params.task_id, status, tools)
 
@@ -315,12 +323,17 @@ class TaskServer:
         if not _modern(ctx):
             raise _not_found("tasks/update")
         require_client_extension(ctx, EXTENSION)
+        check_task_id(params.task_id)
         await self.backend.status(params.task_id)
         return {}
 
     async def list_tasks(self, ctx: Any, params: t.PaginatedRequestParams) -> dict[str, Any]:
         if _modern(ctx) or not self.backend.listing:
             raise _not_found("tasks/list")
+        if params.cursor is not None:  # every task comes in the one page: none handed out
+            raise MCPError(
+                code=INVALID_PARAMS, message=f"invalid cursor {quoted(params.cursor, 60)}"
+            )
         return {"tasks": [view(*found) for found in await self.backend.recent()]}
 
     def add_handlers(self, server: MCPServer) -> None:
@@ -335,6 +348,39 @@ class TaskServer:
             handlers["tasks/list"] = (t.PaginatedRequestParams, self.list_tasks)
         for method, (params_type, handler) in handlers.items():
             sdk.add_request_handler(server, method, params_type, handler)
+
+
+def check_task_id(task_id: str) -> None:
+    """A task id that no task can have is refused (-32602) before any store is asked."""
+    if not 0 < len(task_id) <= MAX_TASK_ID_CHARS or not task_id.isprintable():
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"unknown task id {quoted(task_id, 60)}: a task id is 1 to "
+            f"{MAX_TASK_ID_CHARS} printable characters",
+        )
+
+
+def checked_task_call(params: Mapping[str, Any]) -> str:
+    """The tool name of a task-augmented ``tools/call`` (2025-11-25) whose params are what
+    the protocol says (a string ``name``, an object ``arguments``, ``task`` an object
+    with an optional non-negative ``ttl``); otherwise -32602 saying what is wrong."""
+    try:
+        checked = t.CallToolRequestParams.model_validate(dict(params))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error.get("loc", ())) or "params"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        raise MCPError(
+            code=INVALID_PARAMS, message=f"invalid tools/call params: {where}: {message}"
+        ) from None
+    ttl = checked.task.ttl if checked.task is not None else None
+    if checked.task is None or (ttl is not None and ttl < 0):
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message="invalid tools/call params: task must be an object, its ttl a number of "
+            "milliseconds (at least 0)",
+        )
+    return checked.name
 
 
 def _wire(reply: Any) -> dict[str, Any]:

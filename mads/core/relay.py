@@ -7,6 +7,17 @@ group, runs the tool, publishes the reply on the ``reply_channel`` the request n
 A request appended while the owner is down waits in the stream; one read by an owner that
 died before acknowledging is claimed again when it returns.
 
+The stream is bounded without dropping anything: a caller appends only while fewer than
+its backlog limit of requests wait unhandled in it (delivered or not; one Lua script
+checks and appends, atomically), and is otherwise told the owner is busy
+(:class:`RelayBusyError`); the owner trims what it has acknowledged, never what it has not.
+
+The owner works on up to ``concurrency`` requests at once (by default as many as its HTTP
+edge admits, so a relayed call is never throttled below a direct one). It reads as many
+entries as it has room for, looks up their cached replies in one round trip, and writes
+the replies that are ready together — cache, publish and acknowledgement in one
+transaction per batch.
+
 An owner whose own dependency is down (Fiedler's task store, say) neither reads nor
 answers: its ``gate`` holds the reading, and a tool runner that raises :class:`Deferred`
 leaves the request unacknowledged in the stream, to be claimed again once it can be
@@ -20,7 +31,11 @@ crash between running and caching (a call that stores a task, say) read
 The owner also publishes its tool list under ``mad.registry.tools.<owner>`` (a key only its
 bus user may write) so a gateway can list the group's tools without calling each MAD.
 Replies travel on ``mad.direct.<caller>.<instance>.<owner>``: a channel only that owner
-may publish on, so a reply cannot come from anyone else.
+may publish on, so a reply cannot come from anyone else. A caller's waiting calls cost it
+memory only: no call polls; one housekeeping task ends the calls whose time is up and,
+after the reply subscription was (re)made and every few seconds for calls that have
+waited that long, reads the replies it may have missed from the cache, many in one round
+trip.
 """
 
 from __future__ import annotations
@@ -28,22 +43,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry, Counter
 
 from mads.core import access, channels, tracing
-from mads.core.bus import Bus, BusError
-from mads.core.envelope import Envelope, EnvelopeError
+from mads.core.bus import ENVELOPE_FIELD, Bus, BusError, BusUnavailableError, StreamEntry
+from mads.core.envelope import Envelope, EnvelopeError, encode
 from mads.core.errors import MadError
 
 GROUP = "owners"
 REPLY_TTL_S = 3600
+DEFAULT_CONCURRENCY = 256
+"""Relayed requests an owner works on at once when it is not told (``MAD_MAX_INFLIGHT``'s
+default: what its HTTP edge admits)."""
+DEFAULT_BACKLOG = 100_000
+"""Requests that may wait unhandled in an owner's stream before callers are told it is
+busy, when the caller is not told otherwise."""
+READ_BATCH = 256
+"""The most entries read (or claimed) in one round trip."""
+REPLY_BATCH = 256
+"""The most replies written in one transaction."""
+CLAIM_EVERY_S = 1.0
+PUBLISH_CHECK_S = 1.0
+"""How often the serving loop checks the tool list is still published."""
+TRIM_EVERY_S = 10.0
+KEEP_HANDLED = 1_000
+"""Acknowledged requests left in a stream before the owner trims them."""
+CHECK_S = 0.5
+"""How often a caller checks its waiting calls' deadlines."""
+SWEEP_S = 5.0
+"""How long a call waits for its reply on pub/sub before the reply cache is read for it."""
+SWEEP_BATCH = 500
 
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "current_request_id", default=None
@@ -66,6 +105,20 @@ def reply_cache_key(owner: str, message_id: str) -> str:
     return f"mad.{owner}.replies.{message_id}"
 
 
+@dataclass
+class _Reply:
+    """What the owner writes for one handled entry: the cached reply (None when it came
+    from the cache), the encoded reply envelope to publish (None when there is no one to
+    answer), and the acknowledgement."""
+
+    entry_id: str
+    cache: tuple[str, str] | None
+    publish: tuple[str, bytes] | None
+    written: asyncio.Future[bool] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
 class ToolRequestServer:
     """The owner side: serve ``mad.<owner>.requests``."""
 
@@ -76,9 +129,10 @@ class ToolRequestServer:
         run_tool: ToolRunner,
         *,
         logger: logging.Logger | None = None,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         claim_idle_ms: int = 30_000,
         gate: Gate | None = None,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         self.bus = bus
         self.owner = owner
@@ -88,10 +142,25 @@ class ToolRequestServer:
         self.consumer = f"{owner}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.claim_idle_ms = claim_idle_ms
         self.gate = gate
-        self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
+        self._free = concurrency
+        self._freed = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._replies: asyncio.Queue[_Reply] = asyncio.Queue()
+        self._group_ready = False
+        self._next_claim = 0.0
+        self._next_trim = 0.0
+        self._next_publish_check = 0.0
         self._published: tuple[int, bytes] | None = None
         """The tool list as the registry holds it (count, JSON), once :meth:`run` has it."""
+        self._tool_names: frozenset[str] = frozenset()
+        self.calls = Counter(
+            "mad_relayed_calls",
+            "Tool calls relayed to this MAD over the bus and carried out, by tool (a repeat "
+            "answered from the reply cache is not counted)",
+            ["tool"],
+            registry=metrics if metrics is not None else CollectorRegistry(),
+        )
 
     async def keep_tools_published(self) -> None:
         """Publish the tool list when the registry lacks it or holds something else: at
@@ -112,61 +181,119 @@ class ToolRequestServer:
         """Serve for the life of the process, across bus outages and a wiped Redis."""
         if tools is not None:
             self._published = (len(tools), json.dumps(tools).encode())
-        while True:
-            await self.bus.wait_connected()
-            if self.gate is not None:
-                await self.gate()
-            try:
+            self._tool_names = frozenset(str(t.get("name")) for t in tools)
+        writer = asyncio.create_task(self._write_replies(), name=f"{self.owner}-relay-replies")
+        try:
+            while True:
+                await self._serve_once()
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _serve_once(self) -> None:
+        await self.bus.wait_connected()
+        if self.gate is not None:
+            await self.gate()
+        try:
+            now = asyncio.get_running_loop().time()
+            if now >= self._next_publish_check:
+                self._next_publish_check = now + PUBLISH_CHECK_S
                 await self.keep_tools_published()
+            if not self._group_ready:
                 await self.bus.ensure_group(self.stream, GROUP)
-                # What an earlier incarnation read but never acknowledged comes first; an
-                # entry this process is still working on is not taken a second time.
-                for entry in await self.bus.claim_stale(
-                    self.stream, GROUP, self.consumer, min_idle_ms=self.claim_idle_ms, count=100
-                ):
-                    if entry.entry_id not in self._inflight:
-                        await self._dispatch(entry.entry_id, entry.envelope, entry.error)
-                for entry in await self.bus.read_group(
-                    self.stream, GROUP, self.consumer, count=32, block_ms=1000
-                ):
-                    await self._dispatch(entry.entry_id, entry.envelope, entry.error)
-            except BusError:
-                await asyncio.sleep(0.2)
-            except Exception:
-                self.log.exception("tool request loop failed; retrying")
-                await asyncio.sleep(1)
+                self._group_ready = True
+            now = asyncio.get_running_loop().time()
+            if now >= self._next_claim:
+                # What an earlier incarnation (or another replica) read but never
+                # acknowledged; an entry this process is still working on is not taken
+                # a second time.
+                self._next_claim = now + CLAIM_EVERY_S
+                await self._room()
+                stale = await self.bus.claim_stale(
+                    self.stream,
+                    GROUP,
+                    self.consumer,
+                    min_idle_ms=self.claim_idle_ms,
+                    count=min(self._free, READ_BATCH),
+                )
+                self._start(e for e in stale if e.entry_id not in self._inflight)
+            if now >= self._next_trim:
+                self._next_trim = now + TRIM_EVERY_S
+                await self._trim_handled()
+            await self._room()
+            self._start(
+                await self.bus.read_group(
+                    self.stream, GROUP, self.consumer, count=min(self._free, READ_BATCH)
+                )
+            )
+        except BusError:
+            self._group_ready = False
+            await asyncio.sleep(0.2)
+        except Exception:
+            self.log.exception("tool request loop failed; retrying")
+            await asyncio.sleep(1)
 
-    async def _dispatch(self, entry_id: str, envelope: Envelope | None, error: str | None) -> None:
-        await self._slots.acquire()
-        task = asyncio.create_task(self._handle(entry_id, envelope, error))
-        self._inflight[entry_id] = task
+    async def _room(self) -> None:
+        """Until at least one more request can be worked on."""
+        while self._free <= 0:
+            self._freed.clear()
+            await self._freed.wait()
 
-        def done(_task: asyncio.Task[None]) -> None:
-            self._inflight.pop(entry_id, None)
-            self._slots.release()
+    def _start(self, entries: Iterable[StreamEntry]) -> None:
+        """Start working on ``entries``; their cached replies are read in one round trip
+        while the next entries are read (a request delivered again is answered from
+        there)."""
+        batch = list(entries)
+        if not batch:
+            return
+        lookup = asyncio.ensure_future(self._cached_replies(batch))
+        for entry in batch:
+            task = asyncio.create_task(self._handle(entry, lookup))
+            self._free -= 1
+            self._inflight[entry.entry_id] = task
+            task.add_done_callback(functools.partial(self._done, entry.entry_id))
 
-        task.add_done_callback(done)
+    async def _cached_replies(self, batch: list[StreamEntry]) -> dict[str, bytes | None]:
+        ids = [e.envelope.message_id for e in batch if e.envelope is not None]
+        found = await self.bus.mget([reply_cache_key(self.owner, i) for i in ids]) if ids else []
+        return dict(zip(ids, found, strict=True))
 
-    async def _handle(self, entry_id: str, envelope: Envelope | None, error: str | None) -> None:
+    def _done(self, entry_id: str, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(entry_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error(
+                "Relayed request %s failed; it stays pending and is taken up again",
+                entry_id,
+                exc_info=task.exception(),
+            )
+        self._free += 1
+        self._freed.set()
+
+    async def _handle(
+        self, entry: StreamEntry, lookup: asyncio.Future[dict[str, bytes | None]]
+    ) -> None:
+        envelope = entry.envelope
+        try:
+            cached = (await lookup).get(envelope.message_id) if envelope is not None else None
+        except BusError:
+            return  # left pending: claimed again, and its cached reply looked for then
         if envelope is None:
             self.log.warning(
-                "Dropping malformed request %s on %s: %s", entry_id, self.stream, error
+                "Dropping malformed request %s on %s: %s", entry.entry_id, self.stream, entry.error
             )
-            await self._ack(entry_id)
+            await self._write(_Reply(entry.entry_id, None, None))
             return
         payload = envelope.payload
         tool = payload.get("tool")
         arguments = payload.get("arguments") or {}
-        reply_channel = self._reply_channel(envelope)
         cache_key = reply_cache_key(self.owner, envelope.message_id)
-        try:
-            cached = await self.bus.get(cache_key)
-        except BusError:
-            return  # the bus went away: the entry stays pending and is claimed again
+        to_cache: tuple[str, str] | None = None
         if cached is not None:
             reply = json.loads(cached)
         elif not isinstance(tool, str) or not isinstance(arguments, dict):
             reply = {"ok": False, "error": "request needs 'tool' (string) and 'arguments' (object)"}
+            to_cache = (cache_key, json.dumps(reply))
         else:
             token = current_request_id.set(envelope.message_id)
             try:
@@ -176,21 +303,78 @@ class ToolRequestServer:
                 return  # left pending: claimed again once it can be carried out
             finally:
                 current_request_id.reset(token)
+            self.calls.labels(tool=tool if tool in self._tool_names else "other").inc()
             reply = {"ok": ok, "result": result if ok else None, "error": None if ok else result}
+            to_cache = (cache_key, json.dumps(reply))
+        await self._write(_Reply(entry.entry_id, to_cache, self._reply_message(envelope, reply)))
+
+    def _reply_message(self, envelope: Envelope, reply: dict[str, Any]) -> tuple[str, bytes] | None:
+        """The reply envelope to publish, encoded; None when there is no one to answer or
+        it is over the bus's message limit (the caller then reads it from the cache)."""
+        channel = self._reply_channel(envelope)
+        if channel is None:
+            return None
+        try:
+            answer = self.bus.envelope(
+                channel,
+                reply,
+                correlation_id=envelope.message_id,
+                conversation_id=envelope.conversation_id,
+                recipient_id=envelope.sender_id,
+            )
+            return channel, encode(answer, self.bus.max_message_bytes)
+        except EnvelopeError:
+            return None
+
+    async def _write(self, reply: _Reply) -> None:
+        """Hand ``reply`` to the writer and wait until it is written (or could not be: the
+        entry then stays pending and is claimed again)."""
+        self._replies.put_nowait(reply)
+        await reply.written
+
+    async def _write_replies(self) -> None:
+        """Write the replies that are ready, a batch per transaction: each cached, then
+        published, then every entry acknowledged — never acknowledged unless cached."""
+        while True:
+            batch = [await self._replies.get()]
+            while len(batch) < REPLY_BATCH and not self._replies.empty():
+                batch.append(self._replies.get_nowait())
+            commands: list[tuple[Any, ...]] = [
+                ("SET", key, value, "EX", REPLY_TTL_S)
+                for key, value in (r.cache for r in batch if r.cache is not None)
+            ]
+            commands += [
+                ("PUBLISH", channel, data)
+                for channel, data in (r.publish for r in batch if r.publish is not None)
+            ]
+            commands.append(("XACK", self.stream, GROUP, *(r.entry_id for r in batch)))
             try:
-                await self.bus.set(cache_key, json.dumps(reply), ex=REPLY_TTL_S)
-            except BusError:
-                return
-        if isinstance(reply_channel, str):
-            with contextlib.suppress(BusError, EnvelopeError):
-                await self.bus.publish(
-                    reply_channel,
-                    reply,
-                    correlation_id=envelope.message_id,
-                    conversation_id=envelope.conversation_id,
-                    recipient_id=envelope.sender_id,
+                await self.bus.pipeline(commands, transaction=True)
+                written = True
+            except BusError as exc:
+                written = False
+                self.log.warning(
+                    "Could not write %d relay repl%s (%s); the requests stay pending and are "
+                    "taken up again",
+                    len(batch),
+                    "y" if len(batch) == 1 else "ies",
+                    exc,
                 )
-        await self._ack(entry_id)
+            for reply in batch:
+                if not reply.written.done():
+                    reply.written.set_result(written)
+
+    async def _trim_handled(self) -> None:
+        """Drop acknowledged entries once more than :data:`KEEP_HANDLED` have gathered:
+        everything older than the oldest entry not yet acknowledged (or not yet read)."""
+        backlog = await self.bus.stream_backlog(self.stream, GROUP)
+        handled = backlog.handled
+        if handled is None or handled <= KEEP_HANDLED or backlog.last_delivered is None:
+            return
+        oldest = backlog.first_pending or backlog.last_delivered
+        trimmed = await self.bus.trim_before(self.stream, oldest)
+        if trimmed:
+            self.log.debug("Trimmed %d handled request(s) from %s", trimmed, self.stream)
 
     def _reply_channel(self, envelope: Envelope) -> str | None:
         """Where the caller asked for the reply, if it is one of this owner's reply
@@ -209,10 +393,6 @@ class ToolRequestServer:
         )
         return None
 
-    async def _ack(self, entry_id: str) -> None:
-        with contextlib.suppress(BusError):
-            await self.bus.ack(self.stream, GROUP, entry_id)
-
 
 class RelayError(MadError):
     pass
@@ -222,35 +402,203 @@ class RelayTimeoutError(RelayError, TimeoutError):
     pass
 
 
+class RelayBusyError(RelayError):
+    """The owner's stream holds its backlog limit of unhandled requests: this one was not
+    queued. Retry later."""
+
+    retry_after_s = 5.0
+
+
+APPEND = """
+local limit = tonumber(ARGV[1])
+local backlog = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  backlog = redis.call('XLEN', KEYS[1])
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local info = {}
+    for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+    if info['name'] == ARGV[2] then
+      if info['lag'] then
+        backlog = info['lag'] + info['pending']
+      else
+        local unread = redis.call('XRANGE', KEYS[1], '(' .. info['last-delivered-id'], '+',
+          'COUNT', limit)
+        backlog = #unread + info['pending']
+      end
+    end
+  end
+end
+if backlog >= limit then
+  return {0, backlog}
+end
+return {1, redis.call('XADD', KEYS[1], '*', ARGV[3], ARGV[4])}
+"""
+"""Append ARGV[4] (an encoded envelope, field ARGV[3]) to stream KEYS[1] unless ARGV[1]
+requests already wait unhandled in it for consumer group ARGV[2]: entries not yet
+delivered (the group's lag, or counted past its last delivered id when Redis cannot tell)
+plus entries delivered and not acknowledged; with no group yet, every entry.
+``{1, entry id}`` or ``{0, backlog}``."""
+
+
+@dataclass
+class _Waiting:
+    owner: str
+    future: asyncio.Future[dict[str, Any]]
+    started: float
+    give_up: Callable[[float], bool] | None
+
+
+@dataclass
+class _Append:
+    owner: str
+    data: bytes
+    done: asyncio.Future[str] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
 class ToolRelayClient:
     """The caller side: ``await client.call(owner, tool, arguments)``.
 
     Replies from each of ``owners`` arrive on a channel of their own for this process,
     ``mad.direct.<sender>.<instance>.<owner>``; start :meth:`run` as a background task
-    before calling.
+    before calling. At most ``backlog_limit`` requests wait unhandled in an owner's stream;
+    past that a call is refused with :class:`RelayBusyError` and nothing is queued.
     """
 
-    def __init__(self, bus: Bus, owners: Sequence[str], *, request_maxlen: int = 100_000) -> None:
+    def __init__(
+        self, bus: Bus, owners: Sequence[str], *, backlog_limit: int = DEFAULT_BACKLOG
+    ) -> None:
         self.bus = bus
         self.owners = tuple(owners)
         self.instance = uuid.uuid4().hex[:12]
-        self.request_maxlen = request_maxlen
-        self._waiting: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self.backlog_limit = backlog_limit
+        self._waiting: dict[str, _Waiting] = {}
+        self._appends: asyncio.Queue[_Append] = asyncio.Queue()
+        self._append_script = bus.script(APPEND)
+        self._sweep_all = asyncio.Event()
 
     def reply_channel(self, owner: str) -> str:
         return channels.reply(self.bus.sender_id, self.instance, owner)
 
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for their reply."""
+        return len(self._waiting)
+
     async def run(self) -> None:
+        """Take replies, append requests, keep the waiting calls' deadlines."""
+        helpers = [
+            asyncio.create_task(self._append_requests(), name="relay-appends"),
+            asyncio.create_task(self._keep_waiting(), name="relay-waiting"),
+        ]
+        try:
+            await self._take_replies()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            for helper in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
+            while not self._appends.empty():  # no one will append them now
+                append = self._appends.get_nowait()
+                if not append.done.done():
+                    append.done.set_exception(BusUnavailableError("the relay has stopped"))
+
+    async def _take_replies(self) -> None:
         replies = [self.reply_channel(owner) for owner in self.owners]
-        async for message in self.bus.messages(channels_=replies):
+        async for message in self.bus.messages(channels_=replies, subscribed=self._sweep_all.set):
             envelope = message.envelope
             if envelope is None or envelope.correlation_id is None:
                 continue
             waiting = self._waiting.get(envelope.correlation_id)
-            if waiting is None or envelope.sender_id != waiting[0]:
+            if waiting is None or envelope.sender_id != waiting.owner:
                 continue  # not ours, or not from the owner it was asked of
-            if not waiting[1].done():
-                waiting[1].set_result(envelope.payload)
+            if not waiting.future.done():
+                waiting.future.set_result(envelope.payload)
+
+    async def _keep_waiting(self) -> None:
+        """End the calls whose owner is given up on; read from the reply cache what may
+        have been missed: every call's after the reply subscription was (re)made, and the
+        reply of each call that has waited :data:`SWEEP_S` since it was last looked for."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + SWEEP_S
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHECK_S):
+                    await self._sweep_all.wait()
+            now = loop.time()
+            for waiting in list(self._waiting.values()):
+                gone = waiting.give_up is not None and waiting.give_up(now - waiting.started)
+                if gone and not waiting.future.done():
+                    waiting.future.set_exception(TimeoutError())
+            if self._sweep_all.is_set():
+                self._sweep_all.clear()
+                await self._sweep(list(self._waiting.items()))
+            elif now >= next_sweep:
+                next_sweep = now + SWEEP_S
+                await self._sweep(
+                    [(i, w) for i, w in self._waiting.items() if now - w.started >= SWEEP_S]
+                )
+
+    async def _sweep(self, calls: list[tuple[str, _Waiting]]) -> None:
+        for start in range(0, len(calls), SWEEP_BATCH):
+            batch = [(i, w) for i, w in calls[start : start + SWEEP_BATCH] if not w.future.done()]
+            if not batch:
+                continue
+            try:
+                found = await self.bus.mget([reply_cache_key(w.owner, i) for i, w in batch])
+            except BusError:
+                return
+            for (_i, waiting), cached in zip(batch, found, strict=True):
+                if cached is None or waiting.future.done():
+                    continue
+                with contextlib.suppress(ValueError):
+                    waiting.future.set_result(dict(json.loads(cached)))
+
+    async def _append_requests(self) -> None:
+        """Append the requests that are ready, many per round trip, each under the backlog
+        check."""
+        while True:
+            batch = [await self._appends.get()]
+            while len(batch) < READ_BATCH and not self._appends.empty():
+                batch.append(self._appends.get_nowait())
+            calls = [
+                (
+                    [channels.requests_stream(a.owner)],
+                    [self.backlog_limit, GROUP, ENVELOPE_FIELD, a.data],
+                )
+                for a in batch
+            ]
+            try:
+                outcomes = await self._append_script.many(calls)
+            except BusError as exc:
+                for append in batch:
+                    if not append.done.done():
+                        append.done.set_exception(exc)
+                continue
+            except BaseException:  # stopped mid-way: the callers must not wait forever
+                for append in batch:
+                    if not append.done.done():
+                        append.done.set_exception(
+                            BusUnavailableError("the relay stopped while handing the call over")
+                        )
+                raise
+            for append, outcome in zip(batch, outcomes, strict=True):
+                if append.done.done():
+                    continue
+                if isinstance(outcome, BusError):
+                    append.done.set_exception(outcome)
+                elif int(outcome[0]) == 1:
+                    append.done.set_result(_text(outcome[1]))
+                else:
+                    append.done.set_exception(
+                        RelayBusyError(
+                            f"busy: {int(outcome[1]):,} requests wait for {append.owner}, the "
+                            f"most its queue holds; this call was not queued: retry after "
+                            f"{RelayBusyError.retry_after_s:.0f} s"
+                        )
+                    )
 
     async def registered_tools(self) -> dict[str, list[dict[str, Any]]]:
         """Each owner's published tool list (an owner that has published none is absent)."""
@@ -279,7 +627,10 @@ class ToolRelayClient:
         Returns the reply payload ``{"ok", "result", "error"}``. The wait ends at
         ``timeout``, or earlier once ``give_up(seconds waited)`` says so (checked about
         twice a second: an owner known to be down, say). Either way the request stays in
-        the owner's stream and is still carried out when the owner returns.
+        the owner's stream and is still carried out when the owner returns. Raises
+        :class:`RelayBusyError` when the owner's stream is full (nothing was queued),
+        :class:`EnvelopeError` for a request over the bus's message limit and
+        :class:`BusError` when it could not be handed over.
         """
         fields: dict[str, Any] = {}
         if conversation_id:
@@ -295,16 +646,20 @@ class ToolRelayClient:
             recipient_id=owner,
             **fields,
         )
+        append = _Append(owner, encode(envelope, self.bus.max_message_bytes))
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._waiting[envelope.message_id] = (owner, future)
         started = loop.time()
+        waiting = _Waiting(owner, loop.create_future(), started, give_up)
+        self._waiting[envelope.message_id] = waiting
         try:
-            await self.bus.stream_append(
-                channels.requests_stream(owner), envelope, maxlen=self.request_maxlen
-            )
-            return await self._reply(owner, envelope.message_id, future, timeout, give_up)
+            async with asyncio.timeout(timeout):
+                self._appends.put_nowait(append)
+                # Shielded: a call that stops waiting still learns whether its request was
+                # queued, and an append under way is never half taken back.
+                await asyncio.shield(append.done)
+                return await waiting.future
         except TimeoutError:
+            await append.done  # refused (busy) or not handed over: say that instead
             waited = min(timeout, loop.time() - started)
             raise RelayTimeoutError(
                 f"{owner} did not answer {tool} within {waited:.0f} s; the request is "
@@ -312,28 +667,9 @@ class ToolRelayClient:
             ) from None
         finally:
             self._waiting.pop(envelope.message_id, None)
+            if not waiting.future.done():
+                waiting.future.cancel()
 
-    async def _reply(
-        self,
-        owner: str,
-        message_id: str,
-        future: asyncio.Future[dict[str, Any]],
-        timeout: float,
-        give_up: Callable[[float], bool] | None,
-    ) -> dict[str, Any]:
-        """The reply from pub/sub, or from the owner's reply cache should the pub/sub
-        delivery have been missed (e.g. during a reconnect)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + timeout
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0 or (give_up is not None and give_up(loop.time() - started)):
-                raise TimeoutError
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), min(0.5, remaining))
-            except TimeoutError:
-                with contextlib.suppress(BusError, ValueError):
-                    cached = await self.bus.get(reply_cache_key(owner, message_id))
-                    if cached is not None:
-                        return dict(json.loads(cached))
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -41,7 +41,7 @@ from mads.core import invoke, registry, sdk, tracing
 from mads.core.access import SenderPolicy
 from mads.core.arguments import ArgumentCheck, ToolSignature, UnknownTools
 from mads.core.contract import STARTED_LOG, MadContract
-from mads.core.direct_calls import DirectToolCalls
+from mads.core.direct_calls import DirectToolCalls, ForwardedTools
 from mads.core.edge import HttpEdge
 from mads.core.errors import MadError
 from mads.core.internal_access import InternalGuard, ScrapeCredential
@@ -133,6 +133,7 @@ class MadService:
         self._heartbeat_duties: list[Callable[[], Awaitable[None]]] = []
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
+        self._forwarded: ForwardedTools | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._streaming: StreamableHTTPSessionManager | None = None
         self._routes: list[Route] = []
@@ -243,6 +244,11 @@ class MadService:
         may rely on it having been done (its bus errors are the duty's own to report)."""
         self._heartbeat_duties.append(duty)
 
+    def forward_directly(self, tools: ForwardedTools) -> None:
+        """Let the direct path answer plain calls of the tools a middleware of this MAD
+        forwards (see :mod:`mads.core.direct_calls`)."""
+        self._forwarded = tools
+
     def on_startup(self, hook: Hook) -> None:
         self._startup.append(hook)
 
@@ -310,8 +316,8 @@ class MadService:
         edge = Middleware(
             HttpEdge,
             path=MCP_PATH,
-            max_inflight=self.settings.mad_max_inflight,
-            wait_s=self.settings.mad_inflight_wait_s,
+            max_inflight=self.settings.admission[0],
+            wait_s=self.settings.admission[1],
             body_limit=MCP_BODY_LIMIT,
             logger=self.log,
         )
@@ -329,6 +335,7 @@ class MadService:
                     arguments=self.arguments,
                     security=TransportSecurityMiddleware(security),
                     body_limit=MCP_BODY_LIMIT,
+                    forwarded=self._forwarded,
                 )
             )
         if tracing.enabled():
@@ -419,6 +426,8 @@ class MadService:
             port=self.port,
             log_level="warning",
             access_log=False,
+            # The client address is the TCP peer's: no X-Forwarded-* header is believed.
+            proxy_headers=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
             log_config=None,

@@ -105,6 +105,11 @@ class MadSettings(BaseSettings):
         return data
 
     @property
+    def admission(self) -> tuple[int, float]:
+        """What the HTTP edge admits: MCP requests at once, and how long one more waits."""
+        return self.mad_max_inflight, self.mad_inflight_wait_s
+
+    @property
     def internal_headers(self) -> dict[str, str]:
         """What a MAD sends a peer's MCP endpoint: the internal credential, when set."""
         token = self.mad_internal_token.get_secret_value()
@@ -158,6 +163,26 @@ class BusSettings(MadSettings):
         le=60,
         description="How long a command waits for a free connection before 'busy, retry'.",
     )
+
+    mad_relay_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Tool calls relayed over the bus that a MAD serving tools works on at "
+        "once; unset: MAD_MAX_INFLIGHT, what its HTTP edge admits, so a relayed call is "
+        "never throttled below a direct one.",
+    )
+    mad_relay_backlog_limit: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Relayed requests that may wait unhandled in an owner's stream; a call "
+        "past it is refused ('busy, retry') and nothing is queued.",
+    )
+
+    @property
+    def relay_concurrency(self) -> int:
+        return self.mad_relay_concurrency or self.mad_max_inflight
 
     @field_validator("redis_password")
     @classmethod

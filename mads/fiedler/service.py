@@ -157,8 +157,10 @@ def build() -> MadService:
         NAME,
         run_relayed,
         logger=log,
+        concurrency=settings.relay_concurrency,
         claim_idle_ms=CLAIM_IDLE_MS,
         gate=store_available,
+        metrics=service.metrics,
     )
     service.before_heartbeat(server.keep_tools_published)
 

@@ -34,9 +34,10 @@ from mads.core.bus import Bus, BusError
 from mads.core.envelope import EnvelopeError
 from mads.core.logs import quoted
 from mads.core.registry import contracts
-from mads.core.relay import RelayTimeoutError, ToolRelayClient
+from mads.core.relay import DEFAULT_BACKLOG, RelayBusyError, RelayTimeoutError, ToolRelayClient
 
 REGISTRY_CACHE_S = 1.0
+BUSY_LOG_EVERY_S = 60.0
 
 
 class Liveness:
@@ -76,6 +77,8 @@ class Gateway:
         timeout_s: float,
         liveness: Liveness,
         logger: logging.Logger,
+        *,
+        backlog_limit: int = DEFAULT_BACKLOG,
     ) -> None:
         self.bus = bus
         self.own_name = own_name
@@ -87,8 +90,9 @@ class Gateway:
         self.own_tools = frozenset(installed[own_name].tools) if own_name in installed else None
         self.declared = {tool: c.name for c in serving for tool in c.tools}
         """Tool name -> the owner whose contract declares it."""
-        self.client = ToolRelayClient(bus, [c.name for c in serving])
+        self.client = ToolRelayClient(bus, [c.name for c in serving], backlog_limit=backlog_limit)
         self._cache: dict[str, tuple[str, Tool]] = {}
+        self._busy_logged: dict[str, float] = {}
         self._cached_at = float("-inf")
 
     async def run(self) -> None:
@@ -139,6 +143,19 @@ class Gateway:
                     return await self.relay(owner, name, {} if arguments is None else arguments)
         return await call_next(ctx)
 
+    def forwards(self, name: str) -> bool:
+        """Whether a plain ``tools/call`` of ``name`` is relayed: a tool another MAD's
+        contract declares (so it always has an owner to go to)."""
+        return name in self.declared and not self._is_own(name)
+
+    async def forward(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
+        """What :meth:`__call__` answers for a plain call of a tool :meth:`forwards`."""
+        try:
+            owner = await self._owner_of(name)
+        except BusError as exc:
+            return error_result(f"cannot look up {name}: {exc}")
+        return await self.relay(owner or self.declared[name], name, arguments)
+
     def _is_own(self, name: str) -> bool:
         if self.own_tools is None:  # no contract installed for this gateway: by its prefix
             return name.startswith(f"{self.own_name}_")
@@ -182,6 +199,9 @@ class Gateway:
         except EnvelopeError as exc:  # over the bus's message limit, say: said once, here
             self.log.warning("Refused to relay %s to %s: %s", quoted(name), owner, exc)
             return error_result(f"cannot relay {name}: {exc}")
+        except RelayBusyError as exc:  # nothing queued: the caller is to come back
+            self._log_busy(owner, exc)
+            return error_result(f"cannot relay {name}: {exc}")
         except RelayTimeoutError as exc:
             message = str(exc)
             silent = self.liveness.silent_for(owner)
@@ -195,6 +215,13 @@ class Gateway:
         if not reply.get("ok"):
             return error_result(str(reply.get("error") or f"{name} failed on {owner}"))
         return _success(reply.get("result"))
+
+    def _log_busy(self, owner: str, exc: RelayBusyError) -> None:
+        """Say once a minute per owner that calls are refused as busy, not once a call."""
+        now = time.monotonic()
+        if now - self._busy_logged.get(owner, float("-inf")) >= BUSY_LOG_EVERY_S:
+            self._busy_logged[owner] = now
+            self.log.warning("Refusing calls to %s until its queue drains: %s", owner, exc)
 
     def _owner_gone(self, owner: str) -> Callable[[float], bool]:
         """When a relayed call stops waiting before the timeout: once it has waited

@@ -86,8 +86,16 @@ def build() -> MadService:
     tools.register(service, settings, buffers, fanout)
 
     liveness = Liveness(bus, settings.mad_heartbeat_s)
-    gateway = Gateway(bus, NAME, settings.grace_relay_timeout_s, liveness, service.log)
+    gateway = Gateway(
+        bus,
+        NAME,
+        settings.grace_relay_timeout_s,
+        liveness,
+        service.log,
+        backlog_limit=settings.mad_relay_backlog_limit,
+    )
     service.mcp.middleware.append(gateway)
+    service.forward_directly(gateway)
     # Task ids are signed with a key every replica derives from the same bus credential.
     task_gateway.serve(service, gateway, settings.redis_password.get_secret_value())
     service.add_background(liveness.run)

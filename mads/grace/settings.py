@@ -33,6 +33,17 @@ class GraceSettings(BusSettings):
     grace_max_buffer: int = Field(default=1000, ge=1, le=1_000_000)
     grace_max_payload_bytes: int = Field(default=64 * 1024, ge=64, le=1024 * 1024)
     grace_relay_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    grace_max_inflight: int = Field(
+        default=4096,
+        ge=1,
+        le=100_000,
+        description="MCP requests Grace works on at once (its MAD_MAX_INFLIGHT). A relayed "
+        "call waiting for its owner costs Grace memory only, so the default admits a burst "
+        "of thousands, which waits in the owner's stream (up to MAD_RELAY_BACKLOG_LIMIT) "
+        "instead of being refused here; one more waits GRACE_INFLIGHT_WAIT_S, then gets 503 "
+        "with Retry-After.",
+    )
+    grace_inflight_wait_s: float = Field(default=10.0, ge=0, le=60)
     grace_client_ttl_s: float = Field(default=3600.0, ge=1, le=30 * 24 * 3600)
     grace_max_topics: int = Field(default=32, ge=1, le=1000)
     grace_default_requests_per_second: float | None = Field(
@@ -175,6 +186,10 @@ class GraceSettings(BusSettings):
         if self.grace_oauth_introspection_url and not self.grace_oauth_issuer:
             raise ValueError("GRACE_OAUTH_INTROSPECTION_URL needs GRACE_OAUTH_ISSUER")
         return self
+
+    @property
+    def admission(self) -> tuple[int, float]:
+        return self.grace_max_inflight, self.grace_inflight_wait_s
 
     @property
     def api_tokens(self) -> list[str]:

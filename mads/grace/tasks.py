@@ -4,8 +4,10 @@ An outside client connected only to Grace runs the group's long-running work as 
 a tool a MAD's contract declares task-capable (:class:`~mads.core.contract.TaskTools`,
 Fiedler's ``fiedler_converse``) is offered with ``execution.taskSupport``; asked for a task
 it is relayed as a plain call, and Grace answers with a task handle. The task methods are
-relayed as the owner's status and cancel tools. Nothing is kept here, so any Grace replica
-answers for any task.
+answered with the owner's status and cancel tools' replies; a status reply is given again
+while the owner has published no change since (:mod:`mads.grace.task_status`), so polling
+costs the owner nothing between changes. Nothing a replica keeps is needed by another: any
+Grace replica answers for any task.
 
 Task ids are namespaced per upstream MAD and signed: ``<owner>:<owner's id>:<mac>``, the MAC
 keyed from Grace's own bus credential (every replica has the same one). A task id Grace did
@@ -17,7 +19,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 from mcp.shared.exceptions import MCPError
@@ -27,6 +30,7 @@ from mads.core.mcp_tasks import INTERNAL_ERROR, INVALID_PARAMS, Status, TaskServ
 from mads.core.registry import contracts
 from mads.core.service import MadService
 from mads.grace.gateway import Gateway
+from mads.grace.task_status import TaskStatuses, keep
 
 MAC_CHARS = 24
 CANCELLED_BY = "an outside client through Grace (tasks/cancel)"
@@ -73,9 +77,10 @@ class GatewayTasks:
     listing = False
     poll_s = 0.5
 
-    def __init__(self, gateway: Gateway, ids: TaskIds) -> None:
+    def __init__(self, gateway: Gateway, ids: TaskIds, statuses: TaskStatuses) -> None:
         self.gateway = gateway
         self.ids = ids
+        self.statuses = statuses
         self.owners = task_tools()
         self.offered: Mapping[str, TaskTools] = {
             name: tools for name, (_owner, tools) in self.owners.items()
@@ -106,13 +111,22 @@ class GatewayTasks:
         return owner, inner, tools
 
     async def status(self, task_id: str) -> tuple[Status, TaskTools]:
+        """The owner's status reply: the one Grace holds while nothing has changed since
+        (:mod:`mads.grace.task_status`), else relayed."""
         owner, inner, tools = self._decode(task_id)
-        return await self.relay(owner, tools.status, {tools.id_field: inner}), tools
+
+        def read() -> Awaitable[dict[str, Any]]:
+            return self.relay(owner, tools.status, {tools.id_field: inner})
+
+        return await self.statuses.status(owner, inner, tools, read), tools
 
     async def cancel(self, task_id: str) -> tuple[Status, TaskTools]:
         owner, inner, tools = self._decode(task_id)
         arguments = {tools.id_field: inner, "requester_id": CANCELLED_BY}
-        return await self.relay(owner, tools.cancel, arguments), tools
+        asked = time.monotonic()
+        answer = await self.relay(owner, tools.cancel, arguments)
+        self.statuses.remember(owner, inner, answer, asked)
+        return answer, tools
 
     async def recent(self) -> list[tuple[str, Status, TaskTools]]:
         return []  # not listing: a task id is all a client of Grace needs
@@ -144,8 +158,12 @@ def method_tools(task_id: Any, method: str) -> str | None:
 
 
 def serve(service: MadService, gateway: Gateway, secret: str) -> TaskServer:
-    """Serve MCP tasks on Grace: the middleware goes just before ``gateway``."""
-    server = TaskServer(GatewayTasks(gateway, TaskIds(secret)))
+    """Serve MCP tasks on Grace: the middleware goes just before ``gateway``; the owners'
+    task states are followed on their status channels."""
+    owners = {owner: tools for owner, tools in task_tools().values()}
+    statuses = TaskStatuses(gateway.bus, owners, service.log)
+    service.add_background(lambda: keep(statuses))
+    server = TaskServer(GatewayTasks(gateway, TaskIds(secret), statuses))
     chain = service.mcp.middleware
     chain.insert(chain.index(gateway), server)
     server.add_handlers(service.mcp)

@@ -71,7 +71,14 @@ def build() -> MadService:
     service.add_background(memory.run)
     service.metrics.register(RogersCollector(connections, stats, memory, storage))
 
-    requests = ToolRequestServer(bus, NAME, service.call_tool_locally, logger=service.log)
+    requests = ToolRequestServer(
+        bus,
+        NAME,
+        service.call_tool_locally,
+        logger=service.log,
+        concurrency=settings.relay_concurrency,
+        metrics=service.metrics,
+    )
     service.before_heartbeat(requests.keep_tools_published)
 
     async def serve_requests() -> None:

@@ -254,7 +254,7 @@ DECLARED: Mapping[type[ComponentSpec], tuple[Declared, ...]] = {
             OAUTH_VARIABLES["introspection_client_secret"],
         ),
         # the tunables
-        Declared("maxInFlight", "MAD_MAX_INFLIGHT"),
+        Declared("maxInFlight", "GRACE_MAX_INFLIGHT"),
         Declared("limits.requestsPerSecond", "GRACE_DEFAULT_REQUESTS_PER_SECOND", render=number),
         Declared("limits.concurrentCalls", "GRACE_DEFAULT_CONCURRENT_CALLS"),
     ),
@@ -285,9 +285,11 @@ def on_the_bus(comp: topology.Component) -> bool:
 
 GROUP_DECLARED: tuple[tuple[Declared, Callable[[topology.Component], bool]], ...] = (
     (Declared("heartbeatSeconds", HEARTBEAT_VARIABLE, render=number), on_the_bus),
+    (Declared("relayBacklogLimit", "MAD_RELAY_BACKLOG_LIMIT"), on_the_bus),
 )
 """Group-wide settings (fields of ``spec`` itself), each with the components it reaches:
-the heartbeat only rolls the MADs on the bus, which are the ones that beat or listen."""
+the heartbeat and the relay's backlog limit only roll the MADs on the bus, which are the
+ones that beat or listen and relay."""
 
 
 @dataclass(frozen=True)

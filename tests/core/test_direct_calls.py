@@ -14,9 +14,11 @@ import pytest
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
+from mcp.types import CallToolResult, TextContent
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
 from pydantic import Field
 
+from mads.core.arguments import error_result
 from mads.core.service import MCP_BODY_LIMIT, MadService
 from mads.core.settings import MadSettings
 
@@ -27,8 +29,33 @@ HEADERS = {
 }
 
 
+class Forwarder:
+    """Server middleware answering ``fiedler_*`` calls itself, as a gateway relays them."""
+
+    def forwards(self, name: str) -> bool:
+        return name.startswith("fiedler_")
+
+    async def forward(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
+        if arguments.get("fail"):
+            return error_result(f"cannot relay {name}: fiedler is busy; retry after 5 s")
+        reply = {"task_id": "t-1", "echo": arguments}
+        return CallToolResult(
+            content=[TextContent(type="text", text=json.dumps(reply))], structured_content=reply
+        )
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        if ctx.method == "tools/call" and isinstance(ctx.params, dict):
+            name = ctx.params.get("name")
+            if isinstance(name, str) and self.forwards(name):
+                return await self.forward(name, ctx.params.get("arguments") or {})
+        return await call_next(ctx)
+
+
 def build(direct: bool) -> MadService:
     service = MadService("rogers", MadSettings(mad_name="rogers", mad_direct_tool_calls=direct))
+    forwarder = Forwarder()
+    service.mcp.middleware.append(forwarder)
+    service.forward_directly(forwarder)
 
     @service.tool("rogers_lookup", description="Look a name up.")
     async def lookup(
@@ -149,12 +176,16 @@ DIRECT_CASES = {
     "out of range": call("rogers_lookup", {"name": "ada", "count": -1}),
     "missing argument": call("rogers_lookup", {}),
     "nested argument": call("rogers_echo", {"text": [[[["deep"]]]]}),
+    "forwarded tool": call("fiedler_converse", {"prompt": "hi", "n": [1, 2]}),
+    "forwarded tool without arguments": call("fiedler_converse"),
+    "forwarded tool's error": call("fiedler_converse", {"fail": True}),
 }
 
 SDK_CASES = {
     "tool that needs the request context": call("rogers_whoami", {}),
     "unknown tool": call("rogers_nothing", {}),
     "arguments not an object": call("rogers_lookup", ["ada"]),
+    "forwarded tool, arguments not an object": call("fiedler_converse", ["hi"]),
     "_meta in params": json.dumps(
         {
             "jsonrpc": "2.0",

@@ -1,5 +1,7 @@
 """Hostile input, generated: at least 2,000 seeded cases each against Grace's and Fiedler's
-``/mcp`` and against ``mad-cli`` (counted: Hypothesis may not stop early). Whatever comes
+``/mcp``, against their task methods (``tasks/*`` and task-augmented ``tools/call``, both
+protocol generations; a refused request changes no task) and against ``mad-cli`` (counted:
+Hypothesis may not stop early). Whatever comes
 in: no 5xx, no process exits (Sequential Thinking's included), no traceback in any MAD's
 log or in the CLI's output or logging, no log line over the cap, no line a client wrote
 that passes for the service's own; ``mad-cli`` refused by Grace (no token, a wrong one, a
@@ -17,6 +19,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,6 +339,183 @@ def _forged_tasks(db_path: Path) -> int:
         )
     finally:
         conn.close()
+
+
+# -- the task methods ------------------------------------------------------------------
+
+TASK_METHODS = ["tasks/get", "tasks/result", "tasks/cancel", "tasks/list", "tasks/update"]
+TASK_EXTENSION = "io.modelcontextprotocol/tasks"
+
+
+def task_requests(ids: list[str]) -> st.SearchStrategy[tuple[bytes, dict[str, str]]]:
+    """The task methods and task-augmented ``tools/call``, on both protocol generations:
+    2025-11-25 (tasks in the core protocol) and 2026-07-28 (the tasks extension, declared
+    or not in the request's ``_meta``), with ids that exist (``ids``) and anything else
+    where an id, a name, a task's metadata, a cursor or the params go; each with the
+    headers its generation routes by (or a wrong one)."""
+    task_id = st.one_of(st.sampled_from(ids), json_values, tricky_text)
+    task_params = st.one_of(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "taskId": task_id,
+                "cursor": json_values,
+                "inputResponses": json_values,
+                "ttl": json_values,
+            },
+        ),
+        json_values,
+    )
+    call_params = st.one_of(
+        st.fixed_dictionaries(
+            {
+                "name": st.sampled_from(["fiedler_converse", "fiedler_get_task_status"])
+                | json_values,
+                "task": st.fixed_dictionaries({}, optional={"ttl": json_values}) | json_values,
+            },
+            optional={"arguments": arguments},
+        ),
+        st.fixed_dictionaries(
+            {"name": st.just("fiedler_converse"), "arguments": arguments},
+            optional={"task": json_values},
+        ),
+    )
+    request = st.one_of(
+        st.tuples(st.sampled_from(TASK_METHODS), task_params),
+        st.tuples(st.just("tools/call"), call_params),
+    )
+    meta = st.sampled_from(["none", "without the extension", "with the extension", "odd"])
+
+    def build(
+        method_params: tuple[str, Any], version: str, how: str, request_id: Any
+    ) -> tuple[bytes, dict[str, str]]:
+        method, params = method_params
+        headers = {**GOOD_HEADERS, "mcp-protocol-version": version}
+        if isinstance(params, dict) and how != "none":
+            extensions = {TASK_EXTENSION: {}} if how == "with the extension" else {}
+            params = {
+                **params,
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": version,
+                    "io.modelcontextprotocol/clientCapabilities": {"extensions": extensions},
+                }
+                if how != "odd"
+                else ["not", "an", "object"],
+            }
+        if version == "2026-07-28":
+            headers["mcp-method"] = method
+            named = params.get("name", params.get("taskId")) if isinstance(params, dict) else None
+            if (
+                isinstance(named, str)
+                and named.isprintable()
+                and named.isascii()
+                and named == named.strip()
+            ):
+                headers["mcp-name"] = named
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        return json.dumps(body).encode(), headers
+
+    return st.builds(
+        build,
+        request,
+        st.sampled_from(["2025-11-25", "2026-07-28"]),
+        meta,
+        st.integers(min_value=1, max_value=10**6),
+    )
+
+
+def task_rows(db_path: Path) -> tuple[int, str | None, int]:
+    """What a request may change: the number of tasks, the newest change, the unfinished."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        total, newest = conn.execute("SELECT count(*), max(updated_at) FROM tasks").fetchone()
+        working = conn.execute(
+            "SELECT count(*) FROM tasks WHERE status IN ('PENDING', 'RUNNING')"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    return int(total), newest, int(working)
+
+
+def refused(response: httpx.Response) -> bool:
+    """Whether the reply refused the request (an HTTP error, a JSON-RPC error, a tool
+    error): then nothing may have changed."""
+    if response.status_code >= 400:
+        return True
+    try:
+        reply = response.json()
+    except ValueError:
+        return "error" in response.text
+    if not isinstance(reply, dict):
+        return True
+    result = reply.get("result")
+    return "error" in reply or (isinstance(result, dict) and bool(result.get("isError")))
+
+
+def fuzz_task_methods(group: Group, url: str, token: str | None, ids: list[str]) -> Counter:
+    statuses: Counter[int] = Counter()
+
+    @FUZZ
+    @given(case=task_requests(ids))
+    def case(case: tuple[bytes, dict[str, str]]) -> None:
+        body, headers = case
+        wait_for(lambda: task_rows(group.db_path)[2] == 0, timeout=60, what="the tasks finished")
+        before = task_rows(group.db_path)
+        response = post(url, body, headers, token)
+        statuses[response.status_code] += 1
+        assert response.status_code < 500, response.text[:300]
+        assert valid_error_codes(response), response.text[:300]
+        if refused(response):
+            assert task_rows(group.db_path) == before, f"a refused request changed tasks: {body!r}"
+
+    case()
+    return statuses
+
+
+def finished_task(group: Group) -> tuple[str, str]:
+    """A task run as an MCP task through Grace, to its end: (Fiedler's id, Grace's id)."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "fiedler_converse",
+            "arguments": {"prompt": PROMPT, "requester_id": "fuzz-tasks"},
+            "task": {"ttl": 60_000},
+        },
+    }
+    headers = {**GOOD_HEADERS, "mcp-protocol-version": "2025-11-25"}
+    response = post(group.grace.url, json.dumps(body).encode(), headers, group.token)
+    assert response.status_code == 200, response.text
+    outer = str(response.json()["result"]["task"]["taskId"])
+    wait_for(lambda: task_rows(group.db_path)[2] == 0, timeout=60, what="the task finished")
+    return outer.split(":")[1], outer
+
+
+@pytest.mark.timeout(900)
+def test_grace_task_methods(group: Group) -> None:
+    inner, outer = finished_task(group)
+    mac = outer.rsplit(":", 1)[1]
+    ids = [outer, inner, f"fiedler:{inner}:{'0' * 24}", f"rogers:{inner}:{mac}"]
+    statuses = fuzz_task_methods(group, group.grace.url, group.token, ids)
+    ran = sum(statuses.values())
+    record("fuzz", f"Grace's task methods: {ran} requests, statuses {dict(statuses)}")
+    assert ran >= CASES, f"only {ran} cases ran"
+    check_logs_and_health(group)
+    step8(group)
+
+
+@pytest.mark.timeout(900)
+def test_fiedler_task_methods(group: Group) -> None:
+    inner, _outer = finished_task(group)
+    ids = [inner, "00000000-0000-0000-0000-000000000000"]
+    statuses = fuzz_task_methods(group, group.fiedler.url, None, ids)
+    ran = sum(statuses.values())
+    record("fuzz", f"Fiedler's task methods: {ran} requests, statuses {dict(statuses)}")
+    assert ran >= CASES, f"only {ran} cases ran"
+    check_logs_and_health(group)
+    assert _forged_tasks(group.db_path) == 0
+    step8(group)
 
 
 # -- mad-cli ---------------------------------------------------------------------------

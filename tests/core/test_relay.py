@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from mads.core import access
+from mads.core import access, relay
 from mads.core.bus import ENVELOPE_FIELD, Bus
 from mads.core.envelope import decode
-from mads.core.relay import RelayError, ToolRelayClient, ToolRequestServer
+from mads.core.relay import RelayBusyError, RelayError, ToolRelayClient, ToolRequestServer
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import async_wait_for
 
@@ -229,3 +229,103 @@ async def test_a_reply_channel_that_is_not_the_owners_gets_no_answer(
         await async_wait_for(lambda: "mad.topic.done" in heard, what="the listener caught up")
     assert set(heard) == {"mad.topic.listening", "mad.topic.done"}
     assert owner.runs == [{"a": 1, "b": 1}]
+
+
+async def test_a_full_stream_refuses_calls_as_busy_and_loses_none_it_accepted(
+    buses: tuple[Bus, Bus], redis_server: RedisServer
+) -> None:
+    """At its backlog limit the owner's stream takes no more: a call past it is refused,
+    said to be busy, and nothing of it is queued; every call accepted is carried out once
+    the owner is back, exactly once."""
+    owner_bus, caller_bus = buses
+    client = ToolRelayClient(caller_bus, ["owner"], backlog_limit=10)
+    async with running(client.run()):
+        calls = [
+            asyncio.create_task(client.call("owner", "add", {"a": n, "b": 0}, timeout=60))
+            for n in range(15)
+        ]
+        await async_wait_for(
+            lambda: sum(c.done() for c in calls) == 5, what="the calls past the limit refused"
+        )
+        refused = [c for c in calls if c.done()]
+        for call in refused:
+            with pytest.raises(RelayBusyError, match=r"busy: 10 requests wait for owner.*retry"):
+                call.result()
+        assert redis_server.client().xlen("mad.owner.requests") == 10
+
+        owner = Owner()
+        server = ToolRequestServer(owner_bus, "owner", owner.run_tool)
+        async with running(server.run()):
+            accepted = [c for c in calls if c not in refused]
+            replies = await asyncio.gather(*accepted)
+            assert all(reply["ok"] for reply in replies)
+            # Drained, the stream takes calls again.
+            again = await client.call("owner", "add", {"a": 100, "b": 1}, timeout=30)
+            assert again["result"] == {"sum": 101}
+    ran = sorted(run["a"] for run in owner.runs)
+    assert len(ran) == 11 and len(set(ran)) == 11, "each accepted call ran once"
+    assert client.waiting == 0
+
+
+async def test_the_owner_works_on_as_many_requests_at_once_as_it_is_given(
+    buses: tuple[Bus, Bus],
+) -> None:
+    owner_bus, caller_bus = buses
+    release = asyncio.Event()
+    working = 0
+    most = 0
+
+    async def slow(name: str, arguments: dict[str, Any]) -> tuple[bool, Any]:
+        nonlocal working, most
+        working += 1
+        most = max(most, working)
+        try:
+            await release.wait()
+        finally:
+            working -= 1
+        return True, arguments["n"]
+
+    server = ToolRequestServer(owner_bus, "owner", slow, concurrency=40)
+    client = ToolRelayClient(caller_bus, ["owner"])
+    async with running(server.run(), client.run()):
+        calls = [
+            asyncio.create_task(client.call("owner", "slow", {"n": n}, timeout=60))
+            for n in range(100)
+        ]
+        await async_wait_for(lambda: working == 40, what="40 requests worked on at once")
+        release.set()
+        replies = await asyncio.gather(*calls)
+    assert sorted(reply["result"] for reply in replies) == list(range(100))
+    assert most == 40, f"{most} requests were worked on at once, not 40"
+
+
+async def test_handled_requests_are_trimmed_from_the_stream_and_unhandled_ones_kept(
+    buses: tuple[Bus, Bus], redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay, "KEEP_HANDLED", 5)
+    monkeypatch.setattr(relay, "TRIM_EVERY_S", 0.1)
+    owner_bus, caller_bus = buses
+    owner = Owner()
+    client = ToolRelayClient(caller_bus, ["owner"])
+    server = ToolRequestServer(owner_bus, "owner", owner.run_tool)
+    stream = "mad.owner.requests"
+    async with running(client.run()):
+        async with running(server.run()):
+            for n in range(300):
+                assert (await client.call("owner", "add", {"a": n, "b": 0}, timeout=30))["ok"]
+            await async_wait_for(
+                lambda: redis_server.client().xlen(stream) < 150,
+                what="the handled requests trimmed",
+            )
+        # The owner away, what is queued stays until it is handled.
+        queued = [
+            asyncio.create_task(client.call("owner", "add", {"a": n, "b": 0}, timeout=60))
+            for n in range(300, 320)
+        ]
+        await async_wait_for(
+            lambda: redis_server.client().xinfo_groups(stream)[0]["lag"] == 20,
+            what="20 requests queued",
+        )
+        async with running(ToolRequestServer(owner_bus, "owner", owner.run_tool).run()):
+            assert all(reply["ok"] for reply in await asyncio.gather(*queued))
+    assert sorted(run["a"] for run in owner.runs) == list(range(320))

@@ -102,7 +102,7 @@ TUNABLES = {
         "OTEL_SERVICE_NAME": "fiedler-a",
     },
     "grace": {
-        "MAD_MAX_INFLIGHT": "512",
+        "GRACE_MAX_INFLIGHT": "512",
         "GRACE_DEFAULT_REQUESTS_PER_SECOND": "20",
         "GRACE_DEFAULT_CONCURRENT_CALLS": "8",
         "MAD_HEARTBEAT_S": "2",

@@ -54,6 +54,7 @@ def test_every_declared_variable_is_one_its_component_reads() -> None:
 def test_the_tunables_reach_the_variables_their_components_read() -> None:
     raw = {
         "heartbeatSeconds": 2,
+        "relayBacklogLimit": 1000,
         "fiedler": {
             "concurrency": 64,
             "llm": {"timeoutSeconds": 45.5},
@@ -67,14 +68,16 @@ def test_the_tunables_reach_the_variables_their_components_read() -> None:
     assert fiedler["FIEDLER_RETENTION_MAX_AGE_S"] == str(7 * 86_400)
     assert fiedler["FIEDLER_RETENTION_MAX_TASKS"] == "100000"
     grace = values(raw, "grace")
-    assert grace["MAD_MAX_INFLIGHT"] == "512"
+    assert grace["GRACE_MAX_INFLIGHT"] == "512"
     assert grace["GRACE_DEFAULT_REQUESTS_PER_SECOND"] == "20"
     assert grace["GRACE_DEFAULT_CONCURRENT_CALLS"] == "8"
-    assert "MAD_MAX_INFLIGHT" not in fiedler  # Grace's own, not every MAD's
+    assert "GRACE_MAX_INFLIGHT" not in fiedler  # Grace's own, not every MAD's
     # The heartbeat reaches the MADs on the bus, the ones that beat or listen for beats.
     for comp in topology.COMPONENTS:
         beat = values(raw, comp.name).get("MAD_HEARTBEAT_S")
         assert beat == ("2" if comp.bus_user is not None else None), comp.name
+        limit = values(raw, comp.name).get("MAD_RELAY_BACKLOG_LIMIT")
+        assert limit == ("1000" if comp.bus_user is not None else None), comp.name
     # Nothing declared: nothing rendered (each MAD's default, or .env's, holds).
     for comp in topology.COMPONENTS:
         rendered = set(values({}, comp.name))
@@ -127,8 +130,8 @@ def test_a_wrong_tunable_is_refused_in_one_line(raw: dict[str, Any], message: st
     [
         ("fiedler", "FIEDLER_MAX_CONCURRENCY", "declare spec.fiedler.concurrency instead"),
         ("grace", "MAD_HEARTBEAT_S", "declare spec.heartbeatSeconds instead"),
-        ("grace", "MAD_MAX_INFLIGHT", "declare spec.grace.maxInFlight instead"),
-        ("fiedler", "MAD_MAX_INFLIGHT", "it cannot be set through env"),  # Grace's field
+        ("grace", "GRACE_MAX_INFLIGHT", "declare spec.grace.maxInFlight instead"),
+        ("fiedler", "GRACE_MAX_INFLIGHT", "it cannot be set through env"),  # Grace's field
         ("fiedler", "FIEDLER_SOMETHING_NEW", "it cannot be set through env"),  # its prefix
         ("rogers", "REDIS_PASSWORD", "it cannot be set through env"),
         ("grace", "GRACE_API_TOKENS_FILE", "declare spec.grace.tokenSecretRef instead"),
@@ -205,6 +208,7 @@ def templates(raw: dict[str, Any]) -> dict[str, Any]:
         ({"redis": {"maxmemory": "256Mi"}}, {"redis"}),
         ({"redis": {"maxmemoryPolicy": "allkeys-lfu"}}, {"redis"}),
         ({"heartbeatSeconds": 1}, {"grace", "rogers", "fiedler"}),
+        ({"relayBacklogLimit": 1000}, {"grace", "rogers", "fiedler"}),
         ({"sequentialThinking": {"env": {"OTEL_SERVICE_NAME": "st"}}}, {"sequential_thinking"}),
     ],
 )

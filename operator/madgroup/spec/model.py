@@ -362,8 +362,9 @@ class GraceSpec(ComponentSpec):
         default=None,
         ge=1,
         le=100_000,
-        description="MCP requests each Grace replica works on at once; one more waits a "
-        "moment, then gets 503 with Retry-After (unset: the MADs' default, 256).",
+        description="MCP requests each Grace replica works on at once (a relayed call waiting "
+        "for its owner costs memory only); one more waits GRACE_INFLIGHT_WAIT_S, then gets "
+        "503 with Retry-After (unset: Grace's default, 4096).",
     )
     limits: GraceLimitsSpec = Field(
         default_factory=GraceLimitsSpec,
@@ -654,6 +655,14 @@ class MadGroupSpec(Model):
         le=3600,
         description="How often every MAD on the bus publishes its heartbeat; Rogers marks a "
         "MAD STALE after 3 missed beats (unset: each MAD's default, 5).",
+    )
+    relayBacklogLimit: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Relayed requests that may wait unhandled in a MAD's request stream (e.g. "
+        "while Fiedler is down); past it a call is refused 'busy, retry' and nothing is "
+        "queued, so no accepted request is ever dropped (unset: 100000).",
     )
     paused: bool = Field(
         default=False,

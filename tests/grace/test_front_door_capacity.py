@@ -1,0 +1,330 @@
+"""The front door at the speed of the rooms behind it, with real processes: a burst of
+1,000 fiedler_converse calls through Grace (plain JSON-RPC over keep-alive connections, no
+client retries) is accepted and carried out whole, once each; a relay stream at its limit
+refuses what it cannot hold ("busy, retry") and loses nothing it accepted; 1,000 MCP task
+clients waiting on slow tasks through Grace cost Fiedler a few status calls per task, not
+one per poll; and Fiedler killed with SIGKILL in the middle of a burst loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import resource
+import signal
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+
+from tests.support.evidence import record
+from tests.support.fake_llm import FakeLLM
+from tests.support.grace import new_token
+from tests.support.group import ProcessGroup
+from tests.support.group import mad_group as mad_group  # the fixture
+from tests.support.waiting import async_wait_for
+
+PROMPT = "System check, please respond with OK."
+HANDSHAKE = "2025-06-18"
+PULSE = {"MAD_HEARTBEAT_S": "5"}
+"""As deployed: a MAD busy with a burst is not taken for one that stopped."""
+TASKS_VERSION = "2025-11-25"
+
+
+def need_open_files(connections: int) -> None:
+    needed = connections + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        pytest.fail(
+            f"{connections} connections need {needed} open files per process and the limit "
+            f"is {soft} (hard limit {hard}): raise the hard limit (ulimit -Hn)"
+        )
+
+
+class Client:
+    """Plain JSON-RPC over keep-alive connections, as a load tool talks to an MCP server."""
+
+    def __init__(self, url: str, token: str, connections: int) -> None:
+        self.url = f"{url}/mcp"
+        self.token = token
+        # Idle connections are let go before the server's keep-alive (uvicorn's 5 s) ends
+        # them, as a well-behaved client does: never a request on a connection being closed.
+        connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=2)
+        self.http = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=600)
+        )
+        self._ids = itertools.count(1)
+
+    async def send(
+        self, method: str, params: dict[str, Any], version: str = HANDSHAKE
+    ) -> tuple[int, dict[str, Any]]:
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            "mcp-protocol-version": version,
+            "authorization": f"Bearer {self.token}",
+        }
+        async with self.http.post(self.url, data=json.dumps(body), headers=headers) as response:
+            return response.status, json.loads(await response.read())
+
+    async def converse(self, requester: str, request_id: str) -> tuple[str, str]:
+        """``("accepted", task id)``, ``("queued", why)``, ``("busy", why)`` or
+        ``("other", what came)``."""
+        arguments = {"prompt": PROMPT, "requester_id": requester, "request_id": request_id}
+        status, reply = await self.send(
+            "tools/call", {"name": "fiedler_converse", "arguments": arguments}
+        )
+        result = reply.get("result") or {}
+        if status == 200 and not result.get("isError") and result.get("structuredContent"):
+            return "accepted", str(result["structuredContent"]["task_id"])
+        text = json.dumps(reply)
+        if "busy" in text and "retry" in text and "not queued" in text:
+            return "busy", text
+        if "queued and will be carried out" in text:
+            return "queued", text
+        return "other", f"HTTP {status}: {text[:300]}"
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def tasks_of(db_path: Path, requester: str) -> dict[str, tuple[str, str | None]]:
+    """Fiedler's tasks for ``requester``: idempotency key -> (status, result)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute(
+            "SELECT request_key, status, result_payload FROM tasks WHERE requester_id = ?",
+            (requester,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return {str(key): (status, result) for key, status, result in rows}
+
+
+def request_id_of(key: str) -> str:
+    """The client's request id in Fiedler's idempotency key ``request:<requester>:<id>``."""
+    return key.rsplit(":", 1)[1]
+
+
+async def all_completed(db_path: Path, requester: str, expected: set[str]) -> bool:
+    found = tasks_of(db_path, requester)
+    return {request_id_of(k) for k in found} == expected and all(
+        status == "COMPLETED" for status, _ in found.values()
+    )
+
+
+def relayed_calls(fiedler_url: str, tool: str) -> float:
+    """Relayed calls of ``tool`` Fiedler carried out, from its /metrics."""
+    text = httpx.get(f"{fiedler_url}/metrics", timeout=10).text
+    pattern = rf'^mad_relayed_calls_total\{{tool="{tool}"\}} ([0-9.e+]+)$'
+    match = re.search(pattern, text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+@pytest.mark.timeout(900)
+async def test_a_burst_of_1000_converse_calls_through_grace_is_carried_out_whole(
+    mad_group: ProcessGroup,
+) -> None:
+    calls = 1000
+    need_open_files(calls)
+    token = new_token()
+    db_path = mad_group.workdir / "fiedler_state.db"
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start("grace", {"GRACE_API_TOKENS": token, **PULSE})
+    fiedler = mad_group.start("fiedler", {"FIEDLER_DB_PATH": str(db_path), **PULSE})
+    client = Client(grace.url, token, connections=calls)
+    try:
+        outcomes = await asyncio.gather(*(client.converse("burst", f"b-{n}") for n in range(calls)))
+    finally:
+        await client.close()
+    kinds = Counter(kind for kind, _ in outcomes)
+    record("front door", f"{calls} concurrent converse calls through Grace: {dict(kinds)}")
+    assert kinds == {"accepted": calls}, [o for o in outcomes if o[0] != "accepted"][:5]
+    task_ids = [task_id for _, task_id in outcomes]
+    assert len(set(task_ids)) == calls, "every call made a task of its own"
+    expected = {f"b-{n}" for n in range(calls)}
+    await async_wait_for(
+        lambda: all_completed(db_path, "burst", expected),
+        timeout=300,
+        interval=0.5,
+        what="every task COMPLETED",
+    )
+    stored = tasks_of(db_path, "burst")
+    assert len(stored) == calls, "no task lost, none made twice"
+    assert {result for _, result in stored.values()} == {"OK"}
+    assert relayed_calls(fiedler.url, "fiedler_converse") == calls, "each relayed call ran once"
+    for process in (grace, fiedler):
+        assert "Traceback" not in process.log_text(), process.name
+
+
+@pytest.mark.timeout(900)
+async def test_a_full_relay_stream_refuses_busy_and_loses_nothing_it_accepted(
+    mad_group: ProcessGroup,
+) -> None:
+    """MAD_RELAY_BACKLOG_LIMIT=1000, Fiedler down, 1,500 calls sent through Grace: each is
+    accepted (queued) or refused "busy, retry"; once Fiedler is back, every accepted one is
+    carried out and no refused one is (counted)."""
+    calls, limit = 1500, 1000
+    need_open_files(calls)
+    token = new_token()
+    db_path = mad_group.workdir / "fiedler_state.db"
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start(
+        "grace",
+        {
+            "GRACE_API_TOKENS": token,
+            "MAD_RELAY_BACKLOG_LIMIT": str(limit),
+            "GRACE_RELAY_TIMEOUT_S": "2",
+            **PULSE,
+        },
+    )
+    fiedler_env = {"FIEDLER_DB_PATH": str(db_path), **PULSE}
+    fiedler = mad_group.start("fiedler", fiedler_env)  # its consumer group made
+    fiedler.stop()
+    client = Client(grace.url, token, connections=calls)
+    try:
+        outcomes = await asyncio.gather(*(client.converse("full", f"f-{n}") for n in range(calls)))
+    finally:
+        await client.close()
+    kinds = Counter(kind for kind, _ in outcomes)
+    record("front door", f"{calls} calls, backlog limit {limit}, Fiedler down: {dict(kinds)}")
+    assert set(kinds) <= {"queued", "busy"}, [o for o in outcomes if o[0] == "other"][:5]
+    assert kinds["queued"] == limit, "the stream holds exactly its limit"
+    assert kinds["busy"] == calls - limit
+    busy = next(text for kind, text in outcomes if kind == "busy")
+    assert f"busy: {limit:,} requests wait for fiedler" in busy
+    assert "retry after" in busy
+
+    accepted = {f"f-{n}" for n, (kind, _) in enumerate(outcomes) if kind == "queued"}
+    mad_group.start("fiedler", fiedler_env)
+    await async_wait_for(
+        lambda: all_completed(db_path, "full", accepted),
+        timeout=300,
+        interval=0.5,
+        what="every accepted call carried out",
+    )
+    stored = tasks_of(db_path, "full")
+    assert {request_id_of(k) for k in stored} == accepted, "refused calls made no task"
+    assert "Traceback" not in grace.log_text()
+
+
+@pytest.mark.timeout(900)
+async def test_1000_task_clients_waiting_on_slow_tasks_cost_a_few_status_calls_each(
+    mad_group: ProcessGroup,
+) -> None:
+    """Each client starts fiedler_converse as an MCP task (2025-11-25) through Grace, reads
+    it with tasks/get, waits for it with tasks/result, and reads it again: every client gets
+    its own final result, and Fiedler is asked for each task's status a few times in all
+    (its relayed-call metrics), however often the clients ask."""
+    clients = 1000
+    need_open_files(clients)
+    llm = FakeLLM().start()
+    llm.delay = 1.0  # a few seconds a task, a hundred at a time (the provider's connections)
+    try:
+        token = new_token()
+        mad_group.start("sequential_thinking")
+        grace = mad_group.start(
+            "grace", {"GRACE_API_TOKENS": token, "GRACE_RELAY_TIMEOUT_S": "120", **PULSE}
+        )
+        fiedler = mad_group.start(
+            "fiedler", {**llm.fiedler_env, "FIEDLER_MAX_CONCURRENCY": "1000", **PULSE}
+        )
+        client = Client(grace.url, token, connections=clients)
+        asked = Counter[str]()
+
+        async def one(n: int) -> tuple[str, str]:
+            prompt = f"slow {n}"
+            status, created = await client.send(
+                "tools/call",
+                {
+                    "name": "fiedler_converse",
+                    "arguments": {"prompt": prompt, "requester_id": "waiting"},
+                    "task": {"ttl": 600_000},
+                },
+                TASKS_VERSION,
+            )
+            assert status == 200 and "result" in created, created
+            task_id = created["result"]["task"]["taskId"]
+            for _ in range(2):
+                _, seen = await client.send("tasks/get", {"taskId": task_id}, TASKS_VERSION)
+                assert seen["result"]["taskId"] == task_id, seen
+                asked["tasks/get"] += 1
+            _, final = await client.send("tasks/result", {"taskId": task_id}, TASKS_VERSION)
+            asked["tasks/result"] += 1
+            _, seen = await client.send("tasks/get", {"taskId": task_id}, TASKS_VERSION)
+            asked["tasks/get"] += 1
+            assert seen["result"]["status"] == "completed", seen
+            texts = [c["text"] for c in final["result"]["content"]]
+            return prompt, "".join(texts)
+
+        try:
+            answers = await asyncio.gather(*(one(n) for n in range(clients)))
+        finally:
+            await client.close()
+        status_calls = relayed_calls(fiedler.url, "fiedler_get_task_status")
+    finally:
+        llm.stop()
+    record(
+        "front door",
+        f"{clients} task clients through Grace asked {dict(asked)}; Fiedler carried out "
+        f"{status_calls:.0f} relayed status calls ({status_calls / clients:.2f} per task)",
+    )
+    assert [answer for _, answer in answers] == [f"Echo: {prompt}" for prompt, _ in answers]
+    assert status_calls <= 4 * clients, f"{status_calls:.0f} status calls for {clients} tasks"
+    assert "Traceback" not in grace.log_text()
+
+
+@pytest.mark.timeout(900)
+async def test_fiedler_killed_in_the_middle_of_a_burst_loses_nothing(
+    mad_group: ProcessGroup,
+) -> None:
+    calls = 1000
+    need_open_files(calls)
+    token = new_token()
+    db_path = mad_group.workdir / "fiedler_state.db"
+    fiedler_env = {"FIEDLER_DB_PATH": str(db_path), **PULSE}
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start(
+        "grace", {"GRACE_API_TOKENS": token, "GRACE_RELAY_TIMEOUT_S": "120", **PULSE}
+    )
+    fiedler = mad_group.start("fiedler", fiedler_env)
+    client = Client(grace.url, token, connections=calls)
+    try:
+        burst = asyncio.gather(*(client.converse("killed", f"k-{n}") for n in range(calls)))
+        await async_wait_for(
+            lambda: len(tasks_of(db_path, "killed")) >= calls // 4,
+            timeout=120,
+            interval=0.02,
+            what="a quarter of the burst stored",
+        )
+        fiedler.kill(signal.SIGKILL)
+        stored_at_kill = len(tasks_of(db_path, "killed"))
+        mad_group.start("fiedler", fiedler_env)
+        outcomes = await burst
+    finally:
+        await client.close()
+    kinds = Counter(kind for kind, _ in outcomes)
+    record(
+        "front door",
+        f"{calls} converse calls, Fiedler killed (SIGKILL) with {stored_at_kill} stored: "
+        f"{dict(kinds)}",
+    )
+    assert stored_at_kill < calls, "the kill came in the middle of the burst"
+    assert set(kinds) <= {"accepted", "queued"}, [o for o in outcomes if o[0] == "other"][:5]
+    expected = {f"k-{n}" for n in range(calls)}
+    await async_wait_for(
+        lambda: all_completed(db_path, "killed", expected),
+        timeout=300,
+        interval=0.5,
+        what="every call carried out",
+    )
+    assert len(tasks_of(db_path, "killed")) == calls, "none lost, none made twice"
+    accepted_ids = [task_id for kind, task_id in outcomes if kind == "accepted"]
+    assert len(set(accepted_ids)) == len(accepted_ids)
+    assert "Traceback" not in grace.log_text()
