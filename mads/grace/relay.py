@@ -30,6 +30,8 @@ from mads.core.registry import contracts
 from mads.grace.buffers import ClientBuffers
 
 LEASE_KEY = "mad.grace.fanout.leader"
+LISTEN_WAIT_S = 2.0
+"""How long a refresh that starts the fan-out's subscription waits for it to be made."""
 TOPIC_PATTERN = re.compile(r"^mad\.[A-Za-z0-9_.:@*?-]{1,252}$")
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -119,7 +121,12 @@ class FanOut:
             self._matches.clear()
         listening = self._listener is not None and not self._listener.done()
         if by_topic and not listening:
-            self._listener = asyncio.create_task(self._listen())
+            subscribed = asyncio.Event()
+            self._listener = asyncio.create_task(self._listen(subscribed))
+            # A subscriber is answered once the fan-out listens: what is published after
+            # grace_subscribe returns is delivered.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(subscribed.wait(), LISTEN_WAIT_S)
         elif not by_topic and listening:
             await self._stop_listener()
 
@@ -169,8 +176,8 @@ class FanOut:
                 await self._listener
             self._listener = None
 
-    async def _listen(self) -> None:
-        async for message in self.bus.messages(patterns=[channels.ALL]):
+    async def _listen(self, subscribed: asyncio.Event) -> None:
+        async for message in self.bus.messages(patterns=[channels.ALL], subscribed=subscribed.set):
             with contextlib.suppress(BusError):
                 await self.deliver(message)
 
