@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from madgroup import topology
+from madgroup.resolved import resolve
+from madgroup.spec import MadGroupSpec
 
 from tests.support import processes
 from tests.support.ports import free_port
@@ -40,11 +42,13 @@ def _replace_after(args: list[str], flag: str, value: str) -> list[str]:
 
 
 def test_each_service_runs_the_topology_command(compose: dict[str, Any], interpolated) -> None:
-    """The argv compose starts equals ``Component.command()``, which the local runner and the
+    """The argv compose starts equals the resolved component's command (its topology command
+    with its declared options, e.g. Redis's maxmemory), which the local runner and the
     operator run too, except that Redis reads its users from the ACL file the credentials
     service writes instead of ``--requirepass`` (no password on its command line)."""
+    group = resolve(MadGroupSpec())
     for comp in topology.COMPONENTS:
-        expected = comp.command(users_file="/run/madgroup/users.acl")
+        expected = group.of(comp.name).command(users_file="/run/madgroup/users.acl")
         if not comp.is_mad:
             assert expected[3:5] == ["--aclfile", "/run/madgroup/users.acl"]
         got = interpolated(compose["services"][comp.name]["command"], {"REDIS_PASSWORD": PASSWORD})
