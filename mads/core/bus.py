@@ -64,15 +64,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class BusMemory:
-    """Redis's memory as ``INFO memory`` says: what its data takes, and its limit
-    (``maxmemory``; 0 when it has none)."""
-
-    used: int
-    limit: int
-
-
 class _PoolExhaustedError(RedisError):
     """No connection came free within the pool's timeout."""
 
@@ -471,12 +462,6 @@ class Bus:
             raise asyncio.CancelledError
 
     # -- the server ------------------------------------------------------------------------
-
-    async def memory(self) -> BusMemory:
-        """What Redis's data takes and its ``maxmemory`` (``INFO``, which every bus user may
-        run: the connection watcher's command)."""
-        info = await self._call(self._redis.info("memory"))
-        return BusMemory(used=int(info["used_memory"]), limit=int(info.get("maxmemory", 0)))
 
     # -- keys, hashes, pipelines, scripts ---------------------------------------------------
 

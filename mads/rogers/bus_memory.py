@@ -13,13 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
-from mads.core.bus import Bus, BusMemory
+from mads.core.bus import Bus
 from mads.core.errors import BusError
 
 INTERVAL_S = 10.0
 WARN_SHARE = 0.8
 """The share of ``maxmemory`` past which Rogers warns (the alert's threshold too)."""
+
+
+@dataclass(frozen=True)
+class BusMemory:
+    """Redis's memory as ``INFO memory`` says: what its data takes, and its limit
+    (``maxmemory``; 0 when it has none)."""
+
+    used: int
+    limit: int
+
+    @classmethod
+    def of(cls, info: dict[str, object]) -> BusMemory:
+        """From the fields of ``INFO memory``."""
+        return cls(used=int(str(info["used_memory"])), limit=int(str(info.get("maxmemory", 0))))
 
 
 def mib(count: int) -> str:
@@ -37,7 +52,7 @@ class BusMemoryWatch:
 
     async def sample(self) -> None:
         try:
-            self.last = await self.bus.memory()
+            self.last = BusMemory.of(await self.bus.info("memory"))
         except BusError:
             self.last = None  # the bus's own reports say why
             return
