@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -40,28 +39,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
+from bench.doors import compare  # noqa: E402
+from bench.proc import cpu_seconds  # noqa: E402
 from tests.grace.load import SendClient  # noqa: E402
 from tests.support.gotools import build  # noqa: E402
 from tests.support.gotools.tools import HYDRA_TOOL  # noqa: E402
 from tests.support.grace import new_token  # noqa: E402
-from tests.support.group import process_group  # noqa: E402
 from tests.support.hydra_server import HydraServer  # noqa: E402
 from tests.support.mad_process import MadProcess  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
-from tests.support.tool_calls import ToolCallClient  # noqa: E402
 
 CHANNEL = "mad.topic.bench"
 CONVERSE = {"prompt": "System check, please respond with OK.", "requester_id": "bench"}
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc), or None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def closed_loop(url: str, token: str, seconds: float, concurrency: int) -> int:
@@ -92,11 +82,7 @@ def measure(grace: MadProcess, token: str, seconds: float, concurrency: int) -> 
     cpu_before, start = cpu_seconds(pid), time.monotonic()
     calls = asyncio.run(closed_loop(grace.url, token, seconds, concurrency))
     elapsed, cpu_after = time.monotonic() - start, cpu_seconds(pid)
-    cpu_ms = (
-        (cpu_after - cpu_before) * 1000 / calls
-        if cpu_before is not None and cpu_after is not None and calls
-        else None
-    )
+    cpu_ms = (cpu_after - cpu_before) * 1000 / calls if calls else None
     return calls / elapsed, cpu_ms
 
 
@@ -187,66 +173,17 @@ def auth(
         print(f"ratio Grace CPU per call, JWT / static token: {cpu_ratio:.2f}")
 
 
-async def converse_loop(url: str, token: str | None, seconds: float, concurrency: int) -> int:
-    """``fiedler_converse`` calls completed in ``seconds`` by ``concurrency`` callers, each
-    waiting for its reply before the next; stops at the first refused call."""
-    client = ToolCallClient(f"{url}/mcp", token=token, connections=concurrency)
-    deadline = time.monotonic() + seconds
-    done = 0
-
-    async def caller() -> None:
-        nonlocal done
-        while time.monotonic() < deadline:
-            ok, data = await client.call("fiedler_converse", CONVERSE)
-            if not ok or not isinstance(data, dict) or data.get("status") != "pending":
-                raise SystemExit(f"bench: converse refused: {data}")
-            done += 1
-
-    try:
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
-    finally:
-        await client.close()
-    return done
-
-
 def relay(tmp: Path, seconds: float, concurrency: int, rounds: int) -> None:
     """``fiedler_converse`` through Grace against straight to Fiedler."""
-    token = new_token()
-    with process_group(tmp / "relay") as group:
-        group.start("sequential_thinking")
-        fiedler = group.start("fiedler", {"MAD_HEARTBEAT_S": "5"})
-        grace = group.start("grace", {"GRACE_API_TOKENS": token, "MAD_HEARTBEAT_S": "5"})
-        targets = {"direct": (fiedler.url, None), "through Grace": (grace.url, token)}
-        pids = {
-            name: process.process.pid if process.process else 0
-            for name, process in (("Fiedler", fiedler), ("Grace", grace))
-        }
-        for url, key in targets.values():  # warm up
-            asyncio.run(converse_loop(url, key, 1.0, concurrency))
-        calls = {label: 0 for label in targets}
-        elapsed = {label: 0.0 for label in targets}
-        cpu = {(label, name): 0.0 for label in targets for name in pids}
-        for _ in range(rounds):
-            for label, (url, key) in targets.items():
-                before = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
-                start = time.monotonic()
-                n = asyncio.run(converse_loop(url, key, seconds, concurrency))
-                took = time.monotonic() - start
-                calls[label] += n
-                elapsed[label] += took
-                for name, pid in pids.items():
-                    cpu[(label, name)] += (cpu_seconds(pid) or 0.0) - before[name]
-                print(f"{label:>14}: {n / took:,.0f} fiedler_converse calls/s")
-    for label in targets:
-        per_call = ", ".join(
-            f"{name} {cpu[(label, name)] * 1000 / max(calls[label], 1):.2f} ms" for name in pids
-        )
-        rate = calls[label] / elapsed[label]
-        print(f"{label:>14}: {rate:,.0f} calls/s over all rounds; CPU per call: {per_call}")
-    ratio = (calls["through Grace"] / elapsed["through Grace"]) / (
-        calls["direct"] / elapsed["direct"]
+    compare(
+        tmp,
+        "fiedler_converse",
+        lambda _fiedler: CONVERSE,
+        lambda _arguments, data: isinstance(data, dict) and data.get("status") == "pending",
+        seconds=seconds,
+        rounds=rounds,
+        concurrency=concurrency,
     )
-    print(f"ratio fiedler_converse calls/s, through Grace / direct: {ratio:.2f} (goal: >= 0.7)")
 
 
 def main() -> int:

@@ -39,6 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 
 from madgroup import topology  # noqa: E402
 
+from bench.proc import cpu_seconds  # noqa: E402
 from tests.e2e.kube import harness  # noqa: E402
 from tests.e2e.kube.cluster.control_plane import POD_READY_DELAY_MS, Cluster  # noqa: E402
 from tests.support.gotools import build  # noqa: E402
@@ -124,12 +125,6 @@ def _all_ready(cluster: Cluster, namespaces: list[str], timeout: float) -> None:
     raise TimeoutError(f"not Ready within {timeout:.0f} s: {sorted(wanted - ready)[:5]}...")
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _apiserver_requests(cluster: Cluster) -> float:
     context = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
     context.load_cert_chain(cluster.pki / "admin.crt", cluster.pki / "admin.key")
@@ -183,12 +178,12 @@ def scale(cluster: Cluster, pid: int) -> None:
     for count in COUNTS:
         namespaces = [f"scale-{count}-{i}" for i in range(count)]
         since = harness.now()
-        cpu, served = _cpu_seconds(pid), _apiserver_requests(cluster)
+        cpu, served = cpu_seconds(pid), _apiserver_requests(cluster)
         started = time.monotonic()
         _apply_groups(cluster, namespaces)
         _all_ready(cluster, namespaces, 120 + 6 * count)
         wall = time.monotonic() - started
-        cpu_per = (_cpu_seconds(pid) - cpu) / count
+        cpu_per = (cpu_seconds(pid) - cpu) / count
         requests_per = _operator_requests(cluster, since) / count
         apiserver_per = (_apiserver_requests(cluster) - served) / count
         per_group[count] = (cpu_per, requests_per)

@@ -7,10 +7,11 @@ started once (its consumer group made) and stopped; then the relay's backlog lim
 ``--extra`` ``fiedler_converse`` calls go through Grace (plain JSON-RPC over keep-alive
 connections, no retries; Grace waits 0.5 s for an owner that does not answer), each either
 queued for Fiedler or refused "busy, retry". Fiedler is started again and the run waits
-until every queued call is a COMPLETED task. Prints the counts: queued, refused, completed, queued but lost (goal 0), refused yet carried out (goal
-0), and the times. Without ``--limit`` the limit is the MADs' default
-(``MAD_RELAY_BACKLOG_LIMIT``, 100,000), which is what this run is for; the test suite shows
-the same at a limit of 1,000 (tests/grace/test_front_door_capacity.py).
+until every queued call is a COMPLETED task. Prints the counts: queued, refused,
+completed, queued but lost (goal 0), refused yet carried out (goal 0), and the times.
+Without ``--limit`` the limit is the MADs' default (``MAD_RELAY_BACKLOG_LIMIT``, 100,000),
+which is what this run is for; the test suite shows the same at a limit of 1,000
+(tests/grace/test_front_door_capacity.py).
 """
 
 from __future__ import annotations

@@ -51,16 +51,18 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
+from bench.doors import compare  # noqa: E402
+from bench.proc import cpu_seconds  # noqa: E402
 from mads.core.mcp_client import session  # noqa: E402
 from tests.support.fake_llm import FakeLLM  # noqa: E402
-from tests.support.grace import new_token  # noqa: E402
-from tests.support.group import process_group  # noqa: E402
+from tests.support.mad_process import MadProcess  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.tool_calls import ToolCallClient  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
@@ -248,47 +250,11 @@ async def drive(
 # -- task status, relayed -----------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def status_loop(
-    url: str, token: str | None, task_id: str, seconds: float, concurrency: int
-) -> int:
-    """``fiedler_get_task_status`` calls completed in ``seconds`` by ``concurrency`` callers,
-    each waiting for its reply before the next."""
-    client = ToolCallClient(f"{url}/mcp", token=token, connections=concurrency)
-    deadline = time.monotonic() + seconds
-    done = 0
-
-    async def caller() -> None:
-        nonlocal done
-        while time.monotonic() < deadline:
-            ok, data = await client.call("fiedler_get_task_status", {"task_id": task_id})
-            if not ok or not isinstance(data, dict) or data.get("task_id") != task_id:
-                raise SystemExit(f"bench: status refused: {data}")
-            done += 1
-
-    try:
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
-    finally:
-        await client.close()
-    return done
-
-
 def relayed_status(workdir: Path, seconds: float, rounds: int, concurrency: int) -> None:
-    token = new_token()
-    with process_group(workdir / "relay") as group:
-        group.start("sequential_thinking")
-        fiedler = group.start("fiedler", {"MAD_HEARTBEAT_S": "5"})
-        grace = group.start("grace", {"GRACE_API_TOKENS": token, "MAD_HEARTBEAT_S": "5"})
+    """``fiedler_get_task_status`` of a finished task, through Grace against direct."""
 
-        async def one_task() -> str:
+    def finished_task(fiedler: MadProcess) -> dict[str, Any]:
+        async def converse() -> str:
             client = ToolCallClient(f"{fiedler.url}/mcp")
             try:
                 ok, data = await client.call(
@@ -300,40 +266,18 @@ def relayed_status(workdir: Path, seconds: float, rounds: int, concurrency: int)
                 raise SystemExit(f"bench: converse refused: {data}")
             return str(data["task_id"])
 
-        task_id = asyncio.run(one_task())
-        targets = {"direct": (fiedler.url, None), "through Grace": (grace.url, token)}
-        for url, key in targets.values():  # warm up
-            asyncio.run(status_loop(url, key, task_id, 1.0, concurrency))
-        pids = {
-            name: process.process.pid if process.process else 0
-            for name, process in (("Fiedler", fiedler), ("Grace", grace))
-        }
-        calls = dict.fromkeys(targets, 0)
-        elapsed = dict.fromkeys(targets, 0.0)
-        cpu = {(label, name): 0.0 for label in targets for name in pids}
-        for _ in range(rounds):
-            for label, (url, key) in targets.items():
-                before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-                start = time.monotonic()
-                n = asyncio.run(status_loop(url, key, task_id, seconds, concurrency))
-                took = time.monotonic() - start
-                calls[label] += n
-                elapsed[label] += took
-                for name, pid in pids.items():
-                    cpu[(label, name)] += cpu_seconds(pid) - before[name]
-                print(f"{label:>14}: {n / took:,.0f} fiedler_get_task_status calls/s")
-    rates = {label: calls[label] / elapsed[label] for label in targets}
-    for label, rate in rates.items():
-        per_call = ", ".join(
-            f"{name} {cpu[(label, name)] * 1000 / max(calls[label], 1):.2f} ms" for name in pids
-        )
-        print(
-            f"{label:>14}: {rate:,.0f} calls/s over all rounds (concurrency {concurrency}); "
-            f"CPU per call: {per_call}"
-        )
-    ratio = rates["through Grace"] / rates["direct"]
-    print(
-        f"ratio fiedler_get_task_status calls/s, through Grace / direct: {ratio:.2f} (goal >= 0.7)"
+        return {"task_id": asyncio.run(converse())}
+
+    compare(
+        workdir,
+        "fiedler_get_task_status",
+        finished_task,
+        lambda arguments, data: (
+            isinstance(data, dict) and data.get("task_id") == arguments["task_id"]
+        ),
+        seconds=seconds,
+        rounds=rounds,
+        concurrency=concurrency,
     )
 
 

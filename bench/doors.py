@@ -1,0 +1,114 @@
+"""One tool call straight to Fiedler against the same call through Grace, from the same
+client at the same concurrency, alternately, with each process's CPU per call: what
+``bench/calls.py --part relay`` and ``bench/tasks.py --part status`` measure, each with its
+own call. Not a script of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.proc import cpu_seconds
+from tests.support.grace import new_token
+from tests.support.group import process_group
+from tests.support.mad_process import MadProcess
+from tests.support.tool_calls import ToolCallClient
+
+PULSE = {"MAD_HEARTBEAT_S": "5"}
+"""As deployed: a MAD busy with the load is not taken for one that stopped."""
+
+Accept = Callable[[dict[str, Any], Any], bool]
+"""Whether a call's result (second) is the answer wanted to its arguments (first); the run
+stops at the first that is not."""
+
+
+async def call_loop(
+    url: str,
+    token: str | None,
+    tool: str,
+    arguments: dict[str, Any],
+    accept: Accept,
+    seconds: float,
+    concurrency: int,
+) -> int:
+    """Calls of ``tool`` completed in ``seconds`` by ``concurrency`` callers, each waiting
+    for its reply before the next."""
+    client = ToolCallClient(f"{url}/mcp", token=token, connections=concurrency)
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def caller() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            ok, data = await client.call(tool, arguments)
+            if not ok or not accept(arguments, data):
+                raise SystemExit(f"bench: {tool} refused: {data}")
+            done += 1
+
+    try:
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+    finally:
+        await client.close()
+    return done
+
+
+def compare(
+    workdir: Path,
+    tool: str,
+    arguments: Callable[[MadProcess], dict[str, Any]],
+    accept: Accept,
+    *,
+    seconds: float,
+    rounds: int,
+    concurrency: int,
+) -> float:
+    """Sequential Thinking, Fiedler and Grace on a fresh bus; ``tool`` with
+    ``arguments(fiedler)`` straight to Fiedler and through Grace, ``rounds`` alternations of
+    ``seconds`` each after a warm-up. Prints calls/s each way, CPU per call, and returns the
+    ratio through Grace / direct."""
+    token = new_token()
+    with process_group(workdir / "doors") as group:
+        group.start("sequential_thinking")
+        fiedler = group.start("fiedler", PULSE)
+        grace = group.start("grace", {"GRACE_API_TOKENS": token, **PULSE})
+        args = arguments(fiedler)
+        targets = {"direct": (fiedler.url, None), "through Grace": (grace.url, token)}
+        pids = {
+            name: process.process.pid if process.process else 0
+            for name, process in (("Fiedler", fiedler), ("Grace", grace))
+        }
+
+        def run(url: str, key: str | None, length: float) -> int:
+            return asyncio.run(call_loop(url, key, tool, args, accept, length, concurrency))
+
+        for url, key in targets.values():  # warm up
+            run(url, key, 1.0)
+        calls = dict.fromkeys(targets, 0)
+        elapsed = dict.fromkeys(targets, 0.0)
+        cpu = {(label, name): 0.0 for label in targets for name in pids}
+        for _ in range(rounds):
+            for label, (url, key) in targets.items():
+                before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                start = time.monotonic()
+                n = run(url, key, seconds)
+                took = time.monotonic() - start
+                calls[label] += n
+                elapsed[label] += took
+                for name, pid in pids.items():
+                    cpu[(label, name)] += cpu_seconds(pid) - before[name]
+                print(f"{label:>14}: {n / took:,.0f} {tool} calls/s")
+    rates = {label: calls[label] / elapsed[label] for label in targets}
+    for label, rate in rates.items():
+        per_call = ", ".join(
+            f"{name} {cpu[(label, name)] * 1000 / max(calls[label], 1):.2f} ms" for name in pids
+        )
+        print(
+            f"{label:>14}: {rate:,.0f} calls/s over all rounds (concurrency {concurrency}); "
+            f"CPU per call: {per_call}"
+        )
+    ratio = rates["through Grace"] / rates["direct"]
+    print(f"ratio {tool} calls/s, through Grace / direct: {ratio:.2f} (goal >= 0.7)")
+    return ratio
