@@ -118,14 +118,36 @@ def _local(command: list[str], paths: dict[str, str], host: str, port: int) -> l
     return out
 
 
+def _run_job(
+    pod: dict, paths: dict[str, str], redis_server: RedisServer
+) -> subprocess.CompletedProcess[str]:
+    """The backup Job's two containers run here, one after the other: the snapshot (its
+    init container, against ``redis_server``), then the archive. Returns the archive's run;
+    a failed step fails the test."""
+    (init,) = pod["spec"]["initContainers"]
+    (main,) = pod["spec"]["containers"]
+    env = {**os.environ, "REDISCLI_AUTH": redis_server.password}
+    snap = subprocess.run(
+        _local(init["command"], paths, "127.0.0.1", redis_server.port),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert snap.returncode == 0, snap.stderr
+    archive_cmd = _local(main["command"], paths, "", 0)
+    archive_cmd[0] = sys.executable
+    done = python_module(archive_cmd)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_the_jobs_commands_back_up_and_the_documented_restore_restores(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     if shutil.which("redis-cli") is None:
         pytest.fail("redis-cli is not installed (Debian: apt-get install redis-tools)")
     pod = cron_job()["spec"]["jobTemplate"]["spec"]["template"]
-    (init,) = pod["spec"]["initContainers"]
-    (main,) = pod["spec"]["containers"]
     work, data, archives = tmp_path / "work", tmp_path / "data", tmp_path / "backups"
     for d in (work, data, archives):
         d.mkdir()
@@ -140,21 +162,8 @@ def test_the_jobs_commands_back_up_and_the_documented_restore_restores(
     conn.commit()  # and left open: Fiedler writes on while the backup runs
     redis_server.client().set("kept-by-the-backup", "yes")
 
-    env = {**os.environ, "REDISCLI_AUTH": redis_server.password}
-    port = redis_server.port
     for _ in range(3):  # three runs: retention 2 keeps the newest two
-        snap = subprocess.run(
-            _local(init["command"], paths, "127.0.0.1", port),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert snap.returncode == 0, snap.stderr
-        archive_cmd = _local(main["command"], paths, "", 0)
-        archive_cmd[0] = sys.executable
-        done = python_module(archive_cmd)
-        assert done.returncode == 0, done.stderr
+        _run_job(pod, paths, redis_server)
         conn.execute("INSERT INTO tasks VALUES (?, 'COMPLETED', 'later')", (f"late{_}",))
         conn.commit()
         (archives / "stamp").write_text(str(_))  # not an archive: never pruned
@@ -202,24 +211,10 @@ def test_with_fiedler_on_postgresql_the_job_archives_redis_and_says_where_the_ta
     pod = cron_job({"fiedler": {"replicas": 2, "store": store}})["spec"]["jobTemplate"]["spec"][
         "template"
     ]
-    (init,) = pod["spec"]["initContainers"]
-    (main,) = pod["spec"]["containers"]
     work, archives = tmp_path / "work", tmp_path / "backups"
     work.mkdir()
     paths = {backups.WORK: str(work), backups.ARCHIVES: str(archives)}
-    env = {**os.environ, "REDISCLI_AUTH": redis_server.password}
-    snap = subprocess.run(
-        _local(init["command"], paths, "127.0.0.1", redis_server.port),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert snap.returncode == 0, snap.stderr
-    archive_cmd = _local(main["command"], paths, "", 0)
-    archive_cmd[0] = sys.executable
-    done = python_module(archive_cmd)
-    assert done.returncode == 0, done.stderr
+    done = _run_job(pod, paths, redis_server)
     said = done.stdout.splitlines()
     assert said[-1].startswith("not included: fiedler's data is in PostgreSQL"), said
     (written,) = archives.glob("madgroup-backup-*.tar.gz")
