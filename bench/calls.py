@@ -183,6 +183,7 @@ def relay(tmp: Path, seconds: float, concurrency: int, rounds: int) -> None:
         seconds=seconds,
         rounds=rounds,
         concurrency=concurrency,
+        makes_task=True,
     )
 
 

@@ -6,16 +6,20 @@ own call. Not a script of its own."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.proc import cpu_seconds
 from tests.support.grace import new_token
 from tests.support.group import process_group
 from tests.support.mad_process import MadProcess
 from tests.support.tool_calls import ToolCallClient
+from tests.support.waiting import wait_for
 
 PULSE = {"MAD_HEARTBEAT_S": "5"}
 """As deployed: a MAD busy with the load is not taken for one that stopped."""
@@ -55,6 +59,24 @@ async def call_loop(
     return done
 
 
+def finished_tasks(url: str) -> int:
+    """Tasks Fiedler has carried out to an end since it started (its /metrics)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        int(float(line.split()[-1]))
+        for line in text.splitlines()
+        if line.startswith("fiedler_task_status_changes_total{")
+        and any(f'status="{s}"' in line for s in ("COMPLETED", "FAILED", "CANCELLED"))
+    )
+
+
+def settle(url: str, tasks: int) -> None:
+    """Until Fiedler has carried out ``tasks`` (every task made so far): a run does not pay
+    for the work the run before it left behind (a direct run accepts calls faster than the
+    tasks are carried out)."""
+    wait_for(lambda: finished_tasks(url) >= tasks, timeout=600, interval=0.1, what="Fiedler idle")
+
+
 def compare(
     workdir: Path,
     tool: str,
@@ -64,11 +86,14 @@ def compare(
     seconds: float,
     rounds: int,
     concurrency: int,
+    makes_task: bool = False,
 ) -> float:
     """Sequential Thinking, Fiedler and Grace on a fresh bus; ``tool`` with
     ``arguments(fiedler)`` straight to Fiedler and through Grace, ``rounds`` alternations of
-    ``seconds`` each after a warm-up. Prints calls/s each way, CPU per call, and returns the
-    ratio through Grace / direct."""
+    ``seconds`` each after a warm-up, each run begun with Fiedler idle (``makes_task``:
+    each call made one task, and every one of them is finished first). Prints calls/s each
+    way, the CPU per call of each process (the client's too: the machine's cores are shared
+    by all of them), and returns the ratio through Grace / direct."""
     token = new_token()
     with process_group(workdir / "doors") as group:
         group.start("sequential_thinking")
@@ -78,19 +103,27 @@ def compare(
         targets = {"direct": (fiedler.url, None), "through Grace": (grace.url, token)}
         pids = {
             name: process.process.pid if process.process else 0
-            for name, process in (("Fiedler", fiedler), ("Grace", grace))
+            for name, process in (("Fiedler", fiedler), ("Grace", grace), ("Redis", group.redis))
         }
+        pids["client"] = os.getpid()
+
+        made = finished_tasks(fiedler.url)
 
         def run(url: str, key: str | None, length: float) -> int:
-            return asyncio.run(call_loop(url, key, tool, args, accept, length, concurrency))
+            nonlocal made
+            done = asyncio.run(call_loop(url, key, tool, args, accept, length, concurrency))
+            made += done if makes_task else 0
+            return done
 
         for url, key in targets.values():  # warm up
+            settle(fiedler.url, made)
             run(url, key, 1.0)
         calls = dict.fromkeys(targets, 0)
         elapsed = dict.fromkeys(targets, 0.0)
         cpu = {(label, name): 0.0 for label in targets for name in pids}
         for _ in range(rounds):
             for label, (url, key) in targets.items():
+                settle(fiedler.url, made)
                 before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 start = time.monotonic()
                 n = run(url, key, seconds)

@@ -111,7 +111,10 @@ class HttpEdge:
             await _reply(send, status, reason)
             return
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.wait_s)
+            if self._slots.locked():  # no slot free: wait for one, but not for ever
+                await asyncio.wait_for(self._slots.acquire(), self.wait_s)
+            else:
+                await self._slots.acquire()  # returns at once, without a timer or a task
         except TimeoutError:
             self.refused_busy += 1
             self._log_once(

@@ -9,14 +9,18 @@ died before acknowledging is claimed again when it returns.
 
 The stream is bounded without dropping anything: a caller appends only while fewer than
 its backlog limit of requests wait unhandled in it (delivered or not; one Lua script
-checks and appends, atomically), and is otherwise told the owner is busy
-(:class:`RelayBusyError`); the owner trims what it has acknowledged, never what it has not.
+checks and appends the requests ready at that moment, in order, atomically), and is
+otherwise told the owner is busy (:class:`RelayBusyError`); the owner trims what it has
+acknowledged, never what it has not.
 
 The owner works on up to ``concurrency`` requests at once (by default as many as its HTTP
 edge admits, so a relayed call is never throttled below a direct one). It reads as many
 entries as it has room for, looks up their cached replies in one round trip, and writes
 the replies that are ready together — cache, publish and acknowledgement in one
-transaction per batch.
+transaction per batch. A caller that says so in its requests (``"replies": "batched"``, as
+:class:`ToolRelayClient` does) gets the replies of a batch in one message on its reply
+channel, ``{"replies": {request id: reply JSON}}`` — the JSON the cache holds, encoded
+once; any other gets one message per reply, ``correlation_id`` = the request's id.
 
 An owner whose own dependency is down (Fiedler's task store, say) neither reads nor
 answers: its ``gate`` holds the reading, and a tool runner that raises :class:`Deferred`
@@ -32,10 +36,10 @@ The owner also publishes its tool list under ``mad.registry.tools.<owner>`` (a k
 bus user may write) so a gateway can list the group's tools without calling each MAD.
 Replies travel on ``mad.direct.<caller>.<instance>.<owner>``: a channel only that owner
 may publish on, so a reply cannot come from anyone else. A caller's waiting calls cost it
-memory only: no call polls; one housekeeping task ends the calls whose time is up and,
-after the reply subscription was (re)made and every few seconds for calls that have
-waited that long, reads the replies it may have missed from the cache, many in one round
-trip.
+memory only: no call polls or holds a timer; one housekeeping task ends the calls whose
+time is up (checked twice a second) and, after the reply subscription was (re)made and
+every few seconds for calls that have waited that long, reads the replies it may have
+missed from the cache, many in one round trip.
 """
 
 from __future__ import annotations
@@ -105,15 +109,42 @@ def reply_cache_key(owner: str, message_id: str) -> str:
     return f"mad.{owner}.replies.{message_id}"
 
 
+BATCHED = "batched"
+"""What a request's ``replies`` field says when its caller takes many replies in one
+message (:class:`ToolRelayClient` does); a request without it is answered alone."""
+REPLIES_MARGIN = 1024
+"""Room left in a message of replies for the envelope's own fields."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The reply to one request, for the caller that asked: ``text`` is the reply as JSON
+    (what the cache holds too)."""
+
+    channel: str
+    request: Envelope
+    text: str
+
+    @property
+    def batched(self) -> bool:
+        return self.request.payload.get("replies") == BATCHED
+
+    @property
+    def size(self) -> int:
+        """About what it adds to a message of replies (the text escaped as a string)."""
+        text = self.text
+        return len(text) + text.count('"') + text.count("\\") + len(self.request.message_id) + 8
+
+
 @dataclass
 class _Reply:
-    """What the owner writes for one handled entry: the cached reply (None when it came
-    from the cache), the encoded reply envelope to publish (None when there is no one to
-    answer), and the acknowledgement."""
+    """What the owner writes for one handled entry: the reply to cache (None when it came
+    from the cache), the answer to publish (None when there is no one to answer), and the
+    acknowledgement."""
 
     entry_id: str
     cache: tuple[str, str] | None
-    publish: tuple[str, bytes] | None
+    answer: _Answer | None
     written: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -290,10 +321,12 @@ class ToolRequestServer:
         cache_key = reply_cache_key(self.owner, envelope.message_id)
         to_cache: tuple[str, str] | None = None
         if cached is not None:
-            reply = json.loads(cached)
+            text = cached.decode()
         elif not isinstance(tool, str) or not isinstance(arguments, dict):
-            reply = {"ok": False, "error": "request needs 'tool' (string) and 'arguments' (object)"}
-            to_cache = (cache_key, json.dumps(reply))
+            text = json.dumps(
+                {"ok": False, "error": "request needs 'tool' (string) and 'arguments' (object)"}
+            )
+            to_cache = (cache_key, text)
         else:
             token = current_request_id.set(envelope.message_id)
             try:
@@ -304,27 +337,62 @@ class ToolRequestServer:
             finally:
                 current_request_id.reset(token)
             self.calls.labels(tool=tool if tool in self._tool_names else "other").inc()
-            reply = {"ok": ok, "result": result if ok else None, "error": None if ok else result}
-            to_cache = (cache_key, json.dumps(reply))
-        await self._write(_Reply(entry.entry_id, to_cache, self._reply_message(envelope, reply)))
-
-    def _reply_message(self, envelope: Envelope, reply: dict[str, Any]) -> tuple[str, bytes] | None:
-        """The reply envelope to publish, encoded; None when there is no one to answer or
-        it is over the bus's message limit (the caller then reads it from the cache)."""
-        channel = self._reply_channel(envelope)
-        if channel is None:
-            return None
-        try:
-            answer = self.bus.envelope(
-                channel,
-                reply,
-                correlation_id=envelope.message_id,
-                conversation_id=envelope.conversation_id,
-                recipient_id=envelope.sender_id,
+            text = json.dumps(
+                {"ok": ok, "result": result if ok else None, "error": None if ok else result}
             )
-            return channel, encode(answer, self.bus.max_message_bytes)
+            to_cache = (cache_key, text)
+        channel = self._reply_channel(envelope)
+        answer = _Answer(channel, envelope, text) if channel is not None else None
+        await self._write(_Reply(entry.entry_id, to_cache, answer))
+
+    def _messages(self, answers: list[_Answer]) -> list[tuple[str, bytes]]:
+        """The messages that carry ``answers``: one per reply channel for callers that take
+        replies together (split to stay under the bus's message limit), one per reply for
+        the others. A reply over the limit is not published: its caller reads it from the
+        cache."""
+        messages: list[tuple[str, bytes]] = []
+        together: dict[str, list[_Answer]] = {}
+        for answer in answers:
+            if answer.batched:
+                together.setdefault(answer.channel, []).append(answer)
+            else:
+                messages += self._encoded(answer.channel, [answer])
+        room = self.bus.max_message_bytes - REPLIES_MARGIN
+        for channel, waiting in together.items():
+            chunk: list[_Answer] = []
+            used = 0
+            for answer in waiting:
+                if chunk and used + answer.size > room:
+                    messages += self._encoded(channel, chunk)
+                    chunk, used = [], 0
+                chunk.append(answer)
+                used += answer.size
+            messages += self._encoded(channel, chunk)
+        return messages
+
+    def _encoded(self, channel: str, answers: list[_Answer]) -> list[tuple[str, bytes]]:
+        """``answers`` (all for one caller) in one message: ``{"replies": {request id:
+        reply JSON}}``, or for one that did not ask for that, the reply itself as the
+        payload with ``correlation_id`` = the request's id. Split when over the limit."""
+        first = answers[0].request
+        try:
+            if answers[0].batched:
+                payload = {"replies": {a.request.message_id: a.text for a in answers}}
+                message = self.bus.envelope(channel, payload, recipient_id=first.sender_id)
+            else:
+                message = self.bus.envelope(
+                    channel,
+                    json.loads(answers[0].text),
+                    correlation_id=first.message_id,
+                    conversation_id=first.conversation_id,
+                    recipient_id=first.sender_id,
+                )
+            return [(channel, encode(message, self.bus.max_message_bytes))]
         except EnvelopeError:
-            return None
+            if len(answers) == 1:
+                return []
+            half = len(answers) // 2
+            return self._encoded(channel, answers[:half]) + self._encoded(channel, answers[half:])
 
     async def _write(self, reply: _Reply) -> None:
         """Hand ``reply`` to the writer and wait until it is written (or could not be: the
@@ -334,7 +402,8 @@ class ToolRequestServer:
 
     async def _write_replies(self) -> None:
         """Write the replies that are ready, a batch per transaction: each cached, then
-        published, then every entry acknowledged — never acknowledged unless cached."""
+        published (a message per caller), then every entry acknowledged — never
+        acknowledged unless cached."""
         while True:
             batch = [await self._replies.get()]
             while len(batch) < REPLY_BATCH and not self._replies.empty():
@@ -345,7 +414,7 @@ class ToolRequestServer:
             ]
             commands += [
                 ("PUBLISH", channel, data)
-                for channel, data in (r.publish for r in batch if r.publish is not None)
+                for channel, data in self._messages([r.answer for r in batch if r.answer])
             ]
             commands.append(("XACK", self.stream, GROUP, *(r.entry_id for r in batch)))
             try:
@@ -428,16 +497,23 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     end
   end
 end
-if backlog >= limit then
-  return {0, backlog}
+local appended = {backlog}
+for i = 4, #ARGV do
+  if backlog >= limit then break end
+  appended[#appended + 1] = redis.call('XADD', KEYS[1], '*', ARGV[3], ARGV[i])
+  backlog = backlog + 1
 end
-return {1, redis.call('XADD', KEYS[1], '*', ARGV[3], ARGV[4])}
+appended[1] = backlog
+return appended
 """
-"""Append ARGV[4] (an encoded envelope, field ARGV[3]) to stream KEYS[1] unless ARGV[1]
-requests already wait unhandled in it for consumer group ARGV[2]: entries not yet
-delivered (the group's lag, or counted past its last delivered id when Redis cannot tell)
-plus entries delivered and not acknowledged; with no group yet, every entry.
-``{1, entry id}`` or ``{0, backlog}``."""
+"""Append ARGV[4], ARGV[5], ... (encoded envelopes, field ARGV[3]) to stream KEYS[1] in
+order while fewer than ARGV[1] requests wait unhandled in it for consumer group ARGV[2]:
+entries not yet delivered (the group's lag, or counted past its last delivered id when
+Redis cannot tell) plus entries delivered and not acknowledged; with no group yet, every
+entry. Returns ``{backlog after, id of each appended}``: those past the ids were refused."""
+APPEND_BYTES = 4 * 1024 * 1024
+"""The most request bytes handed to one run of :data:`APPEND` (the rest go in the next run
+of the same round trip)."""
 
 
 @dataclass
@@ -445,7 +521,14 @@ class _Waiting:
     owner: str
     future: asyncio.Future[dict[str, Any]]
     started: float
+    deadline: float
     give_up: Callable[[float], bool] | None
+
+    def over(self, now: float) -> bool:
+        """Whether the call stops waiting: its time is up, or its owner is given up on."""
+        return now >= self.deadline or (
+            self.give_up is not None and self.give_up(now - self.started)
+        )
 
 
 @dataclass
@@ -509,13 +592,29 @@ class ToolRelayClient:
         replies = [self.reply_channel(owner) for owner in self.owners]
         async for message in self.bus.messages(channels_=replies, subscribed=self._sweep_all.set):
             envelope = message.envelope
-            if envelope is None or envelope.correlation_id is None:
+            if envelope is None:
                 continue
-            waiting = self._waiting.get(envelope.correlation_id)
-            if waiting is None or envelope.sender_id != waiting.owner:
-                continue  # not ours, or not from the owner it was asked of
-            if not waiting.future.done():
-                waiting.future.set_result(envelope.payload)
+            if envelope.correlation_id is not None:  # one reply, from an owner of old
+                self._answered(envelope.correlation_id, envelope.sender_id, envelope.payload)
+                continue
+            together = envelope.payload.get("replies")
+            if isinstance(together, dict):
+                for request_id, text in together.items():
+                    self._answered(request_id, envelope.sender_id, text)
+
+    def _answered(self, request_id: str, sender: str, reply: dict[str, Any] | Any) -> None:
+        """Hand ``reply`` (a payload, or its JSON text) to the call waiting for it, if it
+        came from the owner that call asked."""
+        waiting = self._waiting.get(request_id)
+        if waiting is None or sender != waiting.owner or waiting.future.done():
+            return  # not ours, or not from the owner it was asked of
+        if isinstance(reply, str):
+            try:
+                reply = json.loads(reply)
+            except ValueError:
+                return
+        if isinstance(reply, dict):
+            waiting.future.set_result(reply)
 
     async def _keep_waiting(self) -> None:
         """End the calls whose owner is given up on; read from the reply cache what may
@@ -529,8 +628,7 @@ class ToolRelayClient:
                     await self._sweep_all.wait()
             now = loop.time()
             for waiting in list(self._waiting.values()):
-                gone = waiting.give_up is not None and waiting.give_up(now - waiting.started)
-                if gone and not waiting.future.done():
+                if not waiting.future.done() and waiting.over(now):
                     waiting.future.set_exception(TimeoutError())
             if self._sweep_all.is_set():
                 self._sweep_all.clear()
@@ -557,18 +655,19 @@ class ToolRelayClient:
                     waiting.future.set_result(dict(json.loads(cached)))
 
     async def _append_requests(self) -> None:
-        """Append the requests that are ready, many per round trip, each under the backlog
-        check."""
+        """Append the requests that are ready, many per round trip: one run of the backlog
+        check per owner and chunk, appending in order until the owner's limit."""
         while True:
             batch = [await self._appends.get()]
             while len(batch) < READ_BATCH and not self._appends.empty():
                 batch.append(self._appends.get_nowait())
+            runs = _runs(batch)
             calls = [
                 (
-                    [channels.requests_stream(a.owner)],
-                    [self.backlog_limit, GROUP, ENVELOPE_FIELD, a.data],
+                    [channels.requests_stream(run[0].owner)],
+                    [self.backlog_limit, GROUP, ENVELOPE_FIELD, *(a.data for a in run)],
                 )
-                for a in batch
+                for run in runs
             ]
             try:
                 outcomes = await self._append_script.many(calls)
@@ -584,21 +683,32 @@ class ToolRelayClient:
                             BusUnavailableError("the relay stopped while handing the call over")
                         )
                 raise
-            for append, outcome in zip(batch, outcomes, strict=True):
-                if append.done.done():
-                    continue
-                if isinstance(outcome, BusError):
+            for run, outcome in zip(runs, outcomes, strict=True):
+                self._appended(run, outcome)
+
+    @staticmethod
+    def _appended(run: list[_Append], outcome: Any) -> None:
+        """Tell each call of ``run`` whether its request was queued (its entry id), refused
+        as busy, or not handed over (``outcome`` is Redis's error)."""
+        if isinstance(outcome, BusError):
+            for append in run:
+                if not append.done.done():
                     append.done.set_exception(outcome)
-                elif int(outcome[0]) == 1:
-                    append.done.set_result(_text(outcome[1]))
-                else:
-                    append.done.set_exception(
-                        RelayBusyError(
-                            f"busy: {int(outcome[1]):,} requests wait for {append.owner}, the "
-                            f"most its queue holds; this call was not queued: retry after "
-                            f"{RelayBusyError.retry_after_s:.0f} s"
-                        )
+            return
+        backlog, ids = int(outcome[0]), list(outcome[1:])
+        for i, append in enumerate(run):
+            if append.done.done():
+                continue
+            if i < len(ids):
+                append.done.set_result(_text(ids[i]))
+            else:
+                append.done.set_exception(
+                    RelayBusyError(
+                        f"busy: {backlog:,} requests wait for {append.owner}, the most its "
+                        f"queue holds; this call was not queued: retry after "
+                        f"{RelayBusyError.retry_after_s:.0f} s"
                     )
+                )
 
     async def registered_tools(self) -> dict[str, list[dict[str, Any]]]:
         """Each owner's published tool list (an owner that has published none is absent)."""
@@ -625,7 +735,7 @@ class ToolRelayClient:
         """Hand the call to ``owner`` durably and wait for the reply.
 
         Returns the reply payload ``{"ok", "result", "error"}``. The wait ends at
-        ``timeout``, or earlier once ``give_up(seconds waited)`` says so (checked about
+        ``timeout``, or earlier once ``give_up(seconds waited)`` says so (both checked about
         twice a second: an owner known to be down, say). Either way the request stays in
         the owner's stream and is still carried out when the owner returns. Raises
         :class:`RelayBusyError` when the owner's stream is full (nothing was queued),
@@ -642,24 +752,28 @@ class ToolRelayClient:
             raise RelayError(f"{owner} serves no tools over the bus here")
         envelope = self.bus.envelope(
             channels.requests_stream(owner),
-            {"tool": tool, "arguments": arguments, "reply_channel": self.reply_channel(owner)},
+            {
+                "tool": tool,
+                "arguments": arguments,
+                "reply_channel": self.reply_channel(owner),
+                "replies": BATCHED,
+            },
             recipient_id=owner,
             **fields,
         )
         append = _Append(owner, encode(envelope, self.bus.max_message_bytes))
         loop = asyncio.get_running_loop()
         started = loop.time()
-        waiting = _Waiting(owner, loop.create_future(), started, give_up)
+        waiting = _Waiting(owner, loop.create_future(), started, started + timeout, give_up)
         self._waiting[envelope.message_id] = waiting
         try:
-            async with asyncio.timeout(timeout):
-                self._appends.put_nowait(append)
-                # Shielded: a call that stops waiting still learns whether its request was
-                # queued, and an append under way is never half taken back.
-                await asyncio.shield(append.done)
-                return await waiting.future
+            self._appends.put_nowait(append)
+            # Shielded: an append under way is never half taken back. The bus's own
+            # timeouts bound it; the wait for the reply is ended by the housekeeping task
+            # (no timer per call).
+            await asyncio.shield(append.done)
+            return await waiting.future
         except TimeoutError:
-            await append.done  # refused (busy) or not handed over: say that instead
             waited = min(timeout, loop.time() - started)
             raise RelayTimeoutError(
                 f"{owner} did not answer {tool} within {waited:.0f} s; the request is "
@@ -669,6 +783,21 @@ class ToolRelayClient:
             self._waiting.pop(envelope.message_id, None)
             if not waiting.future.done():
                 waiting.future.cancel()
+
+
+def _runs(batch: list[_Append]) -> list[list[_Append]]:
+    """``batch`` grouped by owner, in order, each group cut at :data:`APPEND_BYTES`."""
+    runs: list[list[_Append]] = []
+    open_runs: dict[str, tuple[list[_Append], int]] = {}
+    for append in batch:
+        run, size = open_runs.get(append.owner, ([], 0))
+        if run and size + len(append.data) > APPEND_BYTES:
+            run, size = [], 0
+        if not run:
+            runs.append(run)
+        run.append(append)
+        open_runs[append.owner] = (run, size + len(append.data))
+    return runs
 
 
 def _text(value: Any) -> str:

@@ -92,6 +92,9 @@ class Gateway:
         """Tool name -> the owner whose contract declares it."""
         self.client = ToolRelayClient(bus, [c.name for c in serving], backlog_limit=backlog_limit)
         self._cache: dict[str, tuple[str, Tool]] = {}
+        self._listed: set[str] = set()
+        """The owners in :attr:`_cache`."""
+        self._owners = frozenset(self.declared.values())
         self._busy_logged: dict[str, float] = {}
         self._cached_at = float("-inf")
 
@@ -114,15 +117,16 @@ class Gateway:
                         with contextlib.suppress(ValidationError):
                             tools[name] = (owner, Tool.model_validate(definition))
             self._cache = tools
+            self._listed = {owner for owner, _tool in tools.values()}
             self._cached_at = time.monotonic()
         return self._cache
 
     def _missing(self) -> bool:
         """Whether an owner heard on its heartbeat has tools the cached registry lacks."""
-        listed = {owner for owner, _tool in self._cache.values()}
+        if self._owners <= self._listed:
+            return False
         return any(
-            owner not in listed and not self.liveness.is_down(owner)
-            for owner in set(self.declared.values())
+            owner not in self._listed and not self.liveness.is_down(owner) for owner in self._owners
         )
 
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:

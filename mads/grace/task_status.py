@@ -18,11 +18,17 @@ again without asking the owner, while
 Otherwise the owner is asked (one relayed call, shared by everyone asking at that moment).
 So every answer is one the owner gave, never one made up here. A task no client has asked
 about for :data:`KEEP_S` is forgotten, and at most :data:`MAX_TASKS` are kept.
+
+The status channels are listened to only while some task is kept: an owner publishes every
+change of every task (three or more per task), and a Grace no client asks about tasks has
+no use for them. The first answers read before the subscription is made count as stale, as
+after any (re)subscription.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -40,6 +46,8 @@ MAX_AGE_S = 30.0
 KEEP_S = 600.0
 """How long a task no client asks about is remembered."""
 MAX_TASKS = 100_000
+FOLLOW_CHECK_S = 5.0
+"""How often the listener checks whether any task is still kept (else it stops)."""
 
 
 @dataclass
@@ -80,10 +88,31 @@ class TaskStatuses:
         """Answers asked of owners (relayed status calls)."""
         self.subscriptions = 0
         """Times the status channels were (re)subscribed to."""
+        self._wanted = asyncio.Event()
+        """Set while some task is kept: the status channels are listened to."""
 
     async def run(self) -> None:
+        """Listen to the status channels while some task is kept. Raises
+        :class:`BusError` when Redis refuses the subscription."""
         if not self.channels:
             return
+        while True:
+            await self._wanted.wait()
+            listener = asyncio.create_task(self._listen(), name="task-status-listener")
+            try:
+                while not listener.done():
+                    await asyncio.wait({listener}, timeout=FOLLOW_CHECK_S)
+                    self._forget_old(time.monotonic())
+                    if not self._known:
+                        self._wanted.clear()
+                        break
+            finally:
+                self._heard_since = float("inf")  # nothing is heard from here on
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener  # a refused subscription is raised here
+
+    async def _listen(self) -> None:
         async for message in self.bus.messages(
             channels_=list(self.channels), subscribed=self._subscribed
         ):
@@ -111,8 +140,8 @@ class TaskStatuses:
 
     @property
     def following(self) -> bool:
-        """Whether the status channels have been subscribed to (answers can be kept)."""
-        return self.subscriptions > 0
+        """Whether the status channels are listened to now (answers can be kept)."""
+        return self._heard_since != float("inf")
 
     @staticmethod
     def _heard(known: _Known, status: str, updated: str) -> None:
@@ -179,6 +208,7 @@ class TaskStatuses:
         known = self._known.get(key)
         if known is None:
             known = self._known[key] = _Known()
+            self._wanted.set()
         else:
             self._known.move_to_end(key)
         known.asked_at = now

@@ -56,6 +56,8 @@ async def following(server: RedisServer) -> AsyncIterator[tuple[TaskStatuses, Bu
     statuses = TaskStatuses(grace, {"fiedler": TOOLS}, logging.getLogger("test"))
     runner = asyncio.create_task(statuses.run())
     try:
+        # The status channel is listened to once a client asks about a task.
+        await statuses.status("fiedler", "first", TOOLS, Owner().read)
         await async_wait_for(lambda: statuses.following, what="the status channel followed")
         yield statuses, fiedler
     finally:
@@ -167,3 +169,42 @@ async def test_tasks_no_one_asks_about_are_forgotten(
         for n in range(50):
             await statuses.status("fiedler", f"t{n}", TOOLS, owner.read)
         assert len(statuses) == 10
+
+
+def subscribers(server: RedisServer) -> int:
+    """Subscribers to Fiedler's status channel, as Redis counts them."""
+    [(_channel, count)] = server.client().pubsub_numsub(TASK_STATUS_CHANNEL)
+    return int(count)
+
+
+async def test_the_status_channel_is_listened_to_only_while_a_task_is_kept(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Owners publish every change of every task: a Grace no client asks about tasks does
+    not take them in, and answers read before it listens are read again."""
+    monkeypatch.setattr(task_status, "KEEP_S", 1.0)
+    monkeypatch.setattr(task_status, "FOLLOW_CHECK_S", 0.1)
+    grace = await bus_for(redis_server, "grace")
+    statuses = TaskStatuses(grace, {"fiedler": TOOLS}, logging.getLogger("test"))
+    runner = asyncio.create_task(statuses.run())
+    owner = Owner()
+    try:
+        await ask(statuses, owner)
+        await async_wait_for(lambda: subscribers(redis_server) == 1, what="the channel followed")
+        await ask(statuses, owner)  # the first answer was read before: read again
+        for _ in range(20):
+            await ask(statuses, owner)
+        assert owner.reads == 2
+        await async_wait_for(
+            lambda: subscribers(redis_server) == 0 and len(statuses) == 0,
+            what="the task forgotten and the channel left",
+        )
+        assert not statuses.following
+        await ask(statuses, owner)  # asked again: read, and followed again
+        await async_wait_for(lambda: subscribers(redis_server) == 1, what="followed again")
+        assert owner.reads == 3 and statuses.subscriptions == 2
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        await grace.close()
