@@ -179,7 +179,7 @@ def relay(tmp: Path, seconds: float, concurrency: int, rounds: int) -> None:
         tmp,
         "fiedler_converse",
         lambda _fiedler: CONVERSE,
-        lambda _arguments, data: isinstance(data, dict) and data.get("status") == "pending",
+        lambda _arguments, ok, data: ok and isinstance(data, dict) and data["status"] == "pending",
         seconds=seconds,
         rounds=rounds,
         concurrency=concurrency,

@@ -24,16 +24,20 @@ from tests.support.waiting import wait_for
 PULSE = {"MAD_HEARTBEAT_S": "5"}
 """As deployed: a MAD busy with the load is not taken for one that stopped."""
 
-Accept = Callable[[dict[str, Any], Any], bool]
-"""Whether a call's result (second) is the answer wanted to its arguments (first); the run
-stops at the first that is not."""
+Accept = Callable[[dict[str, Any], bool, Any], bool]
+"""Whether a call's answer (whether it succeeded, then its result or error) is the one
+wanted to its arguments (first); the run stops at the first that is not."""
+
+
+Arguments = dict[str, Any] | Callable[[], dict[str, Any]]
+"""A call's arguments: the same for every call, or made anew for each."""
 
 
 async def call_loop(
     url: str,
     token: str | None,
     tool: str,
-    arguments: dict[str, Any],
+    arguments: Arguments,
     accept: Accept,
     seconds: float,
     concurrency: int,
@@ -47,8 +51,8 @@ async def call_loop(
     async def caller() -> None:
         nonlocal done
         while time.monotonic() < deadline:
-            ok, data = await client.call(tool, arguments)
-            if not ok or not accept(arguments, data):
+            ok, data = await client.call(tool, arguments() if callable(arguments) else arguments)
+            if not accept(arguments if isinstance(arguments, dict) else {}, ok, data):
                 raise SystemExit(f"bench: {tool} refused: {data}")
             done += 1
 
@@ -57,6 +61,15 @@ async def call_loop(
     finally:
         await client.close()
     return done
+
+
+def relayed_calls(url: str, tool: str) -> int:
+    """Relayed calls of ``tool`` Fiedler has carried out since it started (its /metrics)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    prefix = f'mad_relayed_calls_total{{tool="{tool}"}} '
+    return sum(
+        int(float(line.split()[-1])) for line in text.splitlines() if line.startswith(prefix)
+    )
 
 
 def finished_tasks(url: str) -> int:
@@ -80,7 +93,7 @@ def settle(url: str, tasks: int) -> None:
 def compare(
     workdir: Path,
     tool: str,
-    arguments: Callable[[MadProcess], dict[str, Any]],
+    arguments: Callable[[MadProcess], Arguments],
     accept: Accept,
     *,
     seconds: float,
@@ -119,16 +132,19 @@ def compare(
             settle(fiedler.url, made)
             run(url, key, 1.0)
         calls = dict.fromkeys(targets, 0)
+        relayed = dict.fromkeys(targets, 0)
         elapsed = dict.fromkeys(targets, 0.0)
         cpu = {(label, name): 0.0 for label in targets for name in pids}
         for _ in range(rounds):
             for label, (url, key) in targets.items():
                 settle(fiedler.url, made)
                 before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                relayed_before = relayed_calls(fiedler.url, tool)
                 start = time.monotonic()
                 n = run(url, key, seconds)
                 took = time.monotonic() - start
                 calls[label] += n
+                relayed[label] += relayed_calls(fiedler.url, tool) - relayed_before
                 elapsed[label] += took
                 for name, pid in pids.items():
                     cpu[(label, name)] += cpu_seconds(pid) - before[name]
@@ -140,7 +156,8 @@ def compare(
         )
         print(
             f"{label:>14}: {rate:,.0f} calls/s over all rounds (concurrency {concurrency}); "
-            f"CPU per call: {per_call}"
+            f"CPU per call: {per_call}; carried out by Fiedler as relayed calls: "
+            f"{relayed[label]:,} of {calls[label]:,}"
         )
     ratio = rates["through Grace"] / rates["direct"]
     print(f"ratio {tool} calls/s, through Grace / direct: {ratio:.2f} (goal >= 0.7)")

@@ -28,10 +28,13 @@ timed from the first call to the last task COMPLETED. Prints that wall time over
 LLM answered at once (it should be the level), how long the calls themselves took, and the
 CPU seconds Fiedler spent.
 
-Then (``status``) Sequential Thinking, Fiedler and Grace: ``fiedler_get_task_status`` of a
-finished task from the same client at the same concurrency (``--concurrency``), straight to
-Fiedler and relayed through Grace, alternately, ``--rounds`` times of ``--seconds``; prints
-calls/s each way and the ratio through Grace / direct (goal >= 0.7).
+Then (``status``) Sequential Thinking, Fiedler and Grace: ``fiedler_get_task_status`` from
+the same client at the same concurrency (``--concurrency``), straight to Fiedler and through
+Grace, alternately, ``--rounds`` times of ``--seconds``; prints calls/s each way, how many
+of the calls through Grace reached Fiedler, and the ratio through Grace / direct (goal >=
+0.7) — twice: for a finished task (Grace answers from the owner's answer it keeps, as a
+client polling a task is answered) and for task ids Fiedler does not have, a new one each
+call (never kept: every call is relayed, which measures the relay itself).
 
 Not a test: numbers depend on the host.
 """
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import secrets
 import shutil
@@ -251,7 +255,10 @@ async def drive(
 
 
 def relayed_status(workdir: Path, seconds: float, rounds: int, concurrency: int) -> None:
-    """``fiedler_get_task_status`` of a finished task, through Grace against direct."""
+    """``fiedler_get_task_status`` through Grace against direct: of a finished task (Grace
+    answers from the answer it keeps, Fiedler is asked once), then of a task Fiedler does
+    not have, a new one each call (never kept: every call is relayed, and refused by
+    Fiedler)."""
 
     def finished_task(fiedler: MadProcess) -> dict[str, Any]:
         async def converse() -> str:
@@ -268,13 +275,28 @@ def relayed_status(workdir: Path, seconds: float, rounds: int, concurrency: int)
 
         return {"task_id": asyncio.run(converse())}
 
+    print("fiedler_get_task_status of a finished task (Grace keeps the answer):")
     compare(
-        workdir,
+        workdir / "finished",
         "fiedler_get_task_status",
         finished_task,
-        lambda arguments, data: (
-            isinstance(data, dict) and data.get("task_id") == arguments["task_id"]
+        lambda arguments, ok, data: (
+            ok and isinstance(data, dict) and data.get("task_id") == arguments["task_id"]
         ),
+        seconds=seconds,
+        rounds=rounds,
+        concurrency=concurrency,
+    )
+    print(
+        "fiedler_get_task_status of task ids Fiedler does not have, a new one each call "
+        "(nothing to keep: every call is relayed):"
+    )
+    unknown = itertools.count()
+    compare(
+        workdir / "unknown",
+        "fiedler_get_task_status",
+        lambda _fiedler: lambda: {"task_id": f"no-such-task-{next(unknown)}"},
+        lambda _arguments, ok, data: not ok and "unknown task_id" in str(data),
         seconds=seconds,
         rounds=rounds,
         concurrency=concurrency,

@@ -52,6 +52,18 @@ EXTENSION = "io.modelcontextprotocol/tasks"
 INVALID_PARAMS = -32602
 METHOD_NOT_FOUND = -32601
 INTERNAL_ERROR = -32603
+REQUEST_FAULTS = ("invalid arguments for ", "unknown tool ", "unknown task_id ")
+"""How a tool's refusal begins when the request is at fault (the arguments, the tool's
+name, a task id), as the owners word them."""
+
+
+def refusal_code(text: str) -> int:
+    """The JSON-RPC error code for a task method refused with ``text``: invalid params for a
+    request at fault, internal error for the rest (a busy owner, one that did not answer, a
+    store that is down: the request may be made again as it is)."""
+    return INVALID_PARAMS if text.startswith(REQUEST_FAULTS) else INTERNAL_ERROR
+
+
 CAPABILITY: dict[str, Any] = {"cancel": {}, "requests": {"tools": {"call": {}}}}
 """``capabilities.tasks`` of a server that runs tool calls as tasks and cancels them."""
 
@@ -253,7 +265,8 @@ class TaskServer:
         reply = _wire(await call_next(dataclasses.replace(ctx, params=plain)))
         if reply.get("isError"):
             texts = [c.get("text", "") for c in reply.get("content", []) if isinstance(c, dict)]
-            raise MCPError(code=INVALID_PARAMS, message="; ".join(texts) or "refused")
+            message = "; ".join(texts) or "refused"
+            raise MCPError(code=refusal_code(message), message=message)
         task_id = self.backend.task_id(str(name), reply.get("structuredContent") or {})
         return {"task": view(task_id, *await self.backend.status(task_id))}
 

@@ -406,6 +406,7 @@ class ToolRequestServer:
         acknowledged unless cached."""
         while True:
             batch = [await self._replies.get()]
+            await asyncio.sleep(0)  # the replies made in this same turn of the loop come along
             while len(batch) < REPLY_BATCH and not self._replies.empty():
                 batch.append(self._replies.get_nowait())
             commands: list[tuple[Any, ...]] = [
@@ -659,6 +660,7 @@ class ToolRelayClient:
         check per owner and chunk, appending in order until the owner's limit."""
         while True:
             batch = [await self._appends.get()]
+            await asyncio.sleep(0)  # the calls made in this same turn of the loop come along
             while len(batch) < READ_BATCH and not self._appends.empty():
                 batch.append(self._appends.get_nowait())
             runs = _runs(batch)

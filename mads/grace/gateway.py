@@ -39,6 +39,12 @@ from mads.core.relay import DEFAULT_BACKLOG, RelayBusyError, RelayTimeoutError, 
 REGISTRY_CACHE_S = 1.0
 BUSY_LOG_EVERY_S = 60.0
 
+Relay = Callable[[], Awaitable[CallToolResult]]
+"""Relays one call as it came and returns the owner's answer."""
+Keeper = Callable[[str, dict[str, Any], Relay], Awaitable[CallToolResult]]
+"""Answers a call of one tool (its owner, its arguments): with an answer the owner already
+gave and that still holds, else by relaying it."""
+
 
 class Liveness:
     """When each MAD was last heard on its ``mad.system.heartbeat.<name>``."""
@@ -96,6 +102,7 @@ class Gateway:
         """The owners in :attr:`_cache`."""
         self._owners = frozenset(self.declared.values())
         self._busy_logged: dict[str, float] = {}
+        self._keepers: dict[str, Keeper] = {}
         self._cached_at = float("-inf")
 
     async def run(self) -> None:
@@ -144,7 +151,7 @@ class Gateway:
                     return error_result(f"cannot look up {name}: {exc}")
                 if owner is not None:
                     arguments = ctx.params.get("arguments")
-                    return await self.relay(owner, name, {} if arguments is None else arguments)
+                    return await self.answer(owner, name, {} if arguments is None else arguments)
         return await call_next(ctx)
 
     def forwards(self, name: str) -> bool:
@@ -158,7 +165,20 @@ class Gateway:
             owner = await self._owner_of(name)
         except BusError as exc:
             return error_result(f"cannot look up {name}: {exc}")
-        return await self.relay(owner or self.declared[name], name, arguments)
+        return await self.answer(owner or self.declared[name], name, arguments)
+
+    def keep_answers(self, tool: str, keeper: Keeper) -> None:
+        """Let ``keeper`` answer the calls of ``tool`` (an owner's task status tool, whose
+        answers hold until the owner publishes a change)."""
+        self._keepers[tool] = keeper
+
+    async def answer(self, owner: str, name: str, arguments: Any) -> CallToolResult:
+        """An outside client's call of another MAD's tool: relayed, or for a tool whose
+        answers are kept, given again while the owner's last answer holds."""
+        keeper = self._keepers.get(name)
+        if keeper is None or not isinstance(arguments, dict):
+            return await self.relay(owner, name, arguments)
+        return await keeper(owner, arguments, lambda: self.relay(owner, name, arguments))
 
     def _is_own(self, name: str) -> bool:
         if self.own_tools is None:  # no contract installed for this gateway: by its prefix
@@ -167,6 +187,8 @@ class Gateway:
 
     async def _owner_of(self, name: str) -> str | None:
         """Who published ``name`` in the registry, else whose contract declares it."""
+        if time.monotonic() - self._cached_at <= REGISTRY_CACHE_S and name in self._cache:
+            return self._cache[name][0]  # listed a moment ago: no need to look further
         found = (await self.remote_tools()).get(name)
         if found is None:
             found = (await self.remote_tools(fresh=True)).get(name)
@@ -218,7 +240,7 @@ class Gateway:
             return error_result(f"cannot relay {name}: {exc}")
         if not reply.get("ok"):
             return error_result(str(reply.get("error") or f"{name} failed on {owner}"))
-        return _success(reply.get("result"))
+        return success_result(reply.get("result"))
 
     def _log_busy(self, owner: str, exc: RelayBusyError) -> None:
         """Say once a minute per owner that calls are refused as busy, not once a call."""
@@ -236,7 +258,9 @@ class Gateway:
         return lambda waited: waited >= patience and self.liveness.is_down(owner)
 
 
-def _success(result: Any) -> CallToolResult:
+def success_result(result: Any) -> CallToolResult:
+    """A relayed tool's result as Grace answers it: the owner's result as text, and as
+    structured content when it is an object."""
     text = result if isinstance(result, str) else json.dumps(result)
     structured = result if isinstance(result, dict) else None
     return CallToolResult(

@@ -24,12 +24,13 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 from mcp.shared.exceptions import MCPError
+from mcp.types import CallToolResult
 
 from mads.core.contract import TaskTools
-from mads.core.mcp_tasks import INTERNAL_ERROR, INVALID_PARAMS, Status, TaskServer
+from mads.core.mcp_tasks import INTERNAL_ERROR, INVALID_PARAMS, Status, TaskServer, refusal_code
 from mads.core.registry import contracts
 from mads.core.service import MadService
-from mads.grace.gateway import Gateway
+from mads.grace.gateway import Gateway, Relay, success_result
 from mads.grace.task_status import TaskStatuses, keep
 
 MAC_CHARS = 24
@@ -95,12 +96,10 @@ class GatewayTasks:
 
     async def relay(self, owner: str, tool: str, arguments: Any) -> dict[str, Any]:
         """The owner's structured reply, or MCPError with its one-line refusal."""
-        result = await self.gateway.relay(owner, tool, arguments)
-        if result.is_error:
-            text = "; ".join(getattr(c, "text", "") for c in result.content) or "refused"
-            code = INVALID_PARAMS if "unknown" in text or "invalid" in text else INTERNAL_ERROR
-            raise MCPError(code=code, message=text)
-        return dict(result.structured_content or {})
+        try:
+            return await structured(self.gateway.relay(owner, tool, arguments))
+        except Refused as refused:
+            raise refused.mcp_error() from None
 
     def _decode(self, task_id: str) -> tuple[str, str, TaskTools]:
         """Owner, the owner's id and its task tools; MCPError for an id not handed out."""
@@ -116,9 +115,12 @@ class GatewayTasks:
         owner, inner, tools = self._decode(task_id)
 
         def read() -> Awaitable[dict[str, Any]]:
-            return self.relay(owner, tools.status, {tools.id_field: inner})
+            return structured(self.gateway.relay(owner, tools.status, {tools.id_field: inner}))
 
-        return await self.statuses.status(owner, inner, tools, read), tools
+        try:
+            return await self.statuses.status(owner, inner, tools, read), tools
+        except Refused as refused:
+            raise refused.mcp_error() from None
 
     async def cancel(self, task_id: str) -> tuple[Status, TaskTools]:
         owner, inner, tools = self._decode(task_id)
@@ -146,6 +148,57 @@ class GatewayTasks:
                 yield int(chunk.get("seq", 0)), str(chunk["delta"])
 
 
+class Refused(Exception):
+    """The owner refused a relayed call: its answer, an error result."""
+
+    def __init__(self, result: CallToolResult) -> None:
+        super().__init__()
+        self.result = result
+
+    def mcp_error(self) -> MCPError:
+        """The refusal as the task methods answer it: its one line, with the code that
+        says whether the request was at fault."""
+        text = "; ".join(getattr(c, "text", "") for c in self.result.content) or "refused"
+        return MCPError(code=refusal_code(text), message=text)
+
+
+async def structured(answer: Awaitable[CallToolResult]) -> dict[str, Any]:
+    """The structured content of a relayed call's answer; :class:`Refused` for an error."""
+    result = await answer
+    if result.is_error:
+        raise Refused(result)
+    return dict(result.structured_content or {})
+
+
+class StatusToolAnswers:
+    """An owner's status tool called through Grace (``fiedler_get_task_status``, the way the
+    guide polls a task): answered from the same kept answers as ``tasks/get``, so a client
+    polling a task costs the owner a relayed call per change, not per poll. A call with
+    other arguments than the task id, or the owner's refusal, is relayed and answered as
+    it came."""
+
+    def __init__(self, statuses: TaskStatuses, owner: str, tools: TaskTools) -> None:
+        self.statuses = statuses
+        self.owner = owner
+        self.tools = tools
+
+    async def __call__(self, owner: str, arguments: dict[str, Any], relay: Relay) -> CallToolResult:
+        inner = arguments.get(self.tools.id_field)
+        if owner != self.owner or arguments.keys() != {self.tools.id_field}:
+            return await relay()
+        if not isinstance(inner, str) or not inner:
+            return await relay()
+
+        def read() -> Awaitable[dict[str, Any]]:
+            return structured(relay())
+
+        try:
+            answer = await self.statuses.status(owner, inner, self.tools, read)
+        except Refused as refused:
+            return refused.result
+        return success_result(dict(answer))
+
+
 def method_tools(task_id: Any, method: str) -> str | None:
     """The tool a ``tasks/*`` request through Grace acts as (what a token's scope must
     allow): the owner's cancel tool for cancel, its status tool for the others."""
@@ -163,6 +216,8 @@ def serve(service: MadService, gateway: Gateway, secret: str) -> TaskServer:
     owners = {owner: tools for owner, tools in task_tools().values()}
     statuses = TaskStatuses(gateway.bus, owners, service.log)
     service.add_background(lambda: keep(statuses))
+    for owner, tools in owners.items():
+        gateway.keep_answers(tools.status, StatusToolAnswers(statuses, owner, tools))
     server = TaskServer(GatewayTasks(gateway, TaskIds(secret), statuses))
     chain = service.mcp.middleware
     chain.insert(chain.index(gateway), server)

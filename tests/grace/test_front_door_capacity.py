@@ -23,6 +23,7 @@ from tests.support.front_door import Client, request_id_of, tasks_of
 from tests.support.grace import new_token
 from tests.support.group import ProcessGroup
 from tests.support.group import mad_group as mad_group  # the fixture
+from tests.support.tool_calls import ToolCallClient
 from tests.support.waiting import async_wait_for
 
 PULSE = {"MAD_HEARTBEAT_S": "5"}
@@ -255,4 +256,85 @@ async def test_fiedler_killed_in_the_middle_of_a_burst_loses_nothing(
     assert len(tasks_of(db_path, "killed")) == calls, "none lost, none made twice"
     accepted_ids = [task_id for kind, task_id in outcomes if kind == "accepted"]
     assert len(set(accepted_ids)) == len(accepted_ids)
+    assert "Traceback" not in grace.log_text()
+
+
+async def test_polling_the_status_tool_through_grace_costs_fiedler_a_call_per_change(
+    mad_group: ProcessGroup,
+) -> None:
+    """The guide's way of waiting on a task, fiedler_get_task_status through Grace, is
+    answered from the answers Grace keeps for tasks/get: Fiedler carries out a relayed
+    status call per change of the task, not per poll, and every answer is the one Fiedler
+    gives directly. A call Grace cannot answer so (an unknown task) is relayed each time,
+    and refused in Fiedler's words."""
+    token = new_token()
+    mad_group.start("sequential_thinking")
+    grace = mad_group.start("grace", {"GRACE_API_TOKENS": token, **PULSE})
+    fiedler = mad_group.start("fiedler", PULSE)
+    through = ToolCallClient(f"{grace.url}/mcp", token=token, connections=4)
+    direct = ToolCallClient(f"{fiedler.url}/mcp", connections=1)
+    try:
+        success, pending = await through.call(
+            "fiedler_converse",
+            {"prompt": "System check, please respond with OK.", "requester_id": "poll"},
+        )
+        assert success, pending
+        asked = {"task_id": pending["task_id"]}
+
+        async def completed() -> dict | None:
+            success, status = await through.call("fiedler_get_task_status", asked)
+            assert success, status
+            return status if status["status"] == "COMPLETED" else None
+
+        final = await async_wait_for(completed, interval=0.05, what="the task COMPLETED")
+        polls = 300
+        answers = await asyncio.gather(
+            *(through.call("fiedler_get_task_status", asked) for _ in range(polls))
+        )
+        assert answers == [(True, final)] * polls
+        assert await direct.call("fiedler_get_task_status", asked) == (True, final)
+        carried_out = relayed_calls(fiedler.url, "fiedler_get_task_status")
+        record("front door", f"{polls}+ status polls through Grace: {carried_out:.0f} relayed")
+        # One read before the status channel is followed, one after, one per change.
+        assert carried_out <= 5, f"{carried_out} status calls reached Fiedler"
+
+        unknown = {"task_id": "no-such-task"}
+        refusals = [await through.call("fiedler_get_task_status", unknown) for _ in range(3)]
+        assert refusals == [refusals[0]] * 3
+        assert not refusals[0][0] and "unknown task_id 'no-such-task': no such task" in str(
+            refusals[0][1]
+        )
+        assert relayed_calls(fiedler.url, "fiedler_get_task_status") == carried_out + 3
+    finally:
+        await through.close()
+        await direct.close()
+
+
+async def test_a_task_call_refused_as_busy_is_not_called_invalid(mad_group: ProcessGroup) -> None:
+    """A task-augmented call Grace cannot queue (Fiedler's stream at its limit) is refused
+    with the busy line and an internal-error code, not invalid params: the request itself
+    was fine and may be made again as it is. Nothing is queued."""
+    token = new_token()
+    grace = mad_group.start(
+        "grace", {"GRACE_API_TOKENS": token, "MAD_RELAY_BACKLOG_LIMIT": "1", **PULSE}
+    )
+    # One request already waits for a Fiedler that is not there: the stream is full.
+    mad_group.redis.client().xadd("mad.fiedler.requests", {"envelope": b"{}"})
+    client = Client(grace.url, token, connections=1)
+    try:
+        status, refused = await client.send(
+            "tools/call",
+            {
+                "name": "fiedler_converse",
+                "arguments": {"prompt": "System check", "requester_id": "busy"},
+                "task": {"ttl": 60_000},
+            },
+            TASKS_VERSION,
+        )
+    finally:
+        await client.close()
+    assert status == 200 and "error" in refused, refused
+    assert refused["error"]["code"] == -32603, refused
+    assert "busy: 1 requests wait for fiedler" in refused["error"]["message"], refused
+    assert mad_group.redis.client().xlen("mad.fiedler.requests") == 1, "nothing was queued"
     assert "Traceback" not in grace.log_text()
