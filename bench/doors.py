@@ -104,7 +104,8 @@ def compare(
     """Sequential Thinking, Fiedler and Grace on a fresh bus; ``tool`` with
     ``arguments(fiedler)`` straight to Fiedler and through Grace, ``rounds`` alternations of
     ``seconds`` each after a warm-up, each run begun with Fiedler idle (``makes_task``:
-    each call made one task, and every one of them is finished first). Prints calls/s each
+    each call made one task, and every one of them is finished first; then each way's
+    calls over the time until its tasks were carried out is printed too). Prints calls/s each
     way, the CPU per call of each process (the client's too: the machine's cores are shared
     by all of them), and returns the ratio through Grace / direct."""
     token = new_token()
@@ -134,6 +135,8 @@ def compare(
         calls = dict.fromkeys(targets, 0)
         relayed = dict.fromkeys(targets, 0)
         elapsed = dict.fromkeys(targets, 0.0)
+        finished = dict.fromkeys(targets, 0.0)
+        """Each way's time from its first call to the last of its tasks finished."""
         cpu = {(label, name): 0.0 for label in targets for name in pids}
         for _ in range(rounds):
             for label, (url, key) in targets.items():
@@ -148,6 +151,9 @@ def compare(
                 elapsed[label] += took
                 for name, pid in pids.items():
                     cpu[(label, name)] += cpu_seconds(pid) - before[name]
+                if makes_task:
+                    settle(fiedler.url, made)
+                    finished[label] += time.monotonic() - start
                 print(f"{label:>14}: {n / took:,.0f} {tool} calls/s")
     rates = {label: calls[label] / elapsed[label] for label in targets}
     for label, rate in rates.items():
@@ -161,4 +167,13 @@ def compare(
         )
     ratio = rates["through Grace"] / rates["direct"]
     print(f"ratio {tool} calls/s, through Grace / direct: {ratio:.2f} (goal >= 0.7)")
+    if makes_task:
+        carried = {label: calls[label] / finished[label] for label in targets}
+        for label, rate in carried.items():
+            print(f"{label:>14}: {rate:,.0f} calls/s accepted and their tasks carried out")
+        print(
+            f"ratio {tool} calls/s accepted and carried out, through Grace / direct: "
+            f"{carried['through Grace'] / carried['direct']:.2f} (what the group sustains: "
+            "calls accepted faster than their tasks are carried out pile up)"
+        )
     return ratio
