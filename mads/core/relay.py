@@ -660,18 +660,18 @@ class ToolRelayClient:
         check per owner and chunk, appending in order until the owner's limit."""
         while True:
             batch = [await self._appends.get()]
-            await asyncio.sleep(0)  # the calls made in this same turn of the loop come along
-            while len(batch) < READ_BATCH and not self._appends.empty():
-                batch.append(self._appends.get_nowait())
-            runs = _runs(batch)
-            calls = [
-                (
-                    [channels.requests_stream(run[0].owner)],
-                    [self.backlog_limit, GROUP, ENVELOPE_FIELD, *(a.data for a in run)],
-                )
-                for run in runs
-            ]
             try:
+                await asyncio.sleep(0)  # the calls made in this same turn of the loop come along
+                while len(batch) < READ_BATCH and not self._appends.empty():
+                    batch.append(self._appends.get_nowait())
+                runs = _runs(batch)
+                calls = [
+                    (
+                        [channels.requests_stream(run[0].owner)],
+                        [self.backlog_limit, GROUP, ENVELOPE_FIELD, *(a.data for a in run)],
+                    )
+                    for run in runs
+                ]
                 outcomes = await self._append_script.many(calls)
             except BusError as exc:
                 for append in batch:
