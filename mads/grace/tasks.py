@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 
 from mads.core.contract import TaskTools
+from mads.core.errors import MadError
 from mads.core.mcp_tasks import INTERNAL_ERROR, INVALID_PARAMS, Status, TaskServer, refusal_code
 from mads.core.registry import contracts
 from mads.core.service import MadService
@@ -148,11 +149,11 @@ class GatewayTasks:
                 yield int(chunk.get("seq", 0)), str(chunk["delta"])
 
 
-class Refused(Exception):
+class Refused(MadError):
     """The owner refused a relayed call: its answer, an error result."""
 
     def __init__(self, result: CallToolResult) -> None:
-        super().__init__()
+        super().__init__("the owner refused the call")
         self.result = result
 
     def mcp_error(self) -> MCPError:
