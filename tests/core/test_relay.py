@@ -329,3 +329,62 @@ async def test_handled_requests_are_trimmed_from_the_stream_and_unhandled_ones_k
         async with running(ToolRequestServer(owner_bus, "owner", owner.run_tool).run()):
             assert all(reply["ok"] for reply in await asyncio.gather(*queued))
     assert sorted(run["a"] for run in owner.runs) == list(range(320))
+
+
+async def test_a_callers_replies_travel_together_within_the_message_limit(
+    redis_server: RedisServer,
+) -> None:
+    """The replies of one batch for one caller go in as few messages as the bus's message
+    limit allows: every message under it, every reply in exactly one of them."""
+    limit = 2048
+    owner_bus = Bus(
+        host="127.0.0.1",
+        port=redis_server.port,
+        password=redis_server.password,
+        sender_id="owner",
+        max_message_bytes=limit,
+    )
+    await owner_bus.start()
+    caller_bus = await connected_bus(redis_server, "caller")
+    listener_bus = await connected_bus(redis_server, "listener")
+    assert await owner_bus.wait_connected(10)
+
+    async def padded(name: str, arguments: dict[str, Any]) -> tuple[bool, Any]:
+        return True, {"n": arguments["n"], "text": "x" * 300}
+
+    client = ToolRelayClient(caller_bus, ["owner"])
+    heard: list[tuple[int, dict[str, Any]]] = []
+    listening = asyncio.Event()
+
+    async def listen() -> None:
+        channel = client.reply_channel("owner")
+        async for message in listener_bus.messages(channels_=[channel], subscribed=listening.set):
+            assert message.envelope is not None
+            heard.append((len(message.raw), message.envelope.payload))
+
+    try:
+        async with running(client.run(), listen()):
+            await asyncio.wait_for(listening.wait(), 10)
+            # Queued while the owner is away, so that it reads and answers them together.
+            calls = [
+                asyncio.create_task(client.call("owner", "padded", {"n": n}, timeout=60))
+                for n in range(30)
+            ]
+            await async_wait_for(
+                lambda: redis_server.client().xlen("mad.owner.requests") == 30,
+                what="30 requests queued",
+            )
+            async with running(ToolRequestServer(owner_bus, "owner", padded).run()):
+                replies = await asyncio.gather(*calls)
+                await async_wait_for(
+                    lambda: sum(len(p["replies"]) for _, p in heard) >= 30,
+                    what="every reply heard",
+                )
+    finally:
+        for bus in (owner_bus, caller_bus, listener_bus):
+            await bus.close()
+    assert sorted(reply["result"]["n"] for reply in replies) == list(range(30))
+    assert all(size <= limit for size, _ in heard), [size for size, _ in heard]
+    carried = [request_id for _, payload in heard for request_id in payload["replies"]]
+    assert len(carried) == len(set(carried)) == 30, "each reply in exactly one message"
+    assert 1 < len(heard) < 30, f"{len(heard)} messages for 30 replies"
