@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from bench.proc import cpu_seconds
+from tests.support.fiedler import relayed_calls
 from tests.support.grace import new_token
 from tests.support.group import process_group
 from tests.support.mad_process import MadProcess
@@ -61,15 +62,6 @@ async def call_loop(
     finally:
         await client.close()
     return done
-
-
-def relayed_calls(url: str, tool: str) -> int:
-    """Relayed calls of ``tool`` Fiedler has carried out since it started (its /metrics)."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    prefix = f'mad_relayed_calls_total{{tool="{tool}"}} '
-    return sum(
-        int(float(line.split()[-1])) for line in text.splitlines() if line.startswith(prefix)
-    )
 
 
 def finished_tasks(url: str) -> int:
@@ -142,12 +134,12 @@ def compare(
             for label, (url, key) in targets.items():
                 settle(fiedler.url, made)
                 before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-                relayed_before = relayed_calls(fiedler.url, tool)
+                relayed_before = int(relayed_calls(fiedler.url, tool))
                 start = time.monotonic()
                 n = run(url, key, seconds)
                 took = time.monotonic() - start
                 calls[label] += n
-                relayed[label] += relayed_calls(fiedler.url, tool) - relayed_before
+                relayed[label] += int(relayed_calls(fiedler.url, tool)) - relayed_before
                 elapsed[label] += took
                 for name, pid in pids.items():
                     cpu[(label, name)] += cpu_seconds(pid) - before[name]

@@ -185,9 +185,8 @@ class StatusToolAnswers:
 
     async def __call__(self, owner: str, arguments: dict[str, Any], relay: Relay) -> CallToolResult:
         inner = arguments.get(self.tools.id_field)
-        if owner != self.owner or arguments.keys() != {self.tools.id_field}:
-            return await relay()
-        if not isinstance(inner, str) or not inner:
+        just_an_id = arguments.keys() == {self.tools.id_field} and isinstance(inner, str)
+        if owner != self.owner or not just_an_id or not inner:
             return await relay()
 
         def read() -> Awaitable[dict[str, Any]]:

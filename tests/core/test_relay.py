@@ -12,7 +12,7 @@ from mads.core import access, relay
 from mads.core.bus import ENVELOPE_FIELD, Bus
 from mads.core.envelope import decode
 from mads.core.relay import RelayBusyError, RelayError, ToolRelayClient, ToolRequestServer
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, connected_bus
 from tests.support.waiting import async_wait_for
 
 
@@ -27,13 +27,6 @@ class Owner:
         if name != "add":
             return False, f"unknown tool {name!r}"
         return True, {"sum": arguments["a"] + arguments["b"]}
-
-
-async def connected_bus(server: RedisServer, sender: str) -> Bus:
-    bus = Bus(host="127.0.0.1", port=server.port, password=server.password, sender_id=sender)
-    await bus.start()
-    assert await bus.wait_connected(10)
-    return bus
 
 
 @contextlib.asynccontextmanager
@@ -337,17 +330,9 @@ async def test_a_callers_replies_travel_together_within_the_message_limit(
     """The replies of one batch for one caller go in as few messages as the bus's message
     limit allows: every message under it, every reply in exactly one of them."""
     limit = 2048
-    owner_bus = Bus(
-        host="127.0.0.1",
-        port=redis_server.port,
-        password=redis_server.password,
-        sender_id="owner",
-        max_message_bytes=limit,
-    )
-    await owner_bus.start()
+    owner_bus = await connected_bus(redis_server, "owner", max_message_bytes=limit)
     caller_bus = await connected_bus(redis_server, "caller")
     listener_bus = await connected_bus(redis_server, "listener")
-    assert await owner_bus.wait_connected(10)
 
     async def padded(name: str, arguments: dict[str, Any]) -> tuple[bool, Any]:
         return True, {"n": arguments["n"], "text": "x" * 300}

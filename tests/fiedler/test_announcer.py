@@ -4,24 +4,15 @@ every other publish: an event over it is dropped with a warning, the rest go out
 import asyncio
 import logging
 
-from mads.core.bus import Bus
 from mads.fiedler.announcer import Announcer
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, connected_bus
 from tests.support.waiting import async_wait_for
 
 LIMIT = 2048
 
 
 async def test_events_over_the_bus_limit_are_dropped(redis_server: RedisServer, caplog) -> None:
-    bus = Bus(
-        host="127.0.0.1",
-        port=redis_server.port,
-        password=redis_server.password,
-        sender_id="fiedler",
-        max_message_bytes=LIMIT,
-    )
-    await bus.start()
-    assert await bus.wait_connected(10)
+    bus = await connected_bus(redis_server, "fiedler", max_message_bytes=LIMIT)
     pubsub = redis_server.client().pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe("mad.stream.t1")
     announcer = Announcer(bus, logging.getLogger("fiedler"))

@@ -8,17 +8,16 @@ one per poll; and Fiedler killed with SIGKILL in the middle of a burst loses not
 from __future__ import annotations
 
 import asyncio
-import re
 import resource
 import signal
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.evidence import record
 from tests.support.fake_llm import FakeLLM
+from tests.support.fiedler import relayed_calls
 from tests.support.front_door import Client, request_id_of, tasks_of
 from tests.support.grace import new_token
 from tests.support.group import ProcessGroup
@@ -46,14 +45,6 @@ async def all_completed(db_path: Path, requester: str, expected: set[str]) -> bo
     return {request_id_of(k) for k in found} == expected and all(
         status == "COMPLETED" for status, _ in found.values()
     )
-
-
-def relayed_calls(fiedler_url: str, tool: str) -> float:
-    """Relayed calls of ``tool`` Fiedler carried out, from its /metrics."""
-    text = httpx.get(f"{fiedler_url}/metrics", timeout=10).text
-    pattern = rf'^mad_relayed_calls_total\{{tool="{tool}"\}} ([0-9.e+]+)$'
-    match = re.search(pattern, text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 @pytest.mark.timeout(900)

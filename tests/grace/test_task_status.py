@@ -18,7 +18,7 @@ from mads.fiedler.contract import CONTRACT as FIEDLER
 from mads.fiedler.contract import TASK_STATUS_CHANNEL
 from mads.grace import task_status
 from mads.grace.task_status import TaskStatuses
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, connected_bus
 from tests.support.waiting import async_wait_for
 
 TOOLS = FIEDLER.tasks
@@ -43,16 +43,9 @@ class Owner:
         self.state = {**self.state, "status": status, "updated_at": updated_at}
 
 
-async def bus_for(server: RedisServer, sender: str) -> Bus:
-    bus = Bus(host="127.0.0.1", port=server.port, password=server.password, sender_id=sender)
-    await bus.start()
-    assert await bus.wait_connected(10)
-    return bus
-
-
 @contextlib.asynccontextmanager
 async def following(server: RedisServer) -> AsyncIterator[tuple[TaskStatuses, Bus]]:
-    grace, fiedler = await bus_for(server, "grace"), await bus_for(server, "fiedler")
+    grace, fiedler = await connected_bus(server, "grace"), await connected_bus(server, "fiedler")
     statuses = TaskStatuses(grace, {"fiedler": TOOLS}, logging.getLogger("test"))
     runner = asyncio.create_task(statuses.run())
     try:
@@ -184,7 +177,7 @@ async def test_the_status_channel_is_listened_to_only_while_a_task_is_kept(
     not take them in, and answers read before it listens are read again."""
     monkeypatch.setattr(task_status, "KEEP_S", 1.0)
     monkeypatch.setattr(task_status, "FOLLOW_CHECK_S", 0.1)
-    grace = await bus_for(redis_server, "grace")
+    grace = await connected_bus(redis_server, "grace")
     statuses = TaskStatuses(grace, {"fiedler": TOOLS}, logging.getLogger("test"))
     runner = asyncio.create_task(statuses.run())
     owner = Owner()

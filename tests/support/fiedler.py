@@ -1,13 +1,16 @@
 """Fiedler as a real process for a test: its task store read straight from the SQLite file,
-its tools called over MCP, and a task waited for until it is done."""
+its tools called over MCP, a task waited for until it is done, and what its /metrics count."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from mads.core.mcp_client import call_tool
 from tests.support.group import ProcessGroup
@@ -66,3 +69,11 @@ async def wait_terminal(fiedler: Fiedler, task_id: str, timeout: float = 30) -> 
         return status if status["status"] in TERMINAL else None
 
     return await async_wait_for(finished, timeout=timeout, interval=0.1, what=f"task {task_id}")
+
+
+def relayed_calls(fiedler_url: str, tool: str) -> float:
+    """Relayed calls of ``tool`` Fiedler carried out, from its /metrics."""
+    text = httpx.get(f"{fiedler_url}/metrics", timeout=10).text
+    pattern = rf'^mad_relayed_calls_total\{{tool="{tool}"\}} ([0-9.e+]+)$'
+    match = re.search(pattern, text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0

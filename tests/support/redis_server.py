@@ -6,10 +6,12 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import redis
 from madgroup import topology
 
+from mads.core.bus import Bus
 from tests.support import processes
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
@@ -112,3 +114,18 @@ class RedisServer:
             return
         processes.stop(self.process, kill=kill)
         self.process = None
+
+
+async def connected_bus(server: RedisServer, sender: str, **options: Any) -> Bus:
+    """A :class:`Bus` on ``server`` as ``sender`` (administrator's password; ``options``
+    as :class:`Bus` takes them), started and connected."""
+    bus = Bus(
+        host="127.0.0.1",
+        port=server.port,
+        password=server.password,
+        sender_id=sender,
+        **options,
+    )
+    await bus.start()
+    assert await bus.wait_connected(10)
+    return bus
